@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * Shared helpers of the omx test programs: device lookup by name, the
+ * omx driver ioctl, readable event names and a few checked wrappers.
+ * Each program exits 0 on success, 1 on a test failure, 2 on bad usage.
+ */
+#ifndef OMX_TEST_COMMON_H
+#define OMX_TEST_COMMON_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <infiniband/verbs.h>
+
+#define die(...) do { fprintf(stderr, "FAIL: " __VA_ARGS__); \
+		      fputc('\n', stderr); exit(1); } while (0)
+
+static inline double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Opens the named device; dies with the list of devices if it is missing. */
+static inline struct ibv_context *open_by_name(const char *name)
+{
+	struct ibv_device **list;
+	struct ibv_context *ctx = NULL;
+	int i, n;
+
+	list = ibv_get_device_list(&n);
+	if (!list)
+		die("ibv_get_device_list: %s", strerror(errno));
+	for (i = 0; i < n; i++) {
+		if (strcmp(ibv_get_device_name(list[i]), name))
+			continue;
+		ctx = ibv_open_device(list[i]);
+		if (!ctx)
+			die("ibv_open_device(%s): %s", name, strerror(errno));
+		break;
+	}
+	if (!ctx) {
+		fprintf(stderr, "devices:");
+		for (i = 0; i < n; i++)
+			fprintf(stderr, " %s", ibv_get_device_name(list[i]));
+		fputc('\n', stderr);
+		die("device %s not found", name);
+	}
+	ibv_free_device_list(list);
+	return ctx;
+}
+
+/* Creates an empty file so a scenario script knows we reached a point. */
+static inline void touch(const char *path)
+{
+	FILE *f;
+
+	if (!path)
+		return;
+	f = fopen(path, "w");
+	if (!f)
+		die("create %s: %s", path, strerror(errno));
+	fclose(f);
+}
+
+#endif

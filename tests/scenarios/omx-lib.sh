@@ -1,0 +1,59 @@
+# shellcheck shell=bash
+# Helpers shared by the omx scenarios (sourced in the guest, after
+# tests/vm/guest-lib.sh).  The standard topology is two network namespaces
+# joined by a veth pair, one omx device on each end:
+#
+#   nsA: vethA -- omx0            nsB: vethB -- omx1
+#
+# The rdma subsystem runs in netns "shared" mode (the default), so the
+# devices are visible from every namespace, while `rdma link add` resolves
+# the netdev name in the caller's namespace.
+
+PROGS="$REPO/tests/progs/bin"
+
+# eui64 MAC: prints the node GUID ibv_devices shows for a MAC address.
+eui64() {
+	local IFS=: b
+	read -r -a b <<<"$1"
+	printf '%02x%s%s%sfffe%s%s%s\n' $((0x${b[0]} ^ 2)) "${b[1]}" "${b[2]}" \
+		"${b[3]}" "${b[4]}" "${b[5]}"
+}
+
+# The link-local GID of a MAC as ibv_devinfo prints it.
+gid0_of_mac() {
+	local g
+	g=$(eui64 "$1")
+	printf 'fe80:0000:0000:0000:%s:%s:%s:%s\n' "${g:0:4}" "${g:4:4}" \
+		"${g:8:4}" "${g:12:4}"
+}
+
+mac_of() { # NS IF
+	ip -n "$1" -o link show "$2" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p'
+}
+
+# ibv_devinfo -v field value of port 1, e.g. port_field omx0 active_mtu.
+port_field() {
+	ibv_devinfo -v -d "$1" | sed -n "s/^[[:space:]]*$2:[[:space:]]*//p" | head -n1
+}
+
+omx_setup() {
+	load_rdma_omx
+	install_omx_provider
+	netns_pair nsA nsB vethA vethB "${1:-1500}"
+	ip netns exec nsA rdma link add omx0 type omx netdev vethA ||
+		fail "rdma link add omx0 failed"
+	ip netns exec nsB rdma link add omx1 type omx netdev vethB ||
+		fail "rdma link add omx1 failed"
+	wait_for "ibv_devices | grep -q omx1" 10 || fail "omx devices did not appear"
+}
+
+# Deletes whatever omx links remain and unloads the module: every scenario
+# ends with it, so module unload is exercised after each one.
+omx_teardown() {
+	local d
+	for d in $(rdma -j dev show 2>/dev/null | grep -o '"ifname":"omx[^"]*"' | cut -d'"' -f4); do
+		rdma link delete "$d" || fail "rdma link delete $d failed"
+	done
+	timeout 60 rmmod rdma_omx || fail "rmmod rdma_omx failed or hung"
+	log "rdma_omx unloaded"
+}
