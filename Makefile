@@ -1,0 +1,134 @@
+# omx-verbs top-level build.  The README's two commands:
+#   make demo   - build everything, boot a VM, show the omx devices
+#   make test   - lint, unit tests, every VM scenario on both guest kernels
+#
+# Variables:
+#   KERNEL=6.1          default guest kernel (its module is kmod-shim/rdma_omx.ko)
+#   KERNELS="6.1 6.12"  kernels `make test` / `make vm-test` cover
+#   SCENARIOS="..."     scenario names (tests/scenarios/<name>.sh) for vm-test
+#   KDIR=...            `make kmod-local KDIR=...` builds against any kernel tree
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+KERNEL ?= 6.1
+KERNELS ?= 6.1 6.12
+CARGO ?= cargo
+SCENARIOS ?= omx-devices omx-port-events omx-netdev-changes omx-resources \
+	omx-comp-events omx-hotunplug omx-rmmod-busy omx-link-cycles
+VM_TIMEOUT ?= 600
+
+PROVIDER_SO := target/release/libomx-rdmav34.so
+KMOD_SRCS := $(wildcard kmod-shim/*.c kmod-shim/*.h kmod-shim/Kbuild \
+	kmod-shim/Makefile kmod-shim/include/uapi/*.h)
+
+.PHONY: all deps build provider kmod kmod-local progs lint fmt-check clippy \
+	kmod-warnings checkpatch unit vm-test rxe-baseline test demo bench clean
+
+all: build
+
+# Host packages and guest-kernel headers (idempotent; needs root).
+deps:
+	@tests/vm/setup-host.sh
+
+build: deps provider kmod progs
+
+provider:
+	@echo "== provider: cargo build --release"
+	$(CARGO) build --release -p omx-provider
+	cp target/release/libomx_provider.so $(PROVIDER_SO)
+
+# One module per guest kernel, each built in its own copy of the sources
+# (build/kmod/<kver>/), W=1; the default kernel's module is also copied to
+# kmod-shim/rdma_omx.ko.
+kmod: $(KMOD_SRCS)
+	@for s in $(sort $(KERNELS) $(KERNEL)); do \
+		kver=$$(tests/vm/kernel.sh "$$s"); \
+		kdir=$$(tests/vm/kernel.sh --headers "$$s"); \
+		out=build/kmod/$$kver; \
+		echo "== kmod: rdma_omx for $$kver (W=1)"; \
+		mkdir -p "$$out"; \
+		tar -C kmod-shim --exclude='*.ko' --exclude='*.o' --exclude='.*.cmd' \
+			--exclude='*.mod*' --exclude='modules.order' \
+			--exclude='Module.symvers' -cf - . | tar -C "$$out" -xf -; \
+		$(MAKE) -s -C "$$kdir" M="$(CURDIR)/$$out" W=1 modules 2>&1 \
+			| tee "$$out/build.log"; \
+		test -f "$$out/rdma_omx.ko"; \
+		if [ "$$s" = "$(KERNEL)" ]; then cp "$$out/rdma_omx.ko" kmod-shim/rdma_omx.ko; fi; \
+	done
+
+kmod-local:
+	$(MAKE) -C kmod-shim KDIR=$(KDIR)
+
+progs:
+	@echo "== test programs"
+	$(MAKE) -s -C tests/progs
+
+lint: fmt-check clippy kmod-warnings checkpatch
+
+fmt-check:
+	@echo "== rustfmt"
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	@echo "== clippy -D warnings"
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The module must build without a single warning (W=1) on every kernel.
+kmod-warnings: kmod
+	@for s in $(KERNELS); do \
+		log=build/kmod/$$(tests/vm/kernel.sh "$$s")/build.log; \
+		if grep -E 'warning:|error:' "$$log"; then \
+			echo "kmod: warnings in $$log"; exit 1; fi; \
+	done; echo "== kmod: no warnings on $(KERNELS)"
+
+checkpatch:
+	@echo "== checkpatch"
+	@kmod-shim/checkpatch.sh
+
+unit:
+	@echo "== cargo test"
+	$(CARGO) test --workspace
+
+# Every scenario on every kernel; one VM boot per scenario so a kernel
+# warning is blamed on the scenario that caused it.
+vm-test: build
+	@pass=0; failed=(); \
+	for k in $(KERNELS); do for s in $(SCENARIOS); do \
+		if tests/vm/run --kernel "$$k" --name "$$s" --timeout $(VM_TIMEOUT) \
+			"tests/scenarios/$$s.sh"; then pass=$$((pass + 1)); \
+		else failed+=("$$s@$$k"); fi; \
+	done; done; \
+	if [ $${#failed[@]} -gt 0 ]; then echo "failed: $${failed[*]}"; fi; \
+	echo "vm-test: $$pass passed, $${#failed[@]} failed"; \
+	[ $${#failed[@]} -eq 0 ]
+
+# Soft-RoCE baseline: proves the bed and gives the numbers to beat.
+rxe-baseline: deps
+	@pass=0; failed=(); \
+	for k in $(KERNELS); do \
+		if tests/vm/run --kernel "$$k" --name rxe-baseline --timeout $(VM_TIMEOUT) \
+			tests/scenarios/rxe-baseline.sh; then pass=$$((pass + 1)); \
+		else failed+=("rxe-baseline@$$k"); fi; \
+	done; \
+	if tests/vm/run --kernel $(KERNEL) --vms 2 --name rxe-baseline-2vm \
+		--timeout $(VM_TIMEOUT) tests/scenarios/rxe-baseline.sh; then \
+		pass=$$((pass + 1)); else failed+=("rxe-baseline-2vm@$(KERNEL)"); fi; \
+	if [ $${#failed[@]} -gt 0 ]; then echo "failed: $${failed[*]}"; fi; \
+	echo "rxe-baseline: $$pass passed, $${#failed[@]} failed"; \
+	[ $${#failed[@]} -eq 0 ]
+
+test: build lint unit rxe-baseline vm-test
+
+demo: build
+	@tests/vm/run --kernel $(KERNEL) --name demo --timeout $(VM_TIMEOUT) --show \
+		tests/scenarios/demo.sh
+
+bench: build
+	@tests/vm/bench-rxe.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf build kmod-shim/rdma_omx.ko
+	$(MAKE) -s -C tests/progs clean
