@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * rdma_omx: kernel side of the omx-verbs provider.
+ *
+ * The module registers one ib_device per Ethernet netdev and keeps shadow
+ * objects (ucontext = endpoint, PD, CQ, QP, MR) so that libibverbs, uverbs
+ * and restrack see a normal RDMA device.  It does no packet I/O: the data
+ * path runs in user space over raw Ethernet (EtherType 0x86DF).
+ *
+ * Objects, references and locks (see also docs/kmod.md):
+ *
+ *  omx_device   embeds the ib_device.  Allocated by newlink, freed by the
+ *               ib core after ops.dealloc_driver.  Sits on omx_dev_list
+ *               from just before ib_register_device() until dealloc_driver.
+ *               Holds one netdev reference (netdev_tracker) for its whole
+ *               life, dropped in dealloc_driver.
+ *               Users outside the ib core pin it with ib_device_try_get()
+ *               found under omx_dev_list_lock.
+ *  omx_ucontext one per open uverbs file: the endpoint.  Created and freed
+ *               by uverbs; the core serializes it against every object of
+ *               the context, so it needs no lock of its own.
+ *  omx_cq       notify_work runs on omx_wq; destroy_cq cancels it
+ *               synchronously before the core frees the CQ.
+ *  omx_qp       shadow attributes under qp->lock (a mutex, modify/query).
+ *  omx_mr       key index in sdev->mr_xa (xarray internal lock).
+ *  endpoint_xa, qp_xa, mr_xa: cyclic id allocators; they only store
+ *               pointers for debugging and future lookups, nobody
+ *               dereferences them today, so they hold no references.
+ *
+ * Lock order (outer first):
+ *   omx_link_mutex -> rtnl_lock -> omx_dev_list_lock
+ * The netdev notifier runs under RTNL and takes omx_dev_list_lock.
+ * Nothing takes RTNL or calls ib_(un)register_device() while holding
+ * omx_dev_list_lock, because dealloc_driver takes it.
+ */
+#ifndef _RDMA_OMX_H
+#define _RDMA_OMX_H
+
+#include <linux/atomic.h>
+#include <linux/bits.h>
+#include <linux/idr.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/netdevice.h>
+#include <linux/version.h>
+#include <linux/workqueue.h>
+#include <linux/xarray.h>
+#include <rdma/ib_verbs.h>
+#include <rdma/uverbs_ioctl.h>
+
+#include "include/uapi/rdma_omx_abi.h"
+
+#define DRV_NAME		"rdma_omx"
+
+/*
+ * Device limits: what the user-space provider honours.  Rings live in user
+ * memory, so CQ and WR depths cost the kernel nothing.
+ */
+#define OMX_MAX_QP		65536
+#define OMX_MAX_QP_WR		16384
+#define OMX_MAX_SGE		16
+#define OMX_MAX_SGE_RD		16
+#define OMX_MAX_CQ		65536
+#define OMX_MAX_CQE		65536
+#define OMX_MAX_MR		BIT(20)
+#define OMX_MAX_PD		65536
+#define OMX_MAX_AH		65536
+#define OMX_MAX_RD_ATOM		16
+#define OMX_MAX_RES_RD_ATOM	(OMX_MAX_QP * OMX_MAX_RD_ATOM)
+#define OMX_MAX_MSG_SZ		0x80000000U	/* 2 GiB, IBTA maximum */
+#define OMX_LOCAL_CA_ACK_DELAY	15
+#define OMX_HW_VER		1
+
+#define OMX_GID_TBL_LEN		64
+#define OMX_PKEY_TBL_LEN	1
+#define OMX_DEFAULT_PKEY	0xffff
+
+/*
+ * Bytes of every Ethernet frame reserved for the omx headers and the
+ * Ethernet header/CRC when mapping the netdev MTU to an IB path MTU.
+ */
+#define OMX_FRAME_OVERHEAD	64
+
+/* MR keys: lkey = rkey = index << 8 | 8-bit rolling tag. */
+#define OMX_MR_TAG_BITS		8
+#define OMX_MR_INDEX_MIN	1
+#define OMX_MR_INDEX_MAX	((1U << (32 - OMX_MR_TAG_BITS)) - 1)
+
+/* Completion-event requests a CQ may have queued at a time. */
+#define OMX_CQ_MAX_PENDING	65536
+
+/* MR access flags the shadow accepts (remote atomics are only recorded). */
+#define OMX_MR_ACCESS_SUPPORTED						\
+	(IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE |		\
+	 IB_ACCESS_REMOTE_READ | IB_ACCESS_REMOTE_ATOMIC |		\
+	 IB_ACCESS_HUGETLB | IB_ACCESS_OPTIONAL)
+
+/*
+ * The only kernel version dependencies (built and tested on 6.1 and 6.12):
+ * 6.11 turned the udata of create_cq into a uverbs_attr_bundle and added
+ * ib_mark_name_assigned_by_user().
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
+#define OMX_CREATE_CQ_UATTRS 1
+#define OMX_HAS_NAME_ASSIGN_TYPE 1
+#endif
+
+struct omx_device {
+	struct ib_device base_dev;
+	/* Bound netdev, pinned by netdev_tracker until dealloc_driver. */
+	struct net_device *netdev;
+	netdevice_tracker netdev_tracker;
+	/* Entry on omx_dev_list, under omx_dev_list_lock. */
+	struct list_head list;
+	/*
+	 * Port state last reported through ib_dispatch_event; written under
+	 * RTNL, read locklessly by query_port (the state users see).
+	 */
+	enum ib_port_state last_state;
+
+	/*
+	 * Endpoint index -> omx_ucontext.  Allocated cyclically, like the
+	 * QP slots of a context, so that a number just released is not
+	 * handed out again at once and stale frames of a closed endpoint
+	 * do not reach its successor.
+	 */
+	struct xarray endpoint_xa;
+	u32 endpoint_next;		/* cyclic cursor of endpoint_xa */
+	struct xarray mr_xa;		/* MR key index -> omx_mr */
+	u32 mr_next;			/* cyclic cursor of mr_xa */
+	atomic_t mr_tag;		/* rolling low byte of MR keys */
+
+	/* Object counts, checked against the device limits. */
+	atomic_t num_ctx;
+	atomic_t num_pd;
+	atomic_t num_cq;
+	atomic_t num_qp;
+	atomic_t num_mr;
+};
+
+/* An Open-MX endpoint: one per ib_ucontext (ibv_open_device()). */
+struct omx_ucontext {
+	struct ib_ucontext base_ucontext;
+	u32 endpoint;			/* upper bits of every QPN */
+	struct xarray qp_xa;		/* QPN slot -> omx_qp */
+	u32 qp_next;			/* cyclic cursor of qp_xa */
+};
+
+struct omx_pd {
+	struct ib_pd base_pd;
+};
+
+struct omx_cq {
+	struct ib_cq base_cq;
+	/* Raises comp_handler once per pending request, on omx_wq. */
+	struct work_struct notify_work;
+	atomic_t notify_pending;	/* requests not yet raised */
+	atomic_t in_handler;		/* debug: comp_handler is running */
+};
+
+/* Shadow of the attributes user space set through modify_qp. */
+struct omx_qp_shadow {
+	enum ib_qp_state state;
+	enum ib_mtu path_mtu;
+	u32 qkey;
+	u32 rq_psn;
+	u32 sq_psn;
+	u32 dest_qp_num;
+	int qp_access_flags;
+	u16 pkey_index;
+	u8 port_num;
+	u8 timeout;
+	u8 retry_cnt;
+	u8 rnr_retry;
+	u8 min_rnr_timer;
+	u8 max_rd_atomic;
+	u8 max_dest_rd_atomic;
+};
+
+struct omx_qp {
+	struct ib_qp base_qp;
+	struct omx_ucontext *uctx;	/* owner; outlives the QP */
+	u32 slot;			/* qp_num & OMX_QPN_SLOT_MASK */
+	struct ib_qp_cap cap;		/* as created */
+	enum ib_sig_type sq_sig_type;
+	struct mutex lock;		/* protects attr */
+	struct omx_qp_shadow attr;
+};
+
+struct omx_mr {
+	struct ib_mr base_mr;
+	u32 index;			/* key >> OMX_MR_TAG_BITS, in mr_xa */
+	u64 start;			/* user virtual address */
+	int access;
+};
+
+static inline struct omx_device *to_omx_dev(struct ib_device *base_dev)
+{
+	return container_of(base_dev, struct omx_device, base_dev);
+}
+
+static inline struct omx_ucontext *to_omx_ctx(struct ib_ucontext *base_ctx)
+{
+	return container_of(base_ctx, struct omx_ucontext, base_ucontext);
+}
+
+static inline struct omx_pd *to_omx_pd(struct ib_pd *base_pd)
+{
+	return container_of(base_pd, struct omx_pd, base_pd);
+}
+
+static inline struct omx_cq *to_omx_cq(struct ib_cq *base_cq)
+{
+	return container_of(base_cq, struct omx_cq, base_cq);
+}
+
+static inline struct omx_qp *to_omx_qp(struct ib_qp *base_qp)
+{
+	return container_of(base_qp, struct omx_qp, base_qp);
+}
+
+static inline struct omx_mr *to_omx_mr(struct ib_mr *base_mr)
+{
+	return container_of(base_mr, struct omx_mr, base_mr);
+}
+
+#define omx_dbg(ibdev, fmt, ...)					\
+	ibdev_dbg(ibdev, "%s: " fmt, __func__, ##__VA_ARGS__)
+
+#define omx_dbg_ctx(ctx, fmt, ...)					\
+	ibdev_dbg((ctx)->base_ucontext.device, "EP[%u] %s: " fmt,	\
+		  (ctx)->endpoint, __func__, ##__VA_ARGS__)
+
+#define omx_dbg_cq(cq, fmt, ...)					\
+	ibdev_dbg((cq)->base_cq.device, "CQ[%u] %s: " fmt,		\
+		  (cq)->base_cq.res.id, __func__, ##__VA_ARGS__)
+
+#define omx_dbg_qp(qp, fmt, ...)					\
+	ibdev_dbg((qp)->base_qp.device, "QP[%u] %s: " fmt,		\
+		  (qp)->base_qp.qp_num, __func__, ##__VA_ARGS__)
+
+#define omx_dbg_mr(mr, fmt, ...)					\
+	ibdev_dbg((mr)->base_mr.device, "MR[0x%08x] %s: " fmt,	\
+		  (mr)->base_mr.lkey, __func__, ##__VA_ARGS__)
+
+/* omx_main.c */
+extern struct workqueue_struct *omx_wq;
+enum ib_port_state omx_netdev_port_state(struct net_device *netdev);
+enum ib_mtu omx_netdev_ib_mtu(struct net_device *netdev);
+
+/* omx_uapi.c */
+extern const struct uapi_definition omx_uapi_defs[];
+void omx_cq_notify_work(struct work_struct *work);
+
+/* omx_verbs.c: device and port */
+int omx_query_device(struct ib_device *base_dev, struct ib_device_attr *attr,
+		     struct ib_udata *udata);
+int omx_query_port(struct ib_device *base_dev, u32 port,
+		   struct ib_port_attr *attr);
+int omx_get_port_immutable(struct ib_device *base_dev, u32 port,
+			   struct ib_port_immutable *immutable);
+enum rdma_link_layer omx_get_link_layer(struct ib_device *base_dev,
+					u32 port);
+int omx_query_pkey(struct ib_device *base_dev, u32 port, u16 index,
+		   u16 *pkey);
+void omx_get_dev_fw_str(struct ib_device *base_dev, char *str);
+
+/* omx_verbs.c: objects */
+int omx_alloc_ucontext(struct ib_ucontext *base_ctx, struct ib_udata *udata);
+void omx_dealloc_ucontext(struct ib_ucontext *base_ctx);
+void omx_disassociate_ucontext(struct ib_ucontext *base_ctx);
+int omx_alloc_pd(struct ib_pd *base_pd, struct ib_udata *udata);
+int omx_dealloc_pd(struct ib_pd *base_pd, struct ib_udata *udata);
+#ifdef OMX_CREATE_CQ_UATTRS
+int omx_create_cq(struct ib_cq *base_cq, const struct ib_cq_init_attr *attr,
+		  struct uverbs_attr_bundle *attrs);
+#else
+int omx_create_cq(struct ib_cq *base_cq, const struct ib_cq_init_attr *attr,
+		  struct ib_udata *udata);
+#endif
+int omx_destroy_cq(struct ib_cq *base_cq, struct ib_udata *udata);
+int omx_create_qp(struct ib_qp *base_qp, struct ib_qp_init_attr *attr,
+		  struct ib_udata *udata);
+int omx_modify_qp(struct ib_qp *base_qp, struct ib_qp_attr *attr,
+		  int attr_mask, struct ib_udata *udata);
+int omx_query_qp(struct ib_qp *base_qp, struct ib_qp_attr *attr,
+		 int attr_mask, struct ib_qp_init_attr *init_attr);
+int omx_destroy_qp(struct ib_qp *base_qp, struct ib_udata *udata);
+struct ib_mr *omx_reg_user_mr(struct ib_pd *base_pd, u64 start, u64 length,
+			      u64 virt, int access, struct ib_udata *udata);
+int omx_dereg_mr(struct ib_mr *base_mr, struct ib_udata *udata);
+
+/* omx_verbs.c: restrack driver attributes */
+int omx_fill_res_cq_entry(struct sk_buff *msg, struct ib_cq *base_cq);
+int omx_fill_res_mr_entry(struct sk_buff *msg, struct ib_mr *base_mr);
+int omx_fill_res_qp_entry(struct sk_buff *msg, struct ib_qp *base_qp);
+
+#endif /* _RDMA_OMX_H */
