@@ -15,7 +15,7 @@ PROGS="$REPO/tests/progs/bin"
 eui64() {
 	local IFS=: b
 	read -r -a b <<<"$1"
-	printf '%02x%s%s%sfffe%s%s%s\n' $((0x${b[0]} ^ 2)) "${b[1]}" "${b[2]}" \
+	printf '%02x%s%sfffe%s%s%s\n' $((0x${b[0]} ^ 2)) "${b[1]}" "${b[2]}" \
 		"${b[3]}" "${b[4]}" "${b[5]}"
 }
 
@@ -38,6 +38,10 @@ port_field() {
 
 omx_setup() {
 	load_rdma_omx
+	# The module's debug lines (state transitions, endpoints) go to dmesg,
+	# which the runner keeps in the log folder.
+	mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
+	echo 'module rdma_omx +p' >/sys/kernel/debug/dynamic_debug/control || true
 	install_omx_provider
 	netns_pair nsA nsB vethA vethB "${1:-1500}"
 	ip netns exec nsA rdma link add omx0 type omx netdev vethA ||

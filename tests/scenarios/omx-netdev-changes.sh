@@ -24,10 +24,12 @@ wait_for "ibv_devinfo -v -d omx0 | grep -Eq 'GID\\[ *0\\]:[[:space:]]+$(gid0_of_
 	fail "GID[0] did not follow the MAC change"
 log "MAC change followed"
 
+ip -n nsA link set vethA down
 ip -n nsA link set vethA name vethRenamed
+ip -n nsA link set vethRenamed up
+wait_for "ibv_devinfo -d omx0 | grep -q PORT_ACTIVE" 10 || fail "port not active after rename"
 ip netns exec nsA rdma link show omx0/1 | grep -q 'netdev vethRenamed' ||
 	fail "rdma link did not follow the rename"
-ibv_devinfo -d omx0 | grep -q PORT_ACTIVE || fail "port not active after rename"
 "$PROGS/omx_objects" -d omx0 -q 3 >/dev/null || fail "device unusable after changes"
 log "rename followed"
 omx_teardown
