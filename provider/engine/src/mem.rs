@@ -1,0 +1,121 @@
+//! Access to registered memory, behind a trait so the engine never touches
+//! raw pointers: the provider implements it over its MR table (with PD
+//! checks), tests use [`crate::testing::FakeMemory`].
+
+use crate::wr::SgList;
+
+/// The right an access needs (`ibv_access_flags` / local use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Gather from a local MR (lkey) for a SEND or RDMA WRITE.
+    LocalRead,
+    /// Scatter into a local MR (lkey): receive WQE or READ response
+    /// (needs IBV_ACCESS_LOCAL_WRITE).
+    LocalWrite,
+    /// Remote read through an rkey (IBV_ACCESS_REMOTE_READ).
+    RemoteRead,
+    /// Remote write through an rkey (IBV_ACCESS_REMOTE_WRITE).
+    RemoteWrite,
+    /// Remote atomic through an rkey (IBV_ACCESS_REMOTE_ATOMIC).
+    RemoteAtomic,
+}
+
+/// Why an access was refused. Maps to IBV_WC_LOC_PROT_ERR for local
+/// accesses and to NAK remote access error for remote ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MemError {
+    /// No MR with this key (in this QP's PD).
+    InvalidKey,
+    /// The range is not inside the MR.
+    OutOfBounds,
+    /// The MR lacks the access right.
+    AccessDenied,
+}
+
+/// Registered memory as seen by one QP (already restricted to its PD).
+///
+/// Implementations check key, rights and bounds before copying and must
+/// not panic on any input. A zero-length access with any key is allowed by
+/// the engine's callers only where IBTA allows it (zero-length RDMA), so
+/// implementations may treat `len == 0` like any other length.
+pub trait MemoryAccess {
+    /// Checks that `[addr, addr + len)` of the MR named `key` allows
+    /// `access`.
+    fn check(&self, key: u32, addr: u64, len: u64, access: Access) -> Result<(), MemError>;
+
+    /// Copies `dst.len()` bytes from the MR into `dst`.
+    fn read(&self, key: u32, addr: u64, dst: &mut [u8], access: Access) -> Result<(), MemError>;
+
+    /// Copies `src` into the MR.
+    fn write(&mut self, key: u32, addr: u64, src: &[u8], access: Access) -> Result<(), MemError>;
+}
+
+/// Gathers `dst.len()` bytes starting at message offset `off` from `sg`.
+pub(crate) fn gather<M: MemoryAccess + ?Sized>(
+    mem: &M,
+    sg: &SgList,
+    mut off: u64,
+    dst: &mut [u8],
+    access: Access,
+) -> Result<(), MemError> {
+    let mut done = 0usize;
+    for sge in sg.as_slice() {
+        if done == dst.len() {
+            break;
+        }
+        let len = u64::from(sge.length);
+        if off >= len {
+            off -= len;
+            continue;
+        }
+        let n = ((len - off) as usize).min(dst.len() - done);
+        mem.read(
+            sge.lkey,
+            sge.addr.wrapping_add(off),
+            &mut dst[done..done + n],
+            access,
+        )?;
+        done += n;
+        off = 0;
+    }
+    if done == dst.len() {
+        Ok(())
+    } else {
+        Err(MemError::OutOfBounds)
+    }
+}
+
+/// Scatters `src` into `sg` at message offset `off`. The caller has
+/// checked `off + src.len() <= sg.total_len()`.
+pub(crate) fn scatter<M: MemoryAccess + ?Sized>(
+    mem: &mut M,
+    sg: &SgList,
+    mut off: u64,
+    src: &[u8],
+) -> Result<(), MemError> {
+    let mut done = 0usize;
+    for sge in sg.as_slice() {
+        if done == src.len() {
+            break;
+        }
+        let len = u64::from(sge.length);
+        if off >= len {
+            off -= len;
+            continue;
+        }
+        let n = ((len - off) as usize).min(src.len() - done);
+        mem.write(
+            sge.lkey,
+            sge.addr.wrapping_add(off),
+            &src[done..done + n],
+            Access::LocalWrite,
+        )?;
+        done += n;
+        off = 0;
+    }
+    if done == src.len() {
+        Ok(())
+    } else {
+        Err(MemError::OutOfBounds)
+    }
+}

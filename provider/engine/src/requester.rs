@@ -1,0 +1,612 @@
+//! RC requester: segmentation, credits, go-back-N retransmission, ACK/NAK
+//! and READ response processing (docs/wire.md §5, §9, §10.2).
+//!
+//! Invariants:
+//! - `sq` holds every posted, not yet completed WQE in posting order;
+//!   entries `< cursor` and the cursor entry (if started) have PSNs.
+//! - `una <= next_psn <= sent_end` (modular): `una` is the oldest PSN not
+//!   known to be executed (or, for a READ, the first response not placed),
+//!   `next_psn` the PSN of the next packet to (re)send, `sent_end` one past
+//!   the highest PSN ever sent.
+//! - A request packet is sent only if its PSN is `<= limit` (peer credits)
+//!   and the span `una..=psn` (READ: the whole chunk) fits `rx_window`.
+
+use std::collections::VecDeque;
+
+use omx_wire::{Aeth, Ext, Frame, NakCode, Opcode, Position, Psn, Reth, Syndrome};
+
+use crate::mem::{self, Access, MemoryAccess};
+use crate::qp::{Ctx, Fatal};
+use crate::state::{rnr_timer, RNR_RETRY_INFINITE};
+use crate::time::{Duration, Instant};
+use crate::timer::Timer;
+use crate::wr::{SendOp, SendWr, WcQueue, WcStatus, WorkCompletion};
+
+#[derive(Debug, Clone, Copy)]
+struct SqEntry {
+    wr: SendWr,
+    len: u32,
+    first_psn: Psn,
+    npsn: u32,
+    assigned: bool,
+    /// READ: response packets placed, in PSN order.
+    read_done: u32,
+}
+
+impl SqEntry {
+    fn is_read(&self) -> bool {
+        matches!(self.wr.op, SendOp::RdmaRead { .. })
+    }
+
+    fn contains(&self, psn: Psn) -> bool {
+        self.assigned && {
+            let d = psn.diff(self.first_psn);
+            d >= 0 && (d as u32) < self.npsn
+        }
+    }
+}
+
+fn npackets(len: u32, mtu: u32) -> u32 {
+    len.div_ceil(mtu).max(1)
+}
+
+#[derive(Debug)]
+pub(crate) struct Requester {
+    sq: VecDeque<SqEntry>,
+    cursor: usize,
+    cursor_pkt: u32,
+    next_psn: Psn,
+    una: Psn,
+    sent_end: Psn,
+    limit: Psn,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retry_cnt: u8,
+    pub(crate) rnr_retry: u8,
+    pub(crate) max_rd_atomic: usize,
+    retry_left: u8,
+    rnr_left: u8,
+    rnr_wait: bool,
+    /// PSN of the last NAK / READ gap we rewound for (ignore repeats until
+    /// progress).
+    nak_guard: Option<Psn>,
+    /// Last PSN of every outstanding READ request (chunk).
+    read_chunks: VecDeque<Psn>,
+}
+
+impl Requester {
+    pub(crate) fn new(sq_depth: usize) -> Self {
+        Requester {
+            sq: VecDeque::with_capacity(sq_depth),
+            cursor: 0,
+            cursor_pkt: 0,
+            next_psn: Psn::new(0),
+            una: Psn::new(0),
+            sent_end: Psn::new(0),
+            limit: Psn::new(0),
+            timeout: crate::state::transport_timeout(14),
+            retry_cnt: 7,
+            rnr_retry: 7,
+            max_rd_atomic: 16,
+            retry_left: 7,
+            rnr_left: 7,
+            rnr_wait: false,
+            nak_guard: None,
+            read_chunks: VecDeque::with_capacity(256),
+        }
+    }
+
+    /// RTR→RTS: start sending at `sq_psn`.
+    pub(crate) fn start(&mut self, sq_psn: Psn) {
+        self.next_psn = sq_psn;
+        self.una = sq_psn;
+        self.sent_end = sq_psn;
+        self.limit = sq_psn.add(u32::from(omx_wire::INITIAL_CREDITS)).sub(1);
+        self.retry_left = self.retry_cnt;
+        self.rnr_left = self.rnr_retry;
+    }
+
+    pub(crate) fn post(&mut self, wr: SendWr, len: u32) {
+        self.sq.push_back(SqEntry {
+            wr,
+            len,
+            first_psn: Psn::new(0),
+            npsn: 0,
+            assigned: false,
+            read_done: 0,
+        });
+    }
+
+    fn outstanding(&self) -> bool {
+        self.una != self.sent_end
+    }
+
+    /// Moves the cursor to `psn` (which must belong to a started WQE or be
+    /// the PSN right after the last started one).
+    fn seek(&mut self, psn: Psn) {
+        for (i, e) in self.sq.iter().enumerate() {
+            if !e.assigned {
+                break;
+            }
+            if e.contains(psn) {
+                self.cursor = i;
+                self.cursor_pkt = psn.diff(e.first_psn) as u32;
+                self.next_psn = psn;
+                return;
+            }
+            if e.first_psn.add(e.npsn) == psn {
+                self.cursor = i + 1;
+                self.cursor_pkt = 0;
+                self.next_psn = psn;
+            }
+        }
+    }
+
+    /// Go-back-N: resend from `psn`.
+    fn rewind(&mut self, ctx: &mut Ctx, psn: Psn) {
+        if psn.before(self.next_psn) {
+            ctx.stats.rewinds += 1;
+            self.seek(psn);
+            self.read_chunks.clear();
+        }
+    }
+
+    fn update_limit(&mut self, psn: Psn, credits: u16) {
+        // Only trust AETHs about PSNs we actually sent.
+        if psn.diff(self.sent_end) < 0 {
+            self.limit = self.limit.max(psn.add(u32::from(credits)));
+        }
+    }
+
+    /// Pushes a completion for WQE `i` with `status`, flushing the ones
+    /// before it, and reports the QP-fatal error.
+    fn fail_at(&mut self, ctx: &mut Ctx, psn: Psn, status: WcStatus) -> Fatal {
+        let i = self.sq.iter().position(|e| e.contains(psn)).unwrap_or(0);
+        for (j, e) in self.sq.drain(..).enumerate() {
+            let st = match j.cmp(&i) {
+                core::cmp::Ordering::Less => WcStatus::WrFlushErr,
+                core::cmp::Ordering::Equal => status,
+                core::cmp::Ordering::Greater => WcStatus::WrFlushErr,
+            };
+            ctx.push_wc(send_wc(ctx, &e, st));
+        }
+        self.cursor = 0;
+        self.cursor_pkt = 0;
+        Fatal
+    }
+
+    /// Moves the QP's send side to ERROR: flushes every WQE.
+    pub(crate) fn flush(&mut self, ctx: &mut Ctx) {
+        for e in self.sq.drain(..) {
+            ctx.push_wc(send_wc(ctx, &e, WcStatus::WrFlushErr));
+        }
+        self.cursor = 0;
+        self.cursor_pkt = 0;
+        self.read_chunks.clear();
+        self.rnr_wait = false;
+    }
+
+    /// Drops every WQE without completion (modify to RESET).
+    pub(crate) fn reset(&mut self) {
+        self.sq.clear();
+        self.cursor = 0;
+        self.cursor_pkt = 0;
+        self.read_chunks.clear();
+        self.rnr_wait = false;
+        self.nak_guard = None;
+    }
+
+    /// Builds the next request packet into `buf`.
+    pub(crate) fn poll_transmit<M: MemoryAccess + ?Sized>(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        buf: &mut [u8],
+        mem: &M,
+    ) -> Result<Option<usize>, Fatal> {
+        if self.rnr_wait || self.cursor >= self.sq.len() {
+            return Ok(None);
+        }
+        let mtu = ctx.mtu;
+        let psn = self.next_psn;
+        {
+            let e = &mut self.sq[self.cursor];
+            if !e.assigned {
+                e.assigned = true;
+                e.first_psn = psn;
+                e.npsn = npackets(e.len, mtu);
+            }
+        }
+        if psn.diff(self.limit) > 0 {
+            ctx.stats.tx_blocked_credits += 1;
+            return Ok(None);
+        }
+        let window = u32::from(ctx.rx_window);
+        let inflight = psn.diff(self.una).max(0) as u32;
+        if inflight >= window {
+            ctx.stats.tx_blocked_window += 1;
+            return Ok(None);
+        }
+        let room = window - inflight;
+        let e = self.sq[self.cursor];
+        let pkt = self.cursor_pkt;
+        let off = pkt * mtu;
+        let (opcode, ext, plen, consumed) = match e.wr.op {
+            SendOp::Send | SendOp::SendWithImm(_) => {
+                let pos = Position::of(pkt, e.npsn);
+                let imm = match e.wr.op {
+                    SendOp::SendWithImm(v) if pos.is_last() => Some(v),
+                    _ => None,
+                };
+                let ext = Ext {
+                    imm,
+                    ..Ext::default()
+                };
+                (
+                    Opcode::send(pos, imm.is_some()),
+                    ext,
+                    (e.len - off).min(mtu),
+                    1,
+                )
+            }
+            SendOp::RdmaWrite { remote_addr, rkey }
+            | SendOp::RdmaWriteWithImm {
+                remote_addr, rkey, ..
+            } => {
+                let pos = Position::of(pkt, e.npsn);
+                let imm = match e.wr.op {
+                    SendOp::RdmaWriteWithImm { imm, .. } if pos.is_last() => Some(imm),
+                    _ => None,
+                };
+                let reth = pos.is_first().then_some(Reth {
+                    va: remote_addr,
+                    rkey,
+                    dma_len: e.len,
+                });
+                let ext = Ext {
+                    reth,
+                    imm,
+                    ..Ext::default()
+                };
+                (
+                    Opcode::write(pos, imm.is_some()),
+                    ext,
+                    (e.len - off).min(mtu),
+                    1,
+                )
+            }
+            SendOp::RdmaRead { remote_addr, rkey } => {
+                if self.read_chunks.len() >= self.max_rd_atomic {
+                    ctx.stats.tx_blocked_rd_atomic += 1;
+                    return Ok(None);
+                }
+                // Chunks of at most `window` PSNs at fixed boundaries, so
+                // that a re-issued request never reaches past the original
+                // one (IBTA 9.7.5.1.5 duplicate READ rules).
+                let chunk_end = e.npsn.min((pkt / window + 1).saturating_mul(window));
+                let chunk = chunk_end - pkt;
+                if chunk > room {
+                    ctx.stats.tx_blocked_window += 1;
+                    return Ok(None);
+                }
+                let rlen = (e.len - off).min(chunk.saturating_mul(mtu));
+                let ext = Ext {
+                    reth: Some(Reth {
+                        va: remote_addr.wrapping_add(u64::from(off)),
+                        rkey,
+                        dma_len: rlen,
+                    }),
+                    ..Ext::default()
+                };
+                (Opcode::ReadRequest, ext, 0, chunk)
+            }
+            SendOp::AtomicCmpSwap { .. } | SendOp::AtomicFetchAdd { .. } => {
+                // Rejected by post_send; never reached.
+                return Err(self.fail_at(ctx, psn, WcStatus::LocQpOpErr));
+            }
+        };
+        let last_pkt = pkt + consumed >= e.npsn;
+        let ack_req = (last_pkt && opcode != Opcode::ReadRequest)
+            || psn == self.limit
+            || inflight + 1 >= window;
+        let solicited = e.wr.solicited && last_pkt && opcode.is_send();
+        let repr = ctx.repr(opcode, psn, ack_req, solicited, plen as usize, ext);
+        let mut frame = Frame::new_unchecked(&mut *buf);
+        if repr.emit_header(&mut frame).is_err() {
+            // Transmit buffer smaller than max_frame_len(path_mtu).
+            ctx.stats.tx_buffer_too_small += 1;
+            return Ok(None);
+        }
+        if plen > 0 {
+            let sg = e.wr.sg;
+            if mem::gather(
+                mem,
+                &sg,
+                u64::from(off),
+                frame.payload_mut(),
+                Access::LocalRead,
+            )
+            .is_err()
+            {
+                return Err(self.fail_at(ctx, psn, WcStatus::LocProtErr));
+            }
+        }
+        let n = frame.fill_crc_and_pad();
+
+        // Advance the cursor.
+        let npsn = e.npsn;
+        if opcode == Opcode::ReadRequest {
+            self.read_chunks.push_back(psn.add(consumed - 1));
+        }
+        self.cursor_pkt += consumed;
+        self.next_psn = psn.add(consumed);
+        if self.cursor_pkt >= npsn {
+            self.cursor += 1;
+            self.cursor_pkt = 0;
+        }
+        if self.next_psn.diff(self.sent_end) > 0 {
+            self.sent_end = self.next_psn;
+        } else {
+            ctx.stats.tx_retransmits += 1;
+        }
+        if let Some(t) = self.timeout {
+            ctx.timers.set_if_stopped(Timer::Retransmit, now + t);
+        }
+        Ok(Some(n))
+    }
+
+    /// ACK of every PSN up to and including `a`.
+    fn process_ack(&mut self, ctx: &mut Ctx, now: Instant, a: Psn) {
+        if a.diff(self.sent_end) >= 0 {
+            ctx.stats.rx_bogus_ack += 1;
+            return;
+        }
+        let new_una = a.add(1);
+        if new_una.diff(self.una) <= 0 {
+            return;
+        }
+        let old_una = self.una;
+        self.una = new_una;
+        if self.next_psn.before(new_una) {
+            self.seek(new_una);
+        }
+        self.retire(ctx);
+        while self.read_chunks.front().is_some_and(|p| p.before(self.una)) {
+            self.read_chunks.pop_front();
+        }
+        if old_una.before(self.una) {
+            self.retry_left = self.retry_cnt;
+            self.rnr_left = self.rnr_retry;
+            self.nak_guard = None;
+            match self.timeout {
+                Some(t) if self.outstanding() => ctx.timers.set(Timer::Retransmit, now + t),
+                _ => ctx.timers.stop(Timer::Retransmit),
+            }
+        }
+    }
+
+    /// Completes the WQEs at the front whose PSNs are all acknowledged.
+    fn retire(&mut self, ctx: &mut Ctx) {
+        while let Some(e) = self.sq.front() {
+            if !e.assigned {
+                break;
+            }
+            if e.is_read() && e.read_done < e.npsn {
+                // An ACK beyond a READ whose responses are missing: they
+                // were lost; re-request from the first missing one.
+                let missing = e.first_psn.add(e.read_done);
+                if missing.before(self.una) {
+                    self.una = missing;
+                    self.rewind(ctx, missing);
+                }
+                break;
+            }
+            if self.una.before(e.first_psn.add(e.npsn)) {
+                break;
+            }
+            let e = self.sq.pop_front().expect("front exists");
+            self.cursor = self.cursor.saturating_sub(1);
+            if e.wr.signaled {
+                ctx.push_wc(send_wc(ctx, &e, WcStatus::Success));
+            } else {
+                ctx.sq_retired_silently += 1;
+            }
+        }
+    }
+
+    fn in_flight(&self, psn: Psn) -> bool {
+        psn.diff(self.una) >= 0 && psn.diff(self.sent_end) < 0
+    }
+
+    /// An ACKNOWLEDGE or READ response addressed to this QP.
+    pub(crate) fn handle_response<M: MemoryAccess + ?Sized>(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        repr: &omx_wire::FrameRepr,
+        payload: &[u8],
+        mem: &mut M,
+    ) -> Result<(), Fatal> {
+        let psn = repr.bth.psn;
+        match repr.bth.opcode {
+            Opcode::Acknowledge => {
+                let Some(aeth) = repr.ext.aeth else {
+                    return Ok(());
+                };
+                self.handle_aeth(ctx, now, psn, aeth)
+            }
+            op if op.is_read_response() => {
+                self.handle_read_response(ctx, now, psn, repr.ext.aeth, payload, mem)
+            }
+            _ => {
+                // ATOMIC_ACKNOWLEDGE: atomics are not implemented (TODO).
+                ctx.stats.rx_unexpected += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_aeth(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        psn: Psn,
+        aeth: Aeth,
+    ) -> Result<(), Fatal> {
+        match aeth.syndrome {
+            Syndrome::Ack => {
+                self.update_limit(psn, aeth.credits);
+                self.process_ack(ctx, now, psn);
+                Ok(())
+            }
+            Syndrome::RnrNak(code) => {
+                if !self.in_flight(psn) {
+                    return Ok(());
+                }
+                ctx.stats.rx_rnr_naks += 1;
+                self.update_limit(psn.sub(1), aeth.credits);
+                self.process_ack(ctx, now, psn.sub(1));
+                if self.rnr_left == 0 {
+                    return Err(self.fail_at(ctx, psn, WcStatus::RnrRetryExcErr));
+                }
+                if self.rnr_retry != RNR_RETRY_INFINITE {
+                    self.rnr_left -= 1;
+                }
+                self.rewind(ctx, psn);
+                self.rnr_wait = true;
+                ctx.timers.stop(Timer::Retransmit);
+                ctx.timers.set(Timer::Rnr, now + rnr_timer(code));
+                Ok(())
+            }
+            Syndrome::Nak(NakCode::PsnSequenceError) => {
+                if psn.diff(self.una) < 0 || psn.diff(self.sent_end) > 0 {
+                    return Ok(());
+                }
+                ctx.stats.rx_seq_naks += 1;
+                self.update_limit(psn.sub(1), aeth.credits);
+                self.process_ack(ctx, now, psn.sub(1));
+                if psn == self.sent_end || self.nak_guard == Some(psn) {
+                    return Ok(());
+                }
+                self.nak_guard = Some(psn);
+                if self.retry_left == 0 {
+                    return Err(self.fail_at(ctx, psn, WcStatus::RetryExcErr));
+                }
+                self.retry_left -= 1;
+                self.rewind(ctx, psn);
+                if let Some(t) = self.timeout {
+                    ctx.timers.set(Timer::Retransmit, now + t);
+                }
+                Ok(())
+            }
+            Syndrome::Nak(code) => {
+                if !self.in_flight(psn) {
+                    return Ok(());
+                }
+                ctx.stats.rx_naks += 1;
+                self.process_ack(ctx, now, psn.sub(1));
+                let status = match code {
+                    NakCode::RemoteAccessError => WcStatus::RemAccessErr,
+                    NakCode::RemoteOperationalError => WcStatus::RemOpErr,
+                    _ => WcStatus::RemInvReqErr,
+                };
+                Err(self.fail_at(ctx, psn, status))
+            }
+        }
+    }
+
+    fn handle_read_response<M: MemoryAccess + ?Sized>(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        psn: Psn,
+        aeth: Option<Aeth>,
+        payload: &[u8],
+        mem: &mut M,
+    ) -> Result<(), Fatal> {
+        let Some(i) = self
+            .sq
+            .iter()
+            .position(|e| e.assigned && e.is_read() && e.read_done < e.npsn)
+        else {
+            ctx.stats.rx_duplicate += 1;
+            return Ok(());
+        };
+        let e = &self.sq[i];
+        let expected = e.first_psn.add(e.read_done);
+        if psn != expected || psn.diff(self.sent_end) >= 0 {
+            if expected.before(psn) && psn.before(self.sent_end) {
+                // A response is missing: re-request from it, once.
+                ctx.stats.rx_out_of_sequence += 1;
+                if self.nak_guard != Some(expected) {
+                    self.nak_guard = Some(expected);
+                    self.rewind(ctx, expected);
+                }
+            } else {
+                ctx.stats.rx_duplicate += 1;
+            }
+            return Ok(());
+        }
+        let mtu = ctx.mtu;
+        let off = e.read_done * mtu;
+        let want = (e.len - off).min(mtu) as usize;
+        if payload.len() != want {
+            ctx.stats.rx_bad_response += 1;
+            return Ok(());
+        }
+        if !payload.is_empty() {
+            let sg = e.wr.sg;
+            if mem::scatter(mem, &sg, u64::from(off), payload).is_err() {
+                return Err(self.fail_at(ctx, psn, WcStatus::LocProtErr));
+            }
+        }
+        self.sq[i].read_done += 1;
+        if let Some(a) = aeth {
+            self.update_limit(psn, a.credits);
+        }
+        self.process_ack(ctx, now, psn);
+        Ok(())
+    }
+
+    /// The transport timer fired.
+    pub(crate) fn on_retransmit_timeout(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+    ) -> Result<(), Fatal> {
+        if !self.outstanding() {
+            return Ok(());
+        }
+        ctx.stats.timeouts += 1;
+        if self.retry_left == 0 {
+            let una = self.una;
+            return Err(self.fail_at(ctx, una, WcStatus::RetryExcErr));
+        }
+        self.retry_left -= 1;
+        self.nak_guard = None;
+        let una = self.una;
+        self.rewind(ctx, una);
+        if let Some(t) = self.timeout {
+            ctx.timers.set(Timer::Retransmit, now + t);
+        }
+        Ok(())
+    }
+
+    /// The RNR wait is over: resume sending.
+    pub(crate) fn on_rnr_timeout(&mut self) {
+        self.rnr_wait = false;
+    }
+}
+
+fn send_wc(ctx: &Ctx, e: &SqEntry, status: WcStatus) -> WorkCompletion {
+    WorkCompletion {
+        wr_id: e.wr.wr_id,
+        status,
+        opcode: e.wr.op.wc_opcode(),
+        queue: WcQueue::Send,
+        byte_len: e.len,
+        imm: None,
+        qp_num: ctx.qpn,
+        src_qp: ctx.remote_qpn,
+        solicited: false,
+    }
+}

@@ -1,0 +1,231 @@
+//! Work requests and work completions, mirroring `ibv_send_wr`,
+//! `ibv_recv_wr` and `ibv_wc` semantics (values of `ibv_wc_status` and
+//! `ibv_wc_opcode` are kept so the provider converts with a cast).
+
+use omx_wire::Qpn;
+
+/// Most scatter/gather entries per work request (`max_send_sge`,
+/// `max_recv_sge`). Fixed so that a WQE has no heap allocation.
+pub const MAX_SGE: usize = 8;
+
+/// One scatter/gather entry (`ibv_sge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sge {
+    /// Start address in the local MR.
+    pub addr: u64,
+    /// Length in bytes.
+    pub length: u32,
+    /// Local key of the MR.
+    pub lkey: u32,
+}
+
+/// A fixed-capacity scatter/gather list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SgList {
+    sges: [Sge; MAX_SGE],
+    len: u8,
+}
+
+impl SgList {
+    /// Builds a list; `None` if `sges` has more than [`MAX_SGE`] entries.
+    pub fn new(sges: &[Sge]) -> Option<Self> {
+        if sges.len() > MAX_SGE {
+            return None;
+        }
+        let mut l = SgList::default();
+        l.sges[..sges.len()].copy_from_slice(sges);
+        l.len = sges.len() as u8;
+        Some(l)
+    }
+
+    /// A one-entry list.
+    pub fn single(addr: u64, length: u32, lkey: u32) -> Self {
+        let mut l = SgList::default();
+        l.sges[0] = Sge { addr, length, lkey };
+        l.len = 1;
+        l
+    }
+
+    /// The entries.
+    pub fn as_slice(&self) -> &[Sge] {
+        &self.sges[..usize::from(self.len)]
+    }
+
+    /// Sum of the entry lengths.
+    pub fn total_len(&self) -> u64 {
+        self.as_slice().iter().map(|s| u64::from(s.length)).sum()
+    }
+}
+
+/// The operation of a send work request (`ibv_wr_opcode` + its fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOp {
+    /// IBV_WR_SEND.
+    Send,
+    /// IBV_WR_SEND_WITH_IMM (host-order value of `imm_data`).
+    SendWithImm(u32),
+    /// IBV_WR_RDMA_WRITE.
+    RdmaWrite {
+        /// Remote address.
+        remote_addr: u64,
+        /// Remote key.
+        rkey: u32,
+    },
+    /// IBV_WR_RDMA_WRITE_WITH_IMM.
+    RdmaWriteWithImm {
+        /// Remote address.
+        remote_addr: u64,
+        /// Remote key.
+        rkey: u32,
+        /// Immediate data.
+        imm: u32,
+    },
+    /// IBV_WR_RDMA_READ.
+    RdmaRead {
+        /// Remote address.
+        remote_addr: u64,
+        /// Remote key.
+        rkey: u32,
+    },
+    /// IBV_WR_ATOMIC_CMP_AND_SWP (wire only; posting returns
+    /// [`crate::PostError::Unsupported`]).
+    AtomicCmpSwap {
+        /// Remote address.
+        remote_addr: u64,
+        /// Remote key.
+        rkey: u32,
+        /// Compare value.
+        compare: u64,
+        /// Swap value.
+        swap: u64,
+    },
+    /// IBV_WR_ATOMIC_FETCH_AND_ADD (wire only, as above).
+    AtomicFetchAdd {
+        /// Remote address.
+        remote_addr: u64,
+        /// Remote key.
+        rkey: u32,
+        /// Addend.
+        add: u64,
+    },
+}
+
+impl SendOp {
+    /// The completion opcode of this operation.
+    pub fn wc_opcode(&self) -> WcOpcode {
+        match self {
+            SendOp::Send | SendOp::SendWithImm(_) => WcOpcode::Send,
+            SendOp::RdmaWrite { .. } | SendOp::RdmaWriteWithImm { .. } => WcOpcode::RdmaWrite,
+            SendOp::RdmaRead { .. } => WcOpcode::RdmaRead,
+            SendOp::AtomicCmpSwap { .. } => WcOpcode::CompSwap,
+            SendOp::AtomicFetchAdd { .. } => WcOpcode::FetchAdd,
+        }
+    }
+}
+
+/// A send work request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendWr {
+    /// User cookie.
+    pub wr_id: u64,
+    /// Operation.
+    pub op: SendOp,
+    /// Gather list (scatter list for RDMA READ).
+    pub sg: SgList,
+    /// Generate a completion on success (IBV_SEND_SIGNALED or sq_sig_all).
+    pub signaled: bool,
+    /// IBV_SEND_SOLICITED.
+    pub solicited: bool,
+}
+
+/// A receive work request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvWr {
+    /// User cookie.
+    pub wr_id: u64,
+    /// Scatter list.
+    pub sg: SgList,
+}
+
+/// `enum ibv_wc_status` (same values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum WcStatus {
+    /// IBV_WC_SUCCESS.
+    Success = 0,
+    /// IBV_WC_LOC_LEN_ERR.
+    LocLenErr = 1,
+    /// IBV_WC_LOC_QP_OP_ERR.
+    LocQpOpErr = 2,
+    /// IBV_WC_LOC_PROT_ERR.
+    LocProtErr = 4,
+    /// IBV_WC_WR_FLUSH_ERR.
+    WrFlushErr = 5,
+    /// IBV_WC_BAD_RESP_ERR.
+    BadRespErr = 7,
+    /// IBV_WC_REM_INV_REQ_ERR.
+    RemInvReqErr = 9,
+    /// IBV_WC_REM_ACCESS_ERR.
+    RemAccessErr = 10,
+    /// IBV_WC_REM_OP_ERR.
+    RemOpErr = 11,
+    /// IBV_WC_RETRY_EXC_ERR.
+    RetryExcErr = 12,
+    /// IBV_WC_RNR_RETRY_EXC_ERR.
+    RnrRetryExcErr = 13,
+    /// IBV_WC_GENERAL_ERR.
+    GeneralErr = 21,
+}
+
+/// `enum ibv_wc_opcode` (same values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum WcOpcode {
+    /// IBV_WC_SEND.
+    Send = 0,
+    /// IBV_WC_RDMA_WRITE.
+    RdmaWrite = 1,
+    /// IBV_WC_RDMA_READ.
+    RdmaRead = 2,
+    /// IBV_WC_COMP_SWAP.
+    CompSwap = 3,
+    /// IBV_WC_FETCH_ADD.
+    FetchAdd = 4,
+    /// IBV_WC_RECV.
+    Recv = 128,
+    /// IBV_WC_RECV_RDMA_WITH_IMM.
+    RecvRdmaWithImm = 129,
+}
+
+/// Which work queue a completion belongs to (the provider routes it to the
+/// QP's send CQ or receive CQ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WcQueue {
+    /// Send queue.
+    Send,
+    /// Receive queue.
+    Recv,
+}
+
+/// A work completion (`ibv_wc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkCompletion {
+    /// User cookie of the WR.
+    pub wr_id: u64,
+    /// Status.
+    pub status: WcStatus,
+    /// Opcode (also set on errors, where ibv leaves it undefined).
+    pub opcode: WcOpcode,
+    /// Queue.
+    pub queue: WcQueue,
+    /// Bytes received (receive queue) or transferred (send queue).
+    pub byte_len: u32,
+    /// Immediate data (IBV_WC_WITH_IMM), host-order value.
+    pub imm: Option<u32>,
+    /// Local QPN.
+    pub qp_num: Qpn,
+    /// Remote QPN (receive completions).
+    pub src_qp: Qpn,
+    /// The SEND carried the solicited-event bit.
+    pub solicited: bool,
+}

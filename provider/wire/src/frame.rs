@@ -1,0 +1,680 @@
+//! The whole frame: Open-MX head, BTH, extension headers, payload, CRC32C
+//! (docs/wire.md §2, §3, §5, §6).
+
+use crate::ext::{self, Aeth, AtomicEth, Reth};
+use crate::opcode::{ExtLayout, Opcode, Transport};
+use crate::psn::{Psn, Qpn};
+use crate::{Error, Result};
+use crate::{CRC_LEN, ETHERTYPE, EXT_OFFSET, MIN_FRAME_LEN, VERSION};
+
+mod field {
+    use core::ops::Range;
+    // Open-MX head.
+    pub const DST_MAC: Range<usize> = 0..6;
+    pub const SRC_MAC: Range<usize> = 6..12;
+    pub const ETHERTYPE: Range<usize> = 12..14;
+    pub const PEER_INDEX: Range<usize> = 14..16;
+    // BTH.
+    pub const PTYPE: usize = 16;
+    pub const VERSION: usize = 17;
+    pub const FLAGS: usize = 18;
+    pub const TRANSPORT: usize = 19;
+    pub const DST_QPN: Range<usize> = 20..24;
+    pub const SRC_QPN: Range<usize> = 24..28;
+    pub const PSN: Range<usize> = 28..32;
+    pub const PAY_LEN: Range<usize> = 32..34;
+    pub const RESERVED: Range<usize> = 34..36;
+    /// First byte covered by the CRC.
+    pub const CRC_START: usize = PTYPE;
+}
+
+const _: () = assert!(field::RESERVED.end == EXT_OFFSET);
+
+/// BTH flag: acknowledge request.
+pub const FLAG_ACK_REQ: u8 = 0x80;
+/// BTH flag: solicited event.
+pub const FLAG_SOLICITED: u8 = 0x40;
+
+#[inline]
+fn be_u16(b: &[u8]) -> u16 {
+    let mut a = [0u8; 2];
+    a.copy_from_slice(b);
+    u16::from_be_bytes(a)
+}
+
+#[inline]
+fn be_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(b);
+    u32::from_be_bytes(a)
+}
+
+/// A read/write view over an omx-verbs frame.
+#[derive(Debug, Clone)]
+pub struct Frame<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Frame<T> {
+    /// Wraps a buffer without checks (for emission).
+    pub const fn new_unchecked(buffer: T) -> Self {
+        Frame { buffer }
+    }
+
+    /// Wraps an untrusted buffer, validating it with [`Frame::check_len`].
+    pub fn new_checked(buffer: T) -> Result<Self> {
+        let f = Self::new_unchecked(buffer);
+        f.check_len()?;
+        Ok(f)
+    }
+
+    /// Structural validation: EtherType, version, known opcode, and that
+    /// headers, payload and CRC fit the buffer exactly (docs/wire.md §5).
+    /// After `Ok`, no accessor panics.
+    pub fn check_len(&self) -> Result<()> {
+        let b = self.buffer.as_ref();
+        if b.len() < EXT_OFFSET {
+            return Err(Error::Truncated);
+        }
+        if be_u16(&b[field::ETHERTYPE]) != ETHERTYPE {
+            return Err(Error::Malformed);
+        }
+        if b[field::VERSION] != VERSION {
+            return Err(Error::Unsupported);
+        }
+        let opcode = Opcode::from(b[field::PTYPE]);
+        let layout = opcode.layout().ok_or(Error::Unsupported)?;
+        let pay_len = usize::from(be_u16(&b[field::PAY_LEN]));
+        if pay_len != 0 && !opcode.may_have_payload() {
+            return Err(Error::Malformed);
+        }
+        let need = EXT_OFFSET + layout.len() + pay_len + CRC_LEN;
+        if b.len() < need {
+            return Err(Error::Truncated);
+        }
+        if b.len() > need.max(MIN_FRAME_LEN) {
+            return Err(Error::Malformed);
+        }
+        Ok(())
+    }
+
+    /// Consumes the view, returning the buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    /// Destination MAC.
+    #[inline]
+    pub fn dst_mac(&self) -> [u8; 6] {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&self.buffer.as_ref()[field::DST_MAC]);
+        m
+    }
+
+    /// Source MAC.
+    #[inline]
+    pub fn src_mac(&self) -> [u8; 6] {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&self.buffer.as_ref()[field::SRC_MAC]);
+        m
+    }
+
+    /// EtherType.
+    #[inline]
+    pub fn ethertype(&self) -> u16 {
+        be_u16(&self.buffer.as_ref()[field::ETHERTYPE])
+    }
+
+    /// Open-MX peer index.
+    #[inline]
+    pub fn peer_index(&self) -> u16 {
+        be_u16(&self.buffer.as_ref()[field::PEER_INDEX])
+    }
+
+    /// Packet type / opcode.
+    #[inline]
+    pub fn opcode(&self) -> Opcode {
+        Opcode::from(self.buffer.as_ref()[field::PTYPE])
+    }
+
+    /// Protocol version.
+    #[inline]
+    pub fn version(&self) -> u8 {
+        self.buffer.as_ref()[field::VERSION]
+    }
+
+    /// AckReq flag.
+    #[inline]
+    pub fn ack_req(&self) -> bool {
+        self.buffer.as_ref()[field::FLAGS] & FLAG_ACK_REQ != 0
+    }
+
+    /// Solicited-event flag.
+    #[inline]
+    pub fn solicited(&self) -> bool {
+        self.buffer.as_ref()[field::FLAGS] & FLAG_SOLICITED != 0
+    }
+
+    /// Transport service.
+    #[inline]
+    pub fn transport(&self) -> Transport {
+        Transport::from(self.buffer.as_ref()[field::TRANSPORT])
+    }
+
+    /// Destination QPN (the steering key, abs 21..24).
+    #[inline]
+    pub fn dst_qpn(&self) -> Qpn {
+        Qpn::new(be_u32(&self.buffer.as_ref()[field::DST_QPN]))
+    }
+
+    /// Source QPN.
+    #[inline]
+    pub fn src_qpn(&self) -> Qpn {
+        Qpn::new(be_u32(&self.buffer.as_ref()[field::SRC_QPN]))
+    }
+
+    /// Packet sequence number.
+    #[inline]
+    pub fn psn(&self) -> Psn {
+        Psn::new(be_u32(&self.buffer.as_ref()[field::PSN]))
+    }
+
+    /// Payload length field.
+    #[inline]
+    pub fn pay_len(&self) -> usize {
+        usize::from(be_u16(&self.buffer.as_ref()[field::PAY_LEN]))
+    }
+
+    fn ext_len(&self) -> usize {
+        self.opcode().layout().map_or(0, |l| l.len())
+    }
+
+    /// Offset of the payload.
+    #[inline]
+    pub fn payload_offset(&self) -> usize {
+        EXT_OFFSET + self.ext_len()
+    }
+
+    /// Offset of the CRC32C field.
+    #[inline]
+    pub fn crc_offset(&self) -> usize {
+        self.payload_offset() + self.pay_len()
+    }
+
+    /// CRC32C field value.
+    pub fn crc(&self) -> u32 {
+        let o = self.crc_offset();
+        be_u32(&self.buffer.as_ref()[o..o + CRC_LEN])
+    }
+
+    /// CRC32C computed over abs 16 up to the CRC field.
+    pub fn compute_crc(&self) -> u32 {
+        crate::crc32c(&self.buffer.as_ref()[field::CRC_START..self.crc_offset()])
+    }
+
+    /// True when the CRC field matches the content.
+    pub fn check_crc(&self) -> bool {
+        self.crc() == self.compute_crc()
+    }
+
+    /// Extension header bytes.
+    pub fn ext(&self) -> &[u8] {
+        &self.buffer.as_ref()[EXT_OFFSET..self.payload_offset()]
+    }
+
+    /// Payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[self.payload_offset()..self.crc_offset()]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    /// Sets the destination MAC.
+    #[inline]
+    pub fn set_dst_mac(&mut self, m: [u8; 6]) {
+        self.buffer.as_mut()[field::DST_MAC].copy_from_slice(&m);
+    }
+
+    /// Sets the source MAC.
+    #[inline]
+    pub fn set_src_mac(&mut self, m: [u8; 6]) {
+        self.buffer.as_mut()[field::SRC_MAC].copy_from_slice(&m);
+    }
+
+    /// Sets the peer index (not covered by the CRC).
+    #[inline]
+    pub fn set_peer_index(&mut self, v: u16) {
+        self.buffer.as_mut()[field::PEER_INDEX].copy_from_slice(&v.to_be_bytes());
+    }
+
+    fn set_head_and_bth(&mut self, r: &FrameRepr) {
+        let b = self.buffer.as_mut();
+        b[field::DST_MAC].copy_from_slice(&r.dst_mac);
+        b[field::SRC_MAC].copy_from_slice(&r.src_mac);
+        b[field::ETHERTYPE].copy_from_slice(&ETHERTYPE.to_be_bytes());
+        b[field::PEER_INDEX].copy_from_slice(&r.peer_index.to_be_bytes());
+        b[field::PTYPE] = u8::from(r.bth.opcode);
+        b[field::VERSION] = VERSION;
+        let mut flags = 0;
+        if r.bth.ack_req {
+            flags |= FLAG_ACK_REQ;
+        }
+        if r.bth.solicited {
+            flags |= FLAG_SOLICITED;
+        }
+        b[field::FLAGS] = flags;
+        b[field::TRANSPORT] = u8::from(r.bth.transport);
+        b[field::DST_QPN].copy_from_slice(&r.bth.dst_qpn.value().to_be_bytes());
+        b[field::SRC_QPN].copy_from_slice(&r.bth.src_qpn.value().to_be_bytes());
+        b[field::PSN].copy_from_slice(&r.bth.psn.value().to_be_bytes());
+        b[field::PAY_LEN].copy_from_slice(&(r.payload_len as u16).to_be_bytes());
+        b[field::RESERVED].fill(0);
+    }
+
+    /// Mutable payload bytes (valid once the BTH is written).
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let (s, e) = (self.payload_offset(), self.crc_offset());
+        &mut self.buffer.as_mut()[s..e]
+    }
+
+    /// Computes and stores the CRC32C, zero-pads to 60 bytes, and returns
+    /// the frame length to transmit.
+    pub fn fill_crc_and_pad(&mut self) -> usize {
+        let crc = self.compute_crc();
+        let o = self.crc_offset();
+        let b = self.buffer.as_mut();
+        b[o..o + CRC_LEN].copy_from_slice(&crc.to_be_bytes());
+        let end = o + CRC_LEN;
+        if end < MIN_FRAME_LEN {
+            b[end..MIN_FRAME_LEN].fill(0);
+            MIN_FRAME_LEN
+        } else {
+            end
+        }
+    }
+}
+
+/// Base transport header, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bth {
+    /// Opcode (packet type).
+    pub opcode: Opcode,
+    /// Transport service.
+    pub transport: Transport,
+    /// AckReq flag.
+    pub ack_req: bool,
+    /// Solicited-event flag.
+    pub solicited: bool,
+    /// Destination QPN.
+    pub dst_qpn: Qpn,
+    /// Source QPN.
+    pub src_qpn: Qpn,
+    /// PSN.
+    pub psn: Psn,
+}
+
+/// Extension headers, decoded. Exactly those named by the opcode's
+/// [`ExtLayout`] are `Some`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ext {
+    /// RETH.
+    pub reth: Option<Reth>,
+    /// AtomicETH.
+    pub atomic: Option<AtomicEth>,
+    /// AETH.
+    pub aeth: Option<Aeth>,
+    /// ImmDt (value of the big-endian wire field).
+    pub imm: Option<u32>,
+    /// IETH (rkey to invalidate).
+    pub ieth: Option<u32>,
+    /// AtomicAckETH (original value).
+    pub atomic_ack: Option<u64>,
+}
+
+impl Ext {
+    fn matches(&self, l: &ExtLayout) -> bool {
+        self.reth.is_some() == l.reth
+            && self.atomic.is_some() == l.atomic_eth
+            && self.aeth.is_some() == l.aeth
+            && self.imm.is_some() == l.imm
+            && self.ieth.is_some() == l.ieth
+            && self.atomic_ack.is_some() == l.atomic_ack
+    }
+}
+
+/// A validated frame header; the payload stays in the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRepr {
+    /// Destination MAC.
+    pub dst_mac: [u8; 6],
+    /// Source MAC.
+    pub src_mac: [u8; 6],
+    /// Open-MX peer index.
+    pub peer_index: u16,
+    /// Base transport header.
+    pub bth: Bth,
+    /// Extension headers.
+    pub ext: Ext,
+    /// Payload length in bytes.
+    pub payload_len: usize,
+}
+
+impl FrameRepr {
+    /// Parses a checked frame: CRC32C, transport, extension headers.
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(frame: &Frame<&T>) -> Result<FrameRepr> {
+        frame.check_len()?;
+        if !frame.check_crc() {
+            return Err(Error::BadCrc);
+        }
+        Self::parse_ignoring_crc(frame)
+    }
+
+    /// As [`FrameRepr::parse`] but without the CRC check (for tests and
+    /// fuzzing of the fields behind it).
+    pub fn parse_ignoring_crc<T: AsRef<[u8]> + ?Sized>(frame: &Frame<&T>) -> Result<FrameRepr> {
+        frame.check_len()?;
+        let opcode = frame.opcode();
+        let layout = opcode.layout().ok_or(Error::Unsupported)?;
+        let transport = frame.transport();
+        if transport != Transport::Rc {
+            return Err(Error::Unsupported);
+        }
+        let mut rest = frame.ext();
+        let mut ext = Ext::default();
+        if layout.reth {
+            ext.reth = Some(Reth::parse(rest)?);
+            rest = &rest[Reth::LEN..];
+        }
+        if layout.atomic_eth {
+            ext.atomic = Some(AtomicEth::parse(rest)?);
+            rest = &rest[AtomicEth::LEN..];
+        }
+        if layout.aeth {
+            ext.aeth = Some(Aeth::parse(rest)?);
+            rest = &rest[Aeth::LEN..];
+        }
+        if layout.imm {
+            ext.imm = Some(ext::parse_u32(rest)?);
+            rest = &rest[4..];
+        }
+        if layout.ieth {
+            ext.ieth = Some(ext::parse_u32(rest)?);
+            rest = &rest[4..];
+        }
+        if layout.atomic_ack {
+            ext.atomic_ack = Some(ext::parse_u64(rest)?);
+        }
+        Ok(FrameRepr {
+            dst_mac: frame.dst_mac(),
+            src_mac: frame.src_mac(),
+            peer_index: frame.peer_index(),
+            bth: Bth {
+                opcode,
+                transport,
+                ack_req: frame.ack_req(),
+                solicited: frame.solicited(),
+                dst_qpn: frame.dst_qpn(),
+                src_qpn: frame.src_qpn(),
+                psn: frame.psn(),
+            },
+            ext,
+            payload_len: frame.pay_len(),
+        })
+    }
+
+    /// Bytes in front of the payload.
+    pub fn header_len(&self) -> usize {
+        EXT_OFFSET + self.bth.opcode.layout().map_or(0, |l| l.len())
+    }
+
+    /// Length of the emitted frame, padding included.
+    pub fn buffer_len(&self) -> usize {
+        (self.header_len() + self.payload_len + CRC_LEN).max(MIN_FRAME_LEN)
+    }
+
+    /// Writes head, BTH and extension headers. The caller then fills
+    /// [`Frame::payload_mut`] and calls [`Frame::fill_crc_and_pad`].
+    ///
+    /// Fails with [`Error::Truncated`] if the buffer is shorter than
+    /// [`FrameRepr::buffer_len`], and [`Error::Malformed`] if `ext` does
+    /// not match the opcode's layout or the payload does not fit the
+    /// 16-bit length field; never panics.
+    pub fn emit_header<T: AsRef<[u8]> + AsMut<[u8]>>(&self, frame: &mut Frame<T>) -> Result<()> {
+        let layout = self.bth.opcode.layout().ok_or(Error::Malformed)?;
+        if !self.ext.matches(&layout)
+            || self.payload_len > usize::from(u16::MAX)
+            || (self.payload_len != 0 && !self.bth.opcode.may_have_payload())
+        {
+            return Err(Error::Malformed);
+        }
+        if frame.buffer.as_ref().len() < self.buffer_len() {
+            return Err(Error::Truncated);
+        }
+        frame.set_head_and_bth(self);
+        let b = &mut frame.buffer.as_mut()[EXT_OFFSET..];
+        let mut off = 0;
+        if let Some(r) = &self.ext.reth {
+            r.emit(&mut b[off..])?;
+            off += Reth::LEN;
+        }
+        if let Some(a) = &self.ext.atomic {
+            a.emit(&mut b[off..])?;
+            off += AtomicEth::LEN;
+        }
+        if let Some(a) = &self.ext.aeth {
+            a.emit(&mut b[off..])?;
+            off += Aeth::LEN;
+        }
+        if let Some(v) = self.ext.imm {
+            b[off..off + 4].copy_from_slice(&v.to_be_bytes());
+            off += 4;
+        }
+        if let Some(v) = self.ext.ieth {
+            b[off..off + 4].copy_from_slice(&v.to_be_bytes());
+            off += 4;
+        }
+        if let Some(v) = self.ext.atomic_ack {
+            b[off..off + 8].copy_from_slice(&v.to_be_bytes());
+        }
+        Ok(())
+    }
+
+    /// Emits a whole frame: header, payload via `fill`, CRC and padding.
+    /// Returns the frame length.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        frame: &mut Frame<T>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<usize> {
+        self.emit_header(frame)?;
+        fill(frame.payload_mut());
+        Ok(frame.fill_crc_and_pad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NakCode, Syndrome};
+
+    /// RDMA WRITE Only with Immediate, 4 payload bytes, AckReq, PSN 0x123456,
+    /// dst QPN 0x001002 (endpoint 1, slot 2), src QPN 0x002005.
+    static WRITE_IMM: [u8; 64] = [
+        // head
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x86, 0xdf, 0xff,
+        0xff, //
+        // BTH
+        0x8b, 0x01, 0x80, 0x00, 0x00, 0x00, 0x10, 0x02, 0x00, 0x00, 0x20, 0x05, 0x00, 0x12, 0x34,
+        0x56, 0x00, 0x04, 0x00, 0x00, //
+        // RETH
+        0x00, 0x00, 0x7f, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x00, 0x00,
+        0x04, //
+        // ImmDt
+        0xca, 0xfe, 0xba, 0xbe, //
+        // payload
+        0x01, 0x02, 0x03, 0x04, //
+        // CRC32C over abs 16..60
+        0x00, 0x00, 0x00, 0x00,
+    ];
+
+    fn fixture() -> [u8; 64] {
+        let mut b = WRITE_IMM;
+        let crc = crate::crc32c(&b[16..60]);
+        b[60..64].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn repr() -> FrameRepr {
+        FrameRepr {
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src_mac: [2, 0, 0, 0, 0, 1],
+            peer_index: 0xFFFF,
+            bth: Bth {
+                opcode: Opcode::WriteOnlyImm,
+                transport: Transport::Rc,
+                ack_req: true,
+                solicited: false,
+                dst_qpn: Qpn::new(0x1002),
+                src_qpn: Qpn::new(0x2005),
+                psn: Psn::new(0x12_3456),
+            },
+            ext: Ext {
+                reth: Some(Reth {
+                    va: 0x7f00_0000_1000,
+                    rkey: 42,
+                    dma_len: 4,
+                }),
+                imm: Some(0xcafe_babe),
+                ..Ext::default()
+            },
+            payload_len: 4,
+        }
+    }
+
+    #[test]
+    fn test_deconstruct() {
+        let b = fixture();
+        let f = Frame::new_checked(&b[..]).unwrap();
+        assert_eq!(f.ethertype(), 0x86DF);
+        assert_eq!(f.opcode(), Opcode::WriteOnlyImm);
+        assert_eq!(f.version(), 1);
+        assert!(f.ack_req());
+        assert!(!f.solicited());
+        assert_eq!(f.dst_qpn(), Qpn::new(0x1002));
+        assert_eq!(f.dst_qpn().endpoint(), 1);
+        assert_eq!(f.src_qpn(), Qpn::new(0x2005));
+        assert_eq!(f.psn(), Psn::new(0x12_3456));
+        assert_eq!(f.pay_len(), 4);
+        assert_eq!(f.payload(), &[1, 2, 3, 4]);
+        assert_eq!(f.crc_offset(), 60);
+        assert!(f.check_crc());
+    }
+
+    #[test]
+    fn test_construct() {
+        let mut b = [0xa5u8; 64];
+        let mut f = Frame::new_unchecked(&mut b[..]);
+        let n = repr()
+            .emit(&mut f, |p| p.copy_from_slice(&[1, 2, 3, 4]))
+            .unwrap();
+        assert_eq!(n, 64);
+        assert_eq!(b, fixture());
+    }
+
+    #[test]
+    fn test_parse() {
+        let b = fixture();
+        let f = Frame::new_checked(&b[..]).unwrap();
+        assert_eq!(FrameRepr::parse(&f).unwrap(), repr());
+        assert_eq!(repr().buffer_len(), 64);
+    }
+
+    #[test]
+    fn test_emit_short_buffer() {
+        let mut b = [0u8; 63];
+        let mut f = Frame::new_unchecked(&mut b[..]);
+        assert_eq!(repr().emit(&mut f, |_| ()), Err(Error::Truncated));
+        let mut bad = repr();
+        bad.ext.imm = None;
+        let mut b = [0u8; 64];
+        let mut f = Frame::new_unchecked(&mut b[..]);
+        assert_eq!(bad.emit(&mut f, |_| ()), Err(Error::Malformed));
+    }
+
+    #[test]
+    fn ack_is_padded_to_60() {
+        let r = FrameRepr {
+            bth: Bth {
+                opcode: Opcode::Acknowledge,
+                ack_req: false,
+                ..repr().bth
+            },
+            ext: Ext {
+                aeth: Some(Aeth {
+                    syndrome: Syndrome::Nak(NakCode::RemoteAccessError),
+                    msn: 3,
+                    credits: 64,
+                }),
+                ..Ext::default()
+            },
+            payload_len: 0,
+            ..repr()
+        };
+        assert_eq!(r.buffer_len(), 60);
+        let mut b = [0xa5u8; 60];
+        let n = r
+            .emit(&mut Frame::new_unchecked(&mut b[..]), |_| ())
+            .unwrap();
+        assert_eq!(n, 60);
+        assert_eq!(&b[48..60], &[0u8; 12]);
+        let f = Frame::new_checked(&b[..]).unwrap();
+        assert_eq!(FrameRepr::parse(&f).unwrap(), r);
+        // Padding stripped by the path: still accepted.
+        let f = Frame::new_checked(&b[..48]).unwrap();
+        assert_eq!(FrameRepr::parse(&f).unwrap(), r);
+        // Longer than the padded length: malformed.
+        let mut long = [0u8; 61];
+        long[..60].copy_from_slice(&b);
+        assert_eq!(Frame::new_checked(&long[..]).unwrap_err(), Error::Malformed);
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        let good = fixture();
+        // Truncated at every length.
+        for n in 0..64 {
+            assert!(Frame::new_checked(&good[..n]).is_err(), "len {n}");
+        }
+        let mut b = good;
+        b[12] = 0x08;
+        assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::Malformed);
+        let mut b = good;
+        b[17] = 2;
+        assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::Unsupported);
+        let mut b = good;
+        b[16] = 0x24; // Open-MX CONNECT
+        assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::Unsupported);
+        let mut b = good;
+        b[33] = 5; // payload longer than the frame
+        assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::Truncated);
+        let mut b = good;
+        b[40] ^= 1; // corrupted RETH
+        let f = Frame::new_checked(&b[..]).unwrap();
+        assert_eq!(FrameRepr::parse(&f).unwrap_err(), Error::BadCrc);
+        let mut b = good;
+        b[19] = 3; // UD
+        let crc = crate::crc32c(&b[16..60]);
+        b[60..].copy_from_slice(&crc.to_be_bytes());
+        let f = Frame::new_checked(&b[..]).unwrap();
+        assert_eq!(FrameRepr::parse(&f).unwrap_err(), Error::Unsupported);
+    }
+
+    #[test]
+    fn head_not_covered_by_crc() {
+        let mut b = fixture();
+        b[14] = 0; // peer index rewritten by the I/O layer
+        b[0] = 0x0a;
+        let f = Frame::new_checked(&b[..]).unwrap();
+        assert!(FrameRepr::parse(&f).is_ok());
+    }
+}

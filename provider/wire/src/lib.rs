@@ -1,0 +1,112 @@
+//! Wire format of omx-verbs: InfiniBand-style transport packets carried in
+//! Open-MX Ethernet frames (EtherType 0x86DF).
+//!
+//! `docs/wire.md` is the normative description; this crate is a direct
+//! transcription of its tables. It holds no state.
+//!
+//! # Two levels, as in smoltcp
+//!
+//! - [`Frame`] is a zero-copy view over a byte buffer with one accessor per
+//!   field. Offsets live in a private `field` module per header.
+//! - [`FrameRepr`] (with [`Bth`], [`Ext`], [`Reth`], [`Aeth`],
+//!   [`AtomicEth`]) is a small validated value: [`FrameRepr::parse`] checks
+//!   semantics and the CRC32C, [`FrameRepr::emit`] writes a frame.
+//!
+//! # Panic contract
+//!
+//! - Untrusted input must go through [`Frame::new_checked`]; after it
+//!   returns `Ok`, no accessor of the view panics, whatever the bytes.
+//! - [`Frame::new_unchecked`] is for emission into a buffer of at least
+//!   [`FrameRepr::buffer_len`] bytes; [`FrameRepr::emit`] never panics on
+//!   such a buffer. Do not use `new_checked` on a buffer you are about to
+//!   fill: stale bytes would be validated.
+//! - Nothing in this crate panics on any input bytes (property-tested).
+//!
+//! # Errors
+//!
+//! [`Error`] is a `Copy` enum; the caller drops the frame and bumps a
+//! counter named after the variant.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod crc;
+mod ext;
+mod frame;
+mod opcode;
+mod psn;
+
+pub use crc::crc32c;
+pub use ext::{Aeth, AtomicEth, NakCode, Reth, Syndrome, ACK_CREDIT_INVALID};
+pub use frame::{Bth, Ext, Frame, FrameRepr};
+pub use opcode::{ExtLayout, Opcode, Position, Transport};
+pub use psn::{Psn, Qpn, PSN_MODULUS};
+
+/// Open-MX EtherType, shared with `kmod-shim` (`OMX_ETHERTYPE`).
+pub const ETHERTYPE: u16 = 0x86DF;
+/// Protocol version carried at abs 17. A frame with another version is
+/// rejected with [`Error::Unsupported`].
+pub const VERSION: u8 = 1;
+/// Length of the Open-MX head: dst MAC, src MAC, EtherType, peer index.
+pub const HEAD_LEN: usize = 16;
+/// Length of the base transport header that follows the head.
+pub const BTH_LEN: usize = 20;
+/// Offset of the first extension header (end of the BTH).
+pub const EXT_OFFSET: usize = HEAD_LEN + BTH_LEN;
+/// Length of the trailing CRC32C.
+pub const CRC_LEN: usize = 4;
+/// Minimum Ethernet frame length without FCS (ETH_ZLEN); shorter frames are
+/// zero-padded after the CRC.
+pub const MIN_FRAME_LEN: usize = 60;
+/// Largest extension header total (RETH + ImmDt = 20, AtomicETH = 28).
+pub const MAX_EXT_LEN: usize = 28;
+/// Largest header in front of a payload: head + BTH + RETH + ImmDt.
+pub const MAX_PAYLOAD_HEADER_LEN: usize = EXT_OFFSET + 20;
+/// Credits a requester may assume before the first AETH (docs/wire.md §9).
+pub const INITIAL_CREDITS: u16 = 16;
+/// Peer index meaning "unknown" (Open-MX convention).
+pub const PEER_INDEX_UNKNOWN: u16 = 0xFFFF;
+/// Bits of the QPN that select the slot inside an endpoint (kmod-shim ABI).
+pub const QPN_SLOT_BITS: u32 = 12;
+
+/// Largest frame a QP with the given path MTU (payload bytes) can emit or
+/// must accept. Transmit buffers handed to the engine must be this large.
+pub const fn max_frame_len(path_mtu: usize) -> usize {
+    let n = MAX_PAYLOAD_HEADER_LEN + path_mtu + CRC_LEN;
+    if n < MIN_FRAME_LEN {
+        MIN_FRAME_LEN
+    } else {
+        n
+    }
+}
+
+/// Why a frame was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Error {
+    /// Shorter than its headers and payload say.
+    Truncated,
+    /// Inconsistent fields: wrong EtherType, excess trailing bytes,
+    /// payload where none is allowed, reserved syndrome, ...
+    Malformed,
+    /// Well-formed but not for us: other protocol version, packet type
+    /// outside the verbs range or unknown opcode, non-RC transport.
+    Unsupported,
+    /// CRC32C mismatch.
+    BadCrc,
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let s = match self {
+            Error::Truncated => "truncated frame",
+            Error::Malformed => "malformed frame",
+            Error::Unsupported => "unsupported frame",
+            Error::BadCrc => "CRC32C mismatch",
+        };
+        f.write_str(s)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Result type of this crate.
+pub type Result<T> = core::result::Result<T, Error>;
