@@ -5,7 +5,7 @@
 # Variables:
 #   KERNEL=6.1          default guest kernel (its module is kmod-shim/rdma_omx.ko)
 #   KERNELS="6.1 6.12"  kernels `make test` / `make vm-test` cover
-#   SCENARIOS="..."     scenario names (tests/scenarios/<name>.sh) for vm-test
+#   SCENARIOS="..."     guest scenario scripts vm-test runs (one VM boot each)
 #   KDIR=...            `make kmod-local KDIR=...` builds against any kernel tree
 
 SHELL := /bin/bash
@@ -15,8 +15,10 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 KERNEL ?= 6.1
 KERNELS ?= 6.1 6.12
 CARGO ?= cargo
-SCENARIOS ?= omx-devices omx-port-events omx-netdev-changes omx-resources \
-	omx-comp-events omx-hotunplug omx-rmmod-busy omx-link-cycles
+SCENARIOS ?= $(addprefix tests/scenarios/,omx-devices.sh omx-port-events.sh \
+	omx-netdev-changes.sh omx-resources.sh omx-comp-events.sh omx-hotunplug.sh \
+	omx-rmmod-busy.sh omx-link-cycles.sh) \
+	kmod-shim/tests/vm-kmod-smoke.sh kmod-shim/tests/vm-kmod-cycles.sh
 VM_TIMEOUT ?= 600
 
 PROVIDER_SO := target/release/libomx-rdmav34.so
@@ -96,9 +98,10 @@ unit:
 vm-test: build
 	@pass=0; failed=(); \
 	for k in $(KERNELS); do for s in $(SCENARIOS); do \
-		if tests/vm/run --kernel "$$k" --name "$$s" --timeout $(VM_TIMEOUT) \
-			"tests/scenarios/$$s.sh"; then pass=$$((pass + 1)); \
-		else failed+=("$$s@$$k"); fi; \
+		n=$$(basename "$$s" .sh); \
+		if tests/vm/run --kernel "$$k" --name "$$n" --timeout $(VM_TIMEOUT) \
+			"$$s"; then pass=$$((pass + 1)); \
+		else failed+=("$$n@$$k"); fi; \
 	done; done; \
 	if [ $${#failed[@]} -gt 0 ]; then echo "failed: $${failed[*]}"; fi; \
 	echo "vm-test: $$pass passed, $${#failed[@]} failed"; \
