@@ -89,8 +89,11 @@ checkpatch:
 	@echo "== checkpatch"
 	@kmod-shim/checkpatch.sh
 
+# The provider's smoke tests dlopen the debug cdylib, which `cargo test`
+# alone does not build.
 unit:
 	@echo "== cargo test"
+	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 
 # Every scenario on every kernel; one VM boot per scenario so a kernel

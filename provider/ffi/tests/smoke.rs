@@ -35,7 +35,13 @@ fn scratch(name: &str) -> PathBuf {
 fn setup(name: &str) -> (PathBuf, PathBuf) {
     let dir = scratch(name);
     let lib = target_dir().join("libomx_provider.so");
-    assert!(lib.is_file(), "{} not built", lib.display());
+    // `cargo test` builds the rlib for this test, not the cdylib: the
+    // Makefile's `unit` target runs `cargo build --workspace` first.
+    assert!(
+        lib.is_file(),
+        "{} not built: run `cargo build -p omx-provider` before `cargo test`",
+        lib.display()
+    );
     let link = dir.join("libomx-rdmav34.so");
     std::os::unix::fs::symlink(&lib, &link).unwrap();
     let exe = dir.join("omx_smoke");
