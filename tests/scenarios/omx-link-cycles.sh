@@ -18,11 +18,9 @@ for i in $(seq 1 100); do
 	rdma link delete omx0 || fail "cycle $i: delete failed"
 done
 log "100 add/delete cycles done"
-if [ -r /sys/kernel/debug/rdma_omx/objects ]; then
-	cat /sys/kernel/debug/rdma_omx/objects
-	grep -Eq '[1-9]' /sys/kernel/debug/rdma_omx/objects &&
-		fail "live objects left after the cycles"
-fi
+# Leaks: every device checks on teardown that its context, PD, CQ, QP and
+# MR counts and its endpoint table are back to zero (WARN_ON in
+# dealloc_driver), and the runner fails the run on any kernel WARNING.
 ibv_devices | grep -q omx && fail "a device survived its deletion"
 omx_teardown
 lsmod | grep -q '^rdma_omx' && fail "rdma_omx still loaded"
