@@ -49,6 +49,11 @@ bb() { /bin/busybox "$@"; }
 uptime_s() { local u _; read -r u _ </proc/uptime; echo "${u}"; }
 
 # --- runtime file systems --------------------------------------------------------------
+# Fresh tmpfs on /tmp and /run hide the host's; keep those reachable under /.host so a
+# checkout that lives there (a CI clone under /tmp, say) stays visible at its own path.
+bb mkdir -p /.host/tmp /.host/run
+bb mount -o bind /tmp /.host/tmp || fatal "bind host /tmp"
+bb mount -o bind /run /.host/run || fatal "bind host /run"
 bb mount -t tmpfs -o mode=1777 tmpfs /tmp || fatal "tmpfs /tmp"
 bb mount -t tmpfs -o mode=0755 tmpfs /run || fatal "tmpfs /run"
 bb mkdir -p /dev/pts /dev/shm /run/lock /out /lib/modules
@@ -65,6 +70,15 @@ OUT_MOUNTED=1
 [[ -r /out/env.sh ]] || fatal "/out/env.sh missing"
 # shellcheck source=/dev/null
 . /out/env.sh
+for d in tmp run; do
+    case "${REPO}/" in
+        "/${d}/"*)
+            bb mkdir -p "${REPO}"
+            bb mount -o bind "/.host/${d}/${REPO#/"${d}"/}" "${REPO}" \
+                || fatal "cannot make the checkout ${REPO} visible"
+            ;;
+    esac
+done
 bb mount -o bind "${KROOT}/lib/modules" /lib/modules || fatal "bind ${KROOT}/lib/modules"
 bb hostname "vm${VM_INDEX}"
 bb ip link set lo up
