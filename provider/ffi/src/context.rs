@@ -14,8 +14,12 @@
 //! fd (EBADF) rather than touching freed memory. Objects do not keep
 //! pointers into `OmxContext` themselves.
 //!
-//! Locks: none yet. [`UctxInfo`] is written once before the context is
-//! published to libibverbs and is read-only afterwards.
+//! The data path lives in [`Runtime`] (an `Arc` shared with every object
+//! of the context and the progress thread); `free_context` stops and joins
+//! the progress thread before `verbs_uninit_context` closes cmd_fd.
+//!
+//! Locks: none here. [`UctxInfo`] and `rt` are written once before the
+//! context is published to libibverbs and are read-only afterwards.
 
 use core::mem::{offset_of, size_of};
 use core::ptr;
@@ -24,7 +28,9 @@ use omx_rdma_sys::*;
 
 use crate::errno::{to_ptr, to_ret, Errno};
 use crate::guard::guard;
+use crate::runtime::{NetdevInfo, Runtime};
 use crate::{log, ops};
+use std::sync::Arc;
 
 /// What the kernel told us about our endpoint in GET_CONTEXT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +77,7 @@ impl UctxInfo {
 pub struct OmxContext {
     pub vctx: verbs_context,
     pub info: UctxInfo,
+    pub rt: Option<Arc<Runtime>>,
 }
 
 /// GET_CONTEXT response: core part, then our driver data
@@ -148,7 +155,10 @@ unsafe fn open(ibdev: *mut ibv_device, cmd_fd: i32) -> Result<*mut verbs_context
     }
     // SAFETY: raw is a fresh zeroed OmxContext allocation; `info` is plain
     // data, written before anything can read it.
-    unsafe { ptr::addr_of_mut!((*raw).info).write(ZERO_INFO) };
+    unsafe {
+        ptr::addr_of_mut!((*raw).info).write(ZERO_INFO);
+        ptr::addr_of_mut!((*raw).rt).write(None);
+    }
     // SAFETY: vctx was initialised by _verbs_init_and_alloc_context.
     let vctx = unsafe { ptr::addr_of_mut!((*raw).vctx) };
 
@@ -176,9 +186,16 @@ unsafe fn open(ibdev: *mut ibv_device, cmd_fd: i32) -> Result<*mut verbs_context
             return Err(e);
         }
     };
+    let netdev = NetdevInfo {
+        ifindex: info.ifindex,
+        mac: info.mac,
+        in_caller_ns: info.netdev_in_caller_ns(),
+    };
+    let rt = Runtime::new(info.endpoint, netdev, cmd_fd);
     // SAFETY: raw is still private to this thread.
     unsafe {
         (*raw).info = info;
+        (*raw).rt = Some(rt);
         verbs_set_ops(vctx, &ops::OMX_CTX_OPS);
     }
     log::debug(format_args!(
@@ -202,8 +219,14 @@ const ZERO_INFO: UctxInfo = UctxInfo {
 /// # Safety
 /// `raw` came from `_verbs_init_and_alloc_context` and is not used again.
 unsafe fn destroy(raw: *mut OmxContext) {
+    // SAFETY: raw is live (contract); the progress thread must be gone
+    // before cmd_fd is closed.
+    if let Some(rt) = unsafe { (*raw).rt.as_ref() } {
+        rt.shutdown();
+    }
     // SAFETY: per the contract; the Rust part was initialised in open().
     unsafe {
+        ptr::drop_in_place(ptr::addr_of_mut!((*raw).rt));
         verbs_uninit_context(ptr::addr_of_mut!((*raw).vctx));
         ptr::drop_in_place(ptr::addr_of_mut!((*raw).info));
         libc::free(raw.cast());

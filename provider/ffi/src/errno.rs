@@ -12,6 +12,8 @@ impl Errno {
     pub const EOPNOTSUPP: Self = Self(libc::EOPNOTSUPP);
     pub const EPROTO: Self = Self(libc::EPROTO);
     pub const EIO: Self = Self(libc::EIO);
+    pub const ENODEV: Self = Self(libc::ENODEV);
+    pub const EPERM: Self = Self(libc::EPERM);
 
     /// Maps an `ibv_cmd_*` return (0 or a positive errno) to a Result.
     /// Negative values are not part of that convention; they are reported

@@ -25,6 +25,7 @@ pub mod mr;
 pub mod ops;
 pub mod pd;
 pub mod qp;
+pub mod runtime;
 pub mod sysfs;
 
 pub use omx_rdma_sys as sys;

@@ -28,3 +28,9 @@ pub fn error(args: core::fmt::Arguments<'_>) {
         eprintln!("omx: {args}");
     }
 }
+
+/// An actionable error the user must see (missing capability, wrong
+/// network namespace): always printed.
+pub fn notice(args: core::fmt::Arguments<'_>) {
+    eprintln!("omx: {args}");
+}

@@ -5,7 +5,14 @@
 //!
 //! Ownership: [`reg_mr`] Box-allocates an [`OmxMr`]; [`dereg_mr`] frees it
 //! once the kernel object is gone. libibverbs fills `context/pd/addr/length`
-//! after we return and handles `ibv_dontfork_range`. No locks.
+//! after we return and handles `ibv_dontfork_range`.
+//!
+//! The data path finds the region in the context's MR table
+//! (omx-verbs-objects `MrTable`): `reg_mr` inserts it after the kernel
+//! accepted it, `dereg_mr` removes it *before* the kernel object goes, and
+//! removal waits (table write lock) until no engine call is copying through
+//! it. Each MR holds an `Arc` of its context's runtime. No locks of its
+//! own.
 
 use core::ffi::c_void;
 use core::mem::size_of;
@@ -15,10 +22,15 @@ use omx_rdma_sys::*;
 
 use crate::errno::{to_ptr, to_ret, Errno};
 use crate::guard::guard;
+use crate::runtime::Runtime;
+use omx_verbs::MrEntry;
+use std::sync::Arc;
 
 #[repr(C)]
 pub struct OmxMr {
     pub vmr: verbs_mr,
+    pub rt: Option<Arc<Runtime>>,
+    pub entry: Option<MrEntry>,
 }
 
 const _: () = assert!(core::mem::offset_of!(OmxMr, vmr) == 0);
@@ -30,8 +42,12 @@ fn reg(
     hca_va: u64,
     access: i32,
 ) -> Result<*mut ibv_mr, Errno> {
+    // SAFETY: pd is a live PD of ours (caller), its context one of ours.
+    let rt = unsafe { crate::context::from_ibv((*pd).context) }.and_then(|c| c.rt.clone());
     let mr = Box::into_raw(Box::new(OmxMr {
         vmr: verbs_mr::default(),
+        rt,
+        entry: None,
     }));
     let mut cmd = ibv_reg_mr::default();
     let mut resp = ib_uverbs_reg_mr_resp::default();
@@ -55,6 +71,23 @@ fn reg(
         // SAFETY: mr came from Box::into_raw above and was never published.
         drop(unsafe { Box::from_raw(mr) });
         return Err(e);
+    }
+    // SAFETY: mr is ours and not yet published; pd is live.
+    unsafe {
+        let m = &mut *mr;
+        let e = MrEntry {
+            lkey: m.vmr.ibv_mr.lkey,
+            rkey: m.vmr.ibv_mr.rkey,
+            pd: (*pd).handle,
+            addr: hca_va,
+            va: addr as u64,
+            len: len as u64,
+            access: access as u32,
+        };
+        m.entry = Some(e);
+        if let Some(rt) = &m.rt {
+            rt.ep.mrs.insert(e);
+        }
     }
     // SAFETY: vmr.ibv_mr is the first member; the pointer stays valid until
     // dereg_mr.
@@ -86,9 +119,19 @@ pub unsafe extern "C" fn dereg_mr(vmr: *mut verbs_mr) -> i32 {
         return libc::EINVAL;
     }
     guard("dereg_mr", libc::EIO, || {
+        // SAFETY: vmr is the first field of a live OmxMr of ours.
+        let m = unsafe { &*vmr.cast::<OmxMr>() };
+        // The data path stops using the region before the kernel forgets
+        // it.
+        if let (Some(rt), Some(e)) = (&m.rt, m.entry) {
+            rt.ep.mrs.remove(e.lkey);
+        }
         // SAFETY: vmr is ours and alive.
         let ret = unsafe { ibv_cmd_dereg_mr(vmr) };
         if let Err(e) = Errno::check(ret) {
+            if let (Some(rt), Some(en)) = (&m.rt, m.entry) {
+                rt.ep.mrs.insert(en);
+            }
             return e.0;
         }
         // SAFETY: kernel object gone; vmr is the first field of an OmxMr

@@ -13,19 +13,34 @@
 //! [`destroy_qp`] frees it after the kernel object is gone. The QP points at
 //! its PD and CQs, which the kernel keeps alive while the QP exists.
 //!
-//! Locks: `paths` (a Mutex) guards the address vectors. It is the only lock
-//! in the provider for now, is never held across an `ibv_cmd_*` call or a
-//! return to C, and so has no ordering constraints.
+//! The data path: each QP owns an omx-verbs-objects `Qp` (the RC engine
+//! and its buffers, `Arc`-shared with the context's demux table from
+//! creation until destroy) and an `Arc` of the context runtime.
+//! `post_send`/`post_recv` take the engine lock once per call, post every
+//! WR, then let the engine transmit (non-blocking sends) and move
+//! completions to the CQs before unlocking; they never sleep on anything
+//! held across blocking I/O and never allocate.
+//!
+//! Locks: `paths` (a Mutex) guards the address vectors; it is never held
+//! across an `ibv_cmd_*` call or a return to C, nor together with the
+//! engine lock. The engine lock order is in omx-verbs-objects
+//! (demux → QP → MR table → CQ ring).
 
 use core::mem::size_of;
 use core::ptr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use omx_engine::{
+    PathInfo, PathMtu, PostError, QpAttr, QpState, RecvWr, SendOp, SendWr, SgList, Sge, MAX_SGE,
+};
 use omx_rdma_sys::*;
+use omx_verbs::{mac_from_gid, AddrError, Qp, QpCaps, MAX_INLINE_DATA};
+use omx_wire::{Psn, Qpn};
 
 use crate::errno::{to_ptr, to_ret, Errno};
 use crate::guard::guard;
 use crate::log;
+use crate::runtime::Runtime;
 
 /// Address vectors set through `modify_qp`, user space only.
 #[derive(Clone, Copy, Default)]
@@ -42,6 +57,8 @@ pub struct OmxQp {
     /// 8 bytes longer than v44's; both views read zero there.
     pub vqp: verbs_qp,
     pub paths: Mutex<QpPaths>,
+    pub qp: Option<Arc<Qp>>,
+    pub rt: Option<Arc<Runtime>>,
 }
 
 const _: () = assert!(core::mem::offset_of!(OmxQp, vqp) == 0);
@@ -114,9 +131,21 @@ fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mut ibv_qp, E
         // is not one of ours.
         return Err(Errno::EINVAL);
     }
+    // SAFETY: as above.
+    let cap = unsafe { (*attr).cap };
+    if cap.max_inline_data > MAX_INLINE_DATA
+        || cap.max_send_sge as usize > MAX_SGE
+        || cap.max_recv_sge as usize > MAX_SGE
+    {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: pd is ours and live (caller).
+    let rt = unsafe { crate::context::from_ibv((*pd).context) }.and_then(|c| c.rt.clone());
     let qp = Box::into_raw(Box::new(OmxQp {
         vqp: verbs_qp::default(),
         paths: Mutex::new(QpPaths::default()),
+        qp: None,
+        rt,
     }));
     let mut cmd = ibv_create_qp::default();
     let mut resp = ib_uverbs_create_qp_resp::default();
@@ -139,7 +168,35 @@ fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mut ibv_qp, E
         drop(unsafe { Box::from_raw(qp) });
         return Err(e);
     }
-    let qpn = resp.qpn;
+    // SAFETY: ibv_cmd_create_qp filled the ibv_qp (the ioctl path leaves
+    // the legacy `resp` untouched).
+    let qpn = unsafe { (*qp).vqp.__bindgen_anon_1.qp.qp_num };
+    // SAFETY: attr valid; ibv_cmd_create_qp wrote the granted caps; the
+    // CQs are ours (the kernel accepted them); qp not yet published.
+    unsafe {
+        (*attr).cap.max_inline_data = MAX_INLINE_DATA;
+        let o = &mut *qp;
+        let scq = crate::cq::from_ibv((*attr).send_cq).and_then(|c| c.cq.clone());
+        let rcq = crate::cq::from_ibv((*attr).recv_cq).and_then(|c| c.cq.clone());
+        // Only RC has an engine so far; UC/UD QPs exist for the control
+        // path and their post verbs return EOPNOTSUPP.
+        let rc = qp_type == IBV_QPT_RC;
+        if let (true, Some(rt), Some(scq), Some(rcq)) = (rc, &o.rt, scq, rcq) {
+            let v = Arc::new(Qp::new(
+                Qpn::new(qpn),
+                (*pd).handle,
+                QpCaps {
+                    sq_depth: (*attr).cap.max_send_wr,
+                    rq_depth: (*attr).cap.max_recv_wr,
+                },
+                scq,
+                rcq,
+                (*attr).sq_sig_all != 0,
+            ));
+            rt.ep.insert_qp(v.clone());
+            o.qp = Some(v);
+        }
+    }
     log::debug(format_args!(
         "qp {qpn:#x} created: endpoint {} slot {}",
         (qpn & 0xff_ffff) >> OMX_QPN_SLOT_BITS,
@@ -166,8 +223,34 @@ pub unsafe extern "C" fn destroy_qp(qp: *mut ibv_qp) -> i32 {
     }
     guard("destroy_qp", libc::EIO, || {
         // SAFETY: qp is ours and alive.
+        let o = unsafe { &*qp.cast::<OmxQp>() };
+        // Out of the demux first (no more frames reach it), then flush
+        // what is in flight to the CQs.
+        if let (Some(rt), Some(v)) = (&o.rt, &o.qp) {
+            rt.ep.remove_qp(v.qpn);
+            let mut g = v.lock();
+            if log::debug_enabled() {
+                log::debug(format_args!(
+                    "qp {:#x} stats: {:?}; rx frames seen by context: {}",
+                    v.qpn.value(),
+                    g.rc.stats(),
+                    rt.rx_frames()
+                ));
+            }
+            let _ = g.modify(&QpAttr {
+                state: Some(QpState::Err),
+                ..Default::default()
+            });
+            let d = rt.ep.drive(v, &mut g, rt.now(), &rt.sink());
+            drop(g);
+            rt.after_drive(d);
+        }
+        // SAFETY: qp is ours and alive.
         let ret = unsafe { ibv_cmd_destroy_qp(qp) };
         if let Err(e) = Errno::check(ret) {
+            if let (Some(rt), Some(v)) = (&o.rt, &o.qp) {
+                rt.ep.insert_qp(v.clone());
+            }
             return e.0;
         }
         // SAFETY: kernel object gone; from Box::into_raw in create().
@@ -189,6 +272,24 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
     guard("modify_qp", libc::EIO, || {
         let mask = attr_mask as u32;
         let (kmask, _, _) = split_mask(mask);
+        // SAFETY: attr valid (checked non-null; caller's contract).
+        let a = unsafe { &*attr };
+        let eattr = match oqp
+            .rt
+            .as_ref()
+            .filter(|_| oqp.qp.is_some())
+            .map(|rt| engine_attr(a, mask, rt.netdev.mac))
+        {
+            Some(Ok(e)) => Some(e),
+            Some(Err(e)) => return e.0,
+            None => None,
+        };
+        if let (Some(rt), Some(QpState::Rtr)) = (&oqp.rt, eattr.and_then(|e| e.state)) {
+            // The data path needs the packet socket from now on.
+            if let Err(e) = rt.io() {
+                return e.0;
+            }
+        }
         if kmask != 0 {
             let mut cmd = ibv_modify_qp::default();
             // SAFETY: qp ours, attr valid; the kernel reads only the
@@ -200,8 +301,21 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
                 return e.0;
             }
         }
-        // SAFETY: attr valid and not written concurrently by the caller.
-        oqp.apply_paths(unsafe { &*attr }, mask);
+        oqp.apply_paths(a, mask);
+        if let (Some(rt), Some(v), Some(e)) = (&oqp.rt, &oqp.qp, eattr) {
+            let mut g = v.lock();
+            let r = g.modify(&e);
+            let d = rt.ep.drive(v, &mut g, rt.now(), &rt.sink());
+            drop(g);
+            rt.after_drive(d);
+            if let Err(err) = r {
+                log::error(format_args!(
+                    "qp {:#x}: modify refused: {err:?}",
+                    v.qpn.value()
+                ));
+                return libc::EINVAL;
+            }
+        }
         to_ret(Ok(()))
     })
 }
@@ -238,42 +352,287 @@ pub unsafe extern "C" fn query_qp(
             return e.0;
         }
         // SAFETY: attr valid, exclusively ours for the call.
-        oqp.report_paths(unsafe { &mut *attr }, attr_mask as u32);
+        let a = unsafe { &mut *attr };
+        oqp.report_paths(a, attr_mask as u32);
+        a.cap.max_inline_data = MAX_INLINE_DATA;
+        // SAFETY: init_attr valid, exclusively ours for the call.
+        unsafe { (*init_attr).cap.max_inline_data = MAX_INLINE_DATA };
+        if let Some(v) = &oqp.qp {
+            // The engine may have moved to ERROR on its own.
+            a.qp_state = v.lock().rc.state() as u32;
+        }
         to_ret(Ok(()))
     })
 }
 
-/// `ibv_post_send`: no data path yet. Every WR fails; `*bad_wr` names the
-/// first one.
+/// Translates `ibv_modify_qp` attributes for the engine. The address
+/// vector becomes MACs: only link-local EUI-64 GIDs (GID index 0,
+/// `ibv_rc_pingpong -g 0`) are supported.
+pub fn engine_attr(a: &ibv_qp_attr, mask: u32, smac: [u8; 6]) -> Result<QpAttr, Errno> {
+    let has = |bit: u32| mask & bit != 0;
+    let mut e = QpAttr::default();
+    if has(IBV_QP_STATE) {
+        e.state = Some(match a.qp_state {
+            IBV_QPS_RESET => QpState::Reset,
+            IBV_QPS_INIT => QpState::Init,
+            IBV_QPS_RTR => QpState::Rtr,
+            IBV_QPS_RTS => QpState::Rts,
+            IBV_QPS_SQD => QpState::Sqd,
+            IBV_QPS_SQE => QpState::Sqe,
+            IBV_QPS_ERR => QpState::Err,
+            _ => return Err(Errno::EINVAL),
+        });
+    }
+    if has(IBV_QP_PATH_MTU) {
+        e.path_mtu = Some(PathMtu::from_ibv(a.path_mtu as u8).ok_or(Errno::EINVAL)?);
+    }
+    if has(IBV_QP_DEST_QPN) {
+        e.dest_qpn = Some(Qpn::new(a.dest_qp_num));
+    }
+    if has(IBV_QP_RQ_PSN) {
+        e.rq_psn = Some(Psn::new(a.rq_psn));
+    }
+    if has(IBV_QP_SQ_PSN) {
+        e.sq_psn = Some(Psn::new(a.sq_psn));
+    }
+    if has(IBV_QP_TIMEOUT) {
+        e.timeout = Some(a.timeout);
+    }
+    if has(IBV_QP_RETRY_CNT) {
+        e.retry_cnt = Some(a.retry_cnt);
+    }
+    if has(IBV_QP_RNR_RETRY) {
+        e.rnr_retry = Some(a.rnr_retry);
+    }
+    if has(IBV_QP_MIN_RNR_TIMER) {
+        e.min_rnr_timer = Some(a.min_rnr_timer);
+    }
+    if has(IBV_QP_MAX_QP_RD_ATOMIC) {
+        e.max_rd_atomic = Some(a.max_rd_atomic);
+    }
+    if has(IBV_QP_MAX_DEST_RD_ATOMIC) {
+        e.max_dest_rd_atomic = Some(a.max_dest_rd_atomic);
+    }
+    if has(IBV_QP_AV) {
+        if a.ah_attr.is_global == 0 {
+            log::notice(format_args!(
+                "modify_qp: the address vector has no GID (is_global = 0); omx needs the \
+                 peer's GID (e.g. ibv_rc_pingpong -g 0)"
+            ));
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: ibv_gid is a plain 16-byte union.
+        let gid = unsafe { a.ah_attr.grh.dgid.raw };
+        let dmac = match mac_from_gid(&gid) {
+            Ok(m) => m,
+            Err(AddrError::Ipv4Mapped) => {
+                log::notice(format_args!(
+                    "modify_qp: IPv4-mapped GIDs are not supported yet; use GID index 0"
+                ));
+                return Err(Errno::EOPNOTSUPP);
+            }
+            Err(AddrError::Unsupported) => {
+                log::notice(format_args!(
+                    "modify_qp: destination GID is not a link-local EUI-64 GID"
+                ));
+                return Err(Errno::EINVAL);
+            }
+        };
+        e.path = Some(PathInfo {
+            dmac,
+            smac,
+            peer_index: omx_wire::PEER_INDEX_UNKNOWN,
+        });
+    }
+    Ok(e)
+}
+
+fn post_errno(e: PostError) -> i32 {
+    match e {
+        PostError::Full => libc::ENOMEM,
+        PostError::InvalidState | PostError::TooLong => libc::EINVAL,
+        PostError::Unsupported => libc::EOPNOTSUPP,
+    }
+}
+
+/// Reads an SGE list.
 ///
 /// # Safety
-/// `bad_wr` NULL or writable.
+/// `list` is readable for `n` entries when `n > 0`.
+unsafe fn sg_list(list: *const ibv_sge, n: i32) -> Result<SgList, i32> {
+    if n < 0 || n as usize > MAX_SGE || (n > 0 && list.is_null()) {
+        return Err(libc::EINVAL);
+    }
+    let mut sges = [Sge::default(); MAX_SGE];
+    for (i, s) in sges.iter_mut().enumerate().take(n as usize) {
+        // SAFETY: i < n (contract).
+        let g = unsafe { &*list.add(i) };
+        *s = Sge {
+            addr: g.addr,
+            length: g.length,
+            lkey: g.lkey,
+        };
+    }
+    SgList::new(&sges[..n as usize]).ok_or(libc::EINVAL)
+}
+
+/// The engine operation of a send WR.
+fn send_op(w: &ibv_send_wr) -> Result<SendOp, i32> {
+    // SAFETY: plain-data unions; the opcode says which member is live.
+    let (rdma, imm) = unsafe { (w.wr.rdma, u32::from_be(w.__bindgen_anon_1.imm_data)) };
+    Ok(match w.opcode {
+        IBV_WR_SEND => SendOp::Send,
+        IBV_WR_SEND_WITH_IMM => SendOp::SendWithImm(imm),
+        IBV_WR_RDMA_WRITE => SendOp::RdmaWrite {
+            remote_addr: rdma.remote_addr,
+            rkey: rdma.rkey,
+        },
+        IBV_WR_RDMA_WRITE_WITH_IMM => SendOp::RdmaWriteWithImm {
+            remote_addr: rdma.remote_addr,
+            rkey: rdma.rkey,
+            imm,
+        },
+        IBV_WR_RDMA_READ => SendOp::RdmaRead {
+            remote_addr: rdma.remote_addr,
+            rkey: rdma.rkey,
+        },
+        IBV_WR_ATOMIC_CMP_AND_SWP | IBV_WR_ATOMIC_FETCH_AND_ADD => return Err(libc::EOPNOTSUPP),
+        _ => return Err(libc::EINVAL),
+    })
+}
+
+/// `ibv_post_send`. On error `*bad_wr` names the first WR not posted; the
+/// ones before it were posted.
+///
+/// # Safety
+/// `qp` NULL or ours; `wr` a valid list; `bad_wr` NULL or writable.
 pub unsafe extern "C" fn post_send(
-    _qp: *mut ibv_qp,
+    qp: *mut ibv_qp,
     wr: *mut ibv_send_wr,
     bad_wr: *mut *mut ibv_send_wr,
 ) -> i32 {
-    if !bad_wr.is_null() {
-        // SAFETY: non-null out-pointer supplied by the caller.
-        unsafe { *bad_wr = wr };
-    }
-    libc::EOPNOTSUPP
+    let fail = |w: *mut ibv_send_wr, e: i32| {
+        if !bad_wr.is_null() {
+            // SAFETY: non-null out-pointer supplied by the caller.
+            unsafe { *bad_wr = w };
+        }
+        e
+    };
+    // SAFETY: per the contract.
+    let Some(o) = (unsafe { from_ibv(qp) }) else {
+        return fail(wr, libc::EINVAL);
+    };
+    let (Some(rt), Some(v)) = (&o.rt, &o.qp) else {
+        return fail(wr, libc::EOPNOTSUPP);
+    };
+    guard("post_send", libc::EIO, || {
+        let mut g = v.lock();
+        let mut cur = wr;
+        let mut ret = 0;
+        while !cur.is_null() {
+            // SAFETY: cur is an element of the caller's list.
+            let w = unsafe { &*cur };
+            let r = send_op(w).and_then(|op| {
+                // SAFETY: sg_list readable for num_sge entries (contract).
+                let sg = unsafe { sg_list(w.sg_list, w.num_sge) }?;
+                let swr = SendWr {
+                    wr_id: w.wr_id,
+                    op,
+                    sg,
+                    signaled: v.sq_sig_all || w.send_flags & IBV_SEND_SIGNALED != 0,
+                    solicited: w.send_flags & IBV_SEND_SOLICITED != 0,
+                };
+                let inline =
+                    w.send_flags & IBV_SEND_INLINE != 0 && !matches!(op, SendOp::RdmaRead { .. });
+                if inline {
+                    let len = sg.total_len();
+                    if len > u64::from(MAX_INLINE_DATA) {
+                        return Err(libc::EINVAL);
+                    }
+                    g.post_send_inline(swr, len as usize, |dst| {
+                        let mut off = 0;
+                        for s in sg.as_slice() {
+                            let n = s.length as usize;
+                            if n == 0 {
+                                continue;
+                            }
+                            // SAFETY: IBV_SEND_INLINE: the application's
+                            // gather buffers are readable for their lengths
+                            // during this call (lkeys are not used).
+                            unsafe {
+                                core::ptr::copy_nonoverlapping(
+                                    s.addr as usize as *const u8,
+                                    dst[off..off + n].as_mut_ptr(),
+                                    n,
+                                )
+                            };
+                            off += n;
+                        }
+                    })
+                    .map_err(post_errno)
+                } else {
+                    g.post_send(swr).map_err(post_errno)
+                }
+            });
+            if let Err(e) = r {
+                ret = fail(cur, e);
+                break;
+            }
+            cur = w.next;
+        }
+        let d = rt.ep.drive(v, &mut g, rt.now(), &rt.sink());
+        drop(g);
+        rt.after_drive(d);
+        ret
+    })
 }
 
 /// `ibv_post_recv`: as [`post_send`].
 ///
 /// # Safety
-/// `bad_wr` NULL or writable.
+/// `qp` NULL or ours; `wr` a valid list; `bad_wr` NULL or writable.
 pub unsafe extern "C" fn post_recv(
-    _qp: *mut ibv_qp,
+    qp: *mut ibv_qp,
     wr: *mut ibv_recv_wr,
     bad_wr: *mut *mut ibv_recv_wr,
 ) -> i32 {
-    if !bad_wr.is_null() {
-        // SAFETY: non-null out-pointer supplied by the caller.
-        unsafe { *bad_wr = wr };
-    }
-    libc::EOPNOTSUPP
+    let fail = |w: *mut ibv_recv_wr, e: i32| {
+        if !bad_wr.is_null() {
+            // SAFETY: non-null out-pointer supplied by the caller.
+            unsafe { *bad_wr = w };
+        }
+        e
+    };
+    // SAFETY: per the contract.
+    let Some(o) = (unsafe { from_ibv(qp) }) else {
+        return fail(wr, libc::EINVAL);
+    };
+    let (Some(rt), Some(v)) = (&o.rt, &o.qp) else {
+        return fail(wr, libc::EOPNOTSUPP);
+    };
+    guard("post_recv", libc::EIO, || {
+        let mut g = v.lock();
+        let mut cur = wr;
+        let mut ret = 0;
+        while !cur.is_null() {
+            // SAFETY: cur is an element of the caller's list.
+            let w = unsafe { &*cur };
+            // SAFETY: sg_list readable for num_sge entries (contract).
+            let r = unsafe { sg_list(w.sg_list, w.num_sge) }.and_then(|sg| {
+                g.post_recv(RecvWr { wr_id: w.wr_id, sg })
+                    .map_err(post_errno)
+            });
+            if let Err(e) = r {
+                ret = fail(cur, e);
+                break;
+            }
+            cur = w.next;
+        }
+        let d = rt.ep.drive(v, &mut g, rt.now(), &rt.sink());
+        drop(g);
+        rt.after_drive(d);
+        ret
+    })
 }
 
 #[cfg(test)]
@@ -294,6 +653,8 @@ mod tests {
         let qp = OmxQp {
             vqp: verbs_qp::default(),
             paths: Mutex::new(QpPaths::default()),
+            qp: None,
+            rt: None,
         };
         let a = ibv_qp_attr {
             qp_state: IBV_QPS_RTR,
@@ -320,6 +681,52 @@ mod tests {
     }
 
     #[test]
+    fn rtr_attributes_resolve_the_mac() {
+        let mut a = ibv_qp_attr {
+            qp_state: IBV_QPS_RTR,
+            path_mtu: IBV_MTU_1024,
+            dest_qp_num: 0x1003,
+            rq_psn: 77,
+            ..Default::default()
+        };
+        a.ah_attr.is_global = 1;
+        let mut gid = [0u8; 16];
+        gid[0] = 0xfe;
+        gid[1] = 0x80;
+        gid[8..].copy_from_slice(&[0x00, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x55]);
+        a.ah_attr.grh.dgid.raw = gid;
+        let m = IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN;
+        let e = engine_attr(&a, m, [2, 0, 0, 0, 0, 9]).unwrap();
+        assert_eq!(e.state, Some(QpState::Rtr));
+        assert_eq!(e.path_mtu, Some(PathMtu::Mtu1024));
+        assert_eq!(e.dest_qpn, Some(Qpn::new(0x1003)));
+        let p = e.path.unwrap();
+        assert_eq!(p.dmac, [2, 0x11, 0x22, 0x33, 0x44, 0x55]);
+        assert_eq!(p.smac, [2, 0, 0, 0, 0, 9]);
+        a.ah_attr.is_global = 0;
+        assert_eq!(engine_attr(&a, m, [0; 6]), Err(Errno::EINVAL));
+        a.ah_attr.is_global = 1;
+        let mut v4 = [0u8; 16];
+        v4[10] = 0xff;
+        v4[11] = 0xff;
+        a.ah_attr.grh.dgid.raw = v4;
+        assert_eq!(engine_attr(&a, m, [0; 6]), Err(Errno::EOPNOTSUPP));
+    }
+
+    #[test]
+    fn send_opcodes() {
+        let mut w = ibv_send_wr {
+            opcode: IBV_WR_SEND,
+            ..Default::default()
+        };
+        assert_eq!(send_op(&w), Ok(SendOp::Send));
+        w.opcode = IBV_WR_ATOMIC_FETCH_AND_ADD;
+        assert_eq!(send_op(&w), Err(libc::EOPNOTSUPP));
+        w.opcode = IBV_WR_BIND_MW;
+        assert_eq!(send_op(&w), Err(libc::EINVAL));
+    }
+
+    #[test]
     fn types() {
         assert!(supported_type(IBV_QPT_RC));
         assert!(supported_type(IBV_QPT_UC));
@@ -334,13 +741,13 @@ mod tests {
         let mut bad: *mut ibv_send_wr = ptr::null_mut();
         // SAFETY: valid pointers to locals.
         let r = unsafe { post_send(ptr::null_mut(), &mut wr, &mut bad) };
-        assert_eq!(r, libc::EOPNOTSUPP);
+        assert_eq!(r, libc::EINVAL);
         assert_eq!(bad, &mut wr as *mut _);
         let mut rwr = ibv_recv_wr::default();
         let mut rbad: *mut ibv_recv_wr = ptr::null_mut();
         // SAFETY: as above.
         let r = unsafe { post_recv(ptr::null_mut(), &mut rwr, &mut rbad) };
-        assert_eq!(r, libc::EOPNOTSUPP);
+        assert_eq!(r, libc::EINVAL);
         assert_eq!(rbad, &mut rwr as *mut _);
     }
 }

@@ -1,0 +1,333 @@
+//! The per-context data-path runtime: the verbs endpoint, the packet
+//! socket and the progress thread.
+//!
+//! The packet socket, the waker and the progress thread are created
+//! lazily by the first QP that moves to RTR ([`Runtime::io`]): contexts
+//! that never connect a QP (ibv_devinfo, resource tests, processes outside
+//! the netdev's network namespace) need neither CAP_NET_RAW nor the
+//! netdev.
+//!
+//! Who holds references: the [`crate::context::OmxContext`] (`Arc`, from
+//! open to close), every QP/CQ/MR object of the context (`Arc`, so a verb
+//! on an object never touches freed memory even if the application closed
+//! the device first), and the progress thread (`Arc`, until it is joined
+//! in `free_context`).
+//!
+//! Threads: application threads run post_send/post_recv/poll_cq; they
+//! transmit with non-blocking `send`, and poll_cq also receives (busy-poll)
+//! and runs due timers. The progress thread sleeps in `ppoll()` on the
+//! packet socket and the waker eventfd with a timeout = the nearest engine
+//! deadline, then receives, runs timers, and issues OMX_METHOD_CQ_NOTIFY
+//! for every CQ with a pending event (only it ever issues that ioctl).
+//! While an application thread busy-polls (a run of empty `poll_cq`), the
+//! progress thread stops watching the socket for short windows and leaves
+//! reception to it.
+//!
+//! Locks: `rx` is a `Mutex` only ever taken with `try_lock`, so exactly one
+//! thread at a time receives and frames are processed in arrival order;
+//! nobody waits for it. `thread` is taken by open/close only. Everything
+//! else is atomics. Verbs locks are described in omx-verbs-objects.
+//!
+//! Waking the progress thread (the one system call an application thread
+//! may make besides transmit: a non-blocking eventfd write, only when the
+//! progress thread sleeps past a deadline that just appeared or a CQ event
+//! is due): an application thread stores its new deadline into `hint`
+//! (`fetch_min`), then reads `sleep_until`; the progress thread stores
+//! `sleep_until`, then takes `hint`. With SeqCst on both sides one of them
+//! sees the other, so no deadline or event is missed.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+
+use omx_engine::Instant;
+use omx_pktio::{PacketSocket, Waker};
+use omx_verbs::{Drive, Endpoint, FrameSink};
+
+use crate::errno::Errno;
+use crate::log;
+
+/// Frames one receive pass handles before it lets others run.
+const RX_BUDGET: usize = 256;
+/// Receive buffer (largest frame at MTU 4096 plus slack; jumbo frames
+/// beyond that are not ours).
+const RX_BUF: usize = 9216;
+/// Consecutive empty `poll_cq` calls after which an application thread
+/// counts as busy-polling.
+const SPIN_STREAK: u32 = 16;
+/// While an application thread busy-polled within this window, the
+/// progress thread leaves the socket to it and only wakes for timers,
+/// events, or to check again after the window.
+const SPIN_WINDOW_NS: u64 = 200_000;
+/// Longest sleep of an idle progress thread (a safety net only).
+const MAX_SLEEP_NS: u64 = 1_000_000_000;
+
+/// `UVERBS_OBJECT_CQ`.
+const UVERBS_OBJECT_CQ: u16 = 3;
+/// `RDMA_VERBS_IOCTL` = `_IOWR(0x1b, 1, struct ib_uverbs_ioctl_hdr)`.
+const RDMA_VERBS_IOCTL: libc::c_ulong = 0xc018_1b01;
+
+/// OMX_METHOD_CQ_NOTIFY command: `ib_uverbs_ioctl_hdr` + one attribute.
+#[repr(C)]
+struct NotifyCmd {
+    length: u16,
+    object_id: u16,
+    method_id: u16,
+    num_attrs: u16,
+    reserved1: u64,
+    driver_id: u32,
+    reserved2: u32,
+    attr_id: u16,
+    attr_len: u16,
+    attr_flags: u16,
+    attr_data: u16,
+    data: u64,
+}
+const _: () = assert!(core::mem::size_of::<NotifyCmd>() == 40);
+
+/// Packet I/O of a context, once a QP connects.
+pub struct Io {
+    pub sock: PacketSocket,
+    waker: Waker,
+}
+
+/// A [`FrameSink`] that drops frames while there is no socket (nothing is
+/// sent before RTR anyway).
+pub struct Sink<'a>(pub Option<&'a PacketSocket>);
+
+impl FrameSink for Sink<'_> {
+    fn send(&self, frame: &[u8]) {
+        if let Some(s) = self.0 {
+            s.send(frame);
+        }
+    }
+}
+
+/// Where the context's netdev is.
+#[derive(Debug, Clone, Copy)]
+pub struct NetdevInfo {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub in_caller_ns: bool,
+}
+
+/// The data path of one context.
+pub struct Runtime {
+    pub ep: Endpoint,
+    pub netdev: NetdevInfo,
+    io: OnceLock<Io>,
+    io_init: Mutex<()>,
+    cmd_fd: i32,
+    rx: Mutex<Box<[u8]>>,
+    stop: AtomicBool,
+    /// Deadline (ns) the progress thread sleeps until; 0 while it runs.
+    sleep_until: AtomicU64,
+    /// Earliest deadline (ns) published by application threads.
+    hint: AtomicU64,
+    base: std::time::Instant,
+    rx_frames: AtomicU64,
+    spin_streak: AtomicU32,
+    last_spin: AtomicU64,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Runtime {
+    pub fn new(endpoint: u32, netdev: NetdevInfo, cmd_fd: i32) -> Arc<Self> {
+        Arc::new(Runtime {
+            ep: Endpoint::new(endpoint),
+            netdev,
+            io: OnceLock::new(),
+            io_init: Mutex::new(()),
+            cmd_fd,
+            rx: Mutex::new(vec![0u8; RX_BUF].into_boxed_slice()),
+            stop: AtomicBool::new(false),
+            sleep_until: AtomicU64::new(0),
+            hint: AtomicU64::new(u64::MAX),
+            base: std::time::Instant::now(),
+            rx_frames: AtomicU64::new(0),
+            spin_streak: AtomicU32::new(0),
+            last_spin: AtomicU64::new(0),
+            thread: Mutex::new(None),
+        })
+    }
+
+    /// The frame sink of the data path.
+    pub fn sink(&self) -> Sink<'_> {
+        Sink(self.io.get().map(|io| &io.sock))
+    }
+
+    /// Packet I/O, opened (and the progress thread started) on first use.
+    pub fn io(self: &Arc<Self>) -> Result<&Io, Errno> {
+        if let Some(io) = self.io.get() {
+            return Ok(io);
+        }
+        let _g = self.io_init.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(io) = self.io.get() {
+            return Ok(io);
+        }
+        if !self.netdev.in_caller_ns {
+            log::notice(format_args!(
+                "the device's netdev (ifindex {}) is not in this process's network \
+                 namespace: run the program in that namespace (ip netns exec NS ...)",
+                self.netdev.ifindex
+            ));
+            return Err(Errno::ENODEV);
+        }
+        let sock = match PacketSocket::open(self.netdev.ifindex, self.ep.endpoint) {
+            Ok(s) => s,
+            Err(e) => {
+                log::notice(format_args!("{e}"));
+                return Err(match e {
+                    omx_pktio::OpenError::NoCapNetRaw => Errno::EPERM,
+                    omx_pktio::OpenError::Io(_, e) => Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+                });
+            }
+        };
+        let waker = Waker::new().map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        let _ = self.io.set(Io { sock, waker });
+        let me = self.clone();
+        let h = std::thread::Builder::new()
+            .name("omx-progress".into())
+            .spawn(move || me.progress())
+            .map_err(|_| Errno::ENOMEM)?;
+        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+        self.io.get().ok_or(Errno::EIO)
+    }
+
+    /// Engine time: nanoseconds since the runtime started.
+    pub fn now(&self) -> Instant {
+        Instant::from_nanos(self.base.elapsed().as_nanos() as u64 + 1)
+    }
+
+    /// Stops and joins the progress thread (free_context).
+    pub fn shutdown(&self) {
+        self.stop.store(true, SeqCst);
+        if let Some(io) = self.io.get() {
+            io.waker.wake();
+        }
+        let h = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = h {
+            let _ = h.join();
+        }
+    }
+
+    /// Called by application threads after they drove a QP.
+    pub fn after_drive(&self, d: Drive) {
+        let t = if d.notify {
+            0
+        } else {
+            match d.deadline {
+                Some(t) => t.as_nanos(),
+                None => return,
+            }
+        };
+        self.hint.fetch_min(t, SeqCst);
+        let s = self.sleep_until.load(SeqCst);
+        if s != 0 && t < s {
+            if let Some(io) = self.io.get() {
+                io.waker.wake();
+            }
+        }
+    }
+
+    /// Receives and handles up to [`RX_BUDGET`] frames, unless another
+    /// thread is receiving right now.
+    pub fn poll_rx(&self) -> Drive {
+        let Some(io) = self.io.get() else {
+            return Drive::default();
+        };
+        let Ok(mut buf) = self.rx.try_lock() else {
+            return Drive::default();
+        };
+        let mut d = Drive::default();
+        for _ in 0..RX_BUDGET {
+            let Some(n) = io.sock.recv(&mut buf) else {
+                break;
+            };
+            self.rx_frames.fetch_add(1, Relaxed);
+            let now = self.now();
+            d = d.merge(self.ep.handle_frame(now, &buf[..n], &io.sock));
+        }
+        d
+    }
+
+    /// `poll_cq` reports whether it found completions: a run of empty polls
+    /// marks the application as busy-polling (see [`SPIN_WINDOW_NS`]).
+    pub fn app_polled(&self, found: bool) {
+        if found {
+            if self.spin_streak.load(Relaxed) != 0 {
+                self.spin_streak.store(0, Relaxed);
+            }
+        } else if self.spin_streak.fetch_add(1, Relaxed) + 1 >= SPIN_STREAK {
+            self.last_spin.store(self.now().as_nanos(), Relaxed);
+        }
+    }
+
+    /// Frames received so far (diagnostics).
+    pub fn rx_frames(&self) -> u64 {
+        self.rx_frames.load(Relaxed)
+    }
+
+    /// Runs due timers (all QPs).
+    pub fn run_timers(&self) -> Drive {
+        self.ep.handle_timeouts(self.now(), &self.sink())
+    }
+
+    fn notify_pass(&self) {
+        self.ep.for_each_notify(|handle| {
+            let mut cmd = NotifyCmd {
+                length: core::mem::size_of::<NotifyCmd>() as u16,
+                object_id: UVERBS_OBJECT_CQ,
+                method_id: omx_rdma_sys::OMX_METHOD_CQ_NOTIFY as u16,
+                num_attrs: 1,
+                reserved1: 0,
+                driver_id: omx_rdma_sys::OMX_DRIVER_ID,
+                reserved2: 0,
+                attr_id: omx_rdma_sys::OMX_ATTR_CQ_NOTIFY_HANDLE as u16,
+                attr_len: 0,
+                attr_flags: omx_rdma_sys::UVERBS_ATTR_F_MANDATORY as u16,
+                attr_data: 0,
+                data: u64::from(handle),
+            };
+            // SAFETY: cmd is a complete, correctly sized ioctl buffer;
+            // cmd_fd is the context's uverbs fd, open until free_context,
+            // which joins this thread first.
+            let r = unsafe { libc::ioctl(self.cmd_fd, RDMA_VERBS_IOCTL, &mut cmd) };
+            if r < 0 {
+                log::debug(format_args!(
+                    "CQ_NOTIFY handle {handle}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        });
+    }
+
+    fn progress(&self) {
+        let Some(io) = self.io.get() else { return };
+        while !self.stop.load(SeqCst) {
+            let d = self.poll_rx().merge(self.run_timers());
+            self.notify_pass();
+            let now = self.now().as_nanos();
+            let mut until = d.deadline.map_or(u64::MAX, |t| t.as_nanos());
+            self.sleep_until.store(until.max(1), SeqCst);
+            until = until.min(self.hint.swap(u64::MAX, SeqCst));
+            if self.stop.load(SeqCst) {
+                break;
+            }
+            if until > now {
+                let ns = (until - now).min(MAX_SLEEP_NS);
+                let spin = self.last_spin.load(Relaxed);
+                if spin != 0 && now.saturating_sub(spin) < SPIN_WINDOW_NS {
+                    // An application thread is receiving for us.
+                    io.waker.wait(ns.min(SPIN_WINDOW_NS));
+                } else {
+                    io.sock.wait(&io.waker, ns);
+                }
+            }
+            self.sleep_until.store(0, SeqCst);
+        }
+        // A last pass so events of completions made during shutdown are
+        // not lost.
+        self.notify_pass();
+    }
+}

@@ -1,0 +1,259 @@
+//! Completion queues: a ring of work completions pre-sized at creation,
+//! plus the completion-event arm state.
+//!
+//! Who holds references: the ffi CQ object (`Arc<Cq>`), every QP that uses
+//! it as send or receive CQ (`Arc<Cq>`), and the endpoint's CQ list (for
+//! the progress thread's notification pass). The ring outlives
+//! `ibv_destroy_cq` only while a QP still holds it, which the kernel
+//! forbids (EBUSY), so in practice it goes with the ffi object.
+//!
+//! Locks: `ring` (a `Mutex`) guards the entries; it is a leaf lock (taken
+//! under a QP lock by the drivers, alone by `poll`). `armed` and
+//! `notify_pending` are atomics.
+//!
+//! Events (never lost, never duplicated per arm): [`Cq::push`] inserts
+//! under the ring lock, *then* consumes the arm; [`Cq::arm`] sets the arm,
+//! *then* looks at the ring under the lock and consumes the arm itself if
+//! completions are already waiting (mlx5 semantics: arming a non-empty CQ
+//! fires). Whichever of the two sees the other wins the compare-exchange on
+//! `armed`, so one arm yields exactly one pending notification, which the
+//! progress thread turns into the kernel event ([`Cq::take_notify`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use omx_engine::{WcStatus, WorkCompletion};
+
+/// Arm state: not armed.
+pub const DISARMED: u32 = 0;
+/// Armed for the next completion.
+pub const ARMED_NEXT: u32 = 1;
+/// Armed for the next solicited (or error) completion.
+pub const ARMED_SOLICITED: u32 = 2;
+
+#[derive(Debug)]
+struct Ring {
+    buf: Box<[Option<WorkCompletion>]>,
+    head: usize,
+    len: usize,
+    overflows: u64,
+}
+
+/// A completion queue.
+#[derive(Debug)]
+pub struct Cq {
+    /// Kernel uverbs handle (`ibv_cq.handle`), for the notify ioctl.
+    pub handle: u32,
+    ring: Mutex<Ring>,
+    armed: AtomicU32,
+    notify_pending: AtomicBool,
+}
+
+impl Cq {
+    /// A CQ holding up to `cqe` completions.
+    pub fn new(handle: u32, cqe: usize) -> Self {
+        Cq {
+            handle,
+            ring: Mutex::new(Ring {
+                buf: vec![None; cqe.max(1)].into_boxed_slice(),
+                head: 0,
+                len: 0,
+                overflows: 0,
+            }),
+            armed: AtomicU32::new(DISARMED),
+            notify_pending: AtomicBool::new(false),
+        }
+    }
+
+    /// Capacity.
+    pub fn capacity(&self) -> usize {
+        self.lock().buf.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
+        self.ring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a completion. Returns true if it made an event pending (the
+    /// caller makes sure the progress thread runs). A full ring drops the
+    /// completion and counts an overflow (CQ overrun).
+    pub fn push(&self, wc: WorkCompletion) -> bool {
+        {
+            let mut r = self.lock();
+            let cap = r.buf.len();
+            if r.len == cap {
+                r.overflows += 1;
+                return false;
+            }
+            let i = (r.head + r.len) % cap;
+            r.buf[i] = Some(wc);
+            r.len += 1;
+        }
+        let solicited = wc.solicited || wc.status != WcStatus::Success;
+        self.consume_arm(solicited)
+    }
+
+    /// Moves up to `out.len()` completions out; returns how many.
+    pub fn poll(&self, out: &mut [WorkCompletion]) -> usize {
+        let mut r = self.lock();
+        let cap = r.buf.len();
+        let mut n = 0;
+        while n < out.len() && r.len > 0 {
+            let h = r.head;
+            if let Some(wc) = r.buf[h].take() {
+                out[n] = wc;
+                n += 1;
+            }
+            r.head = (h + 1) % cap;
+            r.len -= 1;
+        }
+        n
+    }
+
+    /// Completions waiting.
+    pub fn len(&self) -> usize {
+        self.lock().len
+    }
+
+    /// True if no completion is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Completions dropped because the ring was full.
+    pub fn overflows(&self) -> u64 {
+        self.lock().overflows
+    }
+
+    /// `ibv_req_notify_cq`. Returns true if an event became pending at once
+    /// (completions were already waiting).
+    pub fn arm(&self, solicited_only: bool) -> bool {
+        let want = if solicited_only {
+            ARMED_SOLICITED
+        } else {
+            ARMED_NEXT
+        };
+        let _ = self
+            .armed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| match cur {
+                ARMED_NEXT => None,
+                _ => Some(want),
+            });
+        let waiting = {
+            let r = self.lock();
+            let cap = r.buf.len();
+            (0..r.len).any(|k| match r.buf[(r.head + k) % cap] {
+                Some(wc) => !solicited_only || wc.solicited || wc.status != WcStatus::Success,
+                None => false,
+            })
+        };
+        waiting && self.consume_arm(true)
+    }
+
+    fn consume_arm(&self, solicited: bool) -> bool {
+        let fired = self
+            .armed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| match cur {
+                ARMED_NEXT => Some(DISARMED),
+                ARMED_SOLICITED if solicited => Some(DISARMED),
+                _ => None,
+            })
+            .is_ok();
+        if fired {
+            self.notify_pending.store(true, Ordering::Release);
+        }
+        fired
+    }
+
+    /// True if armed (any mode).
+    pub fn is_armed(&self) -> bool {
+        self.armed.load(Ordering::Acquire) != DISARMED
+    }
+
+    /// Consumes a pending notification (progress thread).
+    pub fn take_notify(&self) -> bool {
+        self.notify_pending.swap(false, Ordering::AcqRel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omx_engine::{WcOpcode, WcQueue};
+    use omx_wire::Qpn;
+
+    fn wc(id: u64, solicited: bool) -> WorkCompletion {
+        WorkCompletion {
+            wr_id: id,
+            status: WcStatus::Success,
+            opcode: WcOpcode::Recv,
+            queue: WcQueue::Recv,
+            byte_len: 0,
+            imm: None,
+            qp_num: Qpn::new(1),
+            src_qp: Qpn::new(2),
+            solicited,
+        }
+    }
+
+    #[test]
+    fn ring_fifo_wraps_and_overflows() {
+        let cq = Cq::new(1, 3);
+        let mut out = [wc(0, false); 4];
+        for round in 0..5u64 {
+            assert!(!cq.push(wc(round * 10, false)));
+            assert!(!cq.push(wc(round * 10 + 1, false)));
+            assert_eq!(cq.poll(&mut out[..1]), 1);
+            assert_eq!(out[0].wr_id, round * 10);
+            assert_eq!(cq.poll(&mut out), 1);
+            assert_eq!(out[0].wr_id, round * 10 + 1);
+        }
+        for i in 0..4 {
+            cq.push(wc(i, false));
+        }
+        assert_eq!(cq.overflows(), 1);
+        assert_eq!(cq.poll(&mut out), 3);
+        assert_eq!([out[0].wr_id, out[1].wr_id, out[2].wr_id], [0, 1, 2]);
+        assert!(cq.is_empty());
+    }
+
+    #[test]
+    fn arm_fires_once() {
+        let cq = Cq::new(1, 8);
+        assert!(!cq.push(wc(1, false)), "not armed: no event");
+        let mut out = [wc(0, false); 8];
+        cq.poll(&mut out);
+        assert!(!cq.arm(false));
+        assert!(cq.push(wc(2, false)));
+        assert!(!cq.push(wc(3, false)), "one event per arm");
+        assert!(cq.take_notify());
+        assert!(!cq.take_notify());
+    }
+
+    #[test]
+    fn arming_a_non_empty_cq_fires() {
+        let cq = Cq::new(1, 8);
+        cq.push(wc(1, false));
+        assert!(cq.arm(false));
+        assert!(cq.take_notify());
+        assert!(!cq.is_armed());
+        // Solicited-only arm ignores waiting unsolicited completions.
+        assert!(!cq.arm(true));
+        assert!(!cq.push(wc(2, false)));
+        assert!(cq.push(wc(3, true)));
+    }
+
+    #[test]
+    fn arm_push_race_yields_exactly_one_event() {
+        use std::sync::Arc;
+        for _ in 0..200 {
+            let cq = Arc::new(Cq::new(1, 4));
+            let c2 = cq.clone();
+            let t = std::thread::spawn(move || c2.push(wc(1, false)));
+            let a = cq.arm(false);
+            let p = t.join().unwrap();
+            assert!(a ^ p, "exactly one of arm/push fires ({a}, {p})");
+            assert!(cq.take_notify());
+        }
+    }
+}

@@ -1,0 +1,568 @@
+//! The endpoint: one per device context. Owns the MR table, the demux
+//! table QP slot → QP and the list of CQs, and drives QPs: feeds them
+//! frames and timeouts, drains their frames into a [`FrameSink`] and their
+//! completions into CQs.
+//!
+//! Who holds references: the ffi context (in its runtime `Arc`), shared by
+//! the progress thread and every application thread in a verb.
+//!
+//! Locks: `qps` and `cqs` are `RwLock`s written only by create/destroy
+//! (control path) and read by the data path just long enough to clone an
+//! `Arc` or, in the timer and notification passes, while visiting each
+//! entry. Lock order: `qps` (read) → QP → MR table (read) → CQ ring;
+//! `cqs` is taken alone.
+
+use std::sync::{Arc, RwLock};
+
+use omx_engine::Instant;
+
+use crate::cq::Cq;
+use crate::mr::MrTable;
+use crate::qp::{Qp, QpInner};
+use crate::FrameSink;
+
+/// Slots per endpoint (low 12 bits of a QPN).
+pub const SLOTS: usize = 1 << omx_wire::QPN_SLOT_BITS;
+
+/// What driving a QP left to do for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Drive {
+    /// A completion landed on an armed CQ: the progress thread must raise
+    /// the event.
+    pub notify: bool,
+    /// Earliest timer deadline of the QPs driven.
+    pub deadline: Option<Instant>,
+}
+
+impl Drive {
+    /// Combines two results.
+    pub fn merge(self, o: Drive) -> Drive {
+        Drive {
+            notify: self.notify || o.notify,
+            deadline: match (self.deadline, o.deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+}
+
+/// Per-context verbs state.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// This context's endpoint number (QPN bits 12..24).
+    pub endpoint: u32,
+    /// Registered memory.
+    pub mrs: MrTable,
+    qps: RwLock<Vec<Option<Arc<Qp>>>>,
+    cqs: RwLock<Vec<Arc<Cq>>>,
+}
+
+impl Endpoint {
+    /// An empty endpoint.
+    pub fn new(endpoint: u32) -> Self {
+        Endpoint {
+            endpoint,
+            mrs: MrTable::new(),
+            qps: RwLock::new(vec![None; SLOTS]),
+            cqs: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Registers a QP under its slot (replaces nothing: the kernel never
+    /// hands out a live slot twice).
+    pub fn insert_qp(&self, qp: Arc<Qp>) {
+        let slot = qp.qpn.slot() as usize;
+        self.qps.write().unwrap_or_else(|p| p.into_inner())[slot] = Some(qp);
+    }
+
+    /// Removes the QP with this QPN from the demux.
+    pub fn remove_qp(&self, qpn: omx_wire::Qpn) -> Option<Arc<Qp>> {
+        let mut v = self.qps.write().unwrap_or_else(|p| p.into_inner());
+        let e = &mut v[qpn.slot() as usize];
+        if e.as_ref().is_some_and(|q| q.qpn == qpn) {
+            e.take()
+        } else {
+            None
+        }
+    }
+
+    /// The QP a frame for `qpn` goes to, if it is ours.
+    pub fn lookup(&self, qpn: omx_wire::Qpn) -> Option<Arc<Qp>> {
+        if qpn.endpoint() != self.endpoint {
+            return None;
+        }
+        let v = self.qps.read().unwrap_or_else(|p| p.into_inner());
+        v[qpn.slot() as usize]
+            .as_ref()
+            .filter(|q| q.qpn == qpn)
+            .cloned()
+    }
+
+    /// Registers a CQ for the notification pass.
+    pub fn insert_cq(&self, cq: Arc<Cq>) {
+        self.cqs.write().unwrap_or_else(|p| p.into_inner()).push(cq);
+    }
+
+    /// Forgets a CQ.
+    pub fn remove_cq(&self, cq: &Arc<Cq>) {
+        self.cqs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|c| !Arc::ptr_eq(c, cq));
+    }
+
+    /// Calls `f` with the handle of every CQ with a pending notification.
+    pub fn for_each_notify(&self, mut f: impl FnMut(u32)) {
+        let v = self.cqs.read().unwrap_or_else(|p| p.into_inner());
+        for c in v.iter() {
+            if c.take_notify() {
+                f(c.handle);
+            }
+        }
+    }
+
+    /// After any input or verb on `qp` (whose lock `g` is): sends what the
+    /// engine has to send, moves completions to the CQs, and reports the
+    /// next deadline.
+    pub fn drive(&self, qp: &Qp, g: &mut QpInner, now: Instant, tx: &impl FrameSink) -> Drive {
+        let QpInner {
+            rc,
+            tx: buf,
+            inline,
+            ..
+        } = g;
+        self.mrs.with_pd(qp.pd, inline, |mem| {
+            while let Some(t) = rc.poll_transmit(now, buf, mem) {
+                tx.send(&buf[..t.len]);
+            }
+        });
+        let mut notify = false;
+        while let Some(wc) = rc.poll_completion() {
+            let cq = match wc.queue {
+                omx_engine::WcQueue::Send => &qp.send_cq,
+                omx_engine::WcQueue::Recv => &qp.recv_cq,
+            };
+            notify |= cq.push(wc);
+        }
+        Drive {
+            notify,
+            deadline: rc.poll_timeout(),
+        }
+    }
+
+    /// One received frame. Frames for no QP of ours are dropped (counted
+    /// by the caller if it wants to).
+    pub fn handle_frame(&self, now: Instant, frame: &[u8], tx: &impl FrameSink) -> Drive {
+        let Some(qpn) = omx_engine::peek_dst_qpn(frame) else {
+            return Drive::default();
+        };
+        let Some(qp) = self.lookup(qpn) else {
+            return Drive::default();
+        };
+        let mut g = qp.lock();
+        {
+            let QpInner { rc, inline, .. } = &mut *g;
+            self.mrs.with_pd(qp.pd, inline, |mem| {
+                let _ = rc.handle_frame(now, frame, mem);
+            });
+        }
+        self.drive(&qp, &mut g, now, tx)
+    }
+
+    /// Runs every due timer of every QP; returns the earliest deadline
+    /// left.
+    pub fn handle_timeouts(&self, now: Instant, tx: &impl FrameSink) -> Drive {
+        let v = self.qps.read().unwrap_or_else(|p| p.into_inner());
+        let mut d = Drive::default();
+        for qp in v.iter().flatten() {
+            let mut g = qp.lock();
+            match g.rc.poll_timeout() {
+                Some(t) if t <= now => {
+                    g.rc.handle_timeout(now);
+                    d = d.merge(self.drive(qp, &mut g, now, tx));
+                }
+                t => {
+                    d = d.merge(Drive {
+                        notify: false,
+                        deadline: t,
+                    })
+                }
+            }
+        }
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mr::{MrEntry, ACCESS_LOCAL_WRITE};
+    use crate::qp::QpCaps;
+    use omx_engine::{
+        PathInfo, PathMtu, QpAttr, QpState, RecvWr, SendOp, SendWr, SgList, WcStatus,
+        WorkCompletion,
+    };
+    use omx_wire::{Psn, Qpn};
+    use std::cell::RefCell;
+
+    #[derive(Default)]
+    struct Wire(RefCell<Vec<Vec<u8>>>);
+    impl FrameSink for Wire {
+        fn send(&self, f: &[u8]) {
+            self.0.borrow_mut().push(f.to_vec());
+        }
+    }
+
+    fn connect(ep: &Endpoint, qpn: u32, peer: u32) -> Arc<Qp> {
+        connect_with(ep, qpn, peer, 4, 16)
+    }
+
+    fn connect_with(ep: &Endpoint, qpn: u32, peer: u32, depth: u32, cqe: usize) -> Arc<Qp> {
+        let cq = Arc::new(Cq::new(1, cqe));
+        ep.insert_cq(cq.clone());
+        let qp = Arc::new(Qp::new(
+            Qpn::new(qpn),
+            9,
+            QpCaps {
+                sq_depth: depth,
+                rq_depth: depth,
+            },
+            cq.clone(),
+            cq,
+            false,
+        ));
+        ep.insert_qp(qp.clone());
+        let mut g = qp.lock();
+        let s = |st| QpAttr {
+            state: Some(st),
+            ..Default::default()
+        };
+        g.modify(&s(QpState::Init)).unwrap();
+        g.modify(&QpAttr {
+            state: Some(QpState::Rtr),
+            path_mtu: Some(PathMtu::Mtu1024),
+            dest_qpn: Some(Qpn::new(peer)),
+            rq_psn: Some(Psn::new(0)),
+            min_rnr_timer: Some(1),
+            path: Some(PathInfo {
+                dmac: [2, 0, 0, 0, 0, 2],
+                smac: [2, 0, 0, 0, 0, 1],
+                peer_index: 0xffff,
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        g.modify(&QpAttr {
+            state: Some(QpState::Rts),
+            sq_psn: Some(Psn::new(0)),
+            timeout: Some(14),
+            retry_cnt: Some(7),
+            rnr_retry: Some(7),
+            ..Default::default()
+        })
+        .unwrap();
+        drop(g);
+        qp
+    }
+
+    fn pump(a: &Endpoint, b: &Endpoint, wa: &Wire, wb: &Wire) {
+        for _ in 0..100 {
+            let fa: Vec<_> = wa.0.borrow_mut().drain(..).collect();
+            let fb: Vec<_> = wb.0.borrow_mut().drain(..).collect();
+            if fa.is_empty() && fb.is_empty() {
+                return;
+            }
+            for f in fa {
+                b.handle_frame(Instant::ZERO, &f, wb);
+            }
+            for f in fb {
+                a.handle_frame(Instant::ZERO, &f, wa);
+            }
+        }
+    }
+
+    #[test]
+    fn demux_by_endpoint_and_slot() {
+        let ep = Endpoint::new(3);
+        let qp = connect(&ep, 3 << 12 | 5, 4 << 12);
+        assert!(ep.lookup(Qpn::new(3 << 12 | 5)).is_some());
+        assert!(ep.lookup(Qpn::new(3 << 12 | 6)).is_none());
+        assert!(ep.lookup(Qpn::new(4 << 12 | 5)).is_none());
+        // Garbage frames are ignored.
+        let w = Wire::default();
+        assert_eq!(
+            ep.handle_frame(Instant::ZERO, &[0u8; 10], &w),
+            Drive::default()
+        );
+        assert!(ep.remove_qp(qp.qpn).is_some());
+        assert!(ep.lookup(qp.qpn).is_none());
+    }
+
+    #[test]
+    fn send_recv_and_inline_between_two_endpoints() {
+        let a = Endpoint::new(1);
+        let b = Endpoint::new(2);
+        let qa = connect(&a, 1 << 12, 2 << 12);
+        let qb = connect(&b, 2 << 12, 1 << 12);
+        let mut src = vec![7u8; 3000];
+        let mut dst = vec![0u8; 4096];
+        a.mrs.insert(MrEntry {
+            lkey: 0x100,
+            rkey: 0x100,
+            pd: 9,
+            addr: src.as_mut_ptr() as u64,
+            va: src.as_mut_ptr() as u64,
+            len: 3000,
+            access: 0,
+        });
+        b.mrs.insert(MrEntry {
+            lkey: 0x200,
+            rkey: 0x200,
+            pd: 9,
+            addr: dst.as_mut_ptr() as u64,
+            va: dst.as_mut_ptr() as u64,
+            len: 4096,
+            access: ACCESS_LOCAL_WRITE,
+        });
+        let (wa, wb) = (Wire::default(), Wire::default());
+        for id in 0..2 {
+            let mut g = qb.lock();
+            g.post_recv(RecvWr {
+                wr_id: id,
+                sg: SgList::single(dst.as_mut_ptr() as u64, 4096, 0x200),
+            })
+            .unwrap();
+        }
+        {
+            let mut g = qa.lock();
+            g.post_send(SendWr {
+                wr_id: 10,
+                op: SendOp::Send,
+                sg: SgList::single(src.as_ptr() as u64, 3000, 0x100),
+                signaled: true,
+                solicited: false,
+            })
+            .unwrap();
+            g.post_send_inline(
+                SendWr {
+                    wr_id: 11,
+                    op: SendOp::Send,
+                    sg: SgList::default(),
+                    signaled: true,
+                    solicited: false,
+                },
+                5,
+                |d| d.copy_from_slice(b"hello"),
+            )
+            .unwrap();
+            a.drive(&qa, &mut g, Instant::ZERO, &wa);
+        }
+        pump(&a, &b, &wa, &wb);
+        let mut out = [WorkCompletion {
+            wr_id: 0,
+            status: WcStatus::GeneralErr,
+            opcode: omx_engine::WcOpcode::Send,
+            queue: omx_engine::WcQueue::Send,
+            byte_len: 0,
+            imm: None,
+            qp_num: Qpn::new(0),
+            src_qp: Qpn::new(0),
+            solicited: false,
+        }; 4];
+        assert_eq!(qb.recv_cq.poll(&mut out), 2);
+        assert_eq!(out[0].status, WcStatus::Success);
+        assert_eq!(out[0].byte_len, 3000);
+        assert_eq!(out[1].byte_len, 5);
+        assert_eq!(&dst[..5], b"hello");
+        assert_eq!(qa.send_cq.poll(&mut out), 2);
+        assert_eq!([out[0].wr_id, out[1].wr_id], [10, 11]);
+    }
+
+    #[test]
+    fn bad_lkey_is_a_local_protection_error() {
+        let a = Endpoint::new(1);
+        let b = Endpoint::new(2);
+        let qa = connect(&a, 1 << 12, 2 << 12);
+        let _qb = connect(&b, 2 << 12, 1 << 12);
+        let wa = Wire::default();
+        let mut g = qa.lock();
+        g.post_send(SendWr {
+            wr_id: 1,
+            op: SendOp::Send,
+            sg: SgList::single(0x1000, 64, 0x999),
+            signaled: true,
+            solicited: false,
+        })
+        .unwrap();
+        a.drive(&qa, &mut g, Instant::ZERO, &wa);
+        drop(g);
+        let mut out = [None; 1].map(|_: Option<()>| WorkCompletion {
+            wr_id: 0,
+            status: WcStatus::Success,
+            opcode: omx_engine::WcOpcode::Send,
+            queue: omx_engine::WcQueue::Send,
+            byte_len: 0,
+            imm: None,
+            qp_num: Qpn::new(0),
+            src_qp: Qpn::new(0),
+            solicited: false,
+        });
+        assert_eq!(qa.send_cq.poll(&mut out), 1);
+        assert_eq!(out[0].status, WcStatus::LocProtErr);
+        assert!(wa.0.borrow().is_empty(), "nothing sent");
+    }
+
+    /// Several threads post on one QP while another receives and a third
+    /// plays the network (and runs timers): every message arrives once, in
+    /// per-sender order.
+    #[test]
+    fn concurrent_posters_poller_and_network() {
+        use std::collections::VecDeque;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Mutex;
+
+        #[derive(Default)]
+        struct Q(Mutex<VecDeque<Vec<u8>>>);
+        impl FrameSink for Q {
+            fn send(&self, f: &[u8]) {
+                self.0.lock().unwrap().push_back(f.to_vec());
+            }
+        }
+        const PER: u32 = 300;
+        const SLOTS_RX: u64 = 16;
+        let a = Arc::new(Endpoint::new(1));
+        let b = Arc::new(Endpoint::new(2));
+        let qa = connect(&a, 1 << 12, 2 << 12);
+        let qb = connect_with(&b, 2 << 12, 1 << 12, 32, 64);
+        let (wa, wb) = (Arc::new(Q::default()), Arc::new(Q::default()));
+        let mut rxbuf = vec![0u8; (SLOTS_RX * 64) as usize];
+        let rxaddr = rxbuf.as_mut_ptr() as u64;
+        b.mrs.insert(MrEntry {
+            lkey: 0x200,
+            rkey: 0x200,
+            pd: 9,
+            addr: rxaddr,
+            va: rxaddr,
+            len: SLOTS_RX * 64,
+            access: ACCESS_LOCAL_WRITE,
+        });
+        let post_rx = |slot: u64| {
+            let mut g = qb.lock();
+            g.post_recv(RecvWr {
+                wr_id: slot,
+                sg: SgList::single(rxaddr + slot * 64, 64, 0x200),
+            })
+            .unwrap();
+        };
+        for s in 0..SLOTS_RX {
+            post_rx(s);
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let base = std::time::Instant::now();
+        let now = move || Instant::from_nanos(base.elapsed().as_nanos() as u64 + 1);
+        std::thread::scope(|sc| {
+            {
+                let (a, b, wa, wb, done) = (&a, &b, wa.clone(), wb.clone(), done.clone());
+                sc.spawn(move || {
+                    while !done.load(Ordering::Relaxed) {
+                        let fa = wa.0.lock().unwrap().pop_front();
+                        if let Some(f) = fa {
+                            b.handle_frame(now(), &f, &*wb);
+                        }
+                        let fb = wb.0.lock().unwrap().pop_front();
+                        if let Some(f) = fb {
+                            a.handle_frame(now(), &f, &*wa);
+                        }
+                        a.handle_timeouts(now(), &*wa);
+                        b.handle_timeouts(now(), &*wb);
+                        std::thread::yield_now();
+                    }
+                });
+            }
+            for k in 0..2u32 {
+                let (a, qa, wa, done) = (&a, &qa, wa.clone(), done.clone());
+                sc.spawn(move || {
+                    let mut sink = [ZERO; 8];
+                    for i in 0..PER {
+                        loop {
+                            if done.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            let mut g = qa.lock();
+                            let r = g.post_send_inline(
+                                SendWr {
+                                    wr_id: u64::from(k << 16 | i),
+                                    op: SendOp::Send,
+                                    sg: SgList::default(),
+                                    signaled: true,
+                                    solicited: false,
+                                },
+                                8,
+                                |d| {
+                                    d[..4].copy_from_slice(&k.to_le_bytes());
+                                    d[4..].copy_from_slice(&i.to_le_bytes());
+                                },
+                            );
+                            a.drive(qa, &mut g, now(), &*wa);
+                            drop(g);
+                            match r {
+                                Ok(()) => break,
+                                Err(omx_engine::PostError::Full) => {
+                                    qa.send_cq.poll(&mut sink);
+                                    std::thread::yield_now();
+                                }
+                                Err(e) => panic!("{e:?}"),
+                            }
+                        }
+                        qa.send_cq.poll(&mut sink);
+                    }
+                });
+            }
+            // Whatever happens below, the helper threads stop.
+            struct StopOnDrop(Arc<AtomicBool>);
+            impl Drop for StopOnDrop {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+            let _stop = StopOnDrop(done.clone());
+            let mut next = [0u32; 2];
+            let mut out = [ZERO; 4];
+            let t0 = std::time::Instant::now();
+            while next != [PER, PER] {
+                assert!(t0.elapsed().as_secs() < 30, "stuck at {next:?}");
+                let n = qb.recv_cq.poll(&mut out);
+                for w in &out[..n] {
+                    assert_eq!(w.status, WcStatus::Success);
+                    assert_eq!(w.byte_len, 8);
+                    let o = (w.wr_id * 64) as usize;
+                    let k = u32::from_le_bytes(rxbuf[o..o + 4].try_into().unwrap()) as usize;
+                    let i = u32::from_le_bytes(rxbuf[o + 4..o + 8].try_into().unwrap());
+                    assert_eq!(i, next[k], "sender {k} in order");
+                    next[k] += 1;
+                    post_rx(w.wr_id);
+                    let mut g = qb.lock();
+                    b.drive(&qb, &mut g, now(), &*wb);
+                }
+                if n == 0 {
+                    std::thread::yield_now();
+                }
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        assert_eq!(qb.recv_cq.overflows(), 0);
+    }
+
+    const ZERO: WorkCompletion = WorkCompletion {
+        wr_id: 0,
+        status: WcStatus::Success,
+        opcode: omx_engine::WcOpcode::Send,
+        queue: omx_engine::WcQueue::Send,
+        byte_len: 0,
+        imm: None,
+        qp_num: Qpn::new(0),
+        src_qp: Qpn::new(0),
+        solicited: false,
+    };
+}

@@ -1,0 +1,37 @@
+//! The verbs objects of omx-verbs, in user space, between the sans-IO
+//! engine and packet I/O (data flows wire → engine → **verbs** → pktio →
+//! ffi):
+//!
+//! - [`MrTable`]: registered memory, implementing the engine's
+//!   [`omx_engine::MemoryAccess`] for one PD with key, bounds and rights
+//!   checks ([`mr`]).
+//! - [`Cq`]: a completion ring pre-sized at creation, with the
+//!   completion-event arm state ([`cq`]).
+//! - [`Qp`]: an [`omx_engine::RcQp`] behind a mutex with its transmit
+//!   buffer and inline-data slab ([`qp`]).
+//! - [`Endpoint`]: one per device context; the demux QP slot → QP and the
+//!   drivers that feed frames and time into QPs ([`endpoint`]).
+//! - [`addr`]: GID → MAC.
+//!
+//! Frames leave through a [`FrameSink`] the packet-I/O layer implements.
+//! Nothing here allocates after an object is created, and nothing here
+//! makes a system call.
+
+pub mod addr;
+pub mod cq;
+pub mod endpoint;
+pub mod mr;
+pub mod qp;
+
+pub use addr::{mac_from_gid, AddrError};
+pub use cq::Cq;
+pub use endpoint::{Drive, Endpoint};
+pub use mr::{MrEntry, MrTable, PdMem, INLINE_LKEY};
+pub use qp::{Qp, QpCaps, MAX_INLINE_DATA};
+
+/// Where the verbs layer sends frames (implemented by packet I/O).
+pub trait FrameSink {
+    /// Sends one complete frame without blocking. A frame that cannot be
+    /// sent now is dropped: the engine retransmits it.
+    fn send(&self, frame: &[u8]);
+}

@@ -1,0 +1,313 @@
+//! The MR table of a context and the engine's view of it for one PD.
+//!
+//! Who holds what: the [`MrTable`] lives in the [`crate::Endpoint`]
+//! (one per context); `reg_mr`/`dereg_mr` insert and remove entries; the
+//! data path borrows the table through [`MrTable::with_pd`] for the length
+//! of one engine call.
+//!
+//! Locks: one `RwLock` over the entries. Readers are the data path
+//! (post_send/poll_cq/progress thread, while they hold a QP lock: lock
+//! order QP → MR table); the writer is reg/dereg (control path). So
+//! `dereg_mr` returns only after no engine call can still copy into or out
+//! of that region, which is what makes the raw copies below sound.
+//!
+//! Keys: the kernel hands out `index << 8 | tag` with index ≥ 1
+//! (kmod-shim `OMX_MR_INDEX_MIN`), so keys below 256 never name an MR and
+//! [`INLINE_LKEY`] (0) names a QP's inline-data slab instead.
+
+use std::sync::RwLock;
+
+use omx_engine::{Access, MemError, MemoryAccess};
+
+/// lkey of inline data copied at post time (never a kernel key).
+pub const INLINE_LKEY: u32 = 0;
+
+/// `IBV_ACCESS_*` bits we check.
+pub const ACCESS_LOCAL_WRITE: u32 = 1;
+/// IBV_ACCESS_REMOTE_WRITE.
+pub const ACCESS_REMOTE_WRITE: u32 = 2;
+/// IBV_ACCESS_REMOTE_READ.
+pub const ACCESS_REMOTE_READ: u32 = 4;
+/// IBV_ACCESS_REMOTE_ATOMIC.
+pub const ACCESS_REMOTE_ATOMIC: u32 = 8;
+
+/// One registered region (what `ibv_cmd_reg_mr` returned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MrEntry {
+    /// lkey (rdma_omx returns rkey == lkey; both are matched).
+    pub lkey: u32,
+    /// rkey.
+    pub rkey: u32,
+    /// Kernel handle of the PD.
+    pub pd: u32,
+    /// Start of the region in the MR's address space (iova, `hca_va`):
+    /// what SGEs and remote addresses name.
+    pub addr: u64,
+    /// Where that start is in our virtual memory (`addr` of `ibv_reg_mr`).
+    pub va: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// `IBV_ACCESS_*` flags.
+    pub access: u32,
+}
+
+impl MrEntry {
+    fn allows(&self, a: Access) -> bool {
+        match a {
+            Access::LocalRead => true,
+            Access::LocalWrite => self.access & ACCESS_LOCAL_WRITE != 0,
+            Access::RemoteRead => self.access & ACCESS_REMOTE_READ != 0,
+            Access::RemoteWrite => self.access & ACCESS_REMOTE_WRITE != 0,
+            Access::RemoteAtomic => self.access & ACCESS_REMOTE_ATOMIC != 0,
+        }
+    }
+
+    fn contains(&self, addr: u64, len: u64) -> bool {
+        let Some(end) = addr.checked_add(len) else {
+            return false;
+        };
+        addr >= self.addr && end <= self.addr.saturating_add(self.len)
+    }
+}
+
+/// All MRs of a context.
+#[derive(Debug, Default)]
+pub struct MrTable {
+    entries: RwLock<Vec<MrEntry>>,
+}
+
+impl MrTable {
+    /// Empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a registration (control path; may allocate).
+    pub fn insert(&self, e: MrEntry) {
+        let mut v = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        v.push(e);
+    }
+
+    /// Forgets the MR with this lkey; returns it if it existed. When this
+    /// returns, no engine call is copying through it any more.
+    pub fn remove(&self, lkey: u32) -> Option<MrEntry> {
+        let mut v = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let i = v.iter().position(|e| e.lkey == lkey)?;
+        Some(v.swap_remove(i))
+    }
+
+    /// Number of MRs.
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// True if there is no MR.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs `f` with the table restricted to `pd` (plus a QP's inline
+    /// slab). Holds the read lock for the call.
+    pub fn with_pd<R>(&self, pd: u32, inline: &[u8], f: impl FnOnce(&mut PdMem<'_>) -> R) -> R {
+        let v = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let mut m = PdMem {
+            mrs: &v,
+            pd,
+            inline,
+        };
+        f(&mut m)
+    }
+}
+
+/// The engine's [`MemoryAccess`] for one PD.
+#[derive(Debug)]
+pub struct PdMem<'a> {
+    mrs: &'a [MrEntry],
+    pd: u32,
+    inline: &'a [u8],
+}
+
+impl PdMem<'_> {
+    fn find(&self, key: u32, access: Access) -> Result<&MrEntry, MemError> {
+        let remote = matches!(
+            access,
+            Access::RemoteRead | Access::RemoteWrite | Access::RemoteAtomic
+        );
+        self.mrs
+            .iter()
+            .find(|e| e.pd == self.pd && if remote { e.rkey == key } else { e.lkey == key })
+            .ok_or(MemError::InvalidKey)
+    }
+
+    /// The checked range as a raw pointer into application memory.
+    fn resolve(&self, key: u32, addr: u64, len: u64, access: Access) -> Result<usize, MemError> {
+        let e = self.find(key, access)?;
+        if !e.contains(addr, len) {
+            return Err(MemError::OutOfBounds);
+        }
+        if !e.allows(access) {
+            return Err(MemError::AccessDenied);
+        }
+        Ok(e.va.wrapping_add(addr - e.addr) as usize)
+    }
+
+    fn inline_range(&self, addr: u64, len: usize) -> Result<core::ops::Range<usize>, MemError> {
+        let start = usize::try_from(addr).map_err(|_| MemError::OutOfBounds)?;
+        let end = start.checked_add(len).ok_or(MemError::OutOfBounds)?;
+        if end > self.inline.len() {
+            return Err(MemError::OutOfBounds);
+        }
+        Ok(start..end)
+    }
+}
+
+impl MemoryAccess for PdMem<'_> {
+    fn check(&self, key: u32, addr: u64, len: u64, access: Access) -> Result<(), MemError> {
+        if key == INLINE_LKEY && access == Access::LocalRead {
+            let len = usize::try_from(len).map_err(|_| MemError::OutOfBounds)?;
+            return self.inline_range(addr, len).map(|_| ());
+        }
+        self.resolve(key, addr, len, access).map(|_| ())
+    }
+
+    fn read(&self, key: u32, addr: u64, dst: &mut [u8], access: Access) -> Result<(), MemError> {
+        if key == INLINE_LKEY && access == Access::LocalRead {
+            let r = self.inline_range(addr, dst.len())?;
+            dst.copy_from_slice(&self.inline[r]);
+            return Ok(());
+        }
+        let p = self.resolve(key, addr, dst.len() as u64, access)?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: [p, p + dst.len()) lies inside a region the application
+        // registered and has not deregistered: dereg_mr takes the table's
+        // write lock, which cannot happen while we hold the read lock. The
+        // application keeps registered memory mapped until dereg (verbs
+        // contract, as with DMA hardware). `dst` is our own buffer, so the
+        // ranges cannot overlap as Rust objects.
+        unsafe { core::ptr::copy_nonoverlapping(p as *const u8, dst.as_mut_ptr(), dst.len()) };
+        Ok(())
+    }
+
+    fn write(&mut self, key: u32, addr: u64, src: &[u8], access: Access) -> Result<(), MemError> {
+        if key == INLINE_LKEY && self.find(key, access).is_err() {
+            return Err(MemError::InvalidKey);
+        }
+        let p = self.resolve(key, addr, src.len() as u64, access)?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: as in `read`; the region allows this write (checked), and
+        // `src` is a frame buffer we own, distinct from application memory.
+        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), p as *mut u8, src.len()) };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(buf: &mut [u8], access: u32) -> (MrTable, u64) {
+        let t = MrTable::new();
+        let addr = buf.as_mut_ptr() as u64;
+        t.insert(MrEntry {
+            lkey: 0x101,
+            rkey: 0x101,
+            pd: 7,
+            addr,
+            va: addr,
+            len: buf.len() as u64,
+            access,
+        });
+        (t, addr)
+    }
+
+    #[test]
+    fn read_write_in_bounds() {
+        let mut buf = vec![0u8; 64];
+        let (t, a) = table(&mut buf, ACCESS_LOCAL_WRITE | ACCESS_REMOTE_WRITE);
+        t.with_pd(7, &[], |m| {
+            m.write(0x101, a + 8, b"hello", Access::LocalWrite).unwrap();
+            let mut out = [0u8; 5];
+            m.read(0x101, a + 8, &mut out, Access::LocalRead).unwrap();
+            assert_eq!(&out, b"hello");
+            m.write(0x101, a + 60, b"abcd", Access::RemoteWrite)
+                .unwrap();
+        });
+        assert_eq!(&buf[8..13], b"hello");
+        assert_eq!(&buf[60..], b"abcd");
+    }
+
+    #[test]
+    fn bounds_keys_rights_and_pd() {
+        let mut buf = vec![0u8; 64];
+        let (t, a) = table(&mut buf, 0);
+        t.with_pd(7, &[], |m| {
+            let mut out = [0u8; 8];
+            assert_eq!(
+                m.read(0x101, a + 60, &mut out, Access::LocalRead),
+                Err(MemError::OutOfBounds)
+            );
+            assert_eq!(
+                m.read(0x101, a - 1, &mut out, Access::LocalRead),
+                Err(MemError::OutOfBounds)
+            );
+            assert_eq!(
+                m.check(0x101, u64::MAX - 2, 8, Access::LocalRead),
+                Err(MemError::OutOfBounds)
+            );
+            assert_eq!(
+                m.read(0x202, a, &mut out, Access::LocalRead),
+                Err(MemError::InvalidKey)
+            );
+            assert_eq!(
+                m.write(0x101, a, b"x", Access::LocalWrite),
+                Err(MemError::AccessDenied)
+            );
+            assert_eq!(
+                m.check(0x101, a, 1, Access::RemoteRead),
+                Err(MemError::AccessDenied)
+            );
+        });
+        // Another PD sees nothing.
+        t.with_pd(8, &[], |m| {
+            assert_eq!(
+                m.check(0x101, a, 1, Access::LocalRead),
+                Err(MemError::InvalidKey)
+            );
+        });
+        assert!(t.remove(0x101).is_some());
+        assert!(t.is_empty());
+        t.with_pd(7, &[], |m| {
+            assert_eq!(
+                m.check(0x101, a, 1, Access::LocalRead),
+                Err(MemError::InvalidKey)
+            );
+        });
+    }
+
+    #[test]
+    fn inline_slab_is_read_only() {
+        let t = MrTable::new();
+        let slab = *b"0123456789";
+        t.with_pd(1, &slab, |m| {
+            let mut out = [0u8; 4];
+            m.read(INLINE_LKEY, 2, &mut out, Access::LocalRead).unwrap();
+            assert_eq!(&out, b"2345");
+            assert_eq!(
+                m.read(INLINE_LKEY, 8, &mut out, Access::LocalRead),
+                Err(MemError::OutOfBounds)
+            );
+            assert_eq!(
+                m.write(INLINE_LKEY, 0, b"x", Access::LocalWrite),
+                Err(MemError::InvalidKey)
+            );
+            assert_eq!(
+                m.check(INLINE_LKEY, 0, 1, Access::RemoteRead),
+                Err(MemError::InvalidKey)
+            );
+        });
+    }
+}

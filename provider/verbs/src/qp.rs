@@ -1,0 +1,150 @@
+//! Queue pairs: an [`RcQp`] plus the buffers the data path needs, all
+//! allocated at creation.
+//!
+//! Who holds references: the ffi QP object (`Arc<Qp>`) and the endpoint's
+//! demux table (`Arc<Qp>`, from `insert` to `remove`), and transiently a
+//! thread that took it out of the demux table to feed it a frame or a
+//! timeout. A QP holds `Arc`s of its CQs.
+//!
+//! Locks: `inner` (a `Mutex`) serialises every engine call on this QP, as
+//! the engine requires. It is held while frames are built and handed to
+//! the non-blocking transmit (never across a blocking call), and while the
+//! MR table's read lock and the CQ ring locks are taken inside it. Lock
+//! order: endpoint demux (read) → QP → MR table (read) → CQ ring.
+//!
+//! Buffer ownership: `tx` is the one transmit buffer of this QP (the
+//! engine writes a frame into it, the sink copies it to the kernel before
+//! returning); `inline` is a ring of `sq_depth` slots of
+//! [`MAX_INLINE_DATA`] bytes: send WR number *n* posted with
+//! IBV_SEND_INLINE copies its data into slot *n mod sq_depth* and points
+//! its SGE at it under [`crate::INLINE_LKEY`]. The engine refuses more than
+//! `sq_depth` outstanding send WRs and frees a WR's slot only once it is
+//! acknowledged, so a slot is never reused while its data may still be
+//! (re)transmitted.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use omx_engine::{ModifyError, PostError, QpAttr, QpConfig, RcQp, RecvWr, SendWr, SgList};
+use omx_wire::Qpn;
+
+use crate::cq::Cq;
+use crate::mr::INLINE_LKEY;
+
+/// Largest IBV_SEND_INLINE payload (reported as `max_inline_data`).
+pub const MAX_INLINE_DATA: u32 = 256;
+
+/// Largest path MTU we accept (sizes the transmit buffer).
+const MAX_PATH_MTU: usize = 4096;
+
+/// Queue sizes of a QP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QpCaps {
+    /// max_send_wr.
+    pub sq_depth: u32,
+    /// max_recv_wr.
+    pub rq_depth: u32,
+}
+
+/// A queue pair.
+#[derive(Debug)]
+pub struct Qp {
+    /// QP number (endpoint << 12 | slot).
+    pub qpn: Qpn,
+    /// Kernel handle of the PD (MR lookups are restricted to it).
+    pub pd: u32,
+    /// Send CQ.
+    pub send_cq: Arc<Cq>,
+    /// Receive CQ.
+    pub recv_cq: Arc<Cq>,
+    /// `sq_sig_all`.
+    pub sq_sig_all: bool,
+    inner: Mutex<QpInner>,
+}
+
+/// The state behind the QP lock.
+#[derive(Debug)]
+pub struct QpInner {
+    /// The engine.
+    pub rc: RcQp,
+    pub(crate) tx: Box<[u8]>,
+    pub(crate) inline: Box<[u8]>,
+    inline_next: u64,
+    sq_depth: u32,
+}
+
+impl Qp {
+    /// Creates a QP in RESET with all buffers sized.
+    pub fn new(
+        qpn: Qpn,
+        pd: u32,
+        caps: QpCaps,
+        send_cq: Arc<Cq>,
+        recv_cq: Arc<Cq>,
+        sq_sig_all: bool,
+    ) -> Self {
+        let sq = caps.sq_depth.max(1);
+        let mut cfg = QpConfig::new(qpn);
+        cfg.sq_depth = sq;
+        cfg.rq_depth = caps.rq_depth.max(1);
+        Qp {
+            qpn,
+            pd,
+            send_cq,
+            recv_cq,
+            sq_sig_all,
+            inner: Mutex::new(QpInner {
+                rc: RcQp::new(cfg),
+                tx: vec![0u8; omx_wire::max_frame_len(MAX_PATH_MTU)].into_boxed_slice(),
+                inline: vec![0u8; sq as usize * MAX_INLINE_DATA as usize].into_boxed_slice(),
+                inline_next: 0,
+                sq_depth: sq,
+            }),
+        }
+    }
+
+    /// Takes the QP lock.
+    pub fn lock(&self) -> MutexGuard<'_, QpInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl QpInner {
+    /// Posts a send WR whose SGEs name registered memory.
+    pub fn post_send(&mut self, wr: SendWr) -> Result<(), PostError> {
+        self.rc.post_send(wr)
+    }
+
+    /// Posts a send WR with IBV_SEND_INLINE: `fill` copies the `len` bytes
+    /// of the WR's gather list into the slot it is given, now.
+    pub fn post_send_inline(
+        &mut self,
+        mut wr: SendWr,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), PostError> {
+        if len > MAX_INLINE_DATA as usize {
+            return Err(PostError::TooLong);
+        }
+        let slot = (self.inline_next % u64::from(self.sq_depth)) as usize;
+        let off = slot * MAX_INLINE_DATA as usize;
+        wr.sg = SgList::single(off as u64, len as u32, INLINE_LKEY);
+        // Post first: if the queue is full, the slot still belongs to an
+        // outstanding WR and must not be touched. The engine reads the data
+        // only in poll_transmit, which cannot run before we return (we hold
+        // the QP lock).
+        self.rc.post_send(wr)?;
+        fill(&mut self.inline[off..off + len]);
+        self.inline_next += 1;
+        Ok(())
+    }
+
+    /// Posts a receive WR.
+    pub fn post_recv(&mut self, wr: RecvWr) -> Result<(), PostError> {
+        self.rc.post_recv(wr)
+    }
+
+    /// `ibv_modify_qp` on the engine.
+    pub fn modify(&mut self, attr: &QpAttr) -> Result<(), ModifyError> {
+        self.rc.modify(attr)
+    }
+}

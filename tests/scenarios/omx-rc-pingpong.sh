@@ -1,0 +1,80 @@
+#!/bin/bash
+# Debian's unmodified ibv_rc_pingpong over the omx provider: server in nsA
+# on omx0, client in nsB on omx1, joined by a veth pair. Default options,
+# completion events (-e), sizes 1 B .. 1 MiB (-s) and a long run (-n).
+# Both sides must exit 0 and print "bytes in"; the usec/iter lines go to
+# /out/results.txt.
+set -euo pipefail
+. "$REPO/tests/vm/guest-lib.sh"
+. "$REPO/tests/scenarios/omx-lib.sh"
+
+omx_setup
+ib_port_active omx0
+ib_port_active omx1
+
+PORT=18515
+# pingpong NAME TIMEOUT ARGS...: one server/client pair with ARGS.
+pingpong() {
+	local name=$1 t=$2
+	shift 2
+	local so="$OUT/pp-$name-server.txt" co="$OUT/pp-$name-client.txt"
+	PORT=$((PORT + 1))
+	log "ibv_rc_pingpong $* ($name)"
+	ip netns exec nsA timeout "$t" \
+		ibv_rc_pingpong -d omx0 -g 0 -p "$PORT" "$@" >"$so" 2>&1 &
+	local s=$!
+	# The server listens on TCP before it needs anything from the peer.
+	wait_for "ip netns exec nsA ss -ltn | grep -q :$PORT" 20 ||
+		{ cat "$so" >&2; fail "$name: server did not listen"; }
+	local crc=0
+	ip netns exec nsB timeout "$t" \
+		ibv_rc_pingpong -d omx1 -g 0 -p "$PORT" "$@" 10.78.0.1 >"$co" 2>&1 || crc=$?
+	local src=0
+	wait "$s" || src=$?
+	if [[ $src != 0 || $crc != 0 ]]; then
+		log "--- server ($src)"; cat "$so" >&2
+		log "--- client ($crc)"; cat "$co" >&2
+		fail "$name: ibv_rc_pingpong $* (server $src, client $crc)"
+	fi
+	expect_file_contains "$so" "bytes in" "$name server"
+	expect_file_contains "$co" "bytes in" "$name client"
+	result "pp_${name}_client" "$(grep 'usec/iter' "$co" | tr -s ' ')"
+	result "pp_${name}_server" "$(grep 'usec/iter' "$so" | tr -s ' ')"
+}
+
+# expect_refused NAME NEEDLE SERVER_NS CLIENT_NS ADDR [WRAPPER...]: both
+# sides must fail to connect their QPs and the server must print NEEDLE.
+expect_refused() {
+	local name=$1 needle=$2 sns=$3 cns=$4 addr=$5
+	shift 5
+	local so="$OUT/neg-$name-server.txt" co="$OUT/neg-$name-client.txt"
+	local -a sx=() cx=()
+	[[ $sns == - ]] || sx=(ip netns exec "$sns")
+	[[ $cns == - ]] || cx=(ip netns exec "$cns")
+	PORT=$((PORT + 1))
+	log "negative: $name"
+	"${sx[@]}" "$@" timeout 60 ibv_rc_pingpong -d omx0 -g 0 -p "$PORT" -n 2 >"$so" 2>&1 &
+	local s=$!
+	sleep 2
+	"${cx[@]}" "$@" timeout 60 ibv_rc_pingpong -d omx1 -g 0 -p "$PORT" -n 2 "$addr" \
+		>"$co" 2>&1 && fail "$name: client succeeded"
+	wait "$s" && fail "$name: server succeeded"
+	cat "$so" >&2
+	expect_file_contains "$so" "$needle" "$name server"
+}
+
+pingpong default 120
+pingpong events 120 -e
+pingpong s1 120 -s 1
+pingpong s64k 240 -s 65536 -n 200
+pingpong s1m 300 -s 1048576 -n 20
+pingpong n10k-events 300 -n 10000 -e
+
+# Outside the netdevs' namespaces (init netns, TCP over lo): a clear error.
+expect_refused netns "not in this process's network namespace" - - 127.0.0.1
+# Without CAP_NET_RAW (uid nobody, devices made accessible): a clear error.
+chmod 0666 /dev/infiniband/uverbs* || true
+expect_refused capnetraw "needs CAP_NET_RAW" nsA nsB 10.78.0.1 \
+	setpriv --reuid=65534 --regid=65534 --clear-groups
+
+omx_teardown
