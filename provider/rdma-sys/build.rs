@@ -82,6 +82,9 @@ fn main() {
         .allowlist_var("UVERBS_.*")
         .allowlist_var("RDMA_DRIVER_.*")
         .allowlist_var("IBVERBS_PABI_VERSION")
+        // The uverbs ioctl ABI the provider calls directly (CQ notify).
+        .allowlist_type("uverbs_default_objects")
+        .allowlist_var("RDMA_IOCTL_MAGIC")
         .allowlist_var("PACKAGE_VERSION")
         // `enum ibv_qp_attr_mask` etc. are OR-ed flags; plain consts keep
         // both C semantics and `|` on u32.

@@ -62,28 +62,42 @@ const SPIN_WINDOW_NS: u64 = 200_000;
 /// Longest sleep of an idle progress thread (a safety net only).
 const MAX_SLEEP_NS: u64 = 1_000_000_000;
 
-/// `UVERBS_OBJECT_CQ`.
-const UVERBS_OBJECT_CQ: u16 = 3;
-/// `RDMA_VERBS_IOCTL` = `_IOWR(0x1b, 1, struct ib_uverbs_ioctl_hdr)`.
-const RDMA_VERBS_IOCTL: libc::c_ulong = 0xc018_1b01;
+/// `RDMA_VERBS_IOCTL` = `_IOWR(RDMA_IOCTL_MAGIC, 1, struct ib_uverbs_ioctl_hdr)`,
+/// built from the header's magic and struct size (Linux asm-generic ioctl
+/// encoding: direction bits 30-31, size 16-29, type 8-15, number 0-7).
+const RDMA_VERBS_IOCTL: libc::c_ulong = {
+    const IOC_READ_WRITE: libc::c_ulong = 3;
+    let size = core::mem::size_of::<omx_rdma_sys::ib_uverbs_ioctl_hdr>() as libc::c_ulong;
+    (IOC_READ_WRITE << 30)
+        | (size << 16)
+        | ((omx_rdma_sys::RDMA_IOCTL_MAGIC as libc::c_ulong) << 8)
+        | 1
+};
 
-/// OMX_METHOD_CQ_NOTIFY command: `ib_uverbs_ioctl_hdr` + one attribute.
+/// OMX_METHOD_CQ_NOTIFY command: the uverbs ioctl header and its one
+/// attribute, both as rdma-core's kernel headers declare them.
 #[repr(C)]
 struct NotifyCmd {
-    length: u16,
-    object_id: u16,
-    method_id: u16,
-    num_attrs: u16,
-    reserved1: u64,
-    driver_id: u32,
-    reserved2: u32,
-    attr_id: u16,
-    attr_len: u16,
-    attr_flags: u16,
-    attr_data: u16,
-    data: u64,
+    hdr: omx_rdma_sys::ib_uverbs_ioctl_hdr,
+    attr: omx_rdma_sys::ib_uverbs_attr,
 }
-const _: () = assert!(core::mem::size_of::<NotifyCmd>() == 40);
+
+impl NotifyCmd {
+    fn new(cq_handle: u32) -> Self {
+        // SAFETY: both are plain C structs (integers and unions of
+        // integers) for which all-zero is a valid value.
+        let mut cmd: Self = unsafe { core::mem::zeroed() };
+        cmd.hdr.length = core::mem::size_of::<Self>() as u16;
+        cmd.hdr.object_id = omx_rdma_sys::UVERBS_OBJECT_CQ as u16;
+        cmd.hdr.method_id = omx_rdma_sys::OMX_METHOD_CQ_NOTIFY as u16;
+        cmd.hdr.num_attrs = 1;
+        cmd.hdr.driver_id = omx_rdma_sys::OMX_DRIVER_ID;
+        cmd.attr.attr_id = omx_rdma_sys::OMX_ATTR_CQ_NOTIFY_HANDLE as u16;
+        cmd.attr.flags = omx_rdma_sys::UVERBS_ATTR_F_MANDATORY as u16;
+        cmd.attr.__bindgen_anon_1.data = u64::from(cq_handle);
+        cmd
+    }
+}
 
 /// Packet I/O of a context, once a QP connects.
 pub struct Io {
@@ -275,20 +289,7 @@ impl Runtime {
 
     fn notify_pass(&self) {
         self.ep.for_each_notify(|handle| {
-            let mut cmd = NotifyCmd {
-                length: core::mem::size_of::<NotifyCmd>() as u16,
-                object_id: UVERBS_OBJECT_CQ,
-                method_id: omx_rdma_sys::OMX_METHOD_CQ_NOTIFY as u16,
-                num_attrs: 1,
-                reserved1: 0,
-                driver_id: omx_rdma_sys::OMX_DRIVER_ID,
-                reserved2: 0,
-                attr_id: omx_rdma_sys::OMX_ATTR_CQ_NOTIFY_HANDLE as u16,
-                attr_len: 0,
-                attr_flags: omx_rdma_sys::UVERBS_ATTR_F_MANDATORY as u16,
-                attr_data: 0,
-                data: u64::from(handle),
-            };
+            let mut cmd = NotifyCmd::new(handle);
             // SAFETY: cmd is a complete, correctly sized ioctl buffer;
             // cmd_fd is the context's uverbs fd, open until free_context,
             // which joins this thread first.
@@ -329,5 +330,25 @@ impl Runtime {
         // A last pass so events of completions made during shutdown are
         // not lost.
         self.notify_pass();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_ioctl_matches_the_kernel_abi() {
+        // rdma-core's RDMA_VERBS_IOCTL on x86_64 (provider-contract B.3).
+        assert_eq!(RDMA_VERBS_IOCTL, 0xC018_1B01);
+        assert_eq!(core::mem::size_of::<NotifyCmd>(), 24 + 16);
+        assert_eq!(core::mem::offset_of!(NotifyCmd, attr), 24);
+        let c = NotifyCmd::new(7);
+        assert_eq!(c.hdr.length, 40);
+        assert_eq!(c.hdr.object_id, 3, "UVERBS_OBJECT_CQ");
+        assert_eq!(c.hdr.method_id, 0x1000);
+        assert_eq!(c.attr.attr_id, 0x1000);
+        // SAFETY: the union member written by new().
+        assert_eq!(unsafe { c.attr.__bindgen_anon_1.data }, 7);
     }
 }
