@@ -397,17 +397,7 @@ mod tests {
         .unwrap();
         a.drive(&qa, &mut g, Instant::ZERO, &wa);
         drop(g);
-        let mut out = [None; 1].map(|_: Option<()>| WorkCompletion {
-            wr_id: 0,
-            status: WcStatus::Success,
-            opcode: omx_engine::WcOpcode::Send,
-            queue: omx_engine::WcQueue::Send,
-            byte_len: 0,
-            imm: None,
-            qp_num: Qpn::new(0),
-            src_qp: Qpn::new(0),
-            solicited: false,
-        });
+        let mut out = [ZERO; 1];
         assert_eq!(qa.send_cq.poll(&mut out), 1);
         assert_eq!(out[0].status, WcStatus::LocProtErr);
         assert!(wa.0.borrow().is_empty(), "nothing sent");
