@@ -61,3 +61,55 @@ omx_teardown() {
 	timeout 60 rmmod rdma_omx || fail "rmmod rdma_omx failed or hung"
 	log "rdma_omx unloaded"
 }
+
+# ibv_rc_pingpong pairs.  pp_start NAME TIMEOUT SNS SDEV CNS CDEV ARGS...
+# starts a server in netns SNS on device SDEV, waits until it listens, and
+# starts the client in CNS on CDEV against the server's address (10.78.0.1
+# in nsA, 10.78.0.2 in nsB), both in the background, with ARGS.  pp_wait
+# NAME waits for both: each must exit 0 and print "bytes in"; the usec/iter
+# lines become results pp_NAME_client / pp_NAME_server.  Several pairs may
+# run at once; each takes its own TCP port.
+PP_PORT=18515
+declare -A PP_S PP_C PP_ARGS
+pp_start() {
+	local name=$1 t=$2 sns=$3 sdev=$4 cns=$5 cdev=$6 addr
+	shift 6
+	case $sns in nsA) addr=10.78.0.1 ;; nsB) addr=10.78.0.2 ;; *) fail "pp_start: netns $sns" ;; esac
+	local so="$OUT/pp-$name-server.txt" co="$OUT/pp-$name-client.txt"
+	PP_PORT=$((PP_PORT + 1))
+	PP_ARGS[$name]="$*"
+	log "ibv_rc_pingpong $* ($name: $sns/$sdev <- $cns/$cdev)"
+	ip netns exec "$sns" timeout "$t" \
+		ibv_rc_pingpong -d "$sdev" -g 0 -p "$PP_PORT" "$@" >"$so" 2>&1 &
+	PP_S[$name]=$!
+	# The server listens on TCP before it needs anything from the peer.
+	wait_for "ip netns exec $sns ss -ltn | grep -q :$PP_PORT" 20 ||
+		{ cat "$so" >&2; fail "$name: server did not listen"; }
+	ip netns exec "$cns" timeout "$t" \
+		ibv_rc_pingpong -d "$cdev" -g 0 -p "$PP_PORT" "$@" "$addr" >"$co" 2>&1 &
+	PP_C[$name]=$!
+}
+
+pp_wait() {
+	local name=$1 src=0 crc=0
+	local so="$OUT/pp-$name-server.txt" co="$OUT/pp-$name-client.txt"
+	wait "${PP_C[$name]}" || crc=$?
+	wait "${PP_S[$name]}" || src=$?
+	if [[ $src != 0 || $crc != 0 ]]; then
+		log "--- server ($src)"; cat "$so" >&2
+		log "--- client ($crc)"; cat "$co" >&2
+		fail "$name: ibv_rc_pingpong ${PP_ARGS[$name]} (server $src, client $crc)"
+	fi
+	expect_file_contains "$so" "bytes in" "$name server"
+	expect_file_contains "$co" "bytes in" "$name client"
+	result "pp_${name}_client" "$(grep 'usec/iter' "$co" | tr -s ' ')"
+	result "pp_${name}_server" "$(grep 'usec/iter' "$so" | tr -s ' ')"
+}
+
+# pingpong NAME TIMEOUT ARGS...: one pair, server nsA/omx0, client nsB/omx1.
+pingpong() {
+	local name=$1 t=$2
+	shift 2
+	pp_start "$name" "$t" nsA omx0 nsB omx1 "$@"
+	pp_wait "$name"
+}

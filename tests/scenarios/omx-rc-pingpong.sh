@@ -12,36 +12,6 @@ omx_setup
 ib_port_active omx0
 ib_port_active omx1
 
-PORT=18515
-# pingpong NAME TIMEOUT ARGS...: one server/client pair with ARGS.
-pingpong() {
-	local name=$1 t=$2
-	shift 2
-	local so="$OUT/pp-$name-server.txt" co="$OUT/pp-$name-client.txt"
-	PORT=$((PORT + 1))
-	log "ibv_rc_pingpong $* ($name)"
-	ip netns exec nsA timeout "$t" \
-		ibv_rc_pingpong -d omx0 -g 0 -p "$PORT" "$@" >"$so" 2>&1 &
-	local s=$!
-	# The server listens on TCP before it needs anything from the peer.
-	wait_for "ip netns exec nsA ss -ltn | grep -q :$PORT" 20 ||
-		{ cat "$so" >&2; fail "$name: server did not listen"; }
-	local crc=0
-	ip netns exec nsB timeout "$t" \
-		ibv_rc_pingpong -d omx1 -g 0 -p "$PORT" "$@" 10.78.0.1 >"$co" 2>&1 || crc=$?
-	local src=0
-	wait "$s" || src=$?
-	if [[ $src != 0 || $crc != 0 ]]; then
-		log "--- server ($src)"; cat "$so" >&2
-		log "--- client ($crc)"; cat "$co" >&2
-		fail "$name: ibv_rc_pingpong $* (server $src, client $crc)"
-	fi
-	expect_file_contains "$so" "bytes in" "$name server"
-	expect_file_contains "$co" "bytes in" "$name client"
-	result "pp_${name}_client" "$(grep 'usec/iter' "$co" | tr -s ' ')"
-	result "pp_${name}_server" "$(grep 'usec/iter' "$so" | tr -s ' ')"
-}
-
 # expect_refused NAME NEEDLE SERVER_NS CLIENT_NS ADDR [WRAPPER...]: both
 # sides must fail to connect their QPs and the server must print NEEDLE.
 expect_refused() {
@@ -51,12 +21,12 @@ expect_refused() {
 	local -a sx=() cx=()
 	[[ $sns == - ]] || sx=(ip netns exec "$sns")
 	[[ $cns == - ]] || cx=(ip netns exec "$cns")
-	PORT=$((PORT + 1))
+	PP_PORT=$((PP_PORT + 1))
 	log "negative: $name"
-	"${sx[@]}" "$@" timeout 60 ibv_rc_pingpong -d omx0 -g 0 -p "$PORT" -n 2 >"$so" 2>&1 &
+	"${sx[@]}" "$@" timeout 60 ibv_rc_pingpong -d omx0 -g 0 -p "$PP_PORT" -n 2 >"$so" 2>&1 &
 	local s=$!
 	sleep 2
-	"${cx[@]}" "$@" timeout 60 ibv_rc_pingpong -d omx1 -g 0 -p "$PORT" -n 2 "$addr" \
+	"${cx[@]}" "$@" timeout 60 ibv_rc_pingpong -d omx1 -g 0 -p "$PP_PORT" -n 2 "$addr" \
 		>"$co" 2>&1 && fail "$name: client succeeded"
 	wait "$s" && fail "$name: server succeeded"
 	cat "$so" >&2

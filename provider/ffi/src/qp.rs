@@ -290,6 +290,15 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
                 return e.0;
             }
         }
+        if let (Some(rt), Some(p)) = (&oqp.rt, eattr.and_then(|e| e.path)) {
+            // A peer on this very device (another process, or one of our
+            // own QPs) sends its frames to our MAC address: watch for them.
+            if p.dmac == rt.netdev.mac {
+                if let Err(e) = rt.io().and_then(|_| rt.enable_loopback()) {
+                    return e.0;
+                }
+            }
+        }
         if kmask != 0 {
             let mut cmd = ibv_modify_qp::default();
             // SAFETY: qp ours, attr valid; the kernel reads only the

@@ -13,6 +13,12 @@
 //! the device first), and the progress thread (`Arc`, until it is joined
 //! in `free_context`).
 //!
+//! Same device: a context that connects a QP to its own MAC address also
+//! opens a [`LoopbackTap`], which sees the frames this host sends to
+//! itself (from other contexts, or from this context's own QPs, whose
+//! frames go out through the packet socket like any other); the receive
+//! pass and the progress thread watch it beside the packet socket.
+//!
 //! Threads: application threads run post_send/post_recv/poll_cq; they
 //! transmit with non-blocking `send`, and poll_cq also receives (busy-poll)
 //! and runs due timers. The progress thread sleeps in `ppoll()` on the
@@ -33,15 +39,23 @@
 //! progress thread sleeps past a deadline that just appeared or a CQ event
 //! is due): an application thread stores its new deadline into `hint`
 //! (`fetch_min`), then reads `sleep_until`; the progress thread stores
-//! `sleep_until`, then takes `hint`. With SeqCst on both sides one of them
-//! sees the other, so no deadline or event is missed.
+//! `sleep_until` (the latest time it will wake), then takes `hint`. With
+//! SeqCst on both sides one of them sees the other, so no deadline or event
+//! is missed. While the context is active (frames or new deadlines within
+//! [`IDLE_AFTER_NS`]) the progress thread never sleeps longer than
+//! [`TICK_NS`], so the retransmission deadline every post_send sets (tens
+//! of milliseconds away) does not cost a wake-up per message; only an idle
+//! thread sleeps up to [`MAX_SLEEP_NS`], and the first post after the idle
+//! period wakes it.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use omx_engine::Instant;
-use omx_pktio::{PacketSocket, Waker};
+use std::os::fd::AsFd;
+
+use omx_pktio::{LoopbackTap, PacketSocket, Waker};
 use omx_verbs::{Drive, Endpoint, FrameSink};
 
 use crate::errno::Errno;
@@ -57,10 +71,16 @@ const RX_BUF: usize = 9216;
 const SPIN_STREAK: u32 = 16;
 /// While an application thread busy-polled within this window, the
 /// progress thread leaves the socket to it and only wakes for timers,
-/// events, or to check again after the window.
-const SPIN_WINDOW_NS: u64 = 200_000;
+/// events, or to check again after the window (so a process that stops
+/// polling has its frames handled at most this late).
+const SPIN_WINDOW_NS: u64 = 2_000_000;
 /// Longest sleep of an idle progress thread (a safety net only).
 const MAX_SLEEP_NS: u64 = 1_000_000_000;
+/// Longest sleep of the progress thread while the context is active.
+const TICK_NS: u64 = 10_000_000;
+/// The context counts as idle after this long without frames or new
+/// deadlines.
+const IDLE_AFTER_NS: u64 = 200_000_000;
 
 /// `RDMA_VERBS_IOCTL` = `_IOWR(RDMA_IOCTL_MAGIC, 1, struct ib_uverbs_ioctl_hdr)`,
 /// built from the header's magic and struct size (Linux asm-generic ioctl
@@ -131,6 +151,8 @@ pub struct Runtime {
     pub netdev: NetdevInfo,
     io: OnceLock<Io>,
     io_init: Mutex<()>,
+    /// Opened by the first QP connected to our own MAC address.
+    tap: OnceLock<LoopbackTap>,
     cmd_fd: i32,
     rx: Mutex<Box<[u8]>>,
     stop: AtomicBool,
@@ -140,6 +162,9 @@ pub struct Runtime {
     hint: AtomicU64,
     base: std::time::Instant,
     rx_frames: AtomicU64,
+    /// Diagnostics: progress-thread loop passes and the frames it took.
+    progress_passes: AtomicU64,
+    progress_frames: AtomicU64,
     spin_streak: AtomicU32,
     last_spin: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -152,6 +177,7 @@ impl Runtime {
             netdev,
             io: OnceLock::new(),
             io_init: Mutex::new(()),
+            tap: OnceLock::new(),
             cmd_fd,
             rx: Mutex::new(vec![0u8; RX_BUF].into_boxed_slice()),
             stop: AtomicBool::new(false),
@@ -159,6 +185,8 @@ impl Runtime {
             hint: AtomicU64::new(u64::MAX),
             base: std::time::Instant::now(),
             rx_frames: AtomicU64::new(0),
+            progress_passes: AtomicU64::new(0),
+            progress_frames: AtomicU64::new(0),
             spin_streak: AtomicU32::new(0),
             last_spin: AtomicU64::new(0),
             thread: Mutex::new(None),
@@ -206,6 +234,33 @@ impl Runtime {
             .map_err(|_| Errno::ENOMEM)?;
         *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
         self.io.get().ok_or(Errno::EIO)
+    }
+
+    /// Opens the loopback tap (once) so frames other contexts on this
+    /// device, or our own QPs, send to our MAC address reach us. Called
+    /// when a QP moves to RTR with our own MAC as its destination; [`io`]
+    /// must have succeeded first.
+    pub fn enable_loopback(&self) -> Result<(), Errno> {
+        if self.tap.get().is_some() {
+            return Ok(());
+        }
+        let _g = self.io_init.lock().unwrap_or_else(|p| p.into_inner());
+        if self.tap.get().is_some() {
+            return Ok(());
+        }
+        let tap = LoopbackTap::open(self.netdev.ifindex, self.ep.endpoint).map_err(|e| {
+            log::notice(format_args!("same-device loopback: {e}"));
+            match e {
+                omx_pktio::OpenError::NoCapNetRaw => Errno::EPERM,
+                omx_pktio::OpenError::Io(_, e) => Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+            }
+        })?;
+        let _ = self.tap.set(tap);
+        // The progress thread may sleep on the old set of descriptors.
+        if let Some(io) = self.io.get() {
+            io.waker.wake();
+        }
+        Ok(())
     }
 
     /// Engine time: nanoseconds since the runtime started.
@@ -262,6 +317,16 @@ impl Runtime {
             let now = self.now();
             d = d.merge(self.ep.handle_frame(now, &buf[..n], &io.sock));
         }
+        if let Some(tap) = self.tap.get() {
+            for _ in 0..RX_BUDGET {
+                let Some(n) = tap.recv(&mut buf) else {
+                    break;
+                };
+                self.rx_frames.fetch_add(1, Relaxed);
+                let now = self.now();
+                d = d.merge(self.ep.handle_frame(now, &buf[..n], &io.sock));
+            }
+        }
         d
     }
 
@@ -305,22 +370,57 @@ impl Runtime {
 
     fn progress(&self) {
         let Some(io) = self.io.get() else { return };
+        let mut last_active = 0u64;
+        let mut seen_frames = 0u64;
         while !self.stop.load(SeqCst) {
-            let d = self.poll_rx().merge(self.run_timers());
+            let now = self.now().as_nanos();
+            let spin = self.last_spin.load(Relaxed);
+            // While an application thread busy-polls, it receives: this
+            // thread keeps away from the socket (and from the QP locks a
+            // receive pass takes), so it is never the one that holds the
+            // frames while the scheduler runs someone else.
+            let app_receives = spin != 0 && now.saturating_sub(spin) < SPIN_WINDOW_NS;
+            let mut d = self.run_timers();
+            if !app_receives {
+                let before = self.rx_frames.load(Relaxed);
+                d = d.merge(self.poll_rx());
+                let took = self.rx_frames.load(Relaxed) - before;
+                self.progress_frames.fetch_add(took, Relaxed);
+            }
+            self.progress_passes.fetch_add(1, Relaxed);
             self.notify_pass();
             let now = self.now().as_nanos();
+            let frames = self.rx_frames.load(Relaxed);
+            if frames != seen_frames || app_receives {
+                seen_frames = frames;
+                last_active = now;
+            }
+            let cap = if now.saturating_sub(last_active) < IDLE_AFTER_NS {
+                TICK_NS
+            } else {
+                MAX_SLEEP_NS
+            };
             let mut until = d.deadline.map_or(u64::MAX, |t| t.as_nanos());
+            if app_receives {
+                // Check again when the window ends.
+                until = until.min(spin.saturating_add(SPIN_WINDOW_NS));
+            }
+            until = until.min(now.saturating_add(cap));
             self.sleep_until.store(until.max(1), SeqCst);
-            until = until.min(self.hint.swap(u64::MAX, SeqCst));
+            let hint = self.hint.swap(u64::MAX, SeqCst);
+            if hint != u64::MAX {
+                last_active = now;
+            }
+            until = until.min(hint);
             if self.stop.load(SeqCst) {
                 break;
             }
             if until > now {
-                let ns = (until - now).min(MAX_SLEEP_NS);
-                let spin = self.last_spin.load(Relaxed);
-                if spin != 0 && now.saturating_sub(spin) < SPIN_WINDOW_NS {
-                    // An application thread is receiving for us.
-                    io.waker.wait(ns.min(SPIN_WINDOW_NS));
+                let ns = until - now;
+                if app_receives {
+                    io.waker.wait(ns);
+                } else if let Some(tap) = self.tap.get() {
+                    io.waker.wait_on(&[io.sock.as_fd(), tap.as_fd()], ns);
                 } else {
                     io.sock.wait(&io.waker, ns);
                 }
@@ -330,6 +430,13 @@ impl Runtime {
         // A last pass so events of completions made during shutdown are
         // not lost.
         self.notify_pass();
+        log::debug(format_args!(
+            "endpoint {}: {} frames received, {} of them by the progress thread in {} passes",
+            self.ep.endpoint,
+            self.rx_frames.load(Relaxed),
+            self.progress_frames.load(Relaxed),
+            self.progress_passes.load(Relaxed)
+        ));
     }
 }
 

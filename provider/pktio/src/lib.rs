@@ -18,7 +18,7 @@
 //! themselves (ffi's RX try-lock) to keep frames in order.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use omx_verbs::FrameSink;
 
@@ -64,6 +64,12 @@ const BPF_RET_K: u16 = 0x06;
 const SKF_AD_PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
 /// `PACKET_HOST`.
 const PACKET_HOST: u32 = 0;
+/// `PACKET_OUTGOING`.
+const PACKET_OUTGOING: u32 = 4;
+/// `ETH_P_ALL`: the only protocol whose sockets see outgoing frames.
+const ETH_P_ALL: u16 = 3;
+const BPF_MISC_TAX: u16 = 0x07;
+const BPF_JMP_JEQ_X: u16 = 0x1d;
 
 /// One classic BPF instruction (`struct sock_filter`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +115,40 @@ pub fn steering_filter(endpoint: u32) -> [Insn; FILTER_LEN] {
     ]
 }
 
+/// Length of [`loopback_filter`].
+pub const LOOPBACK_FILTER_LEN: usize = 20;
+
+/// The filter of a [`LoopbackTap`] (docs/wire.md §8): frames this host
+/// sends to its own MAC address (destination = source MAC) that carry our
+/// endpoint, seen on their way out. It ends with [`steering_filter`]'s
+/// EtherType, type and endpoint tests; their jumps are relative to the
+/// shared final drop, so they are reused unchanged.
+pub fn loopback_filter(endpoint: u32) -> [Insn; LOOPBACK_FILTER_LEN] {
+    const DROP: u8 = (LOOPBACK_FILTER_LEN - 1) as u8;
+    let i = |code, jf_from: Option<u8>, k| Insn {
+        code,
+        jt: 0,
+        jf: jf_from.map_or(0, |at| DROP - at - 1),
+        k,
+    };
+    let tail = steering_filter(endpoint);
+    let mut p = [i(BPF_RET_K, None, 0); LOOPBACK_FILTER_LEN];
+    p[..10].copy_from_slice(&[
+        i(BPF_LD_B_ABS, None, SKF_AD_PKTTYPE),
+        i(BPF_JMP_JEQ_K, Some(1), PACKET_OUTGOING),
+        i(BPF_LD_W_ABS, None, 6),
+        i(BPF_MISC_TAX, None, 0),
+        i(BPF_LD_W_ABS, None, 0),
+        i(BPF_JMP_JEQ_X, Some(5), 0),
+        i(BPF_LD_H_ABS, None, 10),
+        i(BPF_MISC_TAX, None, 0),
+        i(BPF_LD_H_ABS, None, 4),
+        i(BPF_JMP_JEQ_X, Some(9), 0),
+    ]);
+    p[10..].copy_from_slice(&tail[2..]);
+    p
+}
+
 fn cvt(what: &'static str, r: libc::c_int) -> Result<libc::c_int, OpenError> {
     if r < 0 {
         Err(OpenError::Io(what, io::Error::last_os_error()))
@@ -136,123 +176,157 @@ pub struct PacketSocket {
     fd: OwnedFd,
 }
 
+/// Opens an AF_PACKET socket, attaches `filter`, sizes its buffers and
+/// binds it to `ifindex` and `proto`.
+fn open_raw(ifindex: u32, proto: u16, filter: &[Insn]) -> Result<OwnedFd, OpenError> {
+    // Protocol 0 first: nothing is queued before the filter is in place;
+    // bind() below sets the protocol.
+    // SAFETY: plain syscall.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if raw < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => OpenError::NoCapNetRaw,
+            _ => OpenError::Io("socket(AF_PACKET)", e),
+        });
+    }
+    // SAFETY: raw is a fresh fd we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut insns: Vec<libc::sock_filter> = filter
+        .iter()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        len: insns.len() as u16,
+        filter: insns.as_mut_ptr(),
+    };
+    cvt(
+        "SO_ATTACH_FILTER",
+        setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog),
+    )?;
+    if setsockopt(raw, libc::SOL_SOCKET, SO_RCVBUFFORCE, &RCVBUF) < 0 {
+        let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF);
+    }
+    let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, &RCVBUF);
+    // SAFETY: all-zero is a valid sockaddr_ll.
+    let mut sll: libc::sockaddr_ll = unsafe { core::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto.to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: sll is a valid sockaddr_ll of the size we pass.
+    let r = unsafe {
+        libc::bind(
+            raw,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            core::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    cvt("bind(AF_PACKET)", r)?;
+    Ok(fd)
+}
+
+/// Receives one frame from `fd` into `buf` without blocking: `Some(len)`,
+/// or `None` when nothing is queued. Frames longer than `buf` are dropped.
+fn recv_into(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
+    loop {
+        // SAFETY: buf is writable for buf.len() bytes.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            )
+        };
+        if n < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return None;
+        }
+        let n = n as usize;
+        if n > buf.len() {
+            continue;
+        }
+        return Some(n);
+    }
+}
+
 impl PacketSocket {
     /// Opens, filters and binds the socket to `ifindex` (which must be in
     /// the caller's network namespace).
     pub fn open(ifindex: u32, endpoint: u32) -> Result<Self, OpenError> {
-        // Protocol 0 first: nothing is queued before the filter is in
-        // place; bind() below sets the EtherType.
-        // SAFETY: plain syscall.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if raw < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::EACCES) => OpenError::NoCapNetRaw,
-                _ => OpenError::Io("socket(AF_PACKET)", e),
-            });
-        }
-        // SAFETY: raw is a fresh fd we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let prog = steering_filter(endpoint);
-        let mut insns: Vec<libc::sock_filter> = prog
-            .iter()
-            .map(|i| libc::sock_filter {
-                code: i.code,
-                jt: i.jt,
-                jf: i.jf,
-                k: i.k,
-            })
-            .collect();
-        let fprog = libc::sock_fprog {
-            len: insns.len() as u16,
-            filter: insns.as_mut_ptr(),
-        };
-        cvt(
-            "SO_ATTACH_FILTER",
-            setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog),
-        )?;
+        let fd = open_raw(ifindex, ETHERTYPE, &steering_filter(endpoint))?;
         let one: libc::c_int = 1;
         // Best effort: the BPF packet-type test covers older kernels.
-        let _ = setsockopt(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one);
-        if setsockopt(raw, libc::SOL_SOCKET, SO_RCVBUFFORCE, &RCVBUF) < 0 {
-            let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF);
-        }
-        let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, &RCVBUF);
-        // SAFETY: all-zero is a valid sockaddr_ll.
-        let mut sll: libc::sockaddr_ll = unsafe { core::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETHERTYPE.to_be();
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: sll is a valid sockaddr_ll of the size we pass.
-        let r = unsafe {
-            libc::bind(
-                raw,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                core::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        cvt("bind(AF_PACKET)", r)?;
+        let _ = setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            &one,
+        );
         Ok(PacketSocket { fd })
     }
 
     /// Receives one frame into `buf` without blocking: `Some(len)`, or
     /// `None` when nothing is queued. Frames longer than `buf` are dropped.
     pub fn recv(&self, buf: &mut [u8]) -> Option<usize> {
-        loop {
-            // SAFETY: buf is writable for buf.len() bytes.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-                )
-            };
-            if n < 0 {
-                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                return None;
-            }
-            let n = n as usize;
-            if n > buf.len() {
-                continue;
-            }
-            return Some(n);
-        }
+        recv_into(self.fd.as_raw_fd(), buf)
     }
 
     /// Blocks until a frame is readable, `waker` was signalled, or
     /// `timeout_ns` passed.
     pub fn wait(&self, waker: &Waker, timeout_ns: u64) {
-        let mut fds = [
-            libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: waker.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let ts = libc::timespec {
-            tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
-            tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
-        };
-        // SAFETY: fds is a valid array of two pollfds, ts a valid timespec,
-        // no signal mask.
-        unsafe { libc::ppoll(fds.as_mut_ptr(), 2, &ts, core::ptr::null()) };
-        if fds[1].revents & libc::POLLIN != 0 {
-            waker.drain();
-        }
+        waker.wait_on(&[self.fd.as_fd()], timeout_ns);
+    }
+}
+
+impl AsFd for PacketSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// A socket that sees this host's own frames to its own MAC address on
+/// their way out ([`loopback_filter`]): how two processes, or two QPs of
+/// one process, on the same device reach each other. A [`PacketSocket`]
+/// never sees outgoing frames (it is bound to the Open-MX EtherType, and
+/// the kernel shows outgoing frames only to `ETH_P_ALL` sockets), so the
+/// tap is a second socket, opened only by contexts that connect a QP to
+/// their own MAC address: only they pay for an `ETH_P_ALL` tap on the
+/// netdev. Same references and concurrency rules as [`PacketSocket`].
+#[derive(Debug)]
+pub struct LoopbackTap {
+    fd: OwnedFd,
+}
+
+impl LoopbackTap {
+    /// Opens the tap for `endpoint` on `ifindex`.
+    pub fn open(ifindex: u32, endpoint: u32) -> Result<Self, OpenError> {
+        let fd = open_raw(ifindex, ETH_P_ALL, &loopback_filter(endpoint))?;
+        Ok(LoopbackTap { fd })
+    }
+
+    /// Receives one frame without blocking, as [`PacketSocket::recv`].
+    pub fn recv(&self, buf: &mut [u8]) -> Option<usize> {
+        recv_into(self.fd.as_raw_fd(), buf)
+    }
+}
+
+impl AsFd for LoopbackTap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -306,18 +380,30 @@ impl Waker {
     /// Blocks until woken or `timeout_ns` passed (the packet socket is
     /// not watched: an application thread is busy-polling it).
     pub fn wait(&self, timeout_ns: u64) {
-        let mut fds = [libc::pollfd {
-            fd: self.fd.as_raw_fd(),
+        self.wait_on(&[], timeout_ns);
+    }
+
+    /// Blocks until woken, one of `fds` (at most two) is readable, or
+    /// `timeout_ns` passed.
+    pub fn wait_on(&self, fds: &[BorrowedFd<'_>], timeout_ns: u64) {
+        let pfd = |fd: RawFd| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
-        }];
+        };
+        let mut set = [pfd(self.fd.as_raw_fd()), pfd(-1), pfd(-1)];
+        let n = 1 + fds.len().min(set.len() - 1);
+        for (slot, fd) in set[1..n].iter_mut().zip(fds) {
+            slot.fd = fd.as_raw_fd();
+        }
         let ts = libc::timespec {
             tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
             tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
         };
-        // SAFETY: fds is a valid array of one pollfd, ts a valid timespec.
-        unsafe { libc::ppoll(fds.as_mut_ptr(), 1, &ts, core::ptr::null()) };
-        if fds[0].revents & libc::POLLIN != 0 {
+        // SAFETY: set holds n valid pollfds, ts is a valid timespec, no
+        // signal mask.
+        unsafe { libc::ppoll(set.as_mut_ptr(), n as libc::nfds_t, &ts, core::ptr::null()) };
+        if set[0].revents & libc::POLLIN != 0 {
             self.drain();
         }
     }
@@ -336,6 +422,7 @@ mod tests {
     /// A tiny classic-BPF interpreter for the instructions we emit.
     fn run(prog: &[Insn], frame: &[u8], pkttype: u32) -> u32 {
         let mut a: u32 = 0;
+        let mut x: u32 = 0;
         let mut pc = 0usize;
         loop {
             let i = prog[pc];
@@ -362,7 +449,9 @@ mod tests {
                     None => return 0,
                 },
                 BPF_ALU_AND_K => a &= i.k,
+                BPF_MISC_TAX => x = a,
                 BPF_JMP_JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+                BPF_JMP_JEQ_X => pc += usize::from(if a == x { i.jt } else { i.jf }),
                 BPF_RET_K => return i.k,
                 c => panic!("opcode {c:#x}"),
             }
@@ -463,6 +552,77 @@ mod tests {
             "Open-MX MPI type"
         );
         assert_eq!(run(&p, &[0u8; 14], 0), 0, "short");
+    }
+
+    #[test]
+    fn loopback_filter_takes_only_our_frames_to_ourselves() {
+        let p = loopback_filter(5);
+        let mut f = frame(0x86df, 0x84, 5 << 12 | 7);
+        f[0..6].copy_from_slice(&[2, 1, 2, 3, 4, 5]);
+        f[6..12].copy_from_slice(&[2, 1, 2, 3, 4, 5]);
+        assert_ne!(run(&p, &f, PACKET_OUTGOING), 0);
+        assert_eq!(run(&p, &f, PACKET_HOST), 0, "incoming: the socket's job");
+        let mut other_dst = f.clone();
+        other_dst[5] = 6;
+        assert_eq!(run(&p, &other_dst, PACKET_OUTGOING), 0, "to another host");
+        let mut other_dst = f.clone();
+        other_dst[1] = 9;
+        assert_eq!(run(&p, &other_dst, PACKET_OUTGOING), 0, "to another host");
+        let mut other_ep = f.clone();
+        other_ep[20..24].copy_from_slice(&(6u32 << 12).to_be_bytes());
+        assert_eq!(run(&p, &other_ep, PACKET_OUTGOING), 0, "other endpoint");
+        let mut ipv4 = f.clone();
+        ipv4[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        assert_eq!(run(&p, &ipv4, PACKET_OUTGOING), 0, "IPv4");
+        assert_eq!(run(&p, &f[..14], PACKET_OUTGOING), 0, "short");
+        assert_eq!(
+            p[LOOPBACK_FILTER_LEN - 1],
+            Insn {
+                code: BPF_RET_K,
+                jt: 0,
+                jf: 0,
+                k: 0
+            }
+        );
+    }
+
+    /// The tap sees our outgoing frame to ourselves (loopback's MAC is all
+    /// zeros, so destination = source), once, and only for its endpoint;
+    /// the sending socket itself never sees it. Skipped without
+    /// CAP_NET_RAW.
+    #[test]
+    fn kernel_shows_the_tap_our_own_frames() {
+        let (s, tap) = match (PacketSocket::open(1, 7), LoopbackTap::open(1, 7)) {
+            (Ok(s), Ok(t)) => (s, t),
+            _ => {
+                eprintln!("skipped: no AF_PACKET socket here");
+                return;
+            }
+        };
+        let w = Waker::new().unwrap();
+        let mut other = frame(0x86df, 0x84, 8 << 12 | 1);
+        other[59] = 0xbb;
+        let mut mine = frame(0x86df, 0x84, 7 << 12 | 1);
+        mine[59] = 0xaa;
+        s.send(&other);
+        s.send(&mine);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        for _ in 0..20 {
+            w.wait_on(&[tap.as_fd()], 50_000_000);
+            while let Some(n) = tap.recv(&mut buf) {
+                got.push(buf[..n].to_vec());
+            }
+            if !got.is_empty() {
+                break;
+            }
+        }
+        w.wait_on(&[tap.as_fd()], 50_000_000);
+        while let Some(n) = tap.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        assert_eq!(got.len(), 1, "exactly our frame, once");
+        assert_eq!(got[0][59], 0xaa);
     }
 
     /// The kernel accepts the filter and it steers for real: on loopback,

@@ -1,0 +1,96 @@
+#!/bin/bash
+# bench-loopback.sh: omx against rxe against raw frames, same-device
+# loopback in one VM (run by tests/vm/bench-loopback.sh; a benchmark, never
+# part of `make test`).
+#
+# rxe in Debian's 6.1 and 6.12 only works in the initial network
+# namespace, so everything runs there, on one veth end (bench0, with its
+# peer bench1 up and idle so the veth drains; the VM's virtio NIC has no
+# peer in one-VM mode and stalls its transmit queue, which would starve
+# omx's same-device frames, not rxe's).  rxe0 and omx0 both sit on bench0;
+# each program runs server and client on the same device.
+#
+# Results (client side) go to /out/results.txt as KEY=VALUE:
+#   {omx,rxe}_{send_lat,write_lat}_{typical,avg}_us   ib_*_lat -s 2
+#   {omx,rxe}_write_bw_MB_s                           ib_write_bw -s 65536
+#   {omx,rxe}_rc_pingpong_us                          ibv_rc_pingpong -s 64
+#   raw_lat_{typical,avg}_us, raw_bw_MB_s             omx_rawpp, the floor
+set -euo pipefail
+. "$REPO/tests/vm/guest-lib.sh"
+. "$REPO/tests/scenarios/omx-lib.sh"
+
+ITERS=${BENCH_ITERS:-2000}
+T=${BENCH_TIMEOUT:-240}
+IP=10.79.0.1
+
+ip link add bench0 type veth peer name bench1
+ip link set bench1 up
+ip link set bench0 up
+ip addr add "$IP/24" dev bench0
+load_rdma_omx
+install_omx_provider
+modprobe rdma_rxe || fail "modprobe rdma_rxe"
+rdma link add rxe0 type rxe netdev bench0 || fail "rdma link add rxe0"
+rdma link add omx0 type omx netdev bench0 || fail "rdma link add omx0"
+ib_port_active rxe0
+ib_port_active omx0
+wait_for "gid_index_for_ip rxe0 $IP" 10 || fail "no IPv4 GID on rxe0"
+RXE_GID=$(gid_index_for_ip rxe0 "$IP")
+result kver "$(uname -r)"
+
+PORT=18600
+# pair TAG PROG ARGS...: server and client of PROG on this VM; the
+# client's output is $OUT/TAG.txt.
+pair() {
+	local tag=$1 prog=$2 s rc=0
+	shift 2
+	PORT=$((PORT + 1))
+	timeout "$T" "$prog" -p "$PORT" "$@" >"$OUT/$tag-server.txt" 2>&1 &
+	s=$!
+	wait_for "ss -Hltn 'sport = :$PORT' | grep -q ." 30 ||
+		{ cat "$OUT/$tag-server.txt" >&2; fail "$tag: server did not listen"; }
+	timeout "$T" "$prog" -p "$PORT" "$@" "$IP" >"$OUT/$tag.txt" 2>&1 || rc=$?
+	wait "$s" || rc=$((rc ? rc : $?))
+	[[ $rc == 0 ]] || { cat "$OUT/$tag-server.txt" "$OUT/$tag.txt" >&2; fail "$tag: $prog $* ($rc)"; }
+}
+
+# lat_row FILE: "typical avg" of perftest's latency table row.
+lat_row() { awk '$1 == 2 && NF >= 6 { print $5, $6; exit }' "$1"; }
+
+for dev in omx0 rxe0; do
+	k=${dev%0}
+	gid=0
+	[[ $dev == rxe0 ]] && gid=$RXE_GID
+	log "$dev: perftest and ibv_rc_pingpong"
+	for t in send_lat write_lat; do
+		pair "$k-$t" "ib_$t" -d "$dev" -x "$gid" -s 2 -n "$ITERS" -F
+		read -r typ avg < <(lat_row "$OUT/$k-$t.txt")
+		result "${k}_${t}_typical_us" "$typ"
+		result "${k}_${t}_avg_us" "$avg"
+	done
+	pair "$k-write_bw" ib_write_bw -d "$dev" -x "$gid" -s 65536 -n "$ITERS" -F
+	result "${k}_write_bw_MB_s" "$(awk '$1 == 65536 { print $4; exit }' "$OUT/$k-write_bw.txt")"
+	pair "$k-rc_pingpong" ibv_rc_pingpong -d "$dev" -g "$gid" -s 64 -n "$ITERS"
+	result "${k}_rc_pingpong_us" "$(sed -n 's/.* = \([0-9.]*\) usec\/iter/\1/p' "$OUT/$k-rc_pingpong.txt")"
+done
+
+log "raw AF_PACKET floor on bench0"
+"$PROGS/omx_rawpp" -i bench0 -S -m lat >"$OUT/raw-lat-server.txt" 2>&1 &
+s=$!
+sleep 0.5
+timeout "$T" "$PROGS/omx_rawpp" -i bench0 -m lat -s 2 -n "$((ITERS * 5))" >"$OUT/raw-lat.txt" ||
+	fail "omx_rawpp lat"
+wait "$s" || fail "omx_rawpp lat server"
+result raw_lat_typical_us "$(sed -n 's/^lat_typical_us=//p' "$OUT/raw-lat.txt")"
+result raw_lat_avg_us "$(sed -n 's/^lat_avg_us=//p' "$OUT/raw-lat.txt")"
+"$PROGS/omx_rawpp" -i bench0 -S -m bw >"$OUT/raw-bw-server.txt" 2>&1 &
+s=$!
+sleep 0.5
+timeout "$T" "$PROGS/omx_rawpp" -i bench0 -m bw -s 1484 -n "$((ITERS * 50))" ||
+	fail "omx_rawpp bw"
+wait "$s" || fail "omx_rawpp bw server"
+result raw_bw_MB_s "$(sed -n 's/^bw_MB_s=//p' "$OUT/raw-bw-server.txt")"
+
+rdma link delete omx0
+rdma link delete rxe0
+omx_teardown

@@ -1,0 +1,55 @@
+#!/bin/bash
+# Peers on one device, and no crosstalk between the processes of a device.
+#
+# 1. Two processes on omx0 (both in nsA): Debian's ibv_rc_pingpong with
+#    default options, -c, -e, -s 65536.
+# 2. Two QPs of one process, and a QP connected to itself (omx_loopback):
+#    SEND, RDMA WRITE with immediate and RDMA READ, every byte checked.
+# 3. Crosstalk: at the same time, on the same two devices, a bulk pair
+#    (64 KiB messages, nsA/omx0 <- nsB/omx1), a validated pair (-c) on the
+#    same path, a validated same-device pair on omx1 and omx_loopback on
+#    omx0.  Every process must finish with validated data: the others'
+#    traffic never reaches it.
+set -euo pipefail
+. "$REPO/tests/vm/guest-lib.sh"
+. "$REPO/tests/scenarios/omx-lib.sh"
+
+omx_setup
+ib_port_active omx0
+ib_port_active omx1
+
+same() { # NAME TIMEOUT ARGS...: a pair on omx0 inside nsA
+	local name=$1 t=$2
+	shift 2
+	pp_start "$name" "$t" nsA omx0 nsA omx0 "$@"
+	pp_wait "$name"
+}
+
+same same-default 120
+same same-c 120 -c
+same same-events 120 -e
+same same-s64k 240 -s 65536 -n 200
+
+log "omx_loopback: two QPs of one process and a self-connected QP"
+ip netns exec nsA timeout 120 "$PROGS/omx_loopback" -d omx0 -n 50 -s 4096 \
+	>"$OUT/loopback.txt" 2>&1 || { cat "$OUT/loopback.txt" >&2; fail "omx_loopback"; }
+expect_file_contains "$OUT/loopback.txt" "loopback ok" "omx_loopback"
+ip netns exec nsA timeout 120 "$PROGS/omx_loopback" -d omx0 -n 20 -s 1 \
+	>"$OUT/loopback-1.txt" 2>&1 || { cat "$OUT/loopback-1.txt" >&2; fail "omx_loopback -s 1"; }
+ip netns exec nsA timeout 120 "$PROGS/omx_loopback" -d omx0 -n 5 -s 300000 \
+	>"$OUT/loopback-big.txt" 2>&1 || { cat "$OUT/loopback-big.txt" >&2; fail "omx_loopback -s 300000"; }
+
+log "crosstalk: four workloads on two devices at once"
+pp_start x-bulk 400 nsA omx0 nsB omx1 -s 65536 -n 1500
+pp_start x-checked 400 nsA omx0 nsB omx1 -c -n 3000
+pp_start x-same 400 nsB omx1 nsB omx1 -c -n 3000
+ip netns exec nsA timeout 400 "$PROGS/omx_loopback" -d omx0 -n 100 -s 8192 \
+	>"$OUT/loopback-x.txt" 2>&1 &
+lb=$!
+pp_wait x-bulk
+pp_wait x-checked
+pp_wait x-same
+wait "$lb" || { cat "$OUT/loopback-x.txt" >&2; fail "omx_loopback during crosstalk"; }
+expect_file_contains "$OUT/loopback-x.txt" "loopback ok" "omx_loopback during crosstalk"
+
+omx_teardown
