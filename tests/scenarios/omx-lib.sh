@@ -61,3 +61,35 @@ omx_teardown() {
 	timeout 60 rmmod rdma_omx || fail "rmmod rdma_omx failed or hung"
 	log "rdma_omx unloaded"
 }
+
+# pingpong NAME TIMEOUT ARGS...: one ibv_rc_pingpong server (nsA, omx0) /
+# client (nsB, omx1) pair with ARGS (on TCP port PORT+1, which it bumps).
+# Both must exit 0 and print "bytes in"; the usec/iter lines go to
+# results.txt as pp_NAME_client / pp_NAME_server.
+pingpong() {
+	local name=$1 t=$2
+	shift 2
+	local so="$OUT/pp-$name-server.txt" co="$OUT/pp-$name-client.txt"
+	PORT=$((PORT + 1))
+	log "ibv_rc_pingpong $* ($name)"
+	ip netns exec nsA timeout "$t" \
+		ibv_rc_pingpong -d omx0 -g 0 -p "$PORT" "$@" >"$so" 2>&1 &
+	local s=$!
+	# The server listens on TCP before it needs anything from the peer.
+	wait_for "ip netns exec nsA ss -ltn | grep -q :$PORT" 20 ||
+		{ cat "$so" >&2; fail "$name: server did not listen"; }
+	local crc=0
+	ip netns exec nsB timeout "$t" \
+		ibv_rc_pingpong -d omx1 -g 0 -p "$PORT" "$@" 10.78.0.1 >"$co" 2>&1 || crc=$?
+	local src=0
+	wait "$s" || src=$?
+	if [[ $src != 0 || $crc != 0 ]]; then
+		log "--- server ($src)"; cat "$so" >&2
+		log "--- client ($crc)"; cat "$co" >&2
+		fail "$name: ibv_rc_pingpong $* (server $src, client $crc)"
+	fi
+	expect_file_contains "$so" "bytes in" "$name server"
+	expect_file_contains "$co" "bytes in" "$name client"
+	result "pp_${name}_client" "$(grep 'usec/iter' "$co" | tr -s ' ')"
+	result "pp_${name}_server" "$(grep 'usec/iter' "$so" | tr -s ' ')"
+}
