@@ -525,6 +525,10 @@ pub unsafe extern "C" fn wr_set_inline_data_list(
     let Some((_, ex)) = (unsafe { from_ex(qp) }) else {
         return;
     };
+    if num_buf > 0 && buf_list.is_null() {
+        ex.with(|s| s.set_inline(&[&[0u8; MAX_INLINE_DATA as usize + 1]]));
+        return;
+    }
     let mut total = 0usize;
     let mut bufs: [&[u8]; MAX_INLINE_BUFS] = [&[]; MAX_INLINE_BUFS];
     let mut k = 0;
