@@ -17,7 +17,8 @@ KERNELS ?= 6.1 6.12
 CARGO ?= cargo
 SCENARIOS ?= $(addprefix tests/scenarios/,omx-devices.sh omx-port-events.sh \
 	omx-netdev-changes.sh omx-resources.sh omx-comp-events.sh omx-hotunplug.sh \
-	omx-rmmod-busy.sh omx-link-cycles.sh omx-rc-pingpong.sh omx-rc-faults.sh) \
+	omx-rmmod-busy.sh omx-link-cycles.sh omx-rc-pingpong.sh omx-rc-faults.sh \
+	omx-rc-options.sh) \
 	kmod-shim/tests/vm-kmod-smoke.sh kmod-shim/tests/vm-kmod-cycles.sh
 VM_TIMEOUT ?= 600
 

@@ -56,7 +56,19 @@ int omx_query_device(struct ib_device *base_dev, struct ib_device_attr *attr,
 	/* No vendor: vendor_id and vendor_part_id stay 0. */
 	attr->hw_ver = OMX_HW_VER;
 	attr->sys_image_guid = READ_ONCE(base_dev->node_guid);
-	attr->kernel_cap_flags = IBK_ALLOW_USER_UNREG;
+	/*
+	 * On-demand paging: the provider never pins and copies through the
+	 * process's own mappings, so any MR, including the implicit one
+	 * (addr 0, length SIZE_MAX), is "on demand" by construction.
+	 */
+	attr->kernel_cap_flags = IBK_ALLOW_USER_UNREG | IBK_ON_DEMAND_PAGING;
+	attr->odp_caps.general_caps = IB_ODP_SUPPORT | IB_ODP_SUPPORT_IMPLICIT;
+	attr->odp_caps.per_transport_caps.rc_odp_caps =
+		IB_ODP_SUPPORT_SEND | IB_ODP_SUPPORT_RECV |
+		IB_ODP_SUPPORT_WRITE | IB_ODP_SUPPORT_READ;
+	/* Completion timestamps: the provider's CLOCK_MONOTONIC, in ns. */
+	attr->timestamp_mask = OMX_TIMESTAMP_MASK;
+	attr->hca_core_clock = OMX_HCA_CORE_CLOCK_KHZ;
 	/* Only capabilities the provider honours; none beyond the basics. */
 	attr->device_cap_flags = 0;
 	attr->page_size_cap = PAGE_SIZE;
@@ -266,7 +278,8 @@ int omx_create_cq(struct ib_cq *base_cq, const struct ib_cq_init_attr *attr,
 	if (!udata)
 		return -EOPNOTSUPP;
 #endif
-	if (attr->flags)
+	/* The provider timestamps every completion of such a CQ. */
+	if (attr->flags & ~IB_UVERBS_CQ_FLAGS_TIMESTAMP_COMPLETION)
 		return -EOPNOTSUPP;
 	/* comp_vector is checked by the core against num_comp_vectors. */
 	if (attr->cqe < 1 || attr->cqe > OMX_MAX_CQE)
@@ -548,8 +561,9 @@ int omx_destroy_qp(struct ib_qp *base_qp, struct ib_udata *udata)
  * A key for a user buffer: no pinning, no ib_umem, no page list.  The
  * provider reads and writes its own memory; the kernel only hands out a
  * device-unique key and lists the MR in restrack.  The core has already
- * run ib_check_mr_access() (ON_DEMAND without the ODP capability and
- * remote write/atomic without local write are refused there).
+ * run ib_check_mr_access() (remote write/atomic without local write is
+ * refused there).  IB_ACCESS_ON_DEMAND is accepted, including the implicit
+ * MR (start 0, length U64_MAX): nothing is pinned in any case.
  */
 struct ib_mr *omx_reg_user_mr(struct ib_pd *base_pd, u64 start, u64 length,
 			      u64 virt, int access, struct ib_udata *udata)

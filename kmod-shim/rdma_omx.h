@@ -93,7 +93,14 @@
 #define OMX_MR_ACCESS_SUPPORTED						\
 	(IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE |		\
 	 IB_ACCESS_REMOTE_READ | IB_ACCESS_REMOTE_ATOMIC |		\
-	 IB_ACCESS_HUGETLB | IB_ACCESS_OPTIONAL)
+	 IB_ACCESS_HUGETLB | IB_ACCESS_OPTIONAL | IB_ACCESS_ON_DEMAND)
+
+/*
+ * Completion timestamps are the provider's CLOCK_MONOTONIC in nanoseconds:
+ * all 64 bits, a 1 GHz clock (hca_core_clock is in kHz).
+ */
+#define OMX_TIMESTAMP_MASK	U64_MAX
+#define OMX_HCA_CORE_CLOCK_KHZ	1000000ULL
 
 /*
  * The only kernel version dependencies (built and tested on 6.1 and 6.12):

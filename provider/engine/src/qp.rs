@@ -410,6 +410,15 @@ impl RcQp {
         self.ctx.sq_retired_silently = 0;
     }
 
+    /// How many more send WRs [`RcQp::post_send`] would accept now (0 in
+    /// RESET, where posting is refused).
+    pub fn sq_free(&self) -> u32 {
+        if self.state == QpState::Reset {
+            return 0;
+        }
+        self.cfg.sq_depth.saturating_sub(self.sq_outstanding)
+    }
+
     /// `ibv_post_send` for one WR. In ERROR the WR completes at once with
     /// IBV_WC_WR_FLUSH_ERR.
     pub fn post_send(&mut self, wr: SendWr) -> Result<(), PostError> {

@@ -27,6 +27,16 @@ pub struct SgList {
 }
 
 impl SgList {
+    /// The empty list.
+    pub const EMPTY: SgList = SgList {
+        sges: [Sge {
+            addr: 0,
+            length: 0,
+            lkey: 0,
+        }; MAX_SGE],
+        len: 0,
+    };
+
     /// Builds a list; `None` if `sges` has more than [`MAX_SGE`] entries.
     pub fn new(sges: &[Sge]) -> Option<Self> {
         if sges.len() > MAX_SGE {

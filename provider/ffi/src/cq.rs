@@ -13,11 +13,23 @@
 //! the kernel object goes, so no notify is issued for a dead handle by us);
 //! the kernel refuses to destroy a CQ still used by a QP (EBUSY).
 //!
-//! Locks: the ring's own mutex (see omx-verbs-objects); nothing else.
+//! Extended CQs (`ibv_create_cq_ex`, [`create_cq_ex`]) are the same object:
+//! the `verbs_cq` union holds `ibv_cq_ex`, whose first fields are the
+//! `ibv_cq`, so `ibv_poll_cq` and the `ibv_start_poll` family both work on
+//! it. `start_poll`/`next_poll` move one completion out of the ring into
+//! [`OmxCq::cur`], where the `ibv_wc_read_*` functions find it; with
+//! IBV_WC_EX_WITH_COMPLETION_TIMESTAMP the ring stamps each completion with
+//! [`completion_clock_ns`] (CLOCK_MONOTONIC, ns; the kernel module reports
+//! `hca_core_clock` 1 GHz and a 64-bit `completion_timestamp_mask`).
+//!
+//! Locks: the ring's own mutex (see omx-verbs-objects); `cur`, a leaf
+//! mutex taken for the length of one `start/next/end_poll` or `read_*`
+//! call (the polling thread is the only user; the mutex only keeps a
+//! misbehaving application from racing itself into undefined behaviour).
 
 use core::mem::size_of;
 use core::ptr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use omx_engine::WorkCompletion;
 use omx_rdma_sys::*;
@@ -29,12 +41,39 @@ use crate::runtime::Runtime;
 
 #[repr(C)]
 pub struct OmxCq {
-    pub ibv_cq: ibv_cq,
+    /// `ibv_cq` for `ibv_create_cq`, `ibv_cq_ex` for `ibv_create_cq_ex`
+    /// (the former is a prefix of the latter).
+    pub vcq: verbs_cq,
     pub cq: Option<Arc<Cq>>,
     pub rt: Option<Arc<Runtime>>,
+    /// The completion `start_poll`/`next_poll` made current (cq_ex only),
+    /// with its timestamp.
+    pub cur: Mutex<Option<(WorkCompletion, u64)>>,
 }
 
-const _: () = assert!(core::mem::offset_of!(OmxCq, ibv_cq) == 0);
+const _: () = assert!(core::mem::offset_of!(OmxCq, vcq) == 0);
+
+impl OmxCq {
+    fn new(rt: Option<Arc<Runtime>>) -> Self {
+        OmxCq {
+            vcq: verbs_cq::default(),
+            cq: None,
+            rt,
+            cur: Mutex::new(None),
+        }
+    }
+
+    fn ibv_cq_ptr(&mut self) -> *mut ibv_cq {
+        // Taking the address of a union member reads nothing.
+        ptr::addr_of_mut!(self.vcq.__bindgen_anon_1.cq)
+    }
+
+    fn handle(&self) -> u32 {
+        // SAFETY: `handle` lies in the common prefix of ibv_cq and
+        // ibv_cq_ex, written by ibv_cmd_create_cq(_ex).
+        unsafe { self.vcq.__bindgen_anon_1.cq.handle }
+    }
+}
 
 /// # Safety
 /// `cq` is NULL or a CQ returned by [`create_cq`].
@@ -54,11 +93,7 @@ fn create(
     }
     // SAFETY: ctx is one of our contexts (caller).
     let rt = unsafe { crate::context::from_ibv(ctx) }.and_then(|c| c.rt.clone());
-    let cq = Box::into_raw(Box::new(OmxCq {
-        ibv_cq: ibv_cq::default(),
-        cq: None,
-        rt,
-    }));
+    let cq = Box::into_raw(Box::new(OmxCq::new(rt)));
     let mut cmd = ibv_create_cq::default();
     let mut resp = ib_uverbs_create_cq_resp::default();
     // SAFETY: ctx is ours; channel is NULL or the application's live
@@ -70,7 +105,7 @@ fn create(
             cqe,
             channel,
             vector,
-            ptr::addr_of_mut!((*cq).ibv_cq),
+            (*cq).ibv_cq_ptr(),
             &mut cmd,
             size_of::<ibv_create_cq>(),
             &mut resp,
@@ -83,17 +118,312 @@ fn create(
         return Err(e);
     }
     // SAFETY: cq is ours, not yet returned to the application.
+    unsafe { attach_ring(cq, (cqe as usize).max(resp.cqe as usize), None) };
+    Ok(cq.cast())
+}
+
+/// Creates the ring of a CQ the kernel has just accepted and enters it in
+/// the context's CQ list.
+///
+/// # Safety
+/// `cq` is a live OmxCq not yet returned to the application.
+unsafe fn attach_ring(cq: *mut OmxCq, cqe: usize, clock: Option<fn() -> u64>) {
+    // SAFETY: per the contract, nobody else sees cq yet.
     let c = unsafe { &mut *cq };
-    let ring = Arc::new(Cq::new(
-        c.ibv_cq.handle,
-        (cqe as usize).max(resp.cqe as usize),
-    ));
+    let ring = Arc::new(Cq::with_clock(c.handle(), cqe, clock));
     if let Some(rt) = &c.rt {
         rt.ep.insert_cq(ring.clone());
     }
     c.cq = Some(ring);
-    Ok(cq.cast())
 }
+
+/// The completion clock: CLOCK_MONOTONIC in nanoseconds (what
+/// `hca_core_clock` = 1 GHz describes).
+pub fn completion_clock_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a live, writable timespec; CLOCK_MONOTONIC always
+    // exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// wc_flags `ibv_create_cq_ex` accepts: the standard fields and the
+/// completion timestamp (no CVLAN, flow tag, tag matching or wall clock).
+pub const SUPPORTED_WC_FLAGS: u64 =
+    (IBV_WC_STANDARD_FLAGS | IBV_WC_EX_WITH_COMPLETION_TIMESTAMP) as u64;
+
+/// Checks `ibv_cq_init_attr_ex` for what we implement.
+pub fn check_cq_attr_ex(a: &ibv_cq_init_attr_ex) -> Result<(), Errno> {
+    if a.wc_flags & !SUPPORTED_WC_FLAGS != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    // Unknown comp_mask bits give EOPNOTSUPP, as in ibv_cmd_create_cq_ex;
+    // so does IBV_CQ_INIT_ATTR_MASK_PD (no parent domains here).
+    if a.comp_mask & !IBV_CQ_INIT_ATTR_MASK_FLAGS != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    // SINGLE_THREADED is a hint we may ignore; IGNORE_OVERRUN would need
+    // a ring that overwrites.
+    if a.comp_mask & IBV_CQ_INIT_ATTR_MASK_FLAGS != 0
+        && a.flags & !IBV_CREATE_CQ_ATTR_SINGLE_THREADED != 0
+    {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if a.cqe < 1 || a.cqe > i32::MAX as u32 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
+fn create_ex(
+    ctx: *mut ibv_context,
+    attr: &mut ibv_cq_init_attr_ex,
+) -> Result<*mut ibv_cq_ex, Errno> {
+    check_cq_attr_ex(attr)?;
+    // SAFETY: ctx is one of our contexts (caller).
+    let rt = unsafe { crate::context::from_ibv(ctx) }.and_then(|c| c.rt.clone());
+    let cq = Box::into_raw(Box::new(OmxCq::new(rt)));
+    let mut cmd = ibv_create_cq_ex::default();
+    let mut resp = ib_uverbs_ex_create_cq_resp::default();
+    // SAFETY: ctx is ours; attr is the application's (its channel NULL or
+    // live); cq is a fresh allocation whose address becomes the kernel's
+    // user_handle and stays valid until destroy_cq. The kernel is told
+    // about the timestamp flag (rdma_omx accepts it).
+    let ret = unsafe {
+        ibv_cmd_create_cq_ex(
+            ctx,
+            attr,
+            ptr::addr_of_mut!((*cq).vcq),
+            &mut cmd,
+            size_of::<ibv_create_cq_ex>(),
+            &mut resp,
+            size_of::<ib_uverbs_ex_create_cq_resp>(),
+            0,
+        )
+    };
+    if let Err(e) = Errno::check(ret) {
+        // SAFETY: never published.
+        drop(unsafe { Box::from_raw(cq) });
+        return Err(e);
+    }
+    let stamp = attr.wc_flags & u64::from(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP) != 0;
+    let clock: Option<fn() -> u64> = if stamp {
+        Some(completion_clock_ns)
+    } else {
+        None
+    };
+    // SAFETY: cq is ours, not yet returned to the application.
+    unsafe {
+        attach_ring(cq, (attr.cqe as usize).max(resp.base.cqe as usize), clock);
+        set_ex_ops(&mut (*cq).vcq.__bindgen_anon_1.cq_ex);
+    }
+    // SAFETY: as above; cq_ex is at offset 0.
+    Ok(unsafe { ptr::addr_of_mut!((*cq).vcq.__bindgen_anon_1.cq_ex) })
+}
+
+/// Fills the polling functions of an `ibv_cq_ex`. Every read function is
+/// set, whether or not its flag was requested (reading an unrequested
+/// field is undefined for the application, not a crash here).
+fn set_ex_ops(x: &mut ibv_cq_ex) {
+    x.start_poll = Some(start_poll);
+    x.next_poll = Some(next_poll);
+    x.end_poll = Some(end_poll);
+    x.read_opcode = Some(read_opcode);
+    x.read_vendor_err = Some(read_vendor_err);
+    x.read_byte_len = Some(read_byte_len);
+    x.read_imm_data = Some(read_imm_data);
+    x.read_qp_num = Some(read_qp_num);
+    x.read_src_qp = Some(read_src_qp);
+    x.read_wc_flags = Some(read_wc_flags);
+    x.read_slid = Some(read_slid);
+    x.read_sl = Some(read_sl);
+    x.read_dlid_path_bits = Some(read_dlid_path_bits);
+    x.read_completion_ts = Some(read_completion_ts);
+}
+
+/// `create_cq_ex`: ibv_create_cq_ex(). libibverbs has already refused
+/// wc_flags outside IBV_CREATE_CQ_SUP_WC_FLAGS and runs `verbs_init_cq`
+/// after we return.
+///
+/// # Safety
+/// `ctx` is NULL or ours; `attr` NULL or valid.
+pub unsafe extern "C" fn create_cq_ex(
+    ctx: *mut ibv_context,
+    attr: *mut ibv_cq_init_attr_ex,
+) -> *mut ibv_cq_ex {
+    if ctx.is_null() || attr.is_null() {
+        Errno::EINVAL.set();
+        return ptr::null_mut();
+    }
+    guard("create_cq_ex", ptr::null_mut(), || {
+        // SAFETY: attr is valid and ours for the call (contract).
+        to_ptr(create_ex(ctx, unsafe { &mut *attr }))
+    })
+}
+
+/// # Safety
+/// `cq` is NULL or an extended CQ of ours.
+unsafe fn ex_from<'a>(cq: *mut ibv_cq_ex) -> Option<&'a OmxCq> {
+    // SAFETY: ibv_cq_ex is at offset 0 of verbs_cq, itself at offset 0.
+    unsafe { cq.cast::<OmxCq>().as_ref() }
+}
+
+/// Makes the next completion current; publishes wr_id/status in the
+/// `ibv_cq_ex`. With `rx`, an empty ring makes us receive pending frames
+/// (busy poll) first, as `poll_cq` does.
+///
+/// # Safety
+/// `cq` is an extended CQ of ours.
+unsafe fn advance(cq: *mut ibv_cq_ex, rx: bool) -> i32 {
+    // SAFETY: per the contract.
+    let Some(o) = (unsafe { ex_from(cq) }) else {
+        return libc::EINVAL;
+    };
+    let Some(ring) = &o.cq else {
+        return libc::EINVAL;
+    };
+    let mut next = ring.poll_one();
+    if rx {
+        if let (None, Some(rt)) = (next, &o.rt) {
+            let d = rt.poll_rx();
+            rt.after_drive(d);
+            next = ring.poll_one();
+        }
+        if let Some(rt) = &o.rt {
+            rt.app_polled(next.is_some());
+        }
+    }
+    let mut cur = o.cur.lock().unwrap_or_else(|p| p.into_inner());
+    *cur = next;
+    match next {
+        Some((wc, _)) => {
+            // SAFETY: cq is live; these two fields are the application's
+            // view of the current completion, written by the poller only.
+            unsafe {
+                (*cq).wr_id = wc.wr_id;
+                (*cq).status = wc.status as u32;
+            }
+            0
+        }
+        None => libc::ENOENT,
+    }
+}
+
+/// `ibv_start_poll`: 0 with a current completion, ENOENT if there is none
+/// (then `end_poll` must not be called), EINVAL for a nonzero comp_mask.
+///
+/// # Safety
+/// `cq` is an extended CQ of ours; `attr` NULL or valid.
+pub unsafe extern "C" fn start_poll(cq: *mut ibv_cq_ex, attr: *mut ibv_poll_cq_attr) -> i32 {
+    // SAFETY: attr NULL or valid (contract).
+    if let Some(a) = unsafe { attr.as_ref() } {
+        if a.comp_mask != 0 {
+            return libc::EINVAL;
+        }
+    }
+    // SAFETY: per the contract.
+    guard("start_poll", libc::EIO, || unsafe { advance(cq, true) })
+}
+
+/// `ibv_next_poll`: 0 or ENOENT (the caller still calls `end_poll`).
+///
+/// # Safety
+/// `cq` is an extended CQ of ours, between start_poll and end_poll.
+pub unsafe extern "C" fn next_poll(cq: *mut ibv_cq_ex) -> i32 {
+    // SAFETY: per the contract.
+    guard("next_poll", libc::EIO, || unsafe { advance(cq, false) })
+}
+
+/// `ibv_end_poll`: the completions taken are consumed.
+///
+/// # Safety
+/// `cq` is an extended CQ of ours.
+pub unsafe extern "C" fn end_poll(cq: *mut ibv_cq_ex) {
+    // SAFETY: per the contract.
+    if let Some(o) = unsafe { ex_from(cq) } {
+        *o.cur.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// Reads a field of the current completion (0 when there is none).
+///
+/// # Safety
+/// `cq` is NULL or an extended CQ of ours.
+unsafe fn read_cur<T: Default>(cq: *mut ibv_cq_ex, f: impl FnOnce(&WorkCompletion, u64) -> T) -> T {
+    // SAFETY: per the contract.
+    let Some(o) = (unsafe { ex_from(cq) }) else {
+        return T::default();
+    };
+    let cur = o.cur.lock().unwrap_or_else(|p| p.into_inner());
+    match &*cur {
+        Some((wc, ts)) => f(wc, *ts),
+        None => T::default(),
+    }
+}
+
+macro_rules! cq_reader {
+    ($(#[$doc:meta])* $name:ident -> $t:ty, |$w:ident, $ts:ident| $e:expr) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// `cq` is an extended CQ of ours.
+        pub unsafe extern "C" fn $name(cq: *mut ibv_cq_ex) -> $t {
+            // SAFETY: per the contract.
+            unsafe { read_cur(cq, |$w, $ts| $e) }
+        }
+    };
+}
+
+cq_reader!(
+    /// `ibv_wc_read_opcode`.
+    read_opcode -> ibv_wc_opcode, |w, _t| w.opcode as u32
+);
+cq_reader!(
+    /// `ibv_wc_read_vendor_err`: always 0.
+    read_vendor_err -> u32, |_w, _t| 0
+);
+cq_reader!(
+    /// `ibv_wc_read_byte_len`.
+    read_byte_len -> u32, |w, _t| w.byte_len
+);
+cq_reader!(
+    /// `ibv_wc_read_imm_data` (network order).
+    read_imm_data -> u32, |w, _t| w.imm.unwrap_or(0).to_be()
+);
+cq_reader!(
+    /// `ibv_wc_read_qp_num`.
+    read_qp_num -> u32, |w, _t| w.qp_num.value()
+);
+cq_reader!(
+    /// `ibv_wc_read_src_qp`.
+    read_src_qp -> u32, |w, _t| w.src_qp.value()
+);
+cq_reader!(
+    /// `ibv_wc_read_wc_flags`: IBV_WC_WITH_IMM when immediate data came.
+    read_wc_flags -> u32, |w, _t| if w.imm.is_some() { IBV_WC_WITH_IMM } else { 0 }
+);
+cq_reader!(
+    /// `ibv_wc_read_slid`: no LIDs on Ethernet, 0.
+    read_slid -> u32, |_w, _t| 0
+);
+cq_reader!(
+    /// `ibv_wc_read_sl`: 0.
+    read_sl -> u8, |_w, _t| 0
+);
+cq_reader!(
+    /// `ibv_wc_read_dlid_path_bits`: 0.
+    read_dlid_path_bits -> u8, |_w, _t| 0
+);
+cq_reader!(
+    /// `ibv_wc_read_completion_ts`: CLOCK_MONOTONIC ns when the completion
+    /// was queued (0 on a CQ created without the timestamp flag).
+    read_completion_ts -> u64, |_w, t| t
+);
 
 /// # Safety
 /// `ctx` is NULL or ours; `channel` NULL or live.
@@ -119,7 +449,7 @@ pub unsafe extern "C" fn destroy_cq(cq: *mut ibv_cq) -> i32 {
         return libc::EINVAL;
     }
     guard("destroy_cq", libc::EIO, || {
-        // SAFETY: cq is ours and alive.
+        // SAFETY: cq is ours and alive (plain or extended: same object).
         let o = unsafe { &*cq.cast::<OmxCq>() };
         if let (Some(rt), Some(ring)) = (&o.rt, &o.cq) {
             rt.ep.remove_cq(ring);
@@ -315,5 +645,95 @@ mod tests {
             .iter()
             .enumerate()
             .all(|(i, w)| w.wr_id == i as u64));
+    }
+
+    #[test]
+    fn cq_ex_attr_checks() {
+        let ok = ibv_cq_init_attr_ex {
+            cqe: 4,
+            wc_flags: SUPPORTED_WC_FLAGS,
+            ..Default::default()
+        };
+        assert_eq!(check_cq_attr_ex(&ok), Ok(()));
+        let bad = |f: &dyn Fn(&mut ibv_cq_init_attr_ex)| {
+            let mut a = ok;
+            f(&mut a);
+            check_cq_attr_ex(&a)
+        };
+        let wall = u64::from(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP_WALLCLOCK);
+        assert_eq!(bad(&|a| a.wc_flags |= wall), Err(Errno::EOPNOTSUPP));
+        let cvlan = u64::from(IBV_WC_EX_WITH_CVLAN);
+        assert_eq!(bad(&|a| a.wc_flags |= cvlan), Err(Errno::EOPNOTSUPP));
+        assert_eq!(
+            bad(&|a| a.comp_mask = IBV_CQ_INIT_ATTR_MASK_PD),
+            Err(Errno::EOPNOTSUPP)
+        );
+        assert_eq!(bad(&|a| a.comp_mask = 1 << 9), Err(Errno::EOPNOTSUPP));
+        assert_eq!(bad(&|a| a.cqe = 0), Err(Errno::EINVAL));
+        let single = |a: &mut ibv_cq_init_attr_ex| {
+            a.comp_mask = IBV_CQ_INIT_ATTR_MASK_FLAGS;
+            a.flags = IBV_CREATE_CQ_ATTR_SINGLE_THREADED;
+        };
+        assert_eq!(bad(&single), Ok(()));
+        let overrun = |a: &mut ibv_cq_init_attr_ex| {
+            a.comp_mask = IBV_CQ_INIT_ATTR_MASK_FLAGS;
+            a.flags = IBV_CREATE_CQ_ATTR_IGNORE_OVERRUN;
+        };
+        assert_eq!(bad(&overrun), Err(Errno::EOPNOTSUPP));
+    }
+
+    #[test]
+    fn cq_ex_polls_and_reads_the_current_completion() {
+        let mut o = Box::new(OmxCq::new(None));
+        let ring = Arc::new(Cq::with_clock(1, 8, Some(completion_clock_ns)));
+        o.cq = Some(ring.clone());
+        // SAFETY: the zeroed union is a valid ibv_cq_ex.
+        set_ex_ops(unsafe { &mut o.vcq.__bindgen_anon_1.cq_ex });
+        let x: *mut ibv_cq_ex = ptr::addr_of_mut!(o.vcq.__bindgen_anon_1.cq_ex);
+        let mut attr = ibv_poll_cq_attr::default();
+        // SAFETY: x is the cq_ex of a live OmxCq for the whole test.
+        unsafe {
+            assert_eq!(start_poll(x, &mut attr), libc::ENOENT);
+            ring.push(WorkCompletion {
+                wr_id: 11,
+                opcode: omx_engine::WcOpcode::Recv,
+                byte_len: 64,
+                imm: Some(0x0a0b_0c0d),
+                qp_num: omx_wire::Qpn::new(0x1001),
+                src_qp: omx_wire::Qpn::new(0x2002),
+                ..ZERO_WC
+            });
+            ring.push(WorkCompletion {
+                wr_id: 12,
+                status: omx_engine::WcStatus::WrFlushErr,
+                ..ZERO_WC
+            });
+            attr.comp_mask = 1;
+            assert_eq!(start_poll(x, &mut attr), libc::EINVAL);
+            attr.comp_mask = 0;
+            assert_eq!(start_poll(x, &mut attr), 0);
+            assert_eq!(((*x).wr_id, (*x).status), (11, IBV_WC_SUCCESS));
+            assert_eq!(read_opcode(x), IBV_WC_RECV);
+            assert_eq!(read_byte_len(x), 64);
+            assert_eq!(read_imm_data(x), 0x0a0b_0c0du32.to_be());
+            assert_eq!(read_wc_flags(x), IBV_WC_WITH_IMM);
+            assert_eq!((read_qp_num(x), read_src_qp(x)), (0x1001, 0x2002));
+            assert_eq!(
+                (read_slid(x), read_sl(x), read_dlid_path_bits(x)),
+                (0, 0, 0)
+            );
+            assert_eq!(read_vendor_err(x), 0);
+            let t1 = read_completion_ts(x);
+            assert!(t1 > 0);
+            assert_eq!(next_poll(x), 0);
+            assert_eq!(((*x).wr_id, (*x).status), (12, IBV_WC_WR_FLUSH_ERR));
+            assert!(read_completion_ts(x) >= t1);
+            assert_eq!(read_wc_flags(x), 0);
+            assert_eq!(next_poll(x), libc::ENOENT);
+            end_poll(x);
+            assert_eq!(read_byte_len(x), 0);
+            assert_eq!(start_poll(x, ptr::null_mut()), libc::ENOENT);
+        }
+        assert!(ring.is_empty());
     }
 }

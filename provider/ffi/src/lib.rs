@@ -25,6 +25,7 @@ pub mod mr;
 pub mod ops;
 pub mod pd;
 pub mod qp;
+pub mod qp_ex;
 pub mod runtime;
 pub mod sysfs;
 

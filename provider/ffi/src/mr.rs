@@ -23,7 +23,7 @@ use omx_rdma_sys::*;
 use crate::errno::{to_ptr, to_ret, Errno};
 use crate::guard::guard;
 use crate::runtime::Runtime;
-use omx_verbs::MrEntry;
+use omx_verbs::{AdviseError, MrEntry};
 use std::sync::Arc;
 
 #[repr(C)]
@@ -139,4 +139,136 @@ pub unsafe extern "C" fn dereg_mr(vmr: *mut verbs_mr) -> i32 {
         drop(unsafe { Box::from_raw(vmr.cast::<OmxMr>()) });
         to_ret(Ok(()))
     })
+}
+
+/// The errno ibv_advise_mr(3) documents for each refusal.
+pub fn advise_errno(e: AdviseError) -> i32 {
+    match e {
+        // "One of the lkeys provided in the scatter gather list is invalid"
+        // and "the range requested is out of the MR bounds".
+        AdviseError::BadKey | AdviseError::OutOfBounds => libc::EFAULT,
+        // "Referencing a valid lkey outside the caller's security scope",
+        // "PREFETCH_WRITE but the MR is not registered as writable".
+        AdviseError::OtherPd | AdviseError::NotWritable => libc::EPERM,
+        // The lkeys of a prefetch must name ODP MRs.
+        AdviseError::NotOnDemand => libc::EINVAL,
+    }
+}
+
+/// Pages `[va, va + len)` in (best effort). An unmapped range gives
+/// EFAULT ("parts of it are not part of the process address space").
+fn prefetch(va: u64, len: u64) -> Result<(), i32> {
+    if len == 0 {
+        return Ok(());
+    }
+    const PAGE: u64 = 4096;
+    let start = va & !(PAGE - 1);
+    let end = va
+        .checked_add(len)
+        .and_then(|e| e.checked_add(PAGE - 1))
+        .ok_or(libc::EFAULT)?
+        & !(PAGE - 1);
+    // SAFETY: MADV_WILLNEED only schedules read-ahead/swap-in; it never
+    // changes the contents or the mapping of the range.
+    let r = unsafe {
+        libc::madvise(
+            start as usize as *mut c_void,
+            (end - start) as usize,
+            libc::MADV_WILLNEED,
+        )
+    };
+    if r != 0 && Errno::last().0 == libc::ENOMEM {
+        return Err(libc::EFAULT);
+    }
+    Ok(())
+}
+
+/// `ibv_advise_mr`: prefetch advice on ODP MRs. Nothing is pinned or
+/// mapped for a device here (the provider copies through the process's own
+/// mappings), so a prefetch validates every SGE and asks the kernel to
+/// page the range in (`MADV_WILLNEED`); IBV_ADVISE_MR_FLAG_FLUSH is
+/// accepted and changes nothing (the call is synchronous anyway).
+///
+/// # Safety
+/// `pd` NULL or ours; `sg_list` readable for `num_sges` entries.
+pub unsafe extern "C" fn advise_mr(
+    pd: *mut ibv_pd,
+    advice: ib_uverbs_advise_mr_advice,
+    flags: u32,
+    sg_list: *mut ibv_sge,
+    num_sges: u32,
+) -> i32 {
+    if pd.is_null() {
+        return libc::EINVAL;
+    }
+    let write = match advice {
+        IB_UVERBS_ADVISE_MR_ADVICE_PREFETCH | IB_UVERBS_ADVISE_MR_ADVICE_PREFETCH_NO_FAULT => false,
+        IB_UVERBS_ADVISE_MR_ADVICE_PREFETCH_WRITE => true,
+        _ => return libc::EOPNOTSUPP,
+    };
+    if flags & !IB_UVERBS_ADVISE_MR_FLAG_FLUSH != 0 || num_sges == 0 || sg_list.is_null() {
+        return libc::EINVAL;
+    }
+    guard("advise_mr", libc::EIO, || {
+        // SAFETY: pd is a live PD of ours (contract).
+        let (ctx, handle) = unsafe { ((*pd).context, (*pd).handle) };
+        // SAFETY: ctx is the context of our PD.
+        let Some(rt) = (unsafe { crate::context::from_ibv(ctx) }).and_then(|c| c.rt.as_ref())
+        else {
+            return libc::EINVAL;
+        };
+        for i in 0..num_sges as usize {
+            // SAFETY: i < num_sges (contract).
+            let g = unsafe { &*sg_list.add(i) };
+            let r = rt
+                .ep
+                .mrs
+                .advise_range(handle, g.lkey, g.addr, g.length, write)
+                .map_err(advise_errno)
+                .and_then(|(va, len)| {
+                    if advice == IB_UVERBS_ADVISE_MR_ADVICE_PREFETCH_NO_FAULT {
+                        Ok(())
+                    } else {
+                        prefetch(va, len)
+                    }
+                });
+            if let Err(e) = r {
+                return e;
+            }
+        }
+        0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advise_errnos_follow_the_man_page() {
+        assert_eq!(advise_errno(AdviseError::BadKey), libc::EFAULT);
+        assert_eq!(advise_errno(AdviseError::OutOfBounds), libc::EFAULT);
+        assert_eq!(advise_errno(AdviseError::NotWritable), libc::EPERM);
+        assert_eq!(advise_errno(AdviseError::OtherPd), libc::EPERM);
+        assert_eq!(advise_errno(AdviseError::NotOnDemand), libc::EINVAL);
+    }
+
+    #[test]
+    fn prefetch_maps_unmapped_to_efault() {
+        let buf = vec![1u8; 10000];
+        assert_eq!(prefetch(buf.as_ptr() as u64, 10000), Ok(()));
+        assert_eq!(prefetch(0, 0), Ok(()));
+        // Page 0 is never mapped.
+        assert_eq!(prefetch(16, 8), Err(libc::EFAULT));
+        assert_eq!(prefetch(u64::MAX - 4, 4), Err(libc::EFAULT));
+    }
+
+    #[test]
+    fn advise_argument_checks() {
+        let mut sge = ibv_sge::default();
+        // SAFETY: NULL pd and bad arguments are refused before any use.
+        unsafe {
+            assert_eq!(advise_mr(ptr::null_mut(), 0, 0, &mut sge, 1), libc::EINVAL);
+        }
+    }
 }

@@ -10,7 +10,7 @@
 
 use omx_rdma_sys::verbs_context_ops;
 
-use crate::{context, cq, mr, pd, qp};
+use crate::{context, cq, mr, pd, qp, qp_ex};
 
 pub static OMX_CTX_OPS: verbs_context_ops = ctx_ops();
 
@@ -18,9 +18,12 @@ const fn ctx_ops() -> verbs_context_ops {
     // SAFETY: verbs_context_ops is 76 `Option<fn>` fields; all-zero is
     // `None` for each.
     let mut o: verbs_context_ops = unsafe { core::mem::zeroed() };
+    o.advise_mr = Some(mr::advise_mr);
     o.alloc_pd = Some(pd::alloc_pd);
     o.create_cq = Some(cq::create_cq);
+    o.create_cq_ex = Some(cq::create_cq_ex);
     o.create_qp = Some(qp::create_qp);
+    o.create_qp_ex = Some(qp_ex::create_qp_ex);
     o.dealloc_pd = Some(pd::dealloc_pd);
     o.dereg_mr = Some(mr::dereg_mr);
     o.destroy_cq = Some(cq::destroy_cq);
@@ -46,7 +49,8 @@ mod tests {
     fn implemented_slots() {
         let o = &OMX_CTX_OPS;
         assert!(o.alloc_pd.is_some() && o.free_context.is_some() && o.poll_cq.is_some());
-        // Left to libibverbs' dummies for now.
-        assert!(o.create_srq.is_none() && o.create_ah.is_none() && o.create_cq_ex.is_none());
+        assert!(o.create_cq_ex.is_some() && o.create_qp_ex.is_some() && o.advise_mr.is_some());
+        // Left to libibverbs' dummies for now (alloc_dm: EOPNOTSUPP).
+        assert!(o.create_srq.is_none() && o.create_ah.is_none() && o.alloc_dm.is_none());
     }
 }

@@ -59,6 +59,10 @@ pub struct OmxQp {
     pub paths: Mutex<QpPaths>,
     pub qp: Option<Arc<Qp>>,
     pub rt: Option<Arc<Runtime>>,
+    /// Extended QPs (`ibv_create_qp_ex` with send_ops_flags): the
+    /// `ibv_wr_*` staging area. Set before the QP is returned, then
+    /// read-only.
+    pub ex: Option<Box<crate::qp_ex::QpEx>>,
 }
 
 const _: () = assert!(core::mem::offset_of!(OmxQp, vqp) == 0);
@@ -118,7 +122,8 @@ pub unsafe fn from_ibv<'a>(qp: *mut ibv_qp) -> Option<&'a OmxQp> {
     unsafe { qp.cast::<OmxQp>().as_ref() }
 }
 
-fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mut ibv_qp, Errno> {
+/// Creates a QP (plain, or the base of an extended one).
+pub(crate) fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mut ibv_qp, Errno> {
     // SAFETY: attr is non-null (checked by the caller) and points at the
     // application's init attributes.
     let qp_type = unsafe { (*attr).qp_type };
@@ -146,6 +151,7 @@ fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mut ibv_qp, E
         paths: Mutex::new(QpPaths::default()),
         qp: None,
         rt,
+        ex: None,
     }));
     let mut cmd = ibv_create_qp::default();
     let mut resp = ib_uverbs_create_qp_resp::default();
@@ -456,7 +462,7 @@ pub fn engine_attr(a: &ibv_qp_attr, mask: u32, smac: [u8; 6]) -> Result<QpAttr, 
     Ok(e)
 }
 
-fn post_errno(e: PostError) -> i32 {
+pub(crate) fn post_errno(e: PostError) -> i32 {
     match e {
         PostError::Full => libc::ENOMEM,
         PostError::InvalidState | PostError::TooLong => libc::EINVAL,
@@ -664,6 +670,7 @@ mod tests {
             paths: Mutex::new(QpPaths::default()),
             qp: None,
             rt: None,
+            ex: None,
         };
         let a = ibv_qp_attr {
             qp_state: IBV_QPS_RTR,

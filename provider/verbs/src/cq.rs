@@ -34,6 +34,8 @@ pub const ARMED_SOLICITED: u32 = 2;
 #[derive(Debug)]
 struct Ring {
     buf: Box<[Option<WorkCompletion>]>,
+    /// Completion timestamps, parallel to `buf` (empty without a clock).
+    ts: Box<[u64]>,
     head: usize,
     len: usize,
     overflows: u64,
@@ -44,6 +46,9 @@ struct Ring {
 pub struct Cq {
     /// Kernel uverbs handle (`ibv_cq.handle`), for the notify ioctl.
     pub handle: u32,
+    /// Stamps each completion as it is pushed (`ibv_create_cq_ex` with
+    /// IBV_WC_EX_WITH_COMPLETION_TIMESTAMP).
+    clock: Option<fn() -> u64>,
     ring: Mutex<Ring>,
     armed: AtomicU32,
     notify_pending: AtomicBool,
@@ -52,10 +57,18 @@ pub struct Cq {
 impl Cq {
     /// A CQ holding up to `cqe` completions.
     pub fn new(handle: u32, cqe: usize) -> Self {
+        Self::with_clock(handle, cqe, None)
+    }
+
+    /// A CQ whose completions carry `clock()` taken when they are pushed.
+    pub fn with_clock(handle: u32, cqe: usize, clock: Option<fn() -> u64>) -> Self {
+        let cap = cqe.max(1);
         Cq {
             handle,
+            clock,
             ring: Mutex::new(Ring {
-                buf: vec![None; cqe.max(1)].into_boxed_slice(),
+                buf: vec![None; cap].into_boxed_slice(),
+                ts: vec![0; if clock.is_some() { cap } else { 0 }].into_boxed_slice(),
                 head: 0,
                 len: 0,
                 overflows: 0,
@@ -78,6 +91,7 @@ impl Cq {
     /// caller makes sure the progress thread runs). A full ring drops the
     /// completion and counts an overflow (CQ overrun).
     pub fn push(&self, wc: WorkCompletion) -> bool {
+        let now = self.clock.map(|c| c());
         {
             let mut r = self.lock();
             let cap = r.buf.len();
@@ -87,6 +101,9 @@ impl Cq {
             }
             let i = (r.head + r.len) % cap;
             r.buf[i] = Some(wc);
+            if let (Some(t), Some(slot)) = (now, r.ts.get_mut(i)) {
+                *slot = t;
+            }
             r.len += 1;
         }
         let solicited = wc.solicited || wc.status != WcStatus::Success;
@@ -108,6 +125,29 @@ impl Cq {
             r.len -= 1;
         }
         n
+    }
+
+    /// Takes the oldest completion with its timestamp (0 on a CQ without
+    /// a clock).
+    pub fn poll_one(&self) -> Option<(WorkCompletion, u64)> {
+        let mut r = self.lock();
+        while r.len > 0 {
+            let cap = r.buf.len();
+            let h = r.head;
+            let wc = r.buf[h].take();
+            let ts = r.ts.get(h).copied().unwrap_or(0);
+            r.head = (h + 1) % cap;
+            r.len -= 1;
+            if let Some(wc) = wc {
+                return Some((wc, ts));
+            }
+        }
+        None
+    }
+
+    /// True if this CQ timestamps its completions.
+    pub fn has_clock(&self) -> bool {
+        self.clock.is_some()
     }
 
     /// Completions waiting.
@@ -255,5 +295,32 @@ mod tests {
             assert!(a ^ p, "exactly one of arm/push fires ({a}, {p})");
             assert!(cq.take_notify());
         }
+    }
+
+    #[test]
+    fn timestamps_follow_their_completions() {
+        use std::sync::atomic::AtomicU64;
+        static T: AtomicU64 = AtomicU64::new(100);
+        fn clock() -> u64 {
+            T.fetch_add(10, Ordering::Relaxed)
+        }
+        let cq = Cq::with_clock(1, 2, Some(clock));
+        assert!(cq.has_clock() && !Cq::new(1, 2).has_clock());
+        assert!(cq.poll_one().is_none());
+        cq.push(wc(1, false));
+        cq.push(wc(2, false));
+        cq.push(wc(3, false)); // overflow: dropped, no stamp consumed
+        assert_eq!(cq.overflows(), 1);
+        let (a, ta) = cq.poll_one().unwrap();
+        cq.push(wc(4, false));
+        let (b, tb) = cq.poll_one().unwrap();
+        let (c, tc) = cq.poll_one().unwrap();
+        assert_eq!((a.wr_id, b.wr_id, c.wr_id), (1, 2, 4));
+        assert!(ta < tb && tb < tc);
+        assert!(cq.poll_one().is_none());
+        // Without a clock the stamp reads 0.
+        let plain = Cq::new(1, 1);
+        plain.push(wc(5, false));
+        assert_eq!(plain.poll_one().map(|(w, t)| (w.wr_id, t)), Some((5, 0)));
     }
 }

@@ -30,6 +30,8 @@ pub const ACCESS_REMOTE_WRITE: u32 = 2;
 pub const ACCESS_REMOTE_READ: u32 = 4;
 /// IBV_ACCESS_REMOTE_ATOMIC.
 pub const ACCESS_REMOTE_ATOMIC: u32 = 8;
+/// IBV_ACCESS_ON_DEMAND.
+pub const ACCESS_ON_DEMAND: u32 = 64;
 
 /// One registered region (what `ibv_cmd_reg_mr` returned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +62,13 @@ impl MrEntry {
             Access::RemoteWrite => self.access & ACCESS_REMOTE_WRITE != 0,
             Access::RemoteAtomic => self.access & ACCESS_REMOTE_ATOMIC != 0,
         }
+    }
+
+    /// Registered with IBV_ACCESS_ON_DEMAND: the application does not
+    /// promise that the range is mapped, so copies go through the kernel
+    /// (an unmapped page becomes an access error, not a SIGSEGV).
+    pub fn on_demand(&self) -> bool {
+        self.access & ACCESS_ON_DEMAND != 0
     }
 
     fn contains(&self, addr: u64, len: u64) -> bool {
@@ -96,6 +105,37 @@ impl MrTable {
         Some(v.swap_remove(i))
     }
 
+    /// `ibv_advise_mr` (prefetch) for one SGE: the lkey must name an ODP
+    /// MR of `pd`, the range must lie inside it, and PREFETCH_WRITE needs
+    /// IBV_ACCESS_LOCAL_WRITE. Returns the range in our virtual memory.
+    pub fn advise_range(
+        &self,
+        pd: u32,
+        lkey: u32,
+        addr: u64,
+        len: u32,
+        write: bool,
+    ) -> Result<(u64, u64), AdviseError> {
+        let v = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let e = v
+            .iter()
+            .find(|e| e.lkey == lkey)
+            .ok_or(AdviseError::BadKey)?;
+        if e.pd != pd {
+            return Err(AdviseError::OtherPd);
+        }
+        if !e.on_demand() {
+            return Err(AdviseError::NotOnDemand);
+        }
+        if !e.contains(addr, u64::from(len)) {
+            return Err(AdviseError::OutOfBounds);
+        }
+        if write && !e.allows(Access::LocalWrite) {
+            return Err(AdviseError::NotWritable);
+        }
+        Ok((e.va.wrapping_add(addr - e.addr), u64::from(len)))
+    }
+
     /// Number of MRs.
     pub fn len(&self) -> usize {
         self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
@@ -119,6 +159,53 @@ impl MrTable {
     }
 }
 
+/// Why `ibv_advise_mr` refused an SGE (the provider maps these to the
+/// errnos of ibv_advise_mr(3)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdviseError {
+    /// No MR has this lkey.
+    BadKey,
+    /// The MR belongs to another PD.
+    OtherPd,
+    /// The MR was not registered with IBV_ACCESS_ON_DEMAND.
+    NotOnDemand,
+    /// The range is not inside the MR.
+    OutOfBounds,
+    /// PREFETCH_WRITE on an MR without local write access.
+    NotWritable,
+}
+
+/// Copies `len` bytes between our own buffer and application memory at
+/// `remote` through `process_vm_readv`/`process_vm_writev` on our own pid:
+/// the kernel does the access, so an unmapped (or not writable) page makes
+/// the call fail instead of faulting the process.
+fn vm_copy(local: *mut u8, remote: usize, len: usize, to_app: bool) -> Result<(), MemError> {
+    let l = libc::iovec {
+        iov_base: local.cast(),
+        iov_len: len,
+    };
+    let r = libc::iovec {
+        iov_base: remote as *mut libc::c_void,
+        iov_len: len,
+    };
+    // SAFETY: `l` describes our own buffer of `len` bytes; `r` is only
+    // accessed by the kernel, which checks the mapping; both iovecs live
+    // across the call.
+    let n = unsafe {
+        let pid = libc::getpid();
+        if to_app {
+            libc::process_vm_writev(pid, &l, 1, &r, 1, 0)
+        } else {
+            libc::process_vm_readv(pid, &l, 1, &r, 1, 0)
+        }
+    };
+    if n == len as isize {
+        Ok(())
+    } else {
+        Err(MemError::OutOfBounds)
+    }
+}
+
 /// The engine's [`MemoryAccess`] for one PD.
 #[derive(Debug)]
 pub struct PdMem<'a> {
@@ -139,8 +226,15 @@ impl PdMem<'_> {
             .ok_or(MemError::InvalidKey)
     }
 
-    /// The checked range as a raw pointer into application memory.
-    fn resolve(&self, key: u32, addr: u64, len: u64, access: Access) -> Result<usize, MemError> {
+    /// The checked range as a raw pointer into application memory, and
+    /// whether the MR is on-demand (copies must go through [`vm_copy`]).
+    fn resolve(
+        &self,
+        key: u32,
+        addr: u64,
+        len: u64,
+        access: Access,
+    ) -> Result<(usize, bool), MemError> {
         let e = self.find(key, access)?;
         if !e.contains(addr, len) {
             return Err(MemError::OutOfBounds);
@@ -148,7 +242,7 @@ impl PdMem<'_> {
         if !e.allows(access) {
             return Err(MemError::AccessDenied);
         }
-        Ok(e.va.wrapping_add(addr - e.addr) as usize)
+        Ok((e.va.wrapping_add(addr - e.addr) as usize, e.on_demand()))
     }
 
     fn inline_range(&self, addr: u64, len: usize) -> Result<core::ops::Range<usize>, MemError> {
@@ -176,9 +270,12 @@ impl MemoryAccess for PdMem<'_> {
             dst.copy_from_slice(&self.inline[r]);
             return Ok(());
         }
-        let p = self.resolve(key, addr, dst.len() as u64, access)?;
+        let (p, odp) = self.resolve(key, addr, dst.len() as u64, access)?;
         if dst.is_empty() {
             return Ok(());
+        }
+        if odp {
+            return vm_copy(dst.as_mut_ptr(), p, dst.len(), false);
         }
         // SAFETY: [p, p + dst.len()) lies inside a region the application
         // registered and has not deregistered: dereg_mr takes the table's
@@ -194,9 +291,13 @@ impl MemoryAccess for PdMem<'_> {
         if key == INLINE_LKEY && self.find(key, access).is_err() {
             return Err(MemError::InvalidKey);
         }
-        let p = self.resolve(key, addr, src.len() as u64, access)?;
+        let (p, odp) = self.resolve(key, addr, src.len() as u64, access)?;
         if src.is_empty() {
             return Ok(());
+        }
+        if odp {
+            // process_vm_writev only reads `src` through the local iovec.
+            return vm_copy(src.as_ptr().cast_mut(), p, src.len(), true);
         }
         // SAFETY: as in `read`; the region allows this write (checked), and
         // `src` is a frame buffer we own, distinct from application memory.
@@ -309,5 +410,81 @@ mod tests {
                 Err(MemError::InvalidKey)
             );
         });
+    }
+
+    fn implicit(access: u32) -> MrTable {
+        let t = MrTable::new();
+        t.insert(MrEntry {
+            lkey: 0x301,
+            rkey: 0x301,
+            pd: 7,
+            addr: 0,
+            va: 0,
+            len: u64::MAX,
+            access: access | ACCESS_ON_DEMAND,
+        });
+        t
+    }
+
+    #[test]
+    fn implicit_odp_mr_covers_mapped_memory_and_refuses_unmapped() {
+        let t = implicit(ACCESS_LOCAL_WRITE | ACCESS_REMOTE_WRITE | ACCESS_REMOTE_READ);
+        let mut buf = vec![0u8; 32];
+        let a = buf.as_mut_ptr() as u64;
+        t.with_pd(7, &[], |m| {
+            m.write(0x301, a + 4, b"odp!", Access::RemoteWrite).unwrap();
+            let mut out = [0u8; 4];
+            m.read(0x301, a + 4, &mut out, Access::RemoteRead).unwrap();
+            assert_eq!(&out, b"odp!");
+            // Page 0 is never mapped: an error, not a fault.
+            assert_eq!(
+                m.read(0x301, 16, &mut out, Access::LocalRead),
+                Err(MemError::OutOfBounds)
+            );
+            assert_eq!(
+                m.write(0x301, 16, b"x", Access::LocalWrite),
+                Err(MemError::OutOfBounds)
+            );
+            // The top of the address space: bounds arithmetic must not
+            // overflow, and the range is refused.
+            assert_eq!(m.check(0x301, u64::MAX - 1, 1, Access::LocalRead), Ok(()));
+            assert_eq!(
+                m.check(0x301, u64::MAX - 1, 2, Access::LocalRead),
+                Err(MemError::OutOfBounds)
+            );
+            assert_eq!(
+                m.read(0x301, u64::MAX - 3, &mut out[..2], Access::LocalRead),
+                Err(MemError::OutOfBounds)
+            );
+        });
+        assert_eq!(&buf[4..8], b"odp!");
+    }
+
+    #[test]
+    fn advise_checks_key_pd_odp_bounds_and_rights() {
+        let t = implicit(0);
+        let mut buf = vec![0u8; 64];
+        let (plain, a) = table(&mut buf, ACCESS_LOCAL_WRITE);
+        assert_eq!(t.advise_range(7, 0x301, a, 64, false), Ok((a, 64)));
+        assert_eq!(
+            t.advise_range(7, 0x301, a, 64, true),
+            Err(AdviseError::NotWritable)
+        );
+        assert_eq!(
+            t.advise_range(8, 0x301, a, 64, false),
+            Err(AdviseError::OtherPd)
+        );
+        assert_eq!(
+            t.advise_range(7, 0x999, a, 64, false),
+            Err(AdviseError::BadKey)
+        );
+        assert_eq!(
+            t.advise_range(7, 0x301, u64::MAX, 2, false),
+            Err(AdviseError::OutOfBounds)
+        );
+        assert_eq!(
+            plain.advise_range(7, 0x101, a, 8, true),
+            Err(AdviseError::NotOnDemand)
+        );
     }
 }

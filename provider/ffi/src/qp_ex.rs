@@ -1,0 +1,833 @@
+//! The extended QP API: `ibv_create_qp_ex` and the `ibv_wr_*` work request
+//! builders (`ibv_rc_pingpong -N`).
+//!
+//! An extended QP is an ordinary [`OmxQp`] (same kernel shadow, same engine
+//! QP, created by [`crate::qp`]) with an [`QpEx`] behind it and the
+//! `ibv_qp_ex` function pointers filled in. The builders never allocate and
+//! never block: each one writes into a staging area sized at creation
+//! (`max_send_wr` WRs, each with up to `MAX_SGE` SGEs and a
+//! `MAX_INLINE_DATA`-byte inline slot). `ibv_wr_complete` then posts the
+//! whole batch under the QP's engine lock through the same engine calls as
+//! `ibv_post_send`, all or nothing: an error recorded by a builder, a batch
+//! larger than the free send queue, or a QP in RESET fail the call with no
+//! WR posted (ibv_wr_post(3): "the entire posting will be aborted").
+//!
+//! Critical section: ibv_wr_post(3) makes `wr_start` ..
+//! `wr_complete`/`wr_abort` a per-QP critical section. [`QpEx::busy`] is
+//! that section's spin lock (as in rxe): a second thread's `wr_start` waits
+//! for the first batch to end, and nothing else ever waits on it. The
+//! staging area itself sits behind a leaf `Mutex` taken for the length of
+//! one builder call, so an application that calls builders outside the
+//! section gets wrong batches, never undefined behaviour.
+//!
+//! Layout: libibverbs 44's `ibv_qp_ex` has no `wr_flush` slot, so its
+//! `verbs_qp.comp_mask` sits where v55's `wr_flush` is (offset 352), and
+//! v55's `comp_mask` (offset 360) is v44's `xrcd`. `ibv_qp_to_qp_ex()`
+//! reads the comp_mask of the library that is loaded, so VERBS_QP_EX is
+//! written at both places: under v44 the second write lands in the unused
+//! `xrcd` (read only with VERBS_QP_XRCD, never set here); under v55+ the
+//! first lands in `wr_flush`, which we never offer (a FLUSH request is
+//! refused at create time).
+
+use core::mem::offset_of;
+use core::ptr;
+use std::hint::spin_loop;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use omx_engine::{SendOp, SendWr, SgList, Sge, MAX_SGE};
+use omx_rdma_sys::*;
+use omx_verbs::qp::QpInner;
+use omx_verbs::MAX_INLINE_DATA;
+
+use crate::errno::{to_ptr, Errno};
+use crate::guard::guard;
+use crate::qp::OmxQp;
+
+/// `verbs_qp.comp_mask` in rdma-core v44 (Debian 12's libibverbs).
+pub const V44_VERBS_QP_COMP_MASK: usize = 352;
+const _: () = assert!(offset_of!(ibv_qp_ex, wr_flush) == V44_VERBS_QP_COMP_MASK);
+const _: () = assert!(offset_of!(verbs_qp, comp_mask) == 360);
+
+/// send_ops_flags an RC QP accepts.
+pub const SUPPORTED_SEND_OPS: u64 = (IBV_QP_EX_WITH_SEND
+    | IBV_QP_EX_WITH_SEND_WITH_IMM
+    | IBV_QP_EX_WITH_RDMA_WRITE
+    | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM
+    | IBV_QP_EX_WITH_RDMA_READ) as u64;
+
+/// Every send_ops_flags bit rdma-core (v44..v55) defines.
+const KNOWN_SEND_OPS: u64 = (IBV_QP_EX_WITH_ATOMIC_WRITE << 1) as u64 - 1;
+
+/// comp_mask bits create_qp_ex accepts.
+const SUPPORTED_COMP_MASK: u32 =
+    IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_CREATE_FLAGS | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS;
+
+/// Every comp_mask bit rdma-core defines.
+const KNOWN_COMP_MASK: u32 = (IBV_QP_INIT_ATTR_SEND_OPS_FLAGS << 1) - 1;
+
+/// Checks `ibv_qp_init_attr_ex` for what we implement: unknown bits are
+/// EINVAL, known features we lack (XRC, RSS, TSO, create flags, atomics,
+/// memory windows, FLUSH, ...) EOPNOTSUPP, a missing PD EINVAL.
+pub fn check_qp_init_attr_ex(a: &ibv_qp_init_attr_ex) -> Result<(), Errno> {
+    if a.comp_mask & !KNOWN_COMP_MASK != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if a.comp_mask & !SUPPORTED_COMP_MASK != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if a.comp_mask & IBV_QP_INIT_ATTR_PD == 0 || a.pd.is_null() {
+        return Err(Errno::EINVAL);
+    }
+    if a.comp_mask & IBV_QP_INIT_ATTR_CREATE_FLAGS != 0 && a.create_flags != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if a.comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS != 0 {
+        if a.send_ops_flags & !KNOWN_SEND_OPS != 0 {
+            return Err(Errno::EINVAL);
+        }
+        // Only RC has a data path; its atomics come with a later issue.
+        if a.qp_type != IBV_QPT_RC || a.send_ops_flags & !SUPPORTED_SEND_OPS != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+    }
+    Ok(())
+}
+
+/// One staged work request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staged {
+    pub wr: SendWr,
+    /// Some(len): the data is `len` bytes in this WR's inline slot.
+    pub inline_len: Option<u32>,
+}
+
+/// The WRs built since `wr_start`.
+#[derive(Debug)]
+pub struct Staging {
+    wrs: Box<[Staged]>,
+    inline: Box<[u8]>,
+    n: usize,
+    /// The last builder call started a WR that setters may complete.
+    open: bool,
+    /// First error a builder met (0: none); reported by `complete`.
+    err: i32,
+}
+
+const EMPTY: Staged = Staged {
+    wr: SendWr {
+        wr_id: 0,
+        op: SendOp::Send,
+        sg: SgList::EMPTY,
+        signaled: false,
+        solicited: false,
+    },
+    inline_len: None,
+};
+
+impl Staging {
+    /// Room for `depth` WRs per batch (at least one).
+    pub fn new(depth: u32) -> Self {
+        let d = depth.max(1) as usize;
+        Staging {
+            wrs: vec![EMPTY; d].into_boxed_slice(),
+            inline: vec![0; d * MAX_INLINE_DATA as usize].into_boxed_slice(),
+            n: 0,
+            open: false,
+            err: 0,
+        }
+    }
+
+    /// Forgets the batch (`wr_start`, `wr_abort`, after `wr_complete`).
+    pub fn reset(&mut self) {
+        self.n = 0;
+        self.open = false;
+        self.err = 0;
+    }
+
+    fn fail(&mut self, e: i32) {
+        if self.err == 0 {
+            self.err = e;
+        }
+        self.open = false;
+    }
+
+    /// WRs staged.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// True if nothing is staged.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// A WR builder (`ibv_wr_send`, ...): `wr_id` and `wr_flags` as the
+    /// application left them in `ibv_qp_ex`.
+    pub fn begin(&mut self, wr_id: u64, wr_flags: u32, op: SendOp) {
+        if self.n == self.wrs.len() {
+            // More WRs than the send queue holds: the batch cannot post.
+            self.fail(libc::ENOMEM);
+            return;
+        }
+        self.wrs[self.n] = Staged {
+            wr: SendWr {
+                wr_id,
+                op,
+                sg: SgList::EMPTY,
+                signaled: wr_flags & IBV_SEND_SIGNALED != 0,
+                solicited: wr_flags & IBV_SEND_SOLICITED != 0,
+            },
+            inline_len: None,
+        };
+        self.n += 1;
+        self.open = true;
+    }
+
+    fn current(&mut self) -> Option<&mut Staged> {
+        if !self.open {
+            if self.err == 0 {
+                // A setter without a builder before it.
+                self.err = libc::EINVAL;
+            }
+            return None;
+        }
+        self.open = false;
+        self.wrs.get_mut(self.n.checked_sub(1)?)
+    }
+
+    /// `ibv_wr_set_sge` / `ibv_wr_set_sge_list`.
+    pub fn set_sges(&mut self, sges: &[Sge]) {
+        let Some(sg) = (sges.len() <= MAX_SGE).then(|| SgList::new(sges)).flatten() else {
+            self.fail(libc::EINVAL);
+            return;
+        };
+        if let Some(w) = self.current() {
+            w.wr.sg = sg;
+        }
+    }
+
+    /// `ibv_wr_set_inline_data(_list)`: copies the bytes now (the caller
+    /// may reuse its buffers at once). SEND and RDMA WRITE only, at most
+    /// `MAX_INLINE_DATA` bytes.
+    pub fn set_inline(&mut self, bufs: &[&[u8]]) {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let idx = self.n.wrapping_sub(1);
+        let ok_op = self.open
+            && matches!(
+                self.wrs.get(idx).map(|w| w.wr.op),
+                Some(
+                    SendOp::Send
+                        | SendOp::SendWithImm(_)
+                        | SendOp::RdmaWrite { .. }
+                        | SendOp::RdmaWriteWithImm { .. }
+                )
+            );
+        if self.open && (!ok_op || total > MAX_INLINE_DATA as usize) {
+            self.fail(libc::EINVAL);
+            return;
+        }
+        let slot = idx.wrapping_mul(MAX_INLINE_DATA as usize);
+        let Some(w) = self.current() else { return };
+        w.inline_len = Some(total as u32);
+        let mut off = slot;
+        for b in bufs {
+            self.inline[off..off + b.len()].copy_from_slice(b);
+            off += b.len();
+        }
+    }
+
+    /// Posts the batch on the engine QP, all or nothing; returns 0 or the
+    /// errno `ibv_wr_complete` reports. The staging is empty afterwards.
+    pub fn complete(&mut self, g: &mut QpInner, sq_sig_all: bool) -> i32 {
+        let r = self.post(g, sq_sig_all);
+        self.reset();
+        r
+    }
+
+    fn post(&self, g: &mut QpInner, sq_sig_all: bool) -> i32 {
+        if self.err != 0 {
+            return self.err;
+        }
+        if self.n == 0 {
+            return 0;
+        }
+        let free = g.rc.sq_free() as usize;
+        if free == 0 && g.rc.state() == omx_engine::QpState::Reset {
+            return libc::EINVAL;
+        }
+        if self.n > free {
+            return libc::ENOMEM;
+        }
+        for (i, s) in self.wrs[..self.n].iter().enumerate() {
+            let mut wr = s.wr;
+            wr.signaled |= sq_sig_all;
+            let r = match s.inline_len {
+                Some(len) => {
+                    let off = i * MAX_INLINE_DATA as usize;
+                    let src = &self.inline[off..off + len as usize];
+                    g.post_send_inline(wr, len as usize, |dst| dst.copy_from_slice(src))
+                }
+                None => g.post_send(wr),
+            };
+            if let Err(e) = r {
+                // Not reached: every check the engine makes was made above.
+                return crate::qp::post_errno(e);
+            }
+        }
+        0
+    }
+}
+
+/// The extended part of an [`OmxQp`].
+#[derive(Debug)]
+pub struct QpEx {
+    /// The wr_start .. wr_complete/abort critical section.
+    busy: AtomicBool,
+    staging: Mutex<Staging>,
+}
+
+impl QpEx {
+    pub fn new(depth: u32) -> Self {
+        QpEx {
+            busy: AtomicBool::new(false),
+            staging: Mutex::new(Staging::new(depth)),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Staging) -> R) -> R {
+        f(&mut self.staging.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn enter(&self) {
+        let mut spins = 0u32;
+        while self
+            .busy
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins = spins.wrapping_add(1);
+            if spins & 63 == 0 {
+                std::thread::yield_now();
+            } else {
+                spin_loop();
+            }
+        }
+    }
+
+    fn leave(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
+}
+
+/// # Safety
+/// `qp` is NULL or the `ibv_qp_ex` of one of our QPs.
+unsafe fn from_ex<'a>(qp: *mut ibv_qp_ex) -> Option<(&'a OmxQp, &'a QpEx)> {
+    // SAFETY: ibv_qp_ex is at offset 0 of verbs_qp, itself at offset 0 of
+    // OmxQp.
+    let o = unsafe { qp.cast::<OmxQp>().as_ref() }?;
+    let ex = o.ex.as_deref()?;
+    Some((o, ex))
+}
+
+/// Runs a builder: reads the application's wr_id/wr_flags, stages.
+///
+/// # Safety
+/// `qp` is NULL or the `ibv_qp_ex` of one of our extended QPs.
+unsafe fn build(qp: *mut ibv_qp_ex, op: SendOp) {
+    // SAFETY: per the contract.
+    let Some((_, ex)) = (unsafe { from_ex(qp) }) else {
+        return;
+    };
+    // SAFETY: qp is live; the application writes these two fields before
+    // calling the builder, from the thread in the critical section.
+    let (wr_id, flags) = unsafe { ((*qp).wr_id, (*qp).wr_flags) };
+    ex.with(|s| s.begin(wr_id, flags, op));
+}
+
+/// `ibv_wr_start`.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs.
+pub unsafe extern "C" fn wr_start(qp: *mut ibv_qp_ex) {
+    // SAFETY: per the contract.
+    if let Some((_, ex)) = unsafe { from_ex(qp) } {
+        ex.enter();
+        ex.with(Staging::reset);
+    }
+}
+
+/// `ibv_wr_complete`: posts the batch (0 or an errno; on error nothing
+/// was posted).
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs.
+pub unsafe extern "C" fn wr_complete(qp: *mut ibv_qp_ex) -> i32 {
+    // SAFETY: per the contract.
+    let Some((o, ex)) = (unsafe { from_ex(qp) }) else {
+        return libc::EINVAL;
+    };
+    let r = guard("wr_complete", libc::EIO, || {
+        let (Some(rt), Some(v)) = (&o.rt, &o.qp) else {
+            ex.with(Staging::reset);
+            return libc::EOPNOTSUPP;
+        };
+        let mut g = v.lock();
+        let r = ex.with(|s| s.complete(&mut g, v.sq_sig_all));
+        let d = rt.ep.drive(v, &mut g, rt.now(), &rt.sink());
+        drop(g);
+        rt.after_drive(d);
+        r
+    });
+    ex.leave();
+    r
+}
+
+/// `ibv_wr_abort`: discards the batch.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs.
+pub unsafe extern "C" fn wr_abort(qp: *mut ibv_qp_ex) {
+    // SAFETY: per the contract.
+    if let Some((_, ex)) = unsafe { from_ex(qp) } {
+        ex.with(Staging::reset);
+        ex.leave();
+    }
+}
+
+/// `ibv_wr_send`.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs.
+pub unsafe extern "C" fn wr_send(qp: *mut ibv_qp_ex) {
+    // SAFETY: per the contract.
+    unsafe { build(qp, SendOp::Send) }
+}
+
+/// `ibv_wr_send_imm` (`imm` in network order, as in `ibv_send_wr`).
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs.
+pub unsafe extern "C" fn wr_send_imm(qp: *mut ibv_qp_ex, imm: __be32) {
+    // SAFETY: per the contract.
+    unsafe { build(qp, SendOp::SendWithImm(u32::from_be(imm))) }
+}
+
+/// `ibv_wr_rdma_write`.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs.
+pub unsafe extern "C" fn wr_rdma_write(qp: *mut ibv_qp_ex, rkey: u32, remote_addr: u64) {
+    // SAFETY: per the contract.
+    unsafe { build(qp, SendOp::RdmaWrite { remote_addr, rkey }) }
+}
+
+/// `ibv_wr_rdma_write_imm`.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs.
+pub unsafe extern "C" fn wr_rdma_write_imm(
+    qp: *mut ibv_qp_ex,
+    rkey: u32,
+    remote_addr: u64,
+    imm: __be32,
+) {
+    let op = SendOp::RdmaWriteWithImm {
+        remote_addr,
+        rkey,
+        imm: u32::from_be(imm),
+    };
+    // SAFETY: per the contract.
+    unsafe { build(qp, op) }
+}
+
+/// `ibv_wr_rdma_read`.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs.
+pub unsafe extern "C" fn wr_rdma_read(qp: *mut ibv_qp_ex, rkey: u32, remote_addr: u64) {
+    // SAFETY: per the contract.
+    unsafe { build(qp, SendOp::RdmaRead { remote_addr, rkey }) }
+}
+
+/// `ibv_wr_set_sge`.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs.
+pub unsafe extern "C" fn wr_set_sge(qp: *mut ibv_qp_ex, lkey: u32, addr: u64, length: u32) {
+    // SAFETY: per the contract.
+    if let Some((_, ex)) = unsafe { from_ex(qp) } {
+        ex.with(|s| s.set_sges(&[Sge { addr, length, lkey }]));
+    }
+}
+
+/// `ibv_wr_set_sge_list`.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs; `sg_list` readable for
+/// `num_sge` entries.
+pub unsafe extern "C" fn wr_set_sge_list(
+    qp: *mut ibv_qp_ex,
+    num_sge: usize,
+    sg_list: *const ibv_sge,
+) {
+    // SAFETY: per the contract.
+    let Some((_, ex)) = (unsafe { from_ex(qp) }) else {
+        return;
+    };
+    if num_sge > MAX_SGE || (num_sge > 0 && sg_list.is_null()) {
+        ex.with(|s| s.set_sges(&[Sge::default(); MAX_SGE + 1]));
+        return;
+    }
+    let mut sges = [Sge::default(); MAX_SGE];
+    for (i, d) in sges.iter_mut().enumerate().take(num_sge) {
+        // SAFETY: i < num_sge (contract).
+        let g = unsafe { &*sg_list.add(i) };
+        *d = Sge {
+            addr: g.addr,
+            length: g.length,
+            lkey: g.lkey,
+        };
+    }
+    ex.with(|s| s.set_sges(&sges[..num_sge]));
+}
+
+/// Most inline buffers one call takes (the total is at most
+/// `MAX_INLINE_DATA` bytes anyway).
+const MAX_INLINE_BUFS: usize = 16;
+
+/// `ibv_wr_set_inline_data`.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs; `addr` readable for `length`
+/// bytes.
+pub unsafe extern "C" fn wr_set_inline_data(
+    qp: *mut ibv_qp_ex,
+    addr: *mut core::ffi::c_void,
+    length: usize,
+) {
+    let b = ibv_data_buf { addr, length };
+    // SAFETY: per the contract; one buffer.
+    unsafe { wr_set_inline_data_list(qp, 1, &b) }
+}
+
+/// `ibv_wr_set_inline_data_list`.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs; `buf_list` readable for
+/// `num_buf` entries, each readable for its length.
+pub unsafe extern "C" fn wr_set_inline_data_list(
+    qp: *mut ibv_qp_ex,
+    num_buf: usize,
+    buf_list: *const ibv_data_buf,
+) {
+    // SAFETY: per the contract.
+    let Some((_, ex)) = (unsafe { from_ex(qp) }) else {
+        return;
+    };
+    if num_buf > 0 && buf_list.is_null() {
+        ex.with(|s| s.set_inline(&[&[0u8; MAX_INLINE_DATA as usize + 1]]));
+        return;
+    }
+    let mut total = 0usize;
+    let mut bufs: [&[u8]; MAX_INLINE_BUFS] = [&[]; MAX_INLINE_BUFS];
+    let mut k = 0;
+    for i in 0..num_buf {
+        // SAFETY: i < num_buf (contract).
+        let b = unsafe { &*buf_list.add(i) };
+        if b.length == 0 {
+            continue;
+        }
+        total = total.saturating_add(b.length);
+        if k == MAX_INLINE_BUFS || total > MAX_INLINE_DATA as usize || b.addr.is_null() {
+            // Too much: let the staging record the error.
+            ex.with(|s| s.set_inline(&[&[0u8; MAX_INLINE_DATA as usize + 1]]));
+            return;
+        }
+        // SAFETY: the application's buffer, readable for its length during
+        // this call (the inline setter copies now).
+        bufs[k] = unsafe { core::slice::from_raw_parts(b.addr.cast::<u8>(), b.length) };
+        k += 1;
+    }
+    ex.with(|s| s.set_inline(&bufs[..k]));
+}
+
+/// Fills the builders for the requested operations, the setters and the
+/// batch functions.
+fn set_ops(x: &mut ibv_qp_ex, ops: u64) {
+    let has = |f: u32| ops & u64::from(f) != 0;
+    if has(IBV_QP_EX_WITH_SEND) {
+        x.wr_send = Some(wr_send);
+    }
+    if has(IBV_QP_EX_WITH_SEND_WITH_IMM) {
+        x.wr_send_imm = Some(wr_send_imm);
+    }
+    if has(IBV_QP_EX_WITH_RDMA_WRITE) {
+        x.wr_rdma_write = Some(wr_rdma_write);
+    }
+    if has(IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM) {
+        x.wr_rdma_write_imm = Some(wr_rdma_write_imm);
+    }
+    if has(IBV_QP_EX_WITH_RDMA_READ) {
+        x.wr_rdma_read = Some(wr_rdma_read);
+    }
+    x.wr_set_sge = Some(wr_set_sge);
+    x.wr_set_sge_list = Some(wr_set_sge_list);
+    x.wr_set_inline_data = Some(wr_set_inline_data);
+    x.wr_set_inline_data_list = Some(wr_set_inline_data_list);
+    x.wr_start = Some(wr_start);
+    x.wr_complete = Some(wr_complete);
+    x.wr_abort = Some(wr_abort);
+}
+
+/// Marks `vqp` as extended for the loaded libibverbs (see the module
+/// comment on the two layouts).
+///
+/// # Safety
+/// `vqp` is a live verbs_qp of ours, not yet returned to the application.
+unsafe fn mark_ex(vqp: *mut verbs_qp) {
+    // SAFETY: vqp is live and ours (contract); offset 352 is inside it (a
+    // u32-aligned slot: v44's comp_mask, v55's unused wr_flush).
+    unsafe {
+        (*vqp).comp_mask |= VERBS_QP_EX;
+        let v44 = vqp.cast::<u8>().add(V44_VERBS_QP_COMP_MASK).cast::<u32>();
+        v44.write(v44.read() | VERBS_QP_EX);
+    }
+}
+
+fn create(attr: *mut ibv_qp_init_attr_ex) -> Result<*mut ibv_qp, Errno> {
+    // SAFETY: attr non-null (caller) and the application's.
+    let a = unsafe { &*attr };
+    check_qp_init_attr_ex(a)?;
+    let ops = if a.comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS != 0 {
+        a.send_ops_flags
+    } else {
+        0
+    };
+    // ibv_qp_init_attr_ex begins with ibv_qp_init_attr (libibverbs itself
+    // casts it so in ibv_create_qp_ex).
+    let qp = crate::qp::create(a.pd, attr.cast::<ibv_qp_init_attr>())?;
+    if ops != 0 {
+        // SAFETY: qp is the fresh, unpublished OmxQp create() returned;
+        // attr.cap holds the granted send queue depth.
+        unsafe {
+            let o = qp.cast::<OmxQp>();
+            (*o).ex = Some(Box::new(QpEx::new((*attr).cap.max_send_wr)));
+            set_ops(&mut (*o).vqp.__bindgen_anon_1.qp_ex, ops);
+            mark_ex(ptr::addr_of_mut!((*o).vqp));
+        }
+    }
+    Ok(qp)
+}
+
+/// `create_qp_ex`: ibv_create_qp_ex() with more than IBV_QP_INIT_ATTR_PD
+/// (libibverbs sends the plain case to `create_qp`).
+///
+/// # Safety
+/// `ctx` NULL or ours; `attr` NULL or valid, its PD and CQs ours.
+pub unsafe extern "C" fn create_qp_ex(
+    ctx: *mut ibv_context,
+    attr: *mut ibv_qp_init_attr_ex,
+) -> *mut ibv_qp {
+    if ctx.is_null() || attr.is_null() {
+        Errno::EINVAL.set();
+        return ptr::null_mut();
+    }
+    guard("create_qp_ex", ptr::null_mut(), || to_ptr(create(attr)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omx_engine::{QpAttr, QpState};
+    use omx_verbs::{Cq, Qp, QpCaps};
+    use omx_wire::Qpn;
+    use std::sync::Arc;
+
+    fn attr(mask: u32, ops: u64) -> ibv_qp_init_attr_ex {
+        ibv_qp_init_attr_ex {
+            qp_type: IBV_QPT_RC,
+            comp_mask: mask,
+            pd: ptr::NonNull::dangling().as_ptr(),
+            send_ops_flags: ops,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn init_attr_checks() {
+        let pd_ops = IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS;
+        assert_eq!(
+            check_qp_init_attr_ex(&attr(pd_ops, SUPPORTED_SEND_OPS)),
+            Ok(())
+        );
+        let atomics = u64::from(IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD);
+        assert_eq!(
+            check_qp_init_attr_ex(&attr(pd_ops, atomics)),
+            Err(Errno::EOPNOTSUPP)
+        );
+        let flush = u64::from(IBV_QP_EX_WITH_FLUSH);
+        assert_eq!(
+            check_qp_init_attr_ex(&attr(pd_ops, flush)),
+            Err(Errno::EOPNOTSUPP)
+        );
+        assert_eq!(
+            check_qp_init_attr_ex(&attr(pd_ops, 1 << 40)),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            check_qp_init_attr_ex(&attr(pd_ops | 1 << 20, 4)),
+            Err(Errno::EINVAL)
+        );
+        let xrcd = IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_XRCD;
+        assert_eq!(
+            check_qp_init_attr_ex(&attr(xrcd, 0)),
+            Err(Errno::EOPNOTSUPP)
+        );
+        assert_eq!(
+            check_qp_init_attr_ex(&attr(IBV_QP_INIT_ATTR_SEND_OPS_FLAGS, 4)),
+            Err(Errno::EINVAL)
+        );
+        let mut a = attr(pd_ops | IBV_QP_INIT_ATTR_CREATE_FLAGS, 4);
+        assert_eq!(check_qp_init_attr_ex(&a), Ok(()));
+        a.create_flags = 1;
+        assert_eq!(check_qp_init_attr_ex(&a), Err(Errno::EOPNOTSUPP));
+        let mut ud = attr(pd_ops, 4);
+        ud.qp_type = IBV_QPT_UD;
+        assert_eq!(check_qp_init_attr_ex(&ud), Err(Errno::EOPNOTSUPP));
+    }
+
+    fn qp(depth: u32) -> Qp {
+        let cq = Arc::new(Cq::new(1, 64));
+        Qp::new(
+            Qpn::new(0x1001),
+            1,
+            QpCaps {
+                sq_depth: depth,
+                rq_depth: 4,
+            },
+            cq.clone(),
+            cq,
+            false,
+        )
+    }
+
+    fn to_init(q: &Qp) {
+        let mut g = q.lock();
+        g.modify(&QpAttr {
+            state: Some(QpState::Init),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn batch_posts_all_or_nothing() {
+        let q = qp(2);
+        let mut s = Staging::new(2);
+        s.begin(1, IBV_SEND_SIGNALED, SendOp::Send);
+        s.set_sges(&[Sge {
+            addr: 0x1000,
+            length: 8,
+            lkey: 0x101,
+        }]);
+        // In RESET posting is refused, and nothing stays staged.
+        assert_eq!(s.complete(&mut q.lock(), false), libc::EINVAL);
+        assert!(s.is_empty());
+        to_init(&q);
+        s.begin(1, 0, SendOp::Send);
+        s.begin(
+            2,
+            0,
+            SendOp::RdmaRead {
+                remote_addr: 9,
+                rkey: 3,
+            },
+        );
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.complete(&mut q.lock(), false), 0);
+        assert_eq!(q.lock().rc.sq_free(), 0);
+        // A third WR does not fit: the whole batch fails.
+        s.begin(3, 0, SendOp::Send);
+        assert_eq!(s.complete(&mut q.lock(), false), libc::ENOMEM);
+    }
+
+    #[test]
+    fn builder_errors_surface_at_complete() {
+        let q = qp(4);
+        to_init(&q);
+        let mut s = Staging::new(1);
+        s.begin(1, 0, SendOp::Send);
+        s.begin(2, 0, SendOp::Send); // beyond the staging depth
+        assert_eq!(s.complete(&mut q.lock(), false), libc::ENOMEM);
+        s.set_sges(&[]); // setter without builder
+        assert_eq!(s.complete(&mut q.lock(), false), libc::EINVAL);
+        s.begin(1, 0, SendOp::Send);
+        s.set_sges(&[Sge::default(); MAX_SGE + 1]);
+        assert_eq!(s.complete(&mut q.lock(), false), libc::EINVAL);
+        s.begin(
+            1,
+            0,
+            SendOp::RdmaRead {
+                remote_addr: 0,
+                rkey: 1,
+            },
+        );
+        s.set_inline(&[b"abc"]); // inline READ
+        assert_eq!(s.complete(&mut q.lock(), false), libc::EINVAL);
+        s.begin(1, 0, SendOp::Send);
+        s.set_inline(&[&[0u8; MAX_INLINE_DATA as usize + 1]]);
+        assert_eq!(s.complete(&mut q.lock(), false), libc::EINVAL);
+        assert_eq!(q.lock().rc.sq_free(), 4);
+    }
+
+    #[test]
+    fn inline_data_is_copied_at_the_setter() {
+        let mut s = Staging::new(2);
+        let mut buf = *b"hello";
+        s.begin(
+            7,
+            IBV_SEND_SIGNALED | IBV_SEND_SOLICITED,
+            SendOp::SendWithImm(5),
+        );
+        s.set_inline(&[&buf[..2], &buf[2..]]);
+        buf.fill(0);
+        s.begin(
+            8,
+            0,
+            SendOp::RdmaWrite {
+                remote_addr: 1,
+                rkey: 2,
+            },
+        );
+        s.set_inline(&[b"xy"]);
+        assert_eq!(s.err, 0);
+        assert_eq!(&s.inline[..5], b"hello");
+        let m = MAX_INLINE_DATA as usize;
+        assert_eq!(&s.inline[m..m + 2], b"xy");
+        assert_eq!(s.wrs[0].inline_len, Some(5));
+        assert!(s.wrs[0].wr.signaled && s.wrs[0].wr.solicited);
+        assert_eq!(s.wrs[0].wr.op, SendOp::SendWithImm(5));
+        assert_eq!(s.wrs[1].wr.wr_id, 8);
+        s.reset();
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn layout_offsets() {
+        assert_eq!(offset_of!(ibv_qp_ex, wr_abort) + 16, V44_VERBS_QP_COMP_MASK);
+        let mut v = verbs_qp::default();
+        // SAFETY: v is a live local verbs_qp.
+        unsafe { mark_ex(&mut v) };
+        assert_eq!(v.comp_mask, VERBS_QP_EX);
+        // SAFETY: reading the u32 at the v44 comp_mask offset of a local.
+        let v44 = unsafe {
+            (&v as *const verbs_qp)
+                .cast::<u8>()
+                .add(V44_VERBS_QP_COMP_MASK)
+                .cast::<u32>()
+                .read()
+        };
+        assert_eq!(v44, VERBS_QP_EX);
+    }
+}
