@@ -28,9 +28,8 @@ pingpong new-send-events 120 -N -e -n $N
 pingpong new-send-s4k 120 -N -s 4096 -n $N
 pingpong ts 120 -t -n $N
 # Not -t -e: rc_pingpong then treats a CQ event with nothing to poll as an
-# error, and arming a CQ that still holds completions raises an event at
-# once here (mlx5 semantics), so every iteration leaves one stale event
-# behind (docs/provider.md, "Completion timestamps").
+# error, which a completion landing between its arm and its poll produces
+# with any provider (docs/provider.md, "-t -e").
 pingpong odp 120 -o -n $N
 pingpong odp-chk 120 -o -c -n $N
 pingpong odp-prefetch 120 -o -P -n $N

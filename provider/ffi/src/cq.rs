@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 
 use omx_engine::WorkCompletion;
 use omx_rdma_sys::*;
-use omx_verbs::{Cq, Drive};
+use omx_verbs::Cq;
 
 use crate::errno::{to_ptr, to_ret, Errno};
 use crate::guard::guard;
@@ -468,8 +468,8 @@ pub unsafe extern "C" fn destroy_cq(cq: *mut ibv_cq) -> i32 {
     })
 }
 
-/// `ibv_req_notify_cq`: arms the ring; if completions are already
-/// waiting the progress thread raises the event at once.
+/// `ibv_req_notify_cq`: arms the ring for the next completion (see
+/// [`omx_verbs::Cq::arm`]; completions already waiting raise no event).
 ///
 /// # Safety
 /// `cq` is NULL or ours.
@@ -481,14 +481,7 @@ pub unsafe extern "C" fn req_notify_cq(cq: *mut ibv_cq, solicited_only: i32) -> 
     let Some(ring) = &o.cq else {
         return libc::EINVAL;
     };
-    if ring.arm(solicited_only != 0) {
-        if let Some(rt) = &o.rt {
-            rt.after_drive(Drive {
-                notify: true,
-                deadline: None,
-            });
-        }
-    }
+    ring.arm(solicited_only != 0);
     0
 }
 
