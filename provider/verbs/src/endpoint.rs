@@ -10,7 +10,10 @@
 //! (control path) and read by the data path just long enough to clone an
 //! `Arc` or, in the timer and notification passes, while visiting each
 //! entry. Lock order: `qps` (read) → QP → MR table (read) → CQ ring;
-//! `cqs` is taken alone.
+//! `cqs` is taken alone. The timer pass reads each QP's published deadline
+//! (an atomic) and try-locks only the QPs that are due, so the progress
+//! thread never waits for an application thread and never holds a QP lock
+//! it has no work under.
 
 use std::sync::{Arc, RwLock};
 
@@ -20,6 +23,9 @@ use crate::cq::Cq;
 use crate::mr::MrTable;
 use crate::qp::{Qp, QpInner};
 use crate::FrameSink;
+
+/// How soon the timer pass looks again at a due QP it found locked.
+pub const TIMER_RETRY_NS: u64 = 50_000;
 
 /// Slots per endpoint (low 12 bits of a QPN).
 pub const SLOTS: usize = 1 << omx_wire::QPN_SLOT_BITS;
@@ -145,10 +151,9 @@ impl Endpoint {
             };
             notify |= cq.push(wc);
         }
-        Drive {
-            notify,
-            deadline: rc.poll_timeout(),
-        }
+        let deadline = rc.poll_timeout();
+        qp.set_deadline(deadline.map_or(u64::MAX, |t| t.as_nanos()));
+        Drive { notify, deadline }
     }
 
     /// One received frame. Frames for no QP of ours are dropped (counted
@@ -171,24 +176,35 @@ impl Endpoint {
     }
 
     /// Runs every due timer of every QP; returns the earliest deadline
-    /// left.
+    /// left. Only QPs whose published deadline has passed are locked, and
+    /// only with a try-lock: a QP some other thread holds is being driven
+    /// right now and is looked at again [`TIMER_RETRY_NS`] later.
     pub fn handle_timeouts(&self, now: Instant, tx: &impl FrameSink) -> Drive {
         let v = self.qps.read().unwrap_or_else(|p| p.into_inner());
         let mut d = Drive::default();
         for qp in v.iter().flatten() {
-            let mut g = qp.lock();
-            match g.rc.poll_timeout() {
-                Some(t) if t <= now => {
-                    g.rc.handle_timeout(now);
-                    d = d.merge(self.drive(qp, &mut g, now, tx));
-                }
-                t => {
-                    d = d.merge(Drive {
-                        notify: false,
-                        deadline: t,
-                    })
-                }
+            let t = qp.deadline();
+            if t == u64::MAX {
+                continue;
             }
+            if t > now.as_nanos() {
+                d = d.merge(Drive {
+                    notify: false,
+                    deadline: Some(Instant::from_nanos(t)),
+                });
+                continue;
+            }
+            let Some(mut g) = qp.try_lock() else {
+                d = d.merge(Drive {
+                    notify: false,
+                    deadline: Some(Instant::from_nanos(now.as_nanos() + TIMER_RETRY_NS)),
+                });
+                continue;
+            };
+            if g.rc.poll_timeout().is_some_and(|t| t <= now) {
+                g.rc.handle_timeout(now);
+            }
+            d = d.merge(self.drive(qp, &mut g, now, tx));
         }
         d
     }

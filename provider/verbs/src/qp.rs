@@ -22,6 +22,7 @@
 //! acknowledged, so a slot is never reused while its data may still be
 //! (re)transmitted.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use omx_engine::{ModifyError, PostError, QpAttr, QpConfig, RcQp, RecvWr, SendWr, SgList};
@@ -59,6 +60,10 @@ pub struct Qp {
     /// `sq_sig_all`.
     pub sq_sig_all: bool,
     inner: Mutex<QpInner>,
+    /// The engine's next timer deadline (ns, `u64::MAX` = none), stored by
+    /// whoever drove the QP last, so the timer pass finds due QPs without
+    /// taking every QP's lock.
+    deadline: AtomicU64,
 }
 
 /// The state behind the QP lock.
@@ -92,6 +97,7 @@ impl Qp {
             send_cq,
             recv_cq,
             sq_sig_all,
+            deadline: AtomicU64::new(u64::MAX),
             inner: Mutex::new(QpInner {
                 rc: RcQp::new(cfg),
                 tx: vec![0u8; omx_wire::max_frame_len(MAX_PATH_MTU)].into_boxed_slice(),
@@ -103,6 +109,25 @@ impl Qp {
     }
 
     /// Takes the QP lock.
+    /// The deadline the last drive published (ns; `u64::MAX` = none).
+    pub fn deadline(&self) -> u64 {
+        self.deadline.load(Ordering::Acquire)
+    }
+
+    /// Publishes the engine's next deadline (under the QP lock).
+    pub(crate) fn set_deadline(&self, ns: u64) {
+        self.deadline.store(ns, Ordering::Release);
+    }
+
+    /// The QP lock if it is free now.
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, QpInner>> {
+        match self.inner.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, QpInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
