@@ -1,7 +1,8 @@
 #!/bin/bash
 # Debian's unmodified ibv_rc_pingpong over the omx provider: server in nsA
 # on omx0, client in nsB on omx1, joined by a veth pair. Default options,
-# completion events (-e), sizes 1 B .. 1 MiB (-s) and a long run (-n).
+# completion events (-e), sizes 1 B .. 1 MiB (-s), a long run (-n) and an
+# IPv4 GID (-g N, resolved through the neighbour table).
 # Both sides must exit 0 and print "bytes in"; the usec/iter lines go to
 # /out/results.txt.
 set -euo pipefail
@@ -39,6 +40,20 @@ pingpong s1 120 -s 1
 pingpong s64k 240 -s 65536 -n 200
 pingpong s1m 300 -s 1048576 -n 20
 pingpong n10k-events 300 -n 10000 -e
+
+# IPv4 GIDs: ib_core adds each netdev address as an IPv4-mapped GID; the
+# provider resolves it to a MAC through the neighbour table (ARP in the
+# caller's namespace), with no neighbour entry beforehand.
+wait_for "gid_index_for_ip omx0 10.78.0.1 && gid_index_for_ip omx1 10.78.0.2" 20 ||
+	fail "no IPv4 GIDs on omx0/omx1"
+ga=$(gid_index_for_ip omx0 10.78.0.1)
+gb=$(gid_index_for_ip omx1 10.78.0.2)
+[[ $ga == "$gb" ]] || fail "IPv4 GID index differs: omx0 $ga, omx1 $gb"
+ip -n nsA neigh flush all
+ip -n nsB neigh flush all
+pingpong ipv4-gid 120 -g "$ga" -n 200
+ip -n nsB neigh show | grep -q "10.78.0.1 .*lladdr $(mac_of nsA vethA)" ||
+	fail "no ARP entry for 10.78.0.1 in nsB after the IPv4-GID run"
 
 # Outside the netdevs' namespaces (init netns, TCP over lo): a clear error.
 expect_refused netns "not in this process's network namespace" - - 127.0.0.1

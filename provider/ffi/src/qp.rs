@@ -284,7 +284,7 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
             .rt
             .as_ref()
             .filter(|_| oqp.qp.is_some())
-            .map(|rt| engine_attr(a, mask, rt.netdev.mac))
+            .map(|rt| engine_attr(a, mask, rt.netdev.mac, |ah| resolve_neighbour(qp, ah)))
         {
             Some(Ok(e)) => Some(e),
             Some(Err(e)) => return e.0,
@@ -383,7 +383,12 @@ pub unsafe extern "C" fn query_qp(
 /// Translates `ibv_modify_qp` attributes for the engine. The address
 /// vector becomes MACs: only link-local EUI-64 GIDs (GID index 0,
 /// `ibv_rc_pingpong -g 0`) are supported.
-pub fn engine_attr(a: &ibv_qp_attr, mask: u32, smac: [u8; 6]) -> Result<QpAttr, Errno> {
+pub fn engine_attr(
+    a: &ibv_qp_attr,
+    mask: u32,
+    smac: [u8; 6],
+    neighbour: impl FnOnce(&ibv_ah_attr) -> Result<[u8; 6], Errno>,
+) -> Result<QpAttr, Errno> {
     let has = |bit: u32| mask & bit != 0;
     let mut e = QpAttr::default();
     if has(IBV_QP_STATE) {
@@ -440,15 +445,10 @@ pub fn engine_attr(a: &ibv_qp_attr, mask: u32, smac: [u8; 6]) -> Result<QpAttr, 
         let gid = unsafe { a.ah_attr.grh.dgid.raw };
         let dmac = match mac_from_gid(&gid) {
             Ok(m) => m,
-            Err(AddrError::Ipv4Mapped) => {
-                log::notice(format_args!(
-                    "modify_qp: IPv4-mapped GIDs are not supported yet; use GID index 0"
-                ));
-                return Err(Errno::EOPNOTSUPP);
-            }
+            Err(AddrError::NeedsNeighbour) => neighbour(&a.ah_attr)?,
             Err(AddrError::Unsupported) => {
                 log::notice(format_args!(
-                    "modify_qp: destination GID is not a link-local EUI-64 GID"
+                    "modify_qp: the destination GID is multicast or unspecified"
                 ));
                 return Err(Errno::EINVAL);
             }
@@ -460,6 +460,39 @@ pub fn engine_attr(a: &ibv_qp_attr, mask: u32, smac: [u8; 6]) -> Result<QpAttr, 
         });
     }
     Ok(e)
+}
+
+/// The MAC of an IP-address GID (IPv4-mapped at GID index ≥ 1, or IPv6),
+/// from the neighbour table through libibverbs's own resolver, which asks
+/// the kernel (ARP / neighbour discovery, in the caller's network
+/// namespace) and may wait for the answer: control path only.
+fn resolve_neighbour(qp: *mut ibv_qp, ah: &ibv_ah_attr) -> Result<[u8; 6], Errno> {
+    let mut attr = *ah;
+    let mut mac = [0u8; 6];
+    let mut vid: u16 = 0xffff;
+    // SAFETY: qp is a live QP of ours (modify_qp's contract), so its
+    // context is open; attr, mac (6 bytes) and vid are live locals.
+    let r = unsafe {
+        ibv_resolve_eth_l2_from_gid((*qp).context, &mut attr, mac.as_mut_ptr(), &mut vid)
+    };
+    if r != 0 {
+        // SAFETY: the GID union is plain bytes.
+        let gid = std::net::Ipv6Addr::from(unsafe { ah.grh.dgid.raw });
+        log::notice(format_args!(
+            "modify_qp: no neighbour entry for GID {gid} (sgid index {}): is the peer's \
+             address reachable from this network namespace?",
+            ah.grh.sgid_index
+        ));
+        return Err(Errno(libc::EHOSTUNREACH));
+    }
+    if vid < 0x1000 {
+        log::notice(format_args!(
+            "modify_qp: the GID's netdev is VLAN {vid}; omx sends untagged frames on the \
+             device's own netdev only"
+        ));
+        return Err(Errno::EOPNOTSUPP);
+    }
+    Ok(mac)
 }
 
 pub(crate) fn post_errno(e: PostError) -> i32 {
@@ -712,7 +745,8 @@ mod tests {
         gid[8..].copy_from_slice(&[0x00, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x55]);
         a.ah_attr.grh.dgid.raw = gid;
         let m = IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN;
-        let e = engine_attr(&a, m, [2, 0, 0, 0, 0, 9]).unwrap();
+        let no_neigh = |_: &ibv_ah_attr| Err(Errno(libc::EHOSTUNREACH));
+        let e = engine_attr(&a, m, [2, 0, 0, 0, 0, 9], no_neigh).unwrap();
         assert_eq!(e.state, Some(QpState::Rtr));
         assert_eq!(e.path_mtu, Some(PathMtu::Mtu1024));
         assert_eq!(e.dest_qpn, Some(Qpn::new(0x1003)));
@@ -720,13 +754,27 @@ mod tests {
         assert_eq!(p.dmac, [2, 0x11, 0x22, 0x33, 0x44, 0x55]);
         assert_eq!(p.smac, [2, 0, 0, 0, 0, 9]);
         a.ah_attr.is_global = 0;
-        assert_eq!(engine_attr(&a, m, [0; 6]), Err(Errno::EINVAL));
+        assert_eq!(engine_attr(&a, m, [0; 6], no_neigh), Err(Errno::EINVAL));
         a.ah_attr.is_global = 1;
         let mut v4 = [0u8; 16];
         v4[10] = 0xff;
         v4[11] = 0xff;
+        v4[12..].copy_from_slice(&[10, 78, 0, 2]);
         a.ah_attr.grh.dgid.raw = v4;
-        assert_eq!(engine_attr(&a, m, [0; 6]), Err(Errno::EOPNOTSUPP));
+        assert_eq!(
+            engine_attr(&a, m, [0; 6], no_neigh),
+            Err(Errno(libc::EHOSTUNREACH))
+        );
+        // The neighbour table's answer becomes the destination MAC.
+        let e = engine_attr(&a, m, [2, 0, 0, 0, 0, 9], |ah| {
+            // SAFETY: plain bytes.
+            assert_eq!(unsafe { ah.grh.dgid.raw }[12..], [10, 78, 0, 2]);
+            Ok([2, 9, 9, 9, 9, 9])
+        })
+        .unwrap();
+        assert_eq!(e.path.unwrap().dmac, [2, 9, 9, 9, 9, 9]);
+        a.ah_attr.grh.dgid.raw = [0; 16];
+        assert_eq!(engine_attr(&a, m, [0; 6], no_neigh), Err(Errno::EINVAL));
     }
 
     #[test]
