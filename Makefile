@@ -18,7 +18,7 @@ CARGO ?= cargo
 SCENARIOS ?= $(addprefix tests/scenarios/,omx-devices.sh omx-port-events.sh \
 	omx-netdev-changes.sh omx-resources.sh omx-comp-events.sh omx-hotunplug.sh \
 	omx-rmmod-busy.sh omx-link-cycles.sh omx-rc-pingpong.sh omx-rc-faults.sh \
-	omx-rc-options.sh) \
+	omx-rc-options.sh omx-same-device.sh) \
 	kmod-shim/tests/vm-kmod-smoke.sh kmod-shim/tests/vm-kmod-cycles.sh
 VM_TIMEOUT ?= 600
 
@@ -132,8 +132,11 @@ demo: build
 	@tests/vm/run --kernel $(KERNEL) --name demo --timeout $(VM_TIMEOUT) --show \
 		tests/scenarios/demo.sh
 
+# Benchmarks (never part of `make test`): the rxe baseline, then omx vs rxe
+# vs raw frames on same-device loopback in one VM, per kernel.
 bench: build
 	@tests/vm/bench-rxe.sh
+	@tests/vm/bench-loopback.sh
 
 clean:
 	$(CARGO) clean
