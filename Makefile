@@ -26,7 +26,7 @@ KMOD_SRCS := $(wildcard kmod-shim/*.c kmod-shim/*.h kmod-shim/Kbuild \
 	kmod-shim/Makefile kmod-shim/include/uapi/*.h)
 
 .PHONY: all deps build provider kmod kmod-local progs lint fmt-check clippy \
-	kmod-warnings checkpatch unit vm-test rxe-baseline test demo bench clean
+	kmod-warnings checkpatch unit vm-test rxe-baseline test demo bench bench-native clean
 
 all: build
 
@@ -131,8 +131,14 @@ demo: build
 	@tests/vm/run --kernel $(KERNEL) --name demo --timeout $(VM_TIMEOUT) --show \
 		tests/scenarios/demo.sh
 
-bench: build
+bench: build bench-native
 	@tests/vm/bench-rxe.sh
+
+# Native host benchmark (root; no VM): two network namespaces joined by a
+# veth pair, raw AF_PACKET floor vs our stack (omx-bench, provider/bench).
+bench-native:
+	$(CARGO) build --release -p omx-bench
+	target/release/omx-bench
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,224 @@
+//! `omx-bench`: native host benchmark of the omx-verbs data path.
+//!
+//! As root, creates two network namespaces joined by a veth pair (one run
+//! per MTU), and in one process runs two threads, each `setns()`'d into
+//! its namespace (the network namespace is per thread), that measure:
+//!
+//! 1. the floor, plain AF_PACKET with one syscall per frame: a ping-pong
+//!    of 2-byte-payload frames and a stream of MTU-size frames;
+//! 2. our stack (omx-engine + omx-verbs-objects + omx-pktio, no
+//!    libibverbs, no kernel module): 2-byte SEND and RDMA WRITE
+//!    ping-pongs (ib_send_lat / ib_write_lat) and a 64 KiB RDMA WRITE
+//!    stream (ib_write_bw);
+//!
+//! and prints a table with the ratio ours / floor. Latencies are one way
+//! (half the round trip, as perftest reports them): median and p99.
+//!
+//! Usage: `omx-bench [--mtu 1500,9000] [--iters N] [--warmup N]
+//! [--secs S] [--bw-msgs N]`.
+
+mod floor;
+mod netns;
+mod stack;
+mod stats;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Barrier;
+
+use floor::{Peer, RawSock, Stream, StreamEnd};
+use stack::{Addr, Node};
+use stats::Latency;
+
+struct Opts {
+    mtus: Vec<u32>,
+    iters: usize,
+    warmup: usize,
+    secs: f64,
+    bw_msgs: usize,
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        mtus: vec![1500, 9000],
+        iters: 100_000,
+        warmup: 10_000,
+        secs: 2.0,
+        bw_msgs: 2_000,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let v = args.next().ok_or(format!("{a} needs a value"))?;
+        let bad = || format!("bad value for {a}: {v}");
+        match a.as_str() {
+            "--mtu" => {
+                o.mtus = v
+                    .split(',')
+                    .map(|m| m.parse().map_err(|_| bad()))
+                    .collect::<Result<_, _>>()?
+            }
+            "--iters" => o.iters = v.parse().map_err(|_| bad())?,
+            "--warmup" => o.warmup = v.parse().map_err(|_| bad())?,
+            "--secs" => o.secs = v.parse().map_err(|_| bad())?,
+            "--bw-msgs" => o.bw_msgs = v.parse().map_err(|_| bad())?,
+            _ => return Err(format!("unknown option {a}")),
+        }
+    }
+    Ok(o)
+}
+
+/// Everything one MTU's run measured.
+struct Results {
+    mtu: u32,
+    floor_lat: Latency,
+    floor_bw: Stream,
+    send_lat: Latency,
+    write_lat: Latency,
+    write_bw: f64,
+}
+
+/// What one thread measured: the client the latencies and our bandwidth,
+/// the server (receiver of the floor stream) the floor bandwidth.
+#[derive(Default)]
+struct SideOut {
+    floor_lat: Option<Latency>,
+    floor_bw: Option<Stream>,
+    send_lat: Option<Latency>,
+    write_lat: Option<Latency>,
+    write_bw: Option<f64>,
+}
+
+/// What both threads share.
+struct Shared<'a> {
+    topo: &'a netns::Topology,
+    bufs: [u64; 2],
+    barrier: Barrier,
+    end: StreamEnd,
+    stop: AtomicBool,
+}
+
+/// One thread's part of the run: `client` is side a.
+fn side(o: &Opts, mtu: u32, sh: &Shared<'_>, client: bool) -> Result<SideOut, String> {
+    let (me, peer) = if client { (0, 1) } else { (1, 0) };
+    let t = sh.topo;
+    let s = &t.sides[me];
+    let ifindex = netns::enter(s).map_err(|e| format!("setns {}: {e}", s.ns))?;
+    let p = Peer {
+        sock: RawSock::open(ifindex).map_err(|e| format!("AF_PACKET: {e}"))?,
+        mac: s.mac,
+        peer: t.sides[peer].mac,
+        barrier: &sh.barrier,
+    };
+    let b = &sh.barrier;
+    let mut out = SideOut {
+        floor_lat: floor::pingpong(&p, client, o.warmup, o.iters),
+        floor_bw: floor::stream(&p, client, mtu as usize + 14, o.secs, &sh.end),
+        ..Default::default()
+    };
+    let addr = |i: usize| Addr {
+        endpoint: i as u32 + 1,
+        mac: t.sides[i].mac,
+        buf: sh.bufs[i],
+    };
+    let mut n = Node::new(ifindex, addr(me), addr(peer), stack::path_mtu_for(mtu))?;
+    b.wait();
+    out.send_lat = n.send_lat(client, o.warmup, o.iters, b);
+    out.write_lat = n.write_lat(client, o.warmup, o.iters, b);
+    out.write_bw = n.write_bw(client, o.bw_msgs, b, &sh.stop);
+    Ok(out)
+}
+
+fn run(o: &Opts, mtu: u32) -> Result<Results, String> {
+    let topo = netns::Topology::new(mtu).map_err(|e| format!("topology: {e}"))?;
+    let bufs: Vec<Vec<u8>> = (0..2).map(|_| vec![0u8; stack::MR_LEN]).collect();
+    let sh = Shared {
+        topo: &topo,
+        bufs: [bufs[0].as_ptr() as u64, bufs[1].as_ptr() as u64],
+        barrier: Barrier::new(2),
+        end: StreamEnd::default(),
+        stop: AtomicBool::new(false),
+    };
+    let (a, z) = std::thread::scope(|sc| {
+        let ha = sc.spawn(|| side(o, mtu, &sh, true));
+        let hz = sc.spawn(|| side(o, mtu, &sh, false));
+        (ha.join(), hz.join())
+    });
+    // The threads are joined: nobody writes the buffers any more.
+    drop(bufs);
+    let a = a.map_err(|_| "client thread panicked".to_string())??;
+    let z = z.map_err(|_| "server thread panicked".to_string())??;
+    let missing = || format!("MTU {mtu}: a measurement is missing");
+    Ok(Results {
+        mtu,
+        floor_lat: a.floor_lat.ok_or_else(missing)?,
+        floor_bw: z.floor_bw.ok_or_else(missing)?,
+        send_lat: a.send_lat.ok_or_else(missing)?,
+        write_lat: a.write_lat.ok_or_else(missing)?,
+        write_bw: a.write_bw.ok_or_else(missing)?,
+    })
+}
+
+fn main() {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("omx-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    // SAFETY: plain syscall.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("omx-bench: needs root (network namespaces, veth, AF_PACKET)");
+        std::process::exit(1);
+    }
+    let mut all = Vec::new();
+    for &mtu in &o.mtus {
+        eprintln!("omx-bench: MTU {mtu} ...");
+        match run(&o, mtu) {
+            Ok(r) => all.push(r),
+            Err(e) => {
+                eprintln!("omx-bench: MTU {mtu}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    print_table(&o, &all);
+}
+
+fn print_table(o: &Opts, all: &[Results]) {
+    println!(
+        "one-way latency = RTT/2, median (p99) over {} iterations after {} warm-up; \
+         floor stream {} s, ours {} x {} KiB WRITEs, {} outstanding",
+        o.iters,
+        o.warmup,
+        o.secs,
+        o.bw_msgs,
+        stack::BW_MSG >> 10,
+        stack::BW_WINDOW
+    );
+    println!("| MTU | test | floor (raw AF_PACKET) | ours | ours / floor |");
+    println!("|---|---|---|---|---|");
+    let lat = |l: &Latency| format!("{:.2} us ({:.2})", l.median_us, l.p99_us);
+    for r in all {
+        let f = &r.floor_lat;
+        for (name, l) in [
+            ("2 B SEND lat", &r.send_lat),
+            ("2 B WRITE lat", &r.write_lat),
+        ] {
+            println!(
+                "| {} | {name} | {} | {} | {:.2} |",
+                r.mtu,
+                lat(f),
+                lat(l),
+                l.median_us / f.median_us
+            );
+        }
+        println!(
+            "| {} | 64 KiB WRITE bw | {:.0} MB/s ({:.1} % lost) | {:.0} MB/s | {:.2} |",
+            r.mtu,
+            r.floor_bw.mb_s,
+            r.floor_bw.loss * 100.0,
+            r.write_bw,
+            r.write_bw / r.floor_bw.mb_s
+        );
+    }
+}
