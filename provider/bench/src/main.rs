@@ -15,15 +15,18 @@
 //! (half the round trip, as perftest reports them): median and p99.
 //!
 //! Usage: `omx-bench [--mtu 1500,9000] [--iters N] [--warmup N]
-//! [--secs S] [--bw-msgs N]`.
+//! [--secs S] [--bw-msgs N] [--rx ring|copy|ring:BLOCK_KIB:BLOCKS:RETIRE_MS]`
+//! (`--rx` picks our stack's receive path: the TPACKET_V3 ring, default,
+//! or one `recv()` per frame).
 
 mod floor;
-mod netns;
 mod stack;
 mod stats;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Barrier;
+
+use omx_pktio::{netns, RingConfig, RxMode};
 
 use floor::{Peer, RawSock, Stream, StreamEnd};
 use stack::{Addr, Node};
@@ -35,6 +38,24 @@ struct Opts {
     warmup: usize,
     secs: f64,
     bw_msgs: usize,
+    rx: RxMode,
+}
+
+fn parse_rx(v: &str) -> Option<RxMode> {
+    let mut it = v.split(':');
+    match it.next()? {
+        "copy" => Some(RxMode::Copy),
+        "ring" => {
+            let mut c = RingConfig::DEFAULT;
+            if let Some(kib) = it.next() {
+                c.block_size = kib.parse::<u32>().ok()? << 10;
+                c.blocks = it.next()?.parse().ok()?;
+                c.retire_ms = it.next()?.parse().ok()?;
+            }
+            Some(RxMode::Ring(c))
+        }
+        _ => None,
+    }
 }
 
 fn parse() -> Result<Opts, String> {
@@ -44,6 +65,7 @@ fn parse() -> Result<Opts, String> {
         warmup: 10_000,
         secs: 2.0,
         bw_msgs: 2_000,
+        rx: RxMode::Ring(RingConfig::DEFAULT),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -60,6 +82,7 @@ fn parse() -> Result<Opts, String> {
             "--warmup" => o.warmup = v.parse().map_err(|_| bad())?,
             "--secs" => o.secs = v.parse().map_err(|_| bad())?,
             "--bw-msgs" => o.bw_msgs = v.parse().map_err(|_| bad())?,
+            "--rx" => o.rx = parse_rx(&v).ok_or_else(bad)?,
             _ => return Err(format!("unknown option {a}")),
         }
     }
@@ -119,7 +142,13 @@ fn side(o: &Opts, mtu: u32, sh: &Shared<'_>, client: bool) -> Result<SideOut, St
         mac: t.sides[i].mac,
         buf: sh.bufs[i],
     };
-    let mut n = Node::new(ifindex, addr(me), addr(peer), stack::path_mtu_for(mtu))?;
+    let mut n = Node::new(
+        ifindex,
+        addr(me),
+        addr(peer),
+        stack::path_mtu_for(mtu),
+        o.rx,
+    )?;
     b.wait();
     out.send_lat = n.send_lat(client, o.warmup, o.iters, b);
     out.write_lat = n.write_lat(client, o.warmup, o.iters, b);
@@ -128,7 +157,7 @@ fn side(o: &Opts, mtu: u32, sh: &Shared<'_>, client: bool) -> Result<SideOut, St
 }
 
 fn run(o: &Opts, mtu: u32) -> Result<Results, String> {
-    let topo = netns::Topology::new(mtu).map_err(|e| format!("topology: {e}"))?;
+    let topo = netns::Topology::new("b", mtu).map_err(|e| format!("topology: {e}"))?;
     let bufs: Vec<Vec<u8>> = (0..2).map(|_| vec![0u8; stack::MR_LEN]).collect();
     let sh = Shared {
         topo: &topo,
@@ -187,13 +216,14 @@ fn main() {
 fn print_table(o: &Opts, all: &[Results]) {
     println!(
         "one-way latency = RTT/2, median (p99) over {} iterations after {} warm-up; \
-         floor stream {} s, ours {} x {} KiB WRITEs, {} outstanding",
+         floor stream {} s, ours {} x {} KiB WRITEs, {} outstanding; our receive path: {:?}",
         o.iters,
         o.warmup,
         o.secs,
         o.bw_msgs,
         stack::BW_MSG >> 10,
-        stack::BW_WINDOW
+        stack::BW_WINDOW,
+        o.rx
     );
     println!("| MTU | test | floor (raw AF_PACKET) | ours | ours / floor |");
     println!("|---|---|---|---|---|");

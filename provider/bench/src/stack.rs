@@ -13,7 +13,7 @@ use omx_engine::{
     Instant, PathInfo, PathMtu, PostError, QpAttr, QpState, RecvWr, SendOp, SendWr, SgList,
     WcOpcode, WcQueue, WcStatus, WorkCompletion,
 };
-use omx_pktio::PacketSocket;
+use omx_pktio::{PacketSocket, RxMode};
 use omx_verbs::mr::{ACCESS_LOCAL_WRITE, ACCESS_REMOTE_WRITE};
 use omx_verbs::{Cq, Drive, Endpoint, MrEntry, Qp, QpCaps};
 use omx_wire::{Psn, Qpn};
@@ -75,7 +75,6 @@ pub struct Node {
     peer: Addr,
     base: StdInstant,
     next_timer: Option<Instant>,
-    rxbuf: Box<[u8]>,
 }
 
 /// The largest path MTU a netdev MTU carries (docs/wire.md §5).
@@ -93,8 +92,17 @@ pub fn path_mtu_for(netdev_mtu: u32) -> PathMtu {
 
 impl Node {
     /// Opens the socket on `ifindex` and brings a QP to RTS towards `peer`.
-    pub fn new(ifindex: u32, me: Addr, peer: Addr, mtu: PathMtu) -> Result<Self, String> {
-        let sock = PacketSocket::open(ifindex, me.endpoint).map_err(|e| e.to_string())?;
+    pub fn new(
+        ifindex: u32,
+        me: Addr,
+        peer: Addr,
+        mtu: PathMtu,
+        rx: RxMode,
+    ) -> Result<Self, String> {
+        let sock = PacketSocket::open_with(ifindex, me.endpoint, rx).map_err(|e| e.to_string())?;
+        if let omx_pktio::RxKind::Fallback(what, errno) = sock.rx_kind() {
+            return Err(format!("no receive ring: {what}: errno {errno}"));
+        }
         let ep = Endpoint::new(me.endpoint);
         let cq = Arc::new(Cq::new(1, 4096));
         ep.insert_cq(cq.clone());
@@ -155,7 +163,6 @@ impl Node {
             peer,
             base: StdInstant::now(),
             next_timer: None,
-            rxbuf: vec![0u8; 9216].into_boxed_slice(),
         })
     }
 
@@ -176,14 +183,12 @@ impl Node {
     /// the progress thread do.
     fn progress(&mut self) {
         let mut d = Drive::default();
-        for _ in 0..RX_BUDGET {
-            let Some(n) = self.sock.recv(&mut self.rxbuf) else {
-                break;
-            };
-            d = d.merge(
-                self.ep
-                    .handle_frame(self.now(), &self.rxbuf[..n], &self.sock),
-            );
+        if let Some(mut rx) = self.sock.receiver() {
+            let (ep, sock, base) = (&self.ep, &self.sock, self.base);
+            rx.recv_batch(RX_BUDGET, |frame| {
+                let now = Instant::from_nanos(base.elapsed().as_nanos() as u64 + 1);
+                d = d.merge(ep.handle_frame(now, frame, sock));
+            });
         }
         self.note(d);
         let now = self.now();

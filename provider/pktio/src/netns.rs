@@ -1,9 +1,11 @@
-//! The benchmark topology: two network namespaces joined by a veth pair,
-//! made with `ip` and removed on drop, and `setns()` for one thread.
+//! A test and benchmark topology (root only): two network namespaces
+//! joined by a veth pair, made with `ip` and removed on drop, and
+//! `setns()` for one thread. Used by this crate's ring tests and by
+//! omx-bench; the provider never calls it.
 //!
-//! The network namespace is per thread, so each benchmark thread enters
-//! its side with [`enter`] and everything it opens (sockets, interface
-//! lookups) lives there.
+//! The network namespace is per thread, so each thread enters its side
+//! with [`enter`] and everything it opens (sockets, interface lookups)
+//! lives there.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -44,12 +46,14 @@ fn mac_str(m: &[u8; 6]) -> String {
 }
 
 impl Topology {
-    /// Creates `omxb<pid>a`/`omxb<pid>b` with a veth pair of this MTU.
-    pub fn new(mtu: u32) -> io::Result<Self> {
+    /// Creates namespaces `omx<tag>-<pid>-{a,b}` joined by a veth pair of
+    /// this MTU (`tag`: a few letters, unique per concurrent user in this
+    /// process).
+    pub fn new(tag: &str, mtu: u32) -> io::Result<Self> {
         let pid = std::process::id();
         let side = |c: char, last: u8| Side {
-            ns: format!("omxbench-{pid}-{c}"),
-            ifname: format!("omxb{}{c}", pid % 100_000),
+            ns: format!("omx{tag}-{pid}-{c}"),
+            ifname: format!("{tag}{}{c}", pid % 100_000),
             mac: [0x02, 0x00, 0x00, 0x00, 0x00, last],
         };
         let t = Topology {
