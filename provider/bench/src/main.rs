@@ -15,16 +15,16 @@
 //! (half the round trip, as perftest reports them): median and p99.
 //!
 //! Usage: `omx-bench [--mtu 1500,9000] [--iters N] [--warmup N]
-//! [--secs S] [--bw-msgs N] [--rx ring|copy|ring:BLOCK_KIB:BLOCKS:RETIRE_MS]`
-//! (`--rx` picks our stack's receive path: the TPACKET_V3 ring, default,
-//! or one `recv()` per frame).
+//! [--secs S] [--bw-msgs N] [--rx v2|v3[:RETIRE_MS]|copy]` (`--rx` picks
+//! our stack's receive path: the default TPACKET_V2 ring, a TPACKET_V3
+//! ring, or one `recv()` per frame).
 
 mod floor;
 mod stack;
 mod stats;
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Barrier;
+use std::sync::{Barrier, Mutex};
 
 use omx_pktio::{netns, RingConfig, RxMode};
 
@@ -43,19 +43,18 @@ struct Opts {
 
 fn parse_rx(v: &str) -> Option<RxMode> {
     let mut it = v.split(':');
-    match it.next()? {
-        "copy" => Some(RxMode::Copy),
-        "ring" => {
-            let mut c = RingConfig::DEFAULT;
-            if let Some(kib) = it.next() {
-                c.block_size = kib.parse::<u32>().ok()? << 10;
-                c.blocks = it.next()?.parse().ok()?;
-                c.retire_ms = it.next()?.parse().ok()?;
-            }
-            Some(RxMode::Ring(c))
-        }
-        _ => None,
-    }
+    let mode = match it.next()? {
+        "copy" => RxMode::Copy,
+        "v2" => RxMode::Ring(RingConfig::DEFAULT),
+        "v3" => RxMode::Ring(RingConfig {
+            retire_ms: it
+                .next()
+                .map_or(Some(RingConfig::V3.retire_ms), |m| m.parse().ok())?,
+            ..RingConfig::V3
+        }),
+        _ => return None,
+    };
+    it.next().is_none().then_some(mode)
 }
 
 fn parse() -> Result<Opts, String> {
@@ -156,8 +155,14 @@ fn side(o: &Opts, mtu: u32, sh: &Shared<'_>, client: bool) -> Result<SideOut, St
     Ok(out)
 }
 
+/// Namespaces to delete if a thread panics (the release profile aborts,
+/// so `Topology`'s drop would not run).
+static LIVE_NS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 fn run(o: &Opts, mtu: u32) -> Result<Results, String> {
     let topo = netns::Topology::new("b", mtu).map_err(|e| format!("topology: {e}"))?;
+    *LIVE_NS.lock().unwrap_or_else(|p| p.into_inner()) =
+        topo.sides.iter().map(|s| s.ns.clone()).collect();
     let bufs: Vec<Vec<u8>> = (0..2).map(|_| vec![0u8; stack::MR_LEN]).collect();
     let sh = Shared {
         topo: &topo,
@@ -194,6 +199,16 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let live = LIVE_NS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for ns in live {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &ns])
+                .status();
+        }
+        default_hook(info);
+    }));
     // SAFETY: plain syscall.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("omx-bench: needs root (network namespaces, veth, AF_PACKET)");

@@ -23,7 +23,7 @@
 //! progress thread stops watching the socket for short windows and leaves
 //! reception to it.
 //!
-//! Locks: the packet socket's receive side (a TPACKET_V3 ring, single
+//! Locks: the packet socket's receive side (a TPACKET ring, single
 //! consumer) is only ever taken with a try-lock
 //! ([`PacketSocket::receiver`]), so exactly one thread at a time receives
 //! and frames are processed in arrival order; nobody waits for it. `thread` is taken by open/close only. Everything
@@ -195,7 +195,7 @@ impl Runtime {
         };
         if let omx_pktio::RxKind::Fallback(what, errno) = sock.rx_kind() {
             log::notice(format_args!(
-                "no TPACKET_V3 receive ring ({what}: {}); receiving with one recv() per frame",
+                "no TPACKET receive ring ({what}: {}); receiving with one recv() per frame",
                 std::io::Error::from_raw_os_error(errno)
             ));
         }

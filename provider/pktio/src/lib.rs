@@ -3,15 +3,16 @@
 //! BPF filter that lets through only frames for our endpoint
 //! (docs/wire.md §8), plus the eventfd that wakes the progress thread.
 //!
-//! Receive: a TPACKET_V3 ring ([`ring`]) mapped into the process, read in
-//! place: [`Receiver::recv_batch`] hands each frame to a closure as a
-//! slice of the ring (no copy, no system call per frame) and gives each
+//! Receive: a receive ring ([`ring`]; TPACKET_V2 by default, TPACKET_V3
+//! on request) mapped into the process, read in place:
+//! [`Receiver::recv_batch`] hands each frame to a closure as a slice of
+//! the ring (no copy, no system call per frame) and gives each slot or
 //! block back to the kernel once read. If the ring cannot be set up
 //! (old kernel, no memory for it) the socket falls back to one
 //! non-blocking `recv(MSG_DONTWAIT)` per frame into a buffer it owns
 //! (one copy), behind the same API; [`PacketSocket::rx_kind`] says which.
-//! Waiting is the same for both: `ppoll()` on a ring socket reports it
-//! readable once the kernel handed over a block.
+//! Waiting is the same for all: `ppoll()` on a ring socket reports it
+//! readable once the kernel handed over a frame (V2) or a block (V3).
 //!
 //! Send: non-blocking `send(MSG_DONTWAIT)`, one frame per call. A frame
 //! the kernel cannot take now (EAGAIN/ENOBUFS) is dropped; the engine's
@@ -38,7 +39,7 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use omx_verbs::FrameSink;
 
-pub use ring::{RingConfig, RxRing};
+pub use ring::{RingConfig, RingVersion, RxRing};
 
 /// Open-MX EtherType.
 pub const ETHERTYPE: u16 = 0x86DF;
@@ -151,7 +152,7 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, v: &T) -> lib
 /// How a socket receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RxMode {
-    /// A TPACKET_V3 ring of this geometry, falling back to
+    /// A receive ring of this layout and geometry, falling back to
     /// [`RxMode::Copy`] if the kernel refuses it.
     Ring(RingConfig),
     /// One `recv()` per frame into a buffer of the socket (one copy).
@@ -161,7 +162,7 @@ pub enum RxMode {
 /// How a socket ended up receiving ([`PacketSocket::rx_kind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RxKind {
-    /// The TPACKET_V3 ring.
+    /// The receive ring.
     Ring,
     /// `recv()` per frame, asked for.
     Copy,
@@ -695,34 +696,38 @@ mod tests {
     /// larger than the ring's free space after the first fits again).
     #[test]
     fn ring_receives_bursts_across_blocks_over_veth() {
-        over_veth("rb", RxMode::Ring(RingConfig::DEFAULT), |tx, rx, w| {
-            assert_eq!(rx.rx_kind(), RxKind::Ring);
-            for round in 0..2u32 {
-                // 5 MiB per round: two rounds overflow the 8 MiB ring
-                // unless the first round's blocks were returned.
-                let n = 600u32;
-                for i in 0..n {
-                    tx.send(&numbered(round * n + i, 9000));
+        for cfg in [RingConfig::DEFAULT, RingConfig::V3] {
+            over_veth("rb", RxMode::Ring(cfg), |tx, rx, w| {
+                assert_eq!(rx.rx_kind(), RxKind::Ring);
+                for round in 0..2u32 {
+                    // 5 MiB per round: two rounds overflow the 8 MiB ring
+                    // unless the first round's blocks were returned.
+                    let n = 600u32;
+                    for i in 0..n {
+                        tx.send(&numbered(round * n + i, 9000));
+                    }
+                    let got = drain(rx, w, n as usize);
+                    assert_eq!(got.len(), n as usize, "round {round}");
+                    for (i, f) in got.iter().enumerate() {
+                        assert_eq!(f, &numbered(round * n + i as u32, 9000));
+                    }
                 }
-                let got = drain(rx, w, n as usize);
-                assert_eq!(got.len(), n as usize, "round {round}");
-                for (i, f) in got.iter().enumerate() {
-                    assert_eq!(f, &numbered(round * n + i as u32, 9000));
-                }
-            }
-        });
+            });
+        }
     }
 
     /// A lone frame is handed over without more traffic behind it (when
     /// its block retires), and ppoll() wakes for it.
     #[test]
     fn ring_hands_over_a_lone_frame_over_veth() {
-        over_veth("rl", RxMode::Ring(RingConfig::DEFAULT), |tx, rx, w| {
-            tx.send(&numbered(7, 60));
-            rx.wait(w, 2_000_000_000);
-            let got = drain(rx, w, 1);
-            assert_eq!(got, vec![numbered(7, 60)]);
-        });
+        for cfg in [RingConfig::DEFAULT, RingConfig::V3] {
+            over_veth("rl", RxMode::Ring(cfg), |tx, rx, w| {
+                tx.send(&numbered(7, 60));
+                rx.wait(w, 2_000_000_000);
+                let got = drain(rx, w, 1);
+                assert_eq!(got, vec![numbered(7, 60)]);
+            });
+        }
     }
 
     /// Only one receiver at a time; the copy mode works behind the same

@@ -1,31 +1,43 @@
-//! The TPACKET_V3 receive ring (`PACKET_RX_RING`, `PACKET_VERSION =
-//! TPACKET_V3`), mapped into the process with memmap2.
+//! The receive ring (`PACKET_RX_RING`), mapped into the process with
+//! memmap2, in either of the kernel's two ring layouts
+//! (`<linux/if_packet.h>`, Documentation/networking/packet_mmap):
 //!
-//! Layout (`<linux/if_packet.h>`, Documentation/networking/packet_mmap):
-//! [`RingConfig::blocks`] blocks of [`RingConfig::block_size`] bytes, each
-//! starting with a `tpacket_block_desc` whose `block_status` says who owns
-//! the block. The kernel fills the current block with frames (each a
-//! `tpacket3_hdr` followed, at `tp_mac`, by `tp_snaplen` frame bytes;
-//! `tp_next_offset` leads to the next) and hands it over by setting
-//! `TP_STATUS_USER` when it is full or when `tp_retire_blk_tov` ms passed
-//! since the block was opened; it then moves on to the next block, in
-//! ring order. User space walks the block and gives it back by writing
-//! `TP_STATUS_KERNEL`. If the next block is still ours, the kernel drops
-//! frames (counted in `PACKET_STATISTICS`).
+//! - **TPACKET_V3**: [`RingConfig::blocks`] blocks of
+//!   [`RingConfig::block_size`] bytes, each starting with a
+//!   `tpacket_block_desc` whose `block_status` says who owns the block.
+//!   The kernel packs frames into the current block (each a
+//!   `tpacket3_hdr` followed, at `tp_mac`, by `tp_snaplen` frame bytes;
+//!   `tp_next_offset` leads to the next) and hands the block over by
+//!   setting `TP_STATUS_USER` when it is full or when `tp_retire_blk_tov`
+//!   ms passed since it was opened; only then does `poll()` report the
+//!   socket readable. Dense and cheap per frame, but a lone frame waits
+//!   for the retire timer, which the kernel rounds up to a timer tick
+//!   (4 ms at HZ=250): measured in docs/benchmarks.md.
+//! - **TPACKET_V2**: fixed slots of [`RingConfig::frame_size`] bytes
+//!   (blocks only group them for allocation), each a `tpacket2_hdr` with
+//!   its own `tp_status`, handed over (and `poll()` woken) as soon as the
+//!   kernel wrote the frame. One status word per frame instead of per
+//!   block, a slot per frame whatever its size, but no added latency.
 //!
-//! Memory ordering: the block status is the only synchronisation. We read
-//! it with Acquire (the kernel wrote the frames, then issued `smp_wmb()`
-//! and set the status), so the frames are visible once we see
-//! `TP_STATUS_USER`; we give the block back with Release, so our reads of
+//! In both, user space walks the units (blocks or slots) in ring order,
+//! the order the kernel fills them, and gives each back by writing
+//! `TP_STATUS_KERNEL`. If the next unit is still ours, the kernel drops
+//! the frame (counted in `PACKET_STATISTICS`).
+//!
+//! Memory ordering: the status word is the only synchronisation. We read
+//! it with Acquire (the kernel wrote the frame, then issued `smp_wmb()`
+//! and set the status), so the frame bytes are visible once we see
+//! `TP_STATUS_USER`; we give the unit back with Release, so our reads of
 //! it are done before the kernel may overwrite it.
 //!
-//! Single consumer: walking and returning blocks is not safe from two
+//! Single consumer: walking and returning units is not safe from two
 //! threads at once, so [`RxRing::recv_batch`] takes `&mut self`; the
 //! socket hands it out behind a try-lock ([`crate::Receiver`]).
 //!
 //! Nothing from the kernel is trusted for slicing: every offset and length
-//! read from the ring is checked against the block before use, so a
+//! read from the ring is checked against the unit before use, so a
 //! corrupt ring costs frames, never a panic or an out-of-bounds read.
+//! Truncated frames (`tp_snaplen < tp_len`) are skipped.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -37,6 +49,8 @@ use memmap2::{MmapMut, MmapOptions};
 const PACKET_RX_RING: libc::c_int = 5;
 /// `PACKET_VERSION`.
 const PACKET_VERSION: libc::c_int = 10;
+/// `TPACKET_V2`.
+const TPACKET_V2: libc::c_int = 1;
 /// `TPACKET_V3`.
 const TPACKET_V3: libc::c_int = 2;
 /// `TP_STATUS_KERNEL`.
@@ -58,12 +72,24 @@ mod bd {
 mod hdr {
     pub const NEXT_OFFSET: usize = 0;
     pub const SNAPLEN: usize = 12;
+    pub const LEN_: usize = 16;
     pub const MAC: usize = 24;
     /// `TPACKET3_HDRLEN` without the sockaddr_ll: the fixed header.
     pub const LEN: usize = 48;
 }
 
-/// `struct tpacket_req3`.
+/// Offsets in `struct tpacket2_hdr`.
+mod hdr2 {
+    pub const STATUS: usize = 0;
+    pub const LEN_: usize = 4;
+    pub const SNAPLEN: usize = 8;
+    pub const MAC: usize = 12;
+    /// Size of the header.
+    pub const LEN: usize = 32;
+}
+
+/// `struct tpacket_req3` (the kernel reads only the `tpacket_req` prefix
+/// for TPACKET_V2).
 #[repr(C)]
 struct TpacketReq3 {
     tp_block_size: u32,
@@ -75,30 +101,67 @@ struct TpacketReq3 {
     tp_feature_req_word: u32,
 }
 
+/// Which ring layout (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingVersion {
+    /// Fixed slots, each handed over at once.
+    V2,
+    /// Packed blocks, each handed over when full or retired.
+    V3,
+}
+
 /// Geometry of the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RingConfig {
+    /// Layout.
+    pub version: RingVersion,
     /// Bytes per block: a multiple of the page size (a power of two
     /// avoids waste in the kernel's page allocation), larger than the
     /// largest frame plus its headers.
     pub block_size: u32,
     /// Number of blocks.
     pub blocks: u32,
-    /// `tp_retire_blk_tov`: ms after which the kernel hands over a block
-    /// that is not full (1 is the smallest; 0 lets the kernel choose,
-    /// typically 8 ms).
+    /// V2: bytes per frame slot (a multiple of 16; frames longer than a
+    /// slot minus its headers are truncated, hence dropped). V3 ignores
+    /// it.
+    pub frame_size: u32,
+    /// V3: `tp_retire_blk_tov`, ms after which the kernel hands over a
+    /// block that is not full (1 is the smallest; 0 lets the kernel
+    /// choose, typically 8 ms). V2 ignores it.
     pub retire_ms: u32,
 }
 
 impl RingConfig {
-    /// 64 blocks of 128 KiB (8 MiB: the same as the socket receive buffer
-    /// we asked for before the ring, room for ~900 jumbo frames or ~7000
-    /// 1 KiB-MTU frames), blocks retired after 1 ms.
+    /// TPACKET_V2, 64 blocks of 128 KiB (8 MiB: the receive buffer we
+    /// asked for before the ring) cut into 10 KiB slots: 768 frames of up
+    /// to 9 KiB, twelve QPs' worth of the engine's 64-packet window. V2
+    /// rather than V3 because V3 holds a lone frame back until its block
+    /// retires, a timer tick (docs/benchmarks.md, native host).
     pub const DEFAULT: RingConfig = RingConfig {
+        version: RingVersion::V2,
         block_size: 128 << 10,
         blocks: 64,
+        frame_size: 10 << 10,
         retire_ms: 1,
     };
+
+    /// TPACKET_V3 with [`RingConfig::DEFAULT`]'s memory: ~900 jumbo or
+    /// ~7000 1 KiB-MTU frames, blocks retired after 1 ms.
+    pub const V3: RingConfig = RingConfig {
+        version: RingVersion::V3,
+        ..Self::DEFAULT
+    };
+
+    /// Slots per block and slot size: V3 reads whole blocks.
+    fn unit(&self) -> (usize, usize) {
+        match self.version {
+            RingVersion::V2 => (
+                (self.block_size / self.frame_size.max(1)) as usize,
+                self.frame_size as usize,
+            ),
+            RingVersion::V3 => (1, self.block_size as usize),
+        }
+    }
 }
 
 impl Default for RingConfig {
@@ -107,13 +170,18 @@ impl Default for RingConfig {
     }
 }
 
-/// A mapped TPACKET_V3 receive ring.
+/// A mapped receive ring.
 #[derive(Debug)]
 pub struct RxRing {
     map: MmapMut,
+    version: RingVersion,
     block_size: usize,
-    blocks: usize,
-    /// The block we read next (the kernel fills blocks in ring order).
+    /// Units (V2: slots, V3: blocks) per block, and their size.
+    per_block: usize,
+    unit_len: usize,
+    /// Number of units.
+    units: usize,
+    /// The unit we read next (the kernel fills them in ring order).
     cur: usize,
 }
 
@@ -169,8 +237,10 @@ fn walk_block(block: &[u8], f: &mut impl FnMut(&[u8])) -> usize {
         let Some(frame) = block.get(start..start.saturating_add(snap as usize)) else {
             break;
         };
-        f(frame);
-        seen += 1;
+        if u32_at(h, hdr::LEN_) == Some(snap) {
+            f(frame);
+            seen += 1;
+        }
         if i + 1 < n {
             if next == 0 {
                 break;
@@ -181,20 +251,44 @@ fn walk_block(block: &[u8], f: &mut impl FnMut(&[u8])) -> usize {
     seen
 }
 
+/// The frame in a TPACKET_V2 slot, if its header is consistent with the
+/// slot and it was not truncated.
+fn slot_frame(slot: &[u8]) -> Option<&[u8]> {
+    let len = u32_at(slot, hdr2::LEN_)?;
+    let snap = u32_at(slot, hdr2::SNAPLEN)?;
+    let mac = usize::from(u16_at(slot, hdr2::MAC)?);
+    if len != snap || mac < hdr2::LEN {
+        return None;
+    }
+    slot.get(mac..mac.checked_add(snap as usize)?)
+}
+
 impl RxRing {
-    /// Switches `fd` (an AF_PACKET socket that is not bound yet) to
-    /// TPACKET_V3, creates the ring and maps it.
+    /// Switches `fd` (an AF_PACKET socket that is not bound yet) to the
+    /// configured TPACKET version, creates the ring and maps it.
     pub fn new(fd: RawFd, cfg: RingConfig) -> Result<Self, (&'static str, io::Error)> {
-        // Every block must hold its descriptor and a frame header: the
-        // status accessor and the walk rely on it, whatever the kernel
-        // would accept.
-        if cfg.blocks == 0 || (cfg.block_size as usize) < bd::LEN + hdr::LEN {
+        let (per_block, unit_len) = cfg.unit();
+        // Every unit must hold its headers and lie within its block, and
+        // V2 status words must be aligned: the status accessor and the
+        // walk rely on it, whatever the kernel would accept.
+        let min = match cfg.version {
+            RingVersion::V2 => hdr2::LEN,
+            RingVersion::V3 => bd::LEN + hdr::LEN,
+        };
+        if cfg.blocks == 0 || per_block == 0 || unit_len < min || unit_len % 16 != 0 {
             return Err(("ring geometry", io::Error::from_raw_os_error(libc::EINVAL)));
         }
-        setsockopt(fd, PACKET_VERSION, &TPACKET_V3).map_err(|e| ("PACKET_VERSION", e))?;
-        // tp_frame_size/nr only have to be consistent for V3 (frames are
-        // variable-sized); the largest frame is bounded by the block.
-        let frame_size = 2048;
+        let version = match cfg.version {
+            RingVersion::V2 => TPACKET_V2,
+            RingVersion::V3 => TPACKET_V3,
+        };
+        setsockopt(fd, PACKET_VERSION, &version).map_err(|e| ("PACKET_VERSION", e))?;
+        // V3 frames are variable-sized: tp_frame_size/nr only have to be
+        // consistent, the largest frame is bounded by the block.
+        let frame_size = match cfg.version {
+            RingVersion::V2 => cfg.frame_size,
+            RingVersion::V3 => 2048,
+        };
         let req = TpacketReq3 {
             tp_block_size: cfg.block_size,
             tp_block_nr: cfg.blocks,
@@ -209,59 +303,67 @@ impl RxRing {
         // SAFETY: the kernel backs `len` bytes at offset 0 of the socket
         // with the ring just created; the mapping is MAP_SHARED and keeps
         // the socket's ring alive until it is unmapped. Aliasing with the
-        // kernel is governed by the block status protocol (module doc):
-        // we never form a reference into a block we do not own.
+        // kernel is governed by the status protocol (module doc): we
+        // never form a reference into a unit we do not own.
         let map = unsafe { MmapOptions::new().len(len).map_mut(fd) }
             .map_err(|e| ("mmap(PACKET_RX_RING)", e))?;
         Ok(RxRing {
             map,
+            version: cfg.version,
             block_size: cfg.block_size as usize,
-            blocks: cfg.blocks as usize,
+            per_block,
+            unit_len,
+            units: per_block * cfg.blocks as usize,
             cur: 0,
         })
     }
 
-    /// The status word of block `i`.
-    fn status(&self, i: usize) -> &AtomicU32 {
-        let off = i * self.block_size + bd::BLOCK_STATUS;
-        debug_assert!(off + 4 <= self.map.len());
-        // SAFETY: off + 4 is inside the mapping (i < blocks, block_size >
-        // bd::LEN, checked in new()), the mapping is page-aligned so off (a multiple of 4)
-        // is aligned for u32, and the word is only ever accessed
-        // atomically by us; the kernel writes it with WRITE_ONCE plus
-        // barriers.
-        unsafe { &*self.map.as_ptr().add(off).cast::<AtomicU32>() }
+    /// Where unit `k` starts in the mapping.
+    fn unit_offset(&self, k: usize) -> usize {
+        (k / self.per_block) * self.block_size + (k % self.per_block) * self.unit_len
     }
 
-    /// Whether the next block is ready for us.
-    pub fn ready(&self) -> bool {
-        self.status(self.cur).load(Ordering::Acquire) & TP_STATUS_USER != 0
+    /// The status word of the unit at `off`.
+    fn status(&self, off: usize) -> &AtomicU32 {
+        let at = off
+            + match self.version {
+                RingVersion::V2 => hdr2::STATUS,
+                RingVersion::V3 => bd::BLOCK_STATUS,
+            };
+        debug_assert!(at + 4 <= self.map.len());
+        // SAFETY: at + 4 is inside the mapping (the unit lies within its
+        // block and holds its header, checked in new()); the mapping is
+        // page-aligned and units start at multiples of 16, so `at` (+0 or
+        // +8) is aligned for u32. The word is only ever accessed
+        // atomically by us; the kernel writes it with barriers around.
+        unsafe { &*self.map.as_ptr().add(at).cast::<AtomicU32>() }
     }
 
-    /// Calls `f` with every frame of the blocks the kernel handed over,
-    /// in arrival order, and gives each block back after its last frame.
-    /// Stops after the block in which `budget` frames were reached (a
-    /// block is never handed back half read). Returns the number of
-    /// frames passed to `f`.
+    /// Calls `f` with every frame the kernel handed over, in arrival
+    /// order, and gives each unit back after its last frame. Stops once
+    /// `budget` frames were reached (a V3 block is never handed back half
+    /// read, so up to a block more). Returns the number of frames passed
+    /// to `f`.
     pub fn recv_batch(&mut self, budget: usize, mut f: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
-        for _ in 0..self.blocks {
-            if n >= budget || !self.ready() {
+        for _ in 0..self.units {
+            let off = self.unit_offset(self.cur);
+            if n >= budget || self.status(off).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
                 break;
             }
-            let start = self.cur * self.block_size;
-            // SAFETY: the block [start, start + block_size) is inside the
-            // mapping and ours: we saw TP_STATUS_USER with Acquire above
-            // and the kernel does not write a block until we give it back
-            // below, after the slice's last use. We hold `&mut self`, so
-            // nobody else reads or returns it meanwhile.
-            let block = unsafe {
-                core::slice::from_raw_parts(self.map.as_ptr().add(start), self.block_size)
+            // SAFETY: the unit [off, off + unit_len) is inside the mapping
+            // and ours: we saw TP_STATUS_USER with Acquire above and the
+            // kernel does not write it until we give it back below, after
+            // the slice's last use. We hold `&mut self`, so nobody else
+            // reads or returns it meanwhile.
+            let unit =
+                unsafe { core::slice::from_raw_parts(self.map.as_ptr().add(off), self.unit_len) };
+            n += match self.version {
+                RingVersion::V2 => slot_frame(unit).map(&mut f).map_or(0, |()| 1),
+                RingVersion::V3 => walk_block(unit, &mut f),
             };
-            n += walk_block(block, &mut f);
-            self.status(self.cur)
-                .store(TP_STATUS_KERNEL, Ordering::Release);
-            self.cur = (self.cur + 1) % self.blocks;
+            self.status(off).store(TP_STATUS_KERNEL, Ordering::Release);
+            self.cur = (self.cur + 1) % self.units;
         }
         n
     }
@@ -287,8 +389,9 @@ mod tests {
                 (usize::from(mac) + f.len()).next_multiple_of(16) as u32
             };
             b[off..off + 4].copy_from_slice(&next.to_ne_bytes());
-            b[off + hdr::SNAPLEN..off + hdr::SNAPLEN + 4]
-                .copy_from_slice(&(f.len() as u32).to_ne_bytes());
+            for field in [hdr::SNAPLEN, hdr::LEN_] {
+                b[off + field..off + field + 4].copy_from_slice(&(f.len() as u32).to_ne_bytes());
+            }
             b[off + hdr::MAC..off + hdr::MAC + 2].copy_from_slice(&mac.to_ne_bytes());
             let s = off + usize::from(mac);
             b[s..s + f.len()].copy_from_slice(f);
@@ -354,5 +457,38 @@ mod tests {
             }
             collect(&b);
         }
+    }
+
+    fn slot(frame: &[u8], mac: u16, len: u32, size: usize) -> Vec<u8> {
+        let mut b = vec![0u8; size];
+        b[hdr2::LEN_..hdr2::LEN_ + 4].copy_from_slice(&len.to_ne_bytes());
+        b[hdr2::SNAPLEN..hdr2::SNAPLEN + 4].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        b[hdr2::MAC..hdr2::MAC + 2].copy_from_slice(&mac.to_ne_bytes());
+        let m = usize::from(mac);
+        if let Some(d) = b.get_mut(m..m + frame.len()) {
+            d.copy_from_slice(frame);
+        }
+        b
+    }
+
+    #[test]
+    fn v2_slots_are_bounds_checked() {
+        assert_eq!(slot_frame(&slot(b"hello", 64, 5, 256)), Some(&b"hello"[..]));
+        assert_eq!(slot_frame(&slot(b"hello", 64, 9, 256)), None, "truncated");
+        assert_eq!(
+            slot_frame(&slot(b"hello", 8, 5, 256)),
+            None,
+            "inside the header"
+        );
+        assert_eq!(
+            slot_frame(&slot(b"hello", 254, 5, 256)),
+            None,
+            "past the slot"
+        );
+        assert_eq!(slot_frame(&[0u8; 7]), None, "short slot");
+        let mut b = slot(b"hello", 64, 5, 256);
+        b[hdr2::SNAPLEN..hdr2::SNAPLEN + 4].copy_from_slice(&u32::MAX.to_ne_bytes());
+        b[hdr2::LEN_..hdr2::LEN_ + 4].copy_from_slice(&u32::MAX.to_ne_bytes());
+        assert_eq!(slot_frame(&b), None, "huge snaplen");
     }
 }
