@@ -7,6 +7,7 @@
 #   KERNELS="6.1 6.12"  kernels `make test` / `make vm-test` cover
 #   SCENARIOS="..."     guest scenario scripts vm-test runs (one VM boot each)
 #   KDIR=...            `make kmod-local KDIR=...` builds against any kernel tree
+#   BENCH_ARGS=...      options for omx-bench (bench-native), e.g. "--mtu 9000 --rx copy"
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -138,7 +139,7 @@ bench: build bench-native
 # veth pair, raw AF_PACKET floor vs our stack (omx-bench, provider/bench).
 bench-native:
 	$(CARGO) build --release -p omx-bench
-	target/release/omx-bench
+	target/release/omx-bench $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

@@ -95,7 +95,7 @@ struct Results {
     floor_bw: Stream,
     send_lat: Latency,
     write_lat: Latency,
-    write_bw: f64,
+    write_bw: stack::Bw,
 }
 
 /// What one thread measured: the client the latencies and our bandwidth,
@@ -106,7 +106,7 @@ struct SideOut {
     floor_bw: Option<Stream>,
     send_lat: Option<Latency>,
     write_lat: Option<Latency>,
-    write_bw: Option<f64>,
+    write_bw: Option<stack::Bw>,
 }
 
 /// What both threads share.
@@ -258,12 +258,14 @@ fn print_table(o: &Opts, all: &[Results]) {
             );
         }
         println!(
-            "| {} | 64 KiB WRITE bw | {:.0} MB/s ({:.1} % lost) | {:.0} MB/s | {:.2} |",
+            "| {} | 64 KiB WRITE bw | {:.0} MB/s ({:.1} % lost) | {:.0} MB/s ({} retransmitted, {} timeouts) | {:.2} |",
             r.mtu,
             r.floor_bw.mb_s,
             r.floor_bw.loss * 100.0,
-            r.write_bw,
-            r.write_bw / r.floor_bw.mb_s
+            r.write_bw.mb_s,
+            r.write_bw.retransmits,
+            r.write_bw.timeouts,
+            r.write_bw.mb_s / r.floor_bw.mb_s
         );
     }
 }

@@ -65,6 +65,17 @@ const ZERO: WorkCompletion = WorkCompletion {
     solicited: false,
 };
 
+/// What the bandwidth test's sender saw.
+#[derive(Debug, Clone, Copy)]
+pub struct Bw {
+    /// Payload MB/s (10^6).
+    pub mb_s: f64,
+    /// Request packets the engine sent again.
+    pub retransmits: u64,
+    /// Transport timer expiries.
+    pub timeouts: u64,
+}
+
 /// One side: endpoint, socket, one RC QP with one CQ.
 pub struct Node {
     ep: Endpoint,
@@ -343,14 +354,14 @@ impl Node {
     }
 
     /// 64 KiB RDMA WRITE stream with [`BW_WINDOW`] outstanding (ib_write_bw);
-    /// the client returns MB/s.
+    /// the client returns MB/s and its retransmissions during the test.
     pub fn write_bw(
         &mut self,
         client: bool,
         msgs: usize,
         b: &Barrier,
         stop: &AtomicBool,
-    ) -> Option<f64> {
+    ) -> Option<Bw> {
         b.wait();
         if !client {
             while !stop.load(Ordering::Relaxed) {
@@ -360,6 +371,7 @@ impl Node {
             return None;
         }
         let mut out = [ZERO; 16];
+        let stats0 = *self.qp.lock().rc.stats();
         let (mut posted, mut done) = (0usize, 0usize);
         let t = StdInstant::now();
         while done < msgs {
@@ -378,9 +390,14 @@ impl Node {
             }
         }
         let secs = t.elapsed().as_secs_f64();
+        let stats = *self.qp.lock().rc.stats();
         stop.store(true, Ordering::Relaxed);
         self.drain(b);
-        Some((msgs * BW_MSG) as f64 / secs / 1e6)
+        Some(Bw {
+            mb_s: (msgs * BW_MSG) as f64 / secs / 1e6,
+            retransmits: stats.tx_retransmits - stats0.tx_retransmits,
+            timeouts: stats.timeouts - stats0.timeouts,
+        })
     }
 
     /// Keeps both sides progressing for a moment so the last ACKs land,
