@@ -11,8 +11,8 @@
 //!   setting `TP_STATUS_USER` when it is full or when `tp_retire_blk_tov`
 //!   ms passed since it was opened; only then does `poll()` report the
 //!   socket readable. Dense and cheap per frame, but a lone frame waits
-//!   for the retire timer, which the kernel rounds up to a timer tick
-//!   (4 ms at HZ=250): measured in docs/benchmarks.md.
+//!   for the retire timer: 0.5-4 ms one way with a 1 ms timeout in
+//!   docs/benchmarks.md (native host), against ~5 us with V2.
 //! - **TPACKET_V2**: fixed slots of [`RingConfig::frame_size`] bytes
 //!   (blocks only group them for allocation), each a `tpacket2_hdr` with
 //!   its own `tp_status`, handed over (and `poll()` woken) as soon as the
@@ -136,7 +136,7 @@ impl RingConfig {
     /// asked for before the ring) cut into 10 KiB slots: 768 frames of up
     /// to 9 KiB, twelve QPs' worth of the engine's 64-packet window. V2
     /// rather than V3 because V3 holds a lone frame back until its block
-    /// retires, a timer tick (docs/benchmarks.md, native host).
+    /// retires, 0.5-4 ms (docs/benchmarks.md, native host).
     pub const DEFAULT: RingConfig = RingConfig {
         version: RingVersion::V2,
         block_size: 128 << 10,
