@@ -159,6 +159,23 @@ fn side(o: &Opts, mtu: u32, sh: &Shared<'_>, client: bool) -> Result<SideOut, St
 /// so `Topology`'s drop would not run).
 static LIVE_NS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
+/// Deletes the namespaces of the current run.
+fn remove_live_ns() {
+    let live = std::mem::take(&mut *LIVE_NS.lock().unwrap_or_else(|p| p.into_inner()));
+    for ns in live {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &ns])
+            .status();
+    }
+}
+
+/// Reports `e`, removes the namespaces and exits.
+fn fatal(e: &str) -> ! {
+    eprintln!("omx-bench: {e}");
+    remove_live_ns();
+    std::process::exit(1);
+}
+
 fn run(o: &Opts, mtu: u32) -> Result<Results, String> {
     let topo = netns::Topology::new("b", mtu).map_err(|e| format!("topology: {e}"))?;
     *LIVE_NS.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -171,15 +188,18 @@ fn run(o: &Opts, mtu: u32) -> Result<Results, String> {
         end: StreamEnd::default(),
         stop: AtomicBool::new(false),
     };
+    // A side that fails ends the process: its peer would wait at the
+    // next barrier for ever.
+    let side = |client| side(o, mtu, &sh, client).unwrap_or_else(|e| fatal(&e));
     let (a, z) = std::thread::scope(|sc| {
-        let ha = sc.spawn(|| side(o, mtu, &sh, true));
-        let hz = sc.spawn(|| side(o, mtu, &sh, false));
+        let ha = sc.spawn(|| side(true));
+        let hz = sc.spawn(|| side(false));
         (ha.join(), hz.join())
     });
     // The threads are joined: nobody writes the buffers any more.
     drop(bufs);
-    let a = a.map_err(|_| "client thread panicked".to_string())??;
-    let z = z.map_err(|_| "server thread panicked".to_string())??;
+    let a = a.map_err(|_| "client thread panicked".to_string())?;
+    let z = z.map_err(|_| "server thread panicked".to_string())?;
     let missing = || format!("MTU {mtu}: a measurement is missing");
     Ok(Results {
         mtu,
@@ -201,12 +221,7 @@ fn main() {
     };
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let live = LIVE_NS.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for ns in live {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &ns])
-                .status();
-        }
+        remove_live_ns();
         default_hook(info);
     }));
     // SAFETY: plain syscall.
