@@ -7,6 +7,7 @@
 #   KERNELS="6.1 6.12"  kernels `make test` / `make vm-test` cover
 #   SCENARIOS="..."     guest scenario scripts vm-test runs (one VM boot each)
 #   KDIR=...            `make kmod-local KDIR=...` builds against any kernel tree
+#   BENCH_ARGS=...      options for omx-bench (bench-native), e.g. "--mtu 9000 --rx copy"
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -27,7 +28,7 @@ KMOD_SRCS := $(wildcard kmod-shim/*.c kmod-shim/*.h kmod-shim/Kbuild \
 	kmod-shim/Makefile kmod-shim/include/uapi/*.h)
 
 .PHONY: all deps build provider kmod kmod-local progs lint fmt-check clippy \
-	kmod-warnings checkpatch unit vm-test rxe-baseline test demo bench clean
+	kmod-warnings checkpatch unit vm-test rxe-baseline test demo bench bench-native clean
 
 all: build
 
@@ -132,11 +133,18 @@ demo: build
 	@tests/vm/run --kernel $(KERNEL) --name demo --timeout $(VM_TIMEOUT) --show \
 		tests/scenarios/demo.sh
 
-# Benchmarks (never part of `make test`): the rxe baseline, then omx vs rxe
-# vs raw frames on same-device loopback in one VM, per kernel.
-bench: build
+# Benchmarks (never part of `make test`): the native host benchmark (root,
+# no VM), the rxe baseline, then omx vs rxe vs raw frames on same-device
+# loopback in one VM, per kernel.
+bench: build bench-native
 	@tests/vm/bench-rxe.sh
 	@tests/vm/bench-loopback.sh
+
+# Native host benchmark (root; no VM): two network namespaces joined by a
+# veth pair, raw AF_PACKET floor vs our stack (omx-bench, provider/bench).
+bench-native:
+	$(CARGO) build --release -p omx-bench
+	target/release/omx-bench $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

@@ -29,9 +29,10 @@
 //! progress thread stops watching the socket for short windows and leaves
 //! reception to it.
 //!
-//! Locks: `rx` is a `Mutex` only ever taken with `try_lock`, so exactly one
-//! thread at a time receives and frames are processed in arrival order;
-//! nobody waits for it. `thread` is taken by open/close only. Everything
+//! Locks: the packet socket's receive side (a TPACKET ring, single
+//! consumer) is only ever taken with a try-lock
+//! ([`PacketSocket::receiver`]), so exactly one thread at a time receives
+//! and frames are processed in arrival order; nobody waits for it. `thread` is taken by open/close only. Everything
 //! else is atomics. Verbs locks are described in omx-verbs-objects.
 //!
 //! Waking the progress thread (the one system call an application thread
@@ -63,9 +64,6 @@ use crate::log;
 
 /// Frames one receive pass handles before it lets others run.
 const RX_BUDGET: usize = 256;
-/// Receive buffer (largest frame at MTU 4096 plus slack; jumbo frames
-/// beyond that are not ours).
-const RX_BUF: usize = 9216;
 /// Consecutive empty `poll_cq` calls after which an application thread
 /// counts as busy-polling.
 const SPIN_STREAK: u32 = 16;
@@ -154,7 +152,6 @@ pub struct Runtime {
     /// Opened by the first QP connected to our own MAC address.
     tap: OnceLock<LoopbackTap>,
     cmd_fd: i32,
-    rx: Mutex<Box<[u8]>>,
     stop: AtomicBool,
     /// Deadline (ns) the progress thread sleeps until; 0 while it runs.
     sleep_until: AtomicU64,
@@ -179,7 +176,6 @@ impl Runtime {
             io_init: Mutex::new(()),
             tap: OnceLock::new(),
             cmd_fd,
-            rx: Mutex::new(vec![0u8; RX_BUF].into_boxed_slice()),
             stop: AtomicBool::new(false),
             sleep_until: AtomicU64::new(0),
             hint: AtomicU64::new(u64::MAX),
@@ -225,6 +221,12 @@ impl Runtime {
                 });
             }
         };
+        if let omx_pktio::RxKind::Fallback(what, errno) = sock.rx_kind() {
+            log::notice(format_args!(
+                "no TPACKET receive ring ({what}: {}); receiving with one recv() per frame",
+                std::io::Error::from_raw_os_error(errno)
+            ));
+        }
         let waker = Waker::new().map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
         let _ = self.io.set(Io { sock, waker });
         let me = self.clone();
@@ -299,34 +301,29 @@ impl Runtime {
         }
     }
 
-    /// Receives and handles up to [`RX_BUDGET`] frames, unless another
-    /// thread is receiving right now.
+    /// Receives and handles about [`RX_BUDGET`] frames (straight from the
+    /// ring, no copy), unless another thread is receiving right now.
     pub fn poll_rx(&self) -> Drive {
         let Some(io) = self.io.get() else {
             return Drive::default();
         };
-        let Ok(mut buf) = self.rx.try_lock() else {
+        let Some(mut rx) = io.sock.receiver() else {
             return Drive::default();
         };
         let mut d = Drive::default();
-        for _ in 0..RX_BUDGET {
-            let Some(n) = io.sock.recv(&mut buf) else {
-                break;
-            };
-            self.rx_frames.fetch_add(1, Relaxed);
+        let n = rx.recv_batch(RX_BUDGET, |frame| {
             let now = self.now();
-            d = d.merge(self.ep.handle_frame(now, &buf[..n], &io.sock));
-        }
-        if let Some(tap) = self.tap.get() {
-            for _ in 0..RX_BUDGET {
-                let Some(n) = tap.recv(&mut buf) else {
-                    break;
-                };
-                self.rx_frames.fetch_add(1, Relaxed);
+            d = d.merge(self.ep.handle_frame(now, frame, &io.sock));
+        });
+        // Same-device frames, under the same receiver guard (one thread
+        // receives at a time, frames in arrival order per socket).
+        let m = self.tap.get().map_or(0, |tap| {
+            tap.recv_batch(RX_BUDGET, |frame| {
                 let now = self.now();
-                d = d.merge(self.ep.handle_frame(now, &buf[..n], &io.sock));
-            }
-        }
+                d = d.merge(self.ep.handle_frame(now, frame, &io.sock));
+            })
+        });
+        self.rx_frames.fetch_add((n + m) as u64, Relaxed);
         d
     }
 
