@@ -19,9 +19,11 @@ CARGO ?= cargo
 SCENARIOS ?= $(addprefix tests/scenarios/,omx-devices.sh omx-port-events.sh \
 	omx-netdev-changes.sh omx-resources.sh omx-comp-events.sh omx-hotunplug.sh \
 	omx-rmmod-busy.sh omx-link-cycles.sh omx-rc-pingpong.sh omx-rc-faults.sh \
-	omx-rc-options.sh omx-same-device.sh) \
+	omx-rc-options.sh omx-same-device.sh omx-valgrind.sh) \
 	kmod-shim/tests/vm-kmod-smoke.sh kmod-shim/tests/vm-kmod-cycles.sh
-VM_TIMEOUT ?= 600
+# Scenarios that need two VMs joined by a QEMU socket netdev (--vms 2).
+TWO_VM_SCENARIOS ?= tests/scenarios/omx-two-vms.sh
+VM_TIMEOUT ?= 900
 
 PROVIDER_SO := target/release/libomx-rdmav34.so
 KMOD_SRCS := $(wildcard kmod-shim/*.c kmod-shim/*.h kmod-shim/Kbuild \
@@ -106,6 +108,11 @@ vm-test: build
 		n=$$(basename "$$s" .sh); \
 		if tests/vm/run --kernel "$$k" --name "$$n" --timeout $(VM_TIMEOUT) \
 			"$$s"; then pass=$$((pass + 1)); \
+		else failed+=("$$n@$$k"); fi; \
+	done; for s in $(TWO_VM_SCENARIOS); do \
+		n=$$(basename "$$s" .sh); \
+		if tests/vm/run --kernel "$$k" --vms 2 --name "$$n" \
+			--timeout $(VM_TIMEOUT) "$$s"; then pass=$$((pass + 1)); \
 		else failed+=("$$n@$$k"); fi; \
 	done; done; \
 	if [ $${#failed[@]} -gt 0 ]; then echo "failed: $${failed[*]}"; fi; \

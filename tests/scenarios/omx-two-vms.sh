@@ -1,0 +1,59 @@
+#!/bin/bash
+# Two hosts: omx0 on each VM's virtio NIC, the VMs joined by a QEMU socket
+# netdev (run with `tests/vm/run --vms 2`). vm0 runs the ibv_rc_pingpong
+# servers, vm1 the clients, one pair at a time: default options, -e, -c
+# with 64 KiB messages, -N, and an IPv4 GID resolved through ARP across
+# the link. Under TCG the link adds millisecond artifacts: this checks
+# correctness, not speed.
+set -euo pipefail
+. "$REPO/tests/vm/guest-lib.sh"
+
+[[ ${VMS:-1} == 2 ]] || fail "omx-two-vms needs tests/vm/run --vms 2"
+load_rdma_omx
+install_omx_provider
+rdma link add omx0 type omx netdev "$IFACE" || fail "rdma link add omx0 on $IFACE"
+ib_port_active omx0
+wait_for "gid_index_for_ip omx0 $MY_IP" 20 || fail "no IPv4 GID for $MY_IP on omx0"
+V4=$(gid_index_for_ip omx0 "$MY_IP")
+pingcmd=(ping)
+command -v ping >/dev/null || pingcmd=(busybox ping)
+wait_for "${pingcmd[*]} -c 1 -W 1 $PEER_IP" 60 || fail "no IP connectivity to $PEER_IP"
+SERVER_IP=10.77.0.1
+T=300
+
+# pair NAME PORT ARGS...: vm0 serves, vm1 connects (retrying while the
+# server is not listening yet); both must exit 0 and print "bytes in".
+pair() {
+	local name=$1 port=$2 out rc tries=0
+	shift 2
+	out="$OUT/$name-$ROLE.txt"
+	log "$ROLE: ibv_rc_pingpong $* ($name)"
+	if [[ $ROLE == server ]]; then
+		timeout "$T" ibv_rc_pingpong -d omx0 -p "$port" "$@" >"$out" 2>&1 ||
+			{ cat "$out" >&2; fail "$name: server"; }
+	else
+		while :; do
+			rc=0
+			timeout "$T" ibv_rc_pingpong -d omx0 -p "$port" "$@" "$SERVER_IP" >"$out" 2>&1 || rc=$?
+			[[ $rc == 0 ]] && break
+			if ((++tries < 120)) && grep -qi "couldn't connect" "$out"; then
+				sleep 1
+				continue
+			fi
+			cat "$out" >&2
+			fail "$name: client (exit $rc)"
+		done
+	fi
+	expect_file_contains "$out" "bytes in" "$name $ROLE"
+	result "pp_${name}_$ROLE" "$(grep 'usec/iter' "$out" | tr -s ' ')"
+}
+
+pair default 18601 -g 0 -n 200
+pair events 18602 -g 0 -e -n 200
+pair checked-64k 18603 -g 0 -c -s 65536 -n 50
+pair new-send 18604 -g 0 -N -n 200
+pair ipv4-gid 18605 -g "$V4" -n 200
+ip neigh show | grep -q "$PEER_IP .*lladdr" || fail "no ARP entry for $PEER_IP"
+
+rdma link delete omx0
+timeout 60 rmmod rdma_omx || fail "rmmod rdma_omx"
