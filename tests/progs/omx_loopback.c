@@ -2,7 +2,7 @@
 /*
  * omx_loopback: RC traffic between QPs of one process on one device.
  *
- *   omx_loopback -d DEV [-n ITERS] [-s SIZE]
+ *   omx_loopback -d DEV [-n ITERS] [-s SIZE] [-w SECONDS] [-a TIMEOUT]
  *
  * Creates two RC QPs connected to each other and a third connected to
  * itself, all through GID index 0 of DEV (so every frame is addressed to
@@ -15,7 +15,10 @@
  * Every completion must be IBV_WC_SUCCESS with the expected opcode,
  * length and immediate, and every destination buffer must hold exactly
  * the pattern sent, with the bytes around it untouched.  Prints
- * "loopback ok: N rounds" and exits 0 on success.
+ * "loopback ok: N rounds" and exits 0 on success.  -w is how long to wait
+ * for one completion (default 30 s), -a the QPs' local ACK timeout
+ * exponent (default 14, 67 ms; slow runs such as valgrind under TCG need
+ * a larger one so RC's retry budget outlasts the pauses).
  */
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -35,6 +38,8 @@ static struct ibv_pd *pd;
 static struct ibv_cq *cq;
 static union ibv_gid gid;
 static size_t size = 4096;
+static double wait_s = 30;
+static uint8_t ack_timeout = 14;
 
 static void setup_buf(struct side *s)
 {
@@ -86,7 +91,7 @@ static void connect_to(struct side *s, uint32_t dest_qpn)
 			  IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
 		die("modify to RTR: %s", strerror(errno));
 	a.qp_state = IBV_QPS_RTS;
-	a.timeout = 14;
+	a.timeout = ack_timeout;
 	a.retry_cnt = 7;
 	a.rnr_retry = 7;
 	a.sq_psn = 1;
@@ -128,9 +133,9 @@ static struct ibv_wc wait_wc(uint64_t id, enum ibv_wc_opcode op)
 				die("too many unexpected completions");
 			early[nearly++] = wc;
 		}
-		if (now_s() - t0 > 30)
-			die("no completion for wr %llu after 30 s",
-			    (unsigned long long)id);
+		if (now_s() - t0 > wait_s)
+			die("no completion for wr %llu after %.0f s",
+			    (unsigned long long)id, wait_s);
 	}
 found:
 	if (wc.status != IBV_WC_SUCCESS)
@@ -233,13 +238,16 @@ int main(int argc, char **argv)
 	int opt;
 	const char *dev = NULL;
 
-	while ((opt = getopt(argc, argv, "d:n:s:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:n:s:w:a:")) != -1) {
 		switch (opt) {
 		case 'd': dev = optarg; break;
 		case 'n': iters = (unsigned int)atoi(optarg); break;
 		case 's': size = (size_t)atol(optarg); break;
+		case 'w': wait_s = atof(optarg); break;
+		case 'a': ack_timeout = (uint8_t)atoi(optarg); break;
 		default:
-			fprintf(stderr, "usage: %s -d DEV [-n N] [-s SIZE]\n",
+			fprintf(stderr,
+				"usage: %s -d DEV [-n N] [-s SIZE] [-w SECONDS] [-a TIMEOUT]\n",
 				argv[0]);
 			return 2;
 		}

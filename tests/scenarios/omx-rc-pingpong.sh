@@ -1,8 +1,9 @@
 #!/bin/bash
 # Debian's unmodified ibv_rc_pingpong over the omx provider: server in nsA
 # on omx0, client in nsB on omx1, joined by a veth pair. Default options,
-# completion events (-e), sizes 1 B .. 1 MiB (-s), a long run (-n) and an
-# IPv4 GID (-g N, resolved through the neighbour table).
+# completion events (-e), sizes 1 B .. 1 MiB (-s), 100000 iterations with
+# -e (no lost event) and an IPv4 GID (-g N, resolved through the neighbour
+# table).
 # Both sides must exit 0 and print "bytes in"; the usec/iter lines go to
 # /out/results.txt.
 set -euo pipefail
@@ -39,7 +40,7 @@ pingpong events 120 -e
 pingpong s1 120 -s 1
 pingpong s64k 240 -s 65536 -n 200
 pingpong s1m 300 -s 1048576 -n 20
-pingpong n10k-events 300 -n 10000 -e
+pingpong n100k-events 900 -n 100000 -e
 
 # IPv4 GIDs: ib_core adds each netdev address as an IPv4-mapped GID; the
 # provider resolves it to a MAC through the neighbour table (ARP in the

@@ -36,7 +36,7 @@ BPO=bookworm-backports
 BASE_PKGS=(
     busybox-static cpio kmod xz-utils coreutils util-linux procps iproute2 ethtool
     ibverbs-utils perftest rdma-core libibverbs-dev ibverbs-providers
-    clang libclang-dev gcc make shellcheck
+    clang libclang-dev gcc make shellcheck valgrind
 )
 
 is_installed() {
