@@ -14,7 +14,7 @@
 //! in `free_context`).
 //!
 //! Same device: a context that connects a QP to its own MAC address also
-//! opens a [`LoopbackTap`], which sees the frames this host sends to
+//! opens a loopback tap ([`PacketSocket::open_loopback`]), which sees the frames this host sends to
 //! itself (from other contexts, or from this context's own QPs, whose
 //! frames go out through the packet socket like any other); the receive
 //! pass and the progress thread watch it beside the packet socket.
@@ -56,7 +56,7 @@ use std::thread::JoinHandle;
 use omx_engine::Instant;
 use std::os::fd::AsFd;
 
-use omx_pktio::{LoopbackTap, PacketSocket, Waker};
+use omx_pktio::{PacketSocket, Waker};
 use omx_verbs::{Drive, Endpoint, FrameSink};
 
 use crate::errno::Errno;
@@ -150,7 +150,7 @@ pub struct Runtime {
     io: OnceLock<Io>,
     io_init: Mutex<()>,
     /// Opened by the first QP connected to our own MAC address.
-    tap: OnceLock<LoopbackTap>,
+    tap: OnceLock<PacketSocket>,
     cmd_fd: i32,
     stop: AtomicBool,
     /// Deadline (ns) the progress thread sleeps until; 0 while it runs.
@@ -250,13 +250,14 @@ impl Runtime {
         if self.tap.get().is_some() {
             return Ok(());
         }
-        let tap = LoopbackTap::open(self.netdev.ifindex, self.ep.endpoint).map_err(|e| {
-            log::notice(format_args!("same-device loopback: {e}"));
-            match e {
-                omx_pktio::OpenError::NoCapNetRaw => Errno::EPERM,
-                omx_pktio::OpenError::Io(_, e) => Errno(e.raw_os_error().unwrap_or(libc::EIO)),
-            }
-        })?;
+        let tap =
+            PacketSocket::open_loopback(self.netdev.ifindex, self.ep.endpoint).map_err(|e| {
+                log::notice(format_args!("same-device loopback: {e}"));
+                match e {
+                    omx_pktio::OpenError::NoCapNetRaw => Errno::EPERM,
+                    omx_pktio::OpenError::Io(_, e) => Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+                }
+            })?;
         let _ = self.tap.set(tap);
         // The progress thread may sleep on the old set of descriptors.
         if let Some(io) = self.io.get() {
@@ -317,12 +318,16 @@ impl Runtime {
         });
         // Same-device frames, under the same receiver guard (one thread
         // receives at a time, frames in arrival order per socket).
-        let m = self.tap.get().map_or(0, |tap| {
-            tap.recv_batch(RX_BUDGET, |frame| {
-                let now = self.now();
-                d = d.merge(self.ep.handle_frame(now, frame, &io.sock));
-            })
-        });
+        let m = self
+            .tap
+            .get()
+            .and_then(|tap| tap.receiver())
+            .map_or(0, |mut tap| {
+                tap.recv_batch(RX_BUDGET, |frame| {
+                    let now = self.now();
+                    d = d.merge(self.ep.handle_frame(now, frame, &io.sock));
+                })
+            });
         self.rx_frames.fetch_add((n + m) as u64, Relaxed);
         d
     }

@@ -137,7 +137,7 @@ pub fn steering_filter(endpoint: u32) -> [Insn; FILTER_LEN] {
 /// Length of [`loopback_filter`].
 pub const LOOPBACK_FILTER_LEN: usize = 20;
 
-/// The filter of a [`LoopbackTap`] (docs/wire.md §8): frames this host
+/// The filter of the loopback tap ([`PacketSocket::open_loopback`]) (docs/wire.md §8): frames this host
 /// sends to its own MAC address (destination = source MAC) that carry our
 /// endpoint, seen on their way out. It ends with [`steering_filter`]'s
 /// EtherType, type and endpoint tests; their jumps are relative to the
@@ -358,11 +358,40 @@ impl PacketSocket {
 
     /// [`PacketSocket::open`] with a choice of receive path.
     pub fn open_with(ifindex: u32, endpoint: u32, mode: RxMode) -> Result<Self, OpenError> {
-        let fd = new_raw(&steering_filter(endpoint))?;
+        Self::open_filtered(ifindex, &steering_filter(endpoint), ETHERTYPE, mode)
+    }
+
+    /// The loopback tap of `endpoint` on `ifindex`: a socket that sees
+    /// this host's own frames to its own MAC address on their way out
+    /// ([`loopback_filter`]), how two processes, or two QPs of one process,
+    /// on the same device reach each other. The packet socket never sees
+    /// outgoing frames (it is bound to the Open-MX EtherType, and the
+    /// kernel shows outgoing frames only to `ETH_P_ALL` sockets), so the
+    /// tap is a second socket, opened only by contexts that connect a QP to
+    /// their own MAC address: only they pay for an `ETH_P_ALL` tap on the
+    /// netdev. It receives like the packet socket (ring, single consumer).
+    pub fn open_loopback(ifindex: u32, endpoint: u32) -> Result<Self, OpenError> {
+        Self::open_filtered(
+            ifindex,
+            &loopback_filter(endpoint),
+            ETH_P_ALL,
+            RxMode::Ring(RingConfig::DEFAULT),
+        )
+    }
+
+    fn open_filtered(
+        ifindex: u32,
+        filter: &[Insn],
+        proto: u16,
+        mode: RxMode,
+    ) -> Result<Self, OpenError> {
+        let fd = new_raw(filter)?;
         let raw = fd.as_raw_fd();
-        let one: libc::c_int = 1;
-        // Best effort: the BPF packet-type test covers older kernels.
-        let _ = setsockopt(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one);
+        if proto == ETHERTYPE {
+            let one: libc::c_int = 1;
+            // Best effort: the BPF packet-type test covers older kernels.
+            let _ = setsockopt(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one);
+        }
         // The ring before bind(): from bind() on frames arrive, and any
         // queued before the ring would sit in the socket's ordinary queue
         // and keep ppoll() reporting it readable.
@@ -379,7 +408,7 @@ impl PacketSocket {
                 RxKind::Copy,
             ),
         };
-        bind_raw(&fd, ifindex, ETHERTYPE)?;
+        bind_raw(&fd, ifindex, proto)?;
         Ok(PacketSocket {
             fd,
             rx: Mutex::new(rx),
@@ -416,59 +445,6 @@ impl PacketSocket {
 }
 
 impl AsFd for PacketSocket {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
-/// A socket that sees this host's own frames to its own MAC address on
-/// their way out ([`loopback_filter`]): how two processes, or two QPs of
-/// one process, on the same device reach each other. A [`PacketSocket`]
-/// never sees outgoing frames (it is bound to the Open-MX EtherType, and
-/// the kernel shows outgoing frames only to `ETH_P_ALL` sockets), so the
-/// tap is a second socket, opened only by contexts that connect a QP to
-/// their own MAC address: only they pay for an `ETH_P_ALL` tap on the
-/// netdev. It receives with one `recv()` per frame (same-device traffic
-/// is the less common case); like the packet socket's, its receive side
-/// is single-consumer, behind a try-lock.
-#[derive(Debug)]
-pub struct LoopbackTap {
-    fd: OwnedFd,
-    buf: Mutex<Box<[u8]>>,
-}
-
-impl LoopbackTap {
-    /// Opens the tap for `endpoint` on `ifindex`.
-    pub fn open(ifindex: u32, endpoint: u32) -> Result<Self, OpenError> {
-        let fd = new_raw(&loopback_filter(endpoint))?;
-        bind_raw(&fd, ifindex, ETH_P_ALL)?;
-        Ok(LoopbackTap {
-            fd,
-            buf: Mutex::new(vec![0u8; COPY_BUF].into_boxed_slice()),
-        })
-    }
-
-    /// As [`Receiver::recv_batch`]; returns 0 at once while another thread
-    /// receives from the tap.
-    pub fn recv_batch(&self, budget: usize, mut f: impl FnMut(&[u8])) -> usize {
-        let mut buf = match self.buf.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return 0,
-        };
-        let mut n = 0;
-        while n < budget {
-            let Some(len) = recv_copy(self.fd.as_raw_fd(), &mut buf) else {
-                break;
-            };
-            f(&buf[..len]);
-            n += 1;
-        }
-        n
-    }
-}
-
-impl AsFd for LoopbackTap {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -736,7 +712,7 @@ mod tests {
     /// CAP_NET_RAW.
     #[test]
     fn kernel_shows_the_tap_our_own_frames() {
-        let (s, tap) = match (PacketSocket::open(1, 7), LoopbackTap::open(1, 7)) {
+        let (s, tap) = match (PacketSocket::open(1, 7), PacketSocket::open_loopback(1, 7)) {
             (Ok(s), Ok(t)) => (s, t),
             _ => {
                 eprintln!("skipped: no AF_PACKET socket here");
@@ -753,13 +729,17 @@ mod tests {
         let mut got = Vec::new();
         for _ in 0..20 {
             w.wait_on(&[tap.as_fd()], 50_000_000);
-            tap.recv_batch(64, |f| got.push(f.to_vec()));
+            tap.receiver()
+                .unwrap()
+                .recv_batch(64, |f| got.push(f.to_vec()));
             if !got.is_empty() {
                 break;
             }
         }
         w.wait_on(&[tap.as_fd()], 50_000_000);
-        tap.recv_batch(64, |f| got.push(f.to_vec()));
+        tap.receiver()
+            .unwrap()
+            .recv_batch(64, |f| got.push(f.to_vec()));
         assert_eq!(got.len(), 1, "exactly our frame, once");
         assert_eq!(got[0][59], 0xaa);
     }

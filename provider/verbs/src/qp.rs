@@ -11,6 +11,9 @@
 //! the non-blocking transmit (never across a blocking call), and while the
 //! MR table's read lock and the CQ ring locks are taken inside it. Lock
 //! order: endpoint demux (read) → QP → MR table (read) → CQ ring.
+//! `deadline` is an atomic copy of the engine's next timer deadline,
+//! written only under `inner` (at the end of every drive) and read without
+//! it by the timer pass, which then try-locks a due QP and re-checks.
 //!
 //! Buffer ownership: `tx` is the one transmit buffer of this QP (the
 //! engine writes a frame into it, the sink copies it to the kernel before
