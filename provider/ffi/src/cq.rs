@@ -19,7 +19,7 @@
 //! it. `start_poll`/`next_poll` move one completion out of the ring into
 //! [`OmxCq::cur`], where the `ibv_wc_read_*` functions find it; with
 //! IBV_WC_EX_WITH_COMPLETION_TIMESTAMP the ring stamps each completion with
-//! [`completion_clock_ns`] (CLOCK_MONOTONIC, ns; the kernel module reports
+//! [`crate::clock::precise_ns`] (CLOCK_MONOTONIC, ns; the kernel module reports
 //! `hca_core_clock` 1 GHz and a 64-bit `completion_timestamp_mask`).
 //!
 //! Locks: the ring's own mutex (see omx-verbs-objects); `cur`, a leaf
@@ -137,21 +137,6 @@ unsafe fn attach_ring(cq: *mut OmxCq, cqe: usize, clock: Option<fn() -> u64>) {
     c.cq = Some(ring);
 }
 
-/// The completion clock: CLOCK_MONOTONIC in nanoseconds (what
-/// `hca_core_clock` = 1 GHz describes).
-pub fn completion_clock_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a live, writable timespec; CLOCK_MONOTONIC always
-    // exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
-}
-
 /// wc_flags `ibv_create_cq_ex` accepts: the standard fields and the
 /// completion timestamp (no CVLAN, flow tag, tag matching or wall clock).
 pub const SUPPORTED_WC_FLAGS: u64 =
@@ -213,7 +198,7 @@ fn create_ex(
     }
     let stamp = attr.wc_flags & u64::from(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP) != 0;
     let clock: Option<fn() -> u64> = if stamp {
-        Some(completion_clock_ns)
+        Some(crate::clock::precise_ns)
     } else {
         None
     };
@@ -678,7 +663,7 @@ mod tests {
     #[test]
     fn cq_ex_polls_and_reads_the_current_completion() {
         let mut o = Box::new(OmxCq::new(None));
-        let ring = Arc::new(Cq::with_clock(1, 8, Some(completion_clock_ns)));
+        let ring = Arc::new(Cq::with_clock(1, 8, Some(crate::clock::precise_ns)));
         o.cq = Some(ring.clone());
         // SAFETY: the zeroed union is a valid ibv_cq_ex.
         set_ex_ops(unsafe { &mut o.vcq.__bindgen_anon_1.cq_ex });

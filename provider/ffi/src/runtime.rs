@@ -67,11 +67,18 @@ const RX_BUDGET: usize = 256;
 /// Consecutive empty `poll_cq` calls after which an application thread
 /// counts as busy-polling.
 const SPIN_STREAK: u32 = 16;
-/// While an application thread busy-polled within this window, the
-/// progress thread leaves the socket to it and only wakes for timers,
-/// events, or to check again after the window (so a process that stops
-/// polling has its frames handled at most this late).
-const SPIN_WINDOW_NS: u64 = 2_000_000;
+/// While an application thread busy-polls, the progress thread leaves the
+/// socket to it and checks again after this long (real time, not the
+/// coarse engine clock): if the application busy-polled during the last
+/// window it keeps away for another one, else it receives and watches the
+/// socket again. A process that stops polling (a passive RDMA target
+/// spinning on memory) has its frames handled one to two windows late;
+/// a shorter window costs the busy-poller a wake-up of this thread per
+/// window (about 250 us of a vCPU under TCG, see docs/benchmarks.md).
+const SPIN_WINDOW_NS: u64 = 1_000_000;
+/// How long the progress thread leaves the socket alone after it found
+/// another thread receiving.
+const CONTENDED_RETRY_NS: u64 = 100_000;
 /// Longest sleep of an idle progress thread (a safety net only).
 const MAX_SLEEP_NS: u64 = 1_000_000_000;
 /// Longest sleep of the progress thread while the context is active.
@@ -157,13 +164,18 @@ pub struct Runtime {
     sleep_until: AtomicU64,
     /// Earliest deadline (ns) published by application threads.
     hint: AtomicU64,
-    base: std::time::Instant,
+    /// [`crate::clock::engine_ns`] when the runtime started.
+    base: u64,
+    /// [`crate::clock::engine_resolution_ns`].
+    resolution: u64,
     rx_frames: AtomicU64,
     /// Diagnostics: progress-thread loop passes and the frames it took.
     progress_passes: AtomicU64,
     progress_frames: AtomicU64,
     spin_streak: AtomicU32,
-    last_spin: AtomicU64,
+    /// An application thread busy-polled since the progress thread last
+    /// looked (set by `app_polled`, taken by the progress thread).
+    spinning: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -179,12 +191,13 @@ impl Runtime {
             stop: AtomicBool::new(false),
             sleep_until: AtomicU64::new(0),
             hint: AtomicU64::new(u64::MAX),
-            base: std::time::Instant::now(),
+            base: crate::clock::engine_ns(),
+            resolution: crate::clock::engine_resolution_ns(),
             rx_frames: AtomicU64::new(0),
             progress_passes: AtomicU64::new(0),
             progress_frames: AtomicU64::new(0),
             spin_streak: AtomicU32::new(0),
-            last_spin: AtomicU64::new(0),
+            spinning: AtomicBool::new(false),
             thread: Mutex::new(None),
         })
     }
@@ -266,9 +279,10 @@ impl Runtime {
         Ok(())
     }
 
-    /// Engine time: nanoseconds since the runtime started.
+    /// Engine time: nanoseconds since the runtime started, on the coarse
+    /// engine clock ([`crate::clock::engine_ns`]).
     pub fn now(&self) -> Instant {
-        Instant::from_nanos(self.base.elapsed().as_nanos() as u64 + 1)
+        Instant::from_nanos(crate::clock::engine_ns().saturating_sub(self.base) + 1)
     }
 
     /// Stops and joins the progress thread (free_context).
@@ -305,12 +319,15 @@ impl Runtime {
     /// Receives and handles about [`RX_BUDGET`] frames (straight from the
     /// ring, no copy), unless another thread is receiving right now.
     pub fn poll_rx(&self) -> Drive {
+        self.try_rx().unwrap_or_default()
+    }
+
+    /// [`Runtime::poll_rx`], or `None` if another thread was receiving.
+    fn try_rx(&self) -> Option<Drive> {
         let Some(io) = self.io.get() else {
-            return Drive::default();
+            return Some(Drive::default());
         };
-        let Some(mut rx) = io.sock.receiver() else {
-            return Drive::default();
-        };
+        let mut rx = io.sock.receiver()?;
         let mut d = Drive::default();
         let n = rx.recv_batch(RX_BUDGET, |frame| {
             let now = self.now();
@@ -329,7 +346,7 @@ impl Runtime {
                 })
             });
         self.rx_frames.fetch_add((n + m) as u64, Relaxed);
-        d
+        Some(d)
     }
 
     /// `poll_cq` reports whether it found completions: a run of empty polls
@@ -339,8 +356,10 @@ impl Runtime {
             if self.spin_streak.load(Relaxed) != 0 {
                 self.spin_streak.store(0, Relaxed);
             }
-        } else if self.spin_streak.fetch_add(1, Relaxed) + 1 >= SPIN_STREAK {
-            self.last_spin.store(self.now().as_nanos(), Relaxed);
+        } else if self.spin_streak.fetch_add(1, Relaxed) + 1 >= SPIN_STREAK
+            && !self.spinning.load(Relaxed)
+        {
+            self.spinning.store(true, Relaxed);
         }
     }
 
@@ -375,17 +394,20 @@ impl Runtime {
         let mut last_active = 0u64;
         let mut seen_frames = 0u64;
         while !self.stop.load(SeqCst) {
-            let now = self.now().as_nanos();
-            let spin = self.last_spin.load(Relaxed);
             // While an application thread busy-polls, it receives: this
             // thread keeps away from the socket (and from the QP locks a
             // receive pass takes), so it is never the one that holds the
-            // frames while the scheduler runs someone else.
-            let app_receives = spin != 0 && now.saturating_sub(spin) < SPIN_WINDOW_NS;
+            // frames while the scheduler runs someone else, and a frame
+            // the application is about to take does not wake it.
+            let app_receives = self.spinning.swap(false, Relaxed);
             let mut d = self.run_timers();
+            let mut contended = false;
             if !app_receives {
                 let before = self.rx_frames.load(Relaxed);
-                d = d.merge(self.poll_rx());
+                match self.try_rx() {
+                    Some(r) => d = d.merge(r),
+                    None => contended = true,
+                }
                 let took = self.rx_frames.load(Relaxed) - before;
                 self.progress_frames.fetch_add(took, Relaxed);
             }
@@ -403,10 +425,6 @@ impl Runtime {
                 MAX_SLEEP_NS
             };
             let mut until = d.deadline.map_or(u64::MAX, |t| t.as_nanos());
-            if app_receives {
-                // Check again when the window ends.
-                until = until.min(spin.saturating_add(SPIN_WINDOW_NS));
-            }
             until = until.min(now.saturating_add(cap));
             self.sleep_until.store(until.max(1), SeqCst);
             let hint = self.hint.swap(u64::MAX, SeqCst);
@@ -418,9 +436,17 @@ impl Runtime {
                 break;
             }
             if until > now {
-                let ns = until - now;
+                // The deadline is on the coarse engine clock: it is seen as
+                // due only once the clock ticked past it.
+                let ns = (until - now).max(self.resolution);
                 if app_receives {
-                    io.waker.wait(ns);
+                    // Check again when the window ends.
+                    io.waker.wait(ns.min(SPIN_WINDOW_NS));
+                } else if contended {
+                    // An application thread is receiving right now: the
+                    // frames are its; the socket stays readable until it
+                    // took them, so watching it would spin.
+                    io.waker.wait(ns.min(CONTENDED_RETRY_NS));
                 } else if let Some(tap) = self.tap.get() {
                     io.waker.wait_on(&[io.sock.as_fd(), tap.as_fd()], ns);
                 } else {
