@@ -183,8 +183,8 @@ impl Node {
 
     fn note(&mut self, d: Drive) {
         self.next_timer = Drive {
-            notify: false,
             deadline: self.next_timer,
+            ..Drive::default()
         }
         .merge(d)
         .deadline;

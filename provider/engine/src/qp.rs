@@ -410,6 +410,12 @@ impl RcQp {
         self.ctx.sq_retired_silently = 0;
     }
 
+    /// Some posted WR (send or receive) has not completed yet: the
+    /// application has a reason to poll a CQ of this QP.
+    pub fn work_pending(&self) -> bool {
+        self.sq_outstanding != 0 || self.rq_outstanding != 0
+    }
+
     /// How many more send WRs [`RcQp::post_send`] would accept now (0 in
     /// RESET, where posting is refused).
     pub fn sq_free(&self) -> u32 {

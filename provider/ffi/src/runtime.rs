@@ -25,9 +25,10 @@
 //! packet socket and the waker eventfd with a timeout = the nearest engine
 //! deadline, then receives, runs timers, and issues OMX_METHOD_CQ_NOTIFY
 //! for every CQ with a pending event (only it ever issues that ioctl).
-//! While an application thread busy-polls (a run of empty `poll_cq`), the
-//! progress thread stops watching the socket for short windows and leaves
-//! reception to it.
+//! While an application thread busy-polls (a run of empty `poll_cq`) for
+//! WRs still pending, the progress thread stops watching the socket for
+//! short windows and leaves reception to it; the thread that completes the
+//! context's last pending WR wakes it back to the socket.
 //!
 //! Locks: the packet socket's receive side (a TPACKET ring, single
 //! consumer) is only ever taken with a try-lock
@@ -176,6 +177,11 @@ pub struct Runtime {
     /// An application thread busy-polled since the progress thread last
     /// looked (set by `app_polled`, taken by the progress thread).
     spinning: AtomicBool,
+    /// The progress thread sleeps without watching the socket because an
+    /// application thread busy-polls for pending work; an application
+    /// thread whose drive completed the endpoint's last pending WR wakes it
+    /// (see `after_drive`).
+    blind: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -198,6 +204,7 @@ impl Runtime {
             progress_frames: AtomicU64::new(0),
             spin_streak: AtomicU32::new(0),
             spinning: AtomicBool::new(false),
+            blind: AtomicBool::new(false),
             thread: Mutex::new(None),
         })
     }
@@ -299,6 +306,16 @@ impl Runtime {
 
     /// Called by application threads after they drove a QP.
     pub fn after_drive(&self, d: Drive) {
+        // The last pending WR completed: this thread has nothing left to
+        // busy-poll for, so frames that still come (a passive RDMA
+        // target's) need the progress thread, which may be sleeping away
+        // from the socket. SeqCst: pairs with the progress thread's store
+        // of `blind` before it reads `work_pending`.
+        if d.idle && self.blind.load(SeqCst) {
+            if let Some(io) = self.io.get() {
+                io.waker.wake();
+            }
+        }
         let t = if d.notify {
             0
         } else {
@@ -399,7 +416,19 @@ impl Runtime {
             // receive pass takes), so it is never the one that holds the
             // frames while the scheduler runs someone else, and a frame
             // the application is about to take does not wake it.
-            let app_receives = self.spinning.swap(false, Relaxed);
+            //
+            // Only while it has WRs pending, though: once they completed it
+            // has nothing to poll for (a passive RDMA target spins on
+            // memory), and frames must not wait for the window. `blind` is
+            // stored before `work_pending` is read, and an application
+            // thread reads `blind` after it made the endpoint idle, so one
+            // of the two sees the other (`after_drive`).
+            let spun = self.spinning.swap(false, Relaxed);
+            self.blind.store(spun, SeqCst);
+            let app_receives = spun && self.ep.work_pending();
+            if spun && !app_receives {
+                self.blind.store(false, SeqCst);
+            }
             let mut d = self.run_timers();
             let mut contended = false;
             if !app_receives {
@@ -454,6 +483,7 @@ impl Runtime {
                 }
             }
             self.sleep_until.store(0, SeqCst);
+            self.blind.store(false, SeqCst);
         }
         // A last pass so events of completions made during shutdown are
         // not lost.

@@ -7,7 +7,7 @@
 //! `ibv_destroy_cq` only while a QP still holds it, which the kernel
 //! forbids (EBUSY), so in practice it goes with the ffi object.
 //!
-//! Locks: `ring` (a `Mutex`) guards the entries; it is a leaf lock (taken
+//! Locks: `ring` (a spin lock, [`crate::lock`]) guards the entries; it is a leaf lock (taken
 //! under a QP lock by the drivers, alone by `poll`). `armed` and
 //! `notify_pending` are atomics.
 //!
@@ -19,8 +19,8 @@
 //! `armed`, so one arm yields exactly one pending notification, which the
 //! progress thread turns into the kernel event ([`Cq::take_notify`]).
 
+use crate::lock::{SpinGuard, SpinLock};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Mutex;
 
 use omx_engine::{WcStatus, WorkCompletion};
 
@@ -49,7 +49,7 @@ pub struct Cq {
     /// Stamps each completion as it is pushed (`ibv_create_cq_ex` with
     /// IBV_WC_EX_WITH_COMPLETION_TIMESTAMP).
     clock: Option<fn() -> u64>,
-    ring: Mutex<Ring>,
+    ring: SpinLock<Ring>,
     armed: AtomicU32,
     notify_pending: AtomicBool,
 }
@@ -66,7 +66,7 @@ impl Cq {
         Cq {
             handle,
             clock,
-            ring: Mutex::new(Ring {
+            ring: SpinLock::new(Ring {
                 buf: vec![None; cap].into_boxed_slice(),
                 ts: vec![0; if clock.is_some() { cap } else { 0 }].into_boxed_slice(),
                 head: 0,
@@ -83,8 +83,8 @@ impl Cq {
         self.lock().buf.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
-        self.ring.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> SpinGuard<'_, Ring> {
+        self.ring.lock()
     }
 
     /// Adds a completion. Returns true if it made an event pending (the

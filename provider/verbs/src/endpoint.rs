@@ -15,6 +15,7 @@
 //! thread never waits for an application thread and never holds a QP lock
 //! it has no work under.
 
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::{Arc, RwLock};
 
 use omx_engine::Instant;
@@ -38,6 +39,9 @@ pub struct Drive {
     pub notify: bool,
     /// Earliest timer deadline of the QPs driven.
     pub deadline: Option<Instant>,
+    /// This drive completed the last posted WR of the endpoint: no QP has
+    /// work pending any more ([`Endpoint::work_pending`]).
+    pub idle: bool,
 }
 
 impl Drive {
@@ -49,6 +53,7 @@ impl Drive {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             },
+            idle: self.idle || o.idle,
         }
     }
 }
@@ -62,6 +67,8 @@ pub struct Endpoint {
     pub mrs: MrTable,
     qps: RwLock<Vec<Option<Arc<Qp>>>>,
     cqs: RwLock<Vec<Arc<Cq>>>,
+    /// QPs whose `pending` is set.
+    busy_qps: AtomicU32,
 }
 
 impl Endpoint {
@@ -72,6 +79,7 @@ impl Endpoint {
             mrs: MrTable::new(),
             qps: RwLock::new(vec![None; SLOTS]),
             cqs: RwLock::new(Vec::new()),
+            busy_qps: AtomicU32::new(0),
         }
     }
 
@@ -86,11 +94,20 @@ impl Endpoint {
     pub fn remove_qp(&self, qpn: omx_wire::Qpn) -> Option<Arc<Qp>> {
         let mut v = self.qps.write().unwrap_or_else(|p| p.into_inner());
         let e = &mut v[qpn.slot() as usize];
-        if e.as_ref().is_some_and(|q| q.qpn == qpn) {
-            e.take()
-        } else {
-            None
+        if !e.as_ref().is_some_and(|q| q.qpn == qpn) {
+            return None;
         }
+        let qp = e.take()?;
+        drop(v);
+        // Under the QP lock, as drive writes it; a QP out of the demux is
+        // no longer counted (the application destroys it: its WRs are not
+        // waited for).
+        let _g = qp.lock();
+        if qp.pending.swap(false, SeqCst) {
+            self.busy_qps.fetch_sub(1, SeqCst);
+        }
+        drop(_g);
+        Some(qp)
     }
 
     /// The QP a frame for `qpn` goes to, if it is ours.
@@ -153,7 +170,31 @@ impl Endpoint {
         }
         let deadline = rc.poll_timeout();
         qp.set_deadline(deadline.map_or(u64::MAX, |t| t.as_nanos()));
-        Drive { notify, deadline }
+        let mut idle = false;
+        let pending = rc.work_pending();
+        if qp.pending.load(SeqCst) != pending {
+            qp.pending.store(pending, SeqCst);
+            if pending {
+                self.busy_qps.fetch_add(1, SeqCst);
+            } else {
+                idle = self.busy_qps.fetch_sub(1, SeqCst) == 1;
+            }
+        }
+        Drive {
+            notify,
+            deadline,
+            idle,
+        }
+    }
+
+    /// Some QP of the endpoint has posted WRs that have not completed: an
+    /// application thread that busy-polls a CQ is waiting for them. When
+    /// none has, a busy-polling thread has nothing to wait for, and frames
+    /// that still arrive (a passive RDMA target's) are the progress
+    /// thread's to handle. SeqCst, paired with the progress thread's own
+    /// SeqCst flag (see the ffi runtime).
+    pub fn work_pending(&self) -> bool {
+        self.busy_qps.load(SeqCst) != 0
     }
 
     /// One received frame. Frames for no QP of ours are dropped (counted
@@ -189,15 +230,15 @@ impl Endpoint {
             }
             if t > now.as_nanos() {
                 d = d.merge(Drive {
-                    notify: false,
                     deadline: Some(Instant::from_nanos(t)),
+                    ..Drive::default()
                 });
                 continue;
             }
             let Some(mut g) = qp.try_lock() else {
                 d = d.merge(Drive {
-                    notify: false,
                     deadline: Some(Instant::from_nanos(now.as_nanos() + TIMER_RETRY_NS)),
+                    ..Drive::default()
                 });
                 continue;
             };
@@ -393,6 +434,80 @@ mod tests {
         assert_eq!(&dst[..5], b"hello");
         assert_eq!(qa.send_cq.poll(&mut out), 2);
         assert_eq!([out[0].wr_id, out[1].wr_id], [10, 11]);
+    }
+
+    #[test]
+    fn work_pending_follows_posted_wrs_and_the_last_completion_reports_idle() {
+        let a = Endpoint::new(1);
+        let b = Endpoint::new(2);
+        let qa = connect(&a, 1 << 12, 2 << 12);
+        let qb = connect(&b, 2 << 12, 1 << 12);
+        let mut buf = vec![0u8; 64];
+        for ep in [&a, &b] {
+            ep.mrs.insert(MrEntry {
+                lkey: 0x100,
+                rkey: 0x100,
+                pd: 9,
+                addr: buf.as_mut_ptr() as u64,
+                va: buf.as_mut_ptr() as u64,
+                len: 64,
+                access: ACCESS_LOCAL_WRITE,
+            });
+        }
+        let (wa, wb) = (Wire::default(), Wire::default());
+        assert!(!a.work_pending() && !b.work_pending());
+        {
+            let mut g = qb.lock();
+            g.post_recv(RecvWr {
+                wr_id: 1,
+                sg: SgList::single(buf.as_mut_ptr() as u64, 64, 0x100),
+            })
+            .unwrap();
+            assert!(!b.drive(&qb, &mut g, Instant::ZERO, &wb).idle);
+        }
+        assert!(b.work_pending(), "a posted receive is pending work");
+        {
+            let mut g = qa.lock();
+            g.post_send(SendWr {
+                wr_id: 2,
+                op: SendOp::Send,
+                sg: SgList::single(buf.as_ptr() as u64, 8, 0x100),
+                signaled: true,
+                solicited: false,
+            })
+            .unwrap();
+            assert!(!a.drive(&qa, &mut g, Instant::ZERO, &wa).idle);
+        }
+        assert!(a.work_pending());
+        // The SEND reaches b: its receive completes, b has nothing left.
+        let mut idle_b = false;
+        for f in wa.0.borrow_mut().drain(..) {
+            idle_b |= b.handle_frame(Instant::ZERO, &f, &wb).idle;
+        }
+        assert!(idle_b && !b.work_pending());
+        // The ACK reaches a: its send completes, exactly one drive says so.
+        let mut idle_a = 0;
+        for f in wb.0.borrow_mut().drain(..) {
+            idle_a += usize::from(a.handle_frame(Instant::ZERO, &f, &wa).idle);
+        }
+        assert_eq!(idle_a, 1);
+        assert!(!a.work_pending());
+        // A QP removed with work pending no longer counts.
+        {
+            let mut g = qa.lock();
+            g.post_send(SendWr {
+                wr_id: 3,
+                op: SendOp::Send,
+                sg: SgList::single(buf.as_ptr() as u64, 8, 0x100),
+                signaled: true,
+                solicited: false,
+            })
+            .unwrap();
+            a.drive(&qa, &mut g, Instant::ZERO, &wa);
+        }
+        assert!(a.work_pending());
+        assert!(a.remove_qp(qa.qpn).is_some());
+        assert!(!a.work_pending());
     }
 
     #[test]

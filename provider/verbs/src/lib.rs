@@ -20,6 +20,7 @@
 pub mod addr;
 pub mod cq;
 pub mod endpoint;
+pub mod lock;
 pub mod mr;
 pub mod qp;
 

@@ -6,7 +6,7 @@
 //! thread that took it out of the demux table to feed it a frame or a
 //! timeout. A QP holds `Arc`s of its CQs.
 //!
-//! Locks: `inner` (a `Mutex`) serialises every engine call on this QP, as
+//! Locks: `inner` (a spin lock, [`crate::lock`]) serialises every engine call on this QP, as
 //! the engine requires. It is held while frames are built and handed to
 //! the non-blocking transmit (never across a blocking call), and while the
 //! MR table's read lock and the CQ ring locks are taken inside it. Lock
@@ -14,6 +14,8 @@
 //! `deadline` is an atomic copy of the engine's next timer deadline,
 //! written only under `inner` (at the end of every drive) and read without
 //! it by the timer pass, which then try-locks a due QP and re-checks.
+//! `pending` (the engine has WRs not completed) is likewise written only
+//! under `inner`, by drive and by the endpoint's `remove_qp`.
 //!
 //! Buffer ownership: `tx` is the one transmit buffer of this QP (the
 //! engine writes a frame into it, the sink copies it to the kernel before
@@ -25,8 +27,10 @@
 //! acknowledged, so a slot is never reused while its data may still be
 //! (re)transmitted.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::lock::{SpinGuard, SpinLock};
 
 use omx_engine::{ModifyError, PostError, QpAttr, QpConfig, RcQp, RecvWr, SendWr, SgList};
 use omx_wire::Qpn;
@@ -62,11 +66,15 @@ pub struct Qp {
     pub recv_cq: Arc<Cq>,
     /// `sq_sig_all`.
     pub sq_sig_all: bool,
-    inner: Mutex<QpInner>,
+    inner: SpinLock<QpInner>,
     /// The engine's next timer deadline (ns, `u64::MAX` = none), stored by
     /// whoever drove the QP last, so the timer pass finds due QPs without
     /// taking every QP's lock.
     deadline: AtomicU64,
+    /// Whether the engine has posted WRs not completed yet, as the last
+    /// drive saw it (a hint for the progress thread, see
+    /// [`crate::Endpoint::work_pending`]).
+    pub(crate) pending: AtomicBool,
 }
 
 /// The state behind the QP lock.
@@ -101,7 +109,8 @@ impl Qp {
             recv_cq,
             sq_sig_all,
             deadline: AtomicU64::new(u64::MAX),
-            inner: Mutex::new(QpInner {
+            pending: AtomicBool::new(false),
+            inner: SpinLock::new(QpInner {
                 rc: RcQp::new(cfg),
                 tx: vec![0u8; omx_wire::max_frame_len(MAX_PATH_MTU)].into_boxed_slice(),
                 inline: vec![0u8; sq as usize * MAX_INLINE_DATA as usize].into_boxed_slice(),
@@ -123,16 +132,13 @@ impl Qp {
     }
 
     /// The QP lock if it is free now.
-    pub fn try_lock(&self) -> Option<MutexGuard<'_, QpInner>> {
-        match self.inner.try_lock() {
-            Ok(g) => Some(g),
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
+    pub fn try_lock(&self) -> Option<SpinGuard<'_, QpInner>> {
+        self.inner.try_lock()
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, QpInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    /// Takes the QP lock (a spin lock: see [`crate::lock`]).
+    pub fn lock(&self) -> SpinGuard<'_, QpInner> {
+        self.inner.lock()
     }
 }
 
