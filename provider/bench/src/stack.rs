@@ -182,12 +182,11 @@ impl Node {
     }
 
     fn note(&mut self, d: Drive) {
-        self.next_timer = Drive {
-            deadline: self.next_timer,
-            ..Drive::default()
+        self.next_timer = match self.next_timer {
+            Some(t) => Drive::at(t).merge(d),
+            None => d,
         }
-        .merge(d)
-        .deadline;
+        .deadline();
     }
 
     /// One receive pass and the timers that are due: what `poll_cq` and
@@ -204,7 +203,7 @@ impl Node {
         self.note(d);
         let now = self.now();
         if self.next_timer.is_some_and(|t| t <= now) {
-            self.next_timer = self.ep.handle_timeouts(now, &self.sock).deadline;
+            self.next_timer = self.ep.handle_timeouts(now, &self.sock).deadline();
         }
     }
 
