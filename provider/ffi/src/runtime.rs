@@ -141,6 +141,12 @@ impl FrameSink for Sink<'_> {
             s.send(frame);
         }
     }
+
+    fn send_batch(&self, frames: &[&[u8]]) {
+        if let Some(s) = self.0 {
+            s.send_batch(frames);
+        }
+    }
 }
 
 /// Where the context's netdev is.

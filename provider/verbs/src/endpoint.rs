@@ -22,7 +22,7 @@ use omx_engine::Instant;
 
 use crate::cq::Cq;
 use crate::mr::MrTable;
-use crate::qp::{Qp, QpInner};
+use crate::qp::{Qp, QpInner, TX_BATCH, TX_SLOT};
 use crate::FrameSink;
 
 /// How soon the timer pass looks again at a due QP it found locked.
@@ -178,9 +178,27 @@ impl Endpoint {
             inline,
             ..
         } = g;
-        self.mrs.with_pd(qp.pd, inline, |mem| {
-            while let Some(t) = rc.poll_transmit(now, buf, mem) {
-                tx.send(&buf[..t.len]);
+        self.mrs.with_pd(qp.pd, inline, |mem| loop {
+            // Fill up to TX_BATCH slots, then send them in one batch.
+            let mut lens = [0usize; TX_BATCH];
+            let mut n = 0;
+            for (slot, len) in buf.chunks_exact_mut(TX_SLOT).zip(lens.iter_mut()) {
+                match rc.poll_transmit(now, slot, mem) {
+                    Some(t) => *len = t.len,
+                    None => break,
+                }
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            let mut frames: [&[u8]; TX_BATCH] = [&[]; TX_BATCH];
+            for ((f, slot), len) in frames.iter_mut().zip(buf.chunks_exact(TX_SLOT)).zip(lens) {
+                *f = &slot[..len];
+            }
+            tx.send_batch(&frames[..n]);
+            if n < TX_BATCH {
+                break;
             }
         });
         let mut notify = false;

@@ -35,4 +35,13 @@ pub trait FrameSink {
     /// Sends one complete frame without blocking. A frame that cannot be
     /// sent now is dropped: the engine retransmits it.
     fn send(&self, frame: &[u8]);
+
+    /// Sends frames in this order, without blocking, in as few system
+    /// calls as the sink can (packet I/O: one `sendmmsg`). Frames that
+    /// cannot be sent now are dropped, as with [`FrameSink::send`].
+    fn send_batch(&self, frames: &[&[u8]]) {
+        for f in frames {
+            self.send(f);
+        }
+    }
 }

@@ -17,8 +17,9 @@
 //! `pending` (the engine has WRs not completed) is likewise written only
 //! under `inner`, by drive and by the endpoint's `remove_qp`.
 //!
-//! Buffer ownership: `tx` is the one transmit buffer of this QP (the
-//! engine writes a frame into it, the sink copies it to the kernel before
+//! Buffer ownership: `tx` holds the [`TX_BATCH`] transmit slots of this QP
+//! (the engine writes up to that many frames into them, then the sink
+//! hands them to the kernel in one batch and copies them before
 //! returning); `inline` is a ring of `sq_depth` slots of
 //! [`MAX_INLINE_DATA`] bytes: send WR number *n* posted with
 //! IBV_SEND_INLINE copies its data into slot *n mod sq_depth* and points
@@ -43,6 +44,14 @@ pub const MAX_INLINE_DATA: u32 = 256;
 
 /// Largest path MTU we accept (sizes the transmit buffer).
 const MAX_PATH_MTU: usize = 4096;
+
+/// Frames one drive builds before it hands them to the sink in one batch
+/// (one `sendmmsg`): a 64 KiB message at path MTU 1024 is 8 batches, not
+/// 64 system calls.
+pub const TX_BATCH: usize = 8;
+
+/// Bytes of one transmit slot: the largest frame of any path MTU.
+pub(crate) const TX_SLOT: usize = omx_wire::max_frame_len(MAX_PATH_MTU);
 
 /// Queue sizes of a QP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +121,7 @@ impl Qp {
             pending: AtomicBool::new(false),
             inner: SpinLock::new(QpInner {
                 rc: RcQp::new(cfg),
-                tx: vec![0u8; omx_wire::max_frame_len(MAX_PATH_MTU)].into_boxed_slice(),
+                tx: vec![0u8; TX_BATCH * TX_SLOT].into_boxed_slice(),
                 inline: vec![0u8; sq as usize * MAX_INLINE_DATA as usize].into_boxed_slice(),
                 inline_next: 0,
                 sq_depth: sq,
