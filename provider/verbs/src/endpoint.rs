@@ -126,6 +126,7 @@ impl Endpoint {
         // no longer counted (the application destroys it: its WRs are not
         // waited for).
         let _g = qp.lock();
+        qp.removed.store(true, SeqCst);
         if qp.pending.swap(false, SeqCst) {
             self.busy_qps.fetch_sub(1, SeqCst);
         }
@@ -212,7 +213,9 @@ impl Endpoint {
         let deadline_ns = rc.poll_timeout().map_or(u64::MAX, |t| t.as_nanos());
         qp.set_deadline(deadline_ns);
         let mut idle = false;
-        let pending = rc.work_pending();
+        // A QP out of the demux (being destroyed; a thread that looked it
+        // up just before may still drive it) is no longer counted.
+        let pending = rc.work_pending() && !qp.removed.load(SeqCst);
         if qp.pending.load(SeqCst) != pending {
             qp.pending.store(pending, SeqCst);
             if pending {
@@ -544,6 +547,10 @@ mod tests {
         }
         assert!(a.work_pending());
         assert!(a.remove_qp(qa.qpn).is_some());
+        assert!(!a.work_pending());
+        // A thread that looked the QP up before it was removed and drives
+        // it now does not count it again.
+        a.drive(&qa, &mut qa.lock(), Instant::ZERO, &wa);
         assert!(!a.work_pending());
     }
 

@@ -84,6 +84,9 @@ pub struct Qp {
     /// drive saw it (a hint for the progress thread, see
     /// [`crate::Endpoint::work_pending`]).
     pub(crate) pending: AtomicBool,
+    /// Set (under `inner`) when the endpoint's `remove_qp` took the QP out
+    /// of the demux.
+    pub(crate) removed: AtomicBool,
 }
 
 /// The state behind the QP lock.
@@ -119,6 +122,7 @@ impl Qp {
             sq_sig_all,
             deadline: AtomicU64::new(u64::MAX),
             pending: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
             inner: SpinLock::new(QpInner {
                 rc: RcQp::new(cfg),
                 tx: vec![0u8; TX_BATCH * TX_SLOT].into_boxed_slice(),
