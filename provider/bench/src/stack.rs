@@ -129,6 +129,7 @@ impl Node {
         let caps = QpCaps {
             sq_depth: 256,
             rq_depth: RQ_DEPTH,
+            window: ep.reserve_window(),
         };
         let qp = Arc::new(Qp::new(me.qpn(), PD, caps, cq.clone(), cq.clone(), false));
         ep.insert_qp(qp.clone());

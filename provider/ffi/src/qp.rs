@@ -194,6 +194,7 @@ pub(crate) fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mu
                 QpCaps {
                     sq_depth: (*attr).cap.max_send_wr,
                     rq_depth: (*attr).cap.max_recv_wr,
+                    window: rt.ep.reserve_window(),
                 },
                 scq,
                 rcq,

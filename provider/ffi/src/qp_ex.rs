@@ -705,6 +705,7 @@ mod tests {
             QpCaps {
                 sq_depth: depth,
                 rq_depth: 4,
+                ..Default::default()
             },
             cq.clone(),
             cq,

@@ -920,6 +920,18 @@ mod tests {
         }
     }
 
+    /// The verbs layer cuts QP receive windows from the default ring's
+    /// frame count: keep the two in step.
+    #[test]
+    fn default_ring_frames_match_the_window_budget() {
+        let c = RingConfig::DEFAULT;
+        assert_eq!(c.version, RingVersion::V2);
+        assert_eq!(
+            c.blocks * (c.block_size / c.frame_size),
+            omx_verbs::endpoint::DEFAULT_RING_FRAMES
+        );
+    }
+
     /// `send_batch` sends every frame of a batch longer than one
     /// `sendmmsg` (SEND_BATCH), in order and byte for byte.
     #[test]

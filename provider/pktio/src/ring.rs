@@ -134,7 +134,8 @@ pub struct RingConfig {
 impl RingConfig {
     /// TPACKET_V2, 64 blocks of 128 KiB (8 MiB: the receive buffer we
     /// asked for before the ring) cut into 10 KiB slots: 768 frames of up
-    /// to 9 KiB, twelve QPs' worth of the engine's 64-packet window. V2
+    /// to 9 KiB, the budget QP receive windows are cut from
+    /// (`omx_verbs::Endpoint::reserve_window`). V2
     /// rather than V3 because V3 holds a lone frame back until its block
     /// retires, 0.5-4 ms (docs/benchmarks.md, native host).
     pub const DEFAULT: RingConfig = RingConfig {

@@ -22,11 +22,20 @@ use omx_engine::Instant;
 
 use crate::cq::Cq;
 use crate::mr::MrTable;
-use crate::qp::{Qp, QpInner, TX_BATCH, TX_SLOT};
+use crate::qp::{Qp, QpInner, Window, TX_BATCH, TX_SLOT};
 use crate::FrameSink;
 
 /// How soon the timer pass looks again at a due QP it found locked.
 pub const TIMER_RETRY_NS: u64 = 50_000;
+
+/// Frames of the packet I/O layer's default receive ring (TPACKET_V2,
+/// 64 blocks of 12 slots).
+pub const DEFAULT_RING_FRAMES: u32 = 768;
+/// Smallest receive window: the requester's credits before the first ACK
+/// (`omx_wire::INITIAL_CREDITS`).
+pub const MIN_WINDOW: u16 = omx_wire::INITIAL_CREDITS;
+/// Largest receive window: a quarter MiB at path MTU 1024, 1 MiB at 4096.
+pub const MAX_WINDOW: u16 = 256;
 
 /// Slots per endpoint (low 12 bits of a QPN).
 pub const SLOTS: usize = 1 << omx_wire::QPN_SLOT_BITS;
@@ -92,18 +101,46 @@ pub struct Endpoint {
     cqs: RwLock<Vec<Arc<Cq>>>,
     /// QPs whose `pending` is set.
     busy_qps: AtomicU32,
+    /// Receive-ring frames not yet promised to a QP's window.
+    window_budget: AtomicU32,
 }
 
 impl Endpoint {
-    /// An empty endpoint.
+    /// An empty endpoint whose receive ring holds [`DEFAULT_RING_FRAMES`].
     pub fn new(endpoint: u32) -> Self {
+        Self::with_ring(endpoint, DEFAULT_RING_FRAMES)
+    }
+
+    /// An empty endpoint whose receive ring holds `ring_frames` frames:
+    /// the budget QP receive windows are cut from.
+    pub fn with_ring(endpoint: u32, ring_frames: u32) -> Self {
         Endpoint {
             endpoint,
             mrs: MrTable::new(),
             qps: RwLock::new(vec![None; SLOTS]),
             cqs: RwLock::new(Vec::new()),
             busy_qps: AtomicU32::new(0),
+            window_budget: AtomicU32::new(ring_frames),
         }
+    }
+
+    /// The receive window (packets) for a QP about to be created: half of
+    /// the ring frames no other QP's window holds yet, between
+    /// [`MIN_WINDOW`] and [`MAX_WINDOW`], so the windows of all QPs fit
+    /// the ring (docs/wire.md section 9) until it is spread thin; past
+    /// that every further QP gets [`MIN_WINDOW`] and the ring is
+    /// overcommitted (a burst from every QP at once can then overflow it,
+    /// which costs retransmissions, not correctness). `remove_qp` gives
+    /// the frames back.
+    pub fn reserve_window(&self) -> Window {
+        let mut w = MIN_WINDOW;
+        let mut taken = 0;
+        let _ = self.window_budget.fetch_update(SeqCst, SeqCst, |left| {
+            w = (left / 2).clamp(u32::from(MIN_WINDOW), u32::from(MAX_WINDOW)) as u16;
+            taken = left.min(u32::from(w));
+            Some(left - taken)
+        });
+        Window { packets: w, taken }
     }
 
     /// Registers a QP under its slot (replaces nothing: the kernel never
@@ -127,6 +164,8 @@ impl Endpoint {
         // waited for).
         let _g = qp.lock();
         qp.removed.store(true, SeqCst);
+        let taken = qp.window_taken.swap(0, SeqCst);
+        self.window_budget.fetch_add(taken, SeqCst);
         if qp.pending.swap(false, SeqCst) {
             self.busy_qps.fetch_sub(1, SeqCst);
         }
@@ -324,6 +363,7 @@ mod tests {
             QpCaps {
                 sq_depth: depth,
                 rq_depth: depth,
+                ..Default::default()
             },
             cq.clone(),
             cq,
@@ -552,6 +592,42 @@ mod tests {
         // it now does not count it again.
         a.drive(&qa, &mut qa.lock(), Instant::ZERO, &wa);
         assert!(!a.work_pending());
+    }
+
+    #[test]
+    fn receive_windows_share_the_ring_and_come_back_on_removal() {
+        let ep = Endpoint::with_ring(1, 768);
+        let got: Vec<u16> = (0..8).map(|_| ep.reserve_window().packets).collect();
+        assert_eq!(got, [256, 256, 128, 64, 32, 16, 16, 16]);
+        // Overcommitted now: nothing left, windows at the minimum.
+        assert_eq!(
+            ep.reserve_window(),
+            Window {
+                packets: 16,
+                taken: 0
+            }
+        );
+        let ep = Endpoint::with_ring(1, 768);
+        let cq = Arc::new(Cq::new(1, 4));
+        let w = ep.reserve_window();
+        let qp = Arc::new(Qp::new(
+            Qpn::new(1 << 12 | 3),
+            9,
+            QpCaps {
+                sq_depth: 4,
+                rq_depth: 4,
+                window: w,
+            },
+            cq.clone(),
+            cq,
+            false,
+        ));
+        ep.insert_qp(qp.clone());
+        assert_eq!(ep.reserve_window().packets, 256, "512 left");
+        assert!(ep.remove_qp(qp.qpn).is_some());
+        // 512 - 256 (the reservation above) + 256 given back.
+        assert_eq!(ep.reserve_window().packets, 256);
+        assert_eq!(ep.reserve_window().packets, 128);
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //! acknowledged, so a slot is never reused while its data may still be
 //! (re)transmitted.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::lock::{SpinGuard, SpinLock};
@@ -53,13 +53,36 @@ pub const TX_BATCH: usize = 8;
 /// Bytes of one transmit slot: the largest frame of any path MTU.
 pub(crate) const TX_SLOT: usize = omx_wire::max_frame_len(MAX_PATH_MTU);
 
-/// Queue sizes of a QP.
+/// A QP's receive window (docs/wire.md section 9), from
+/// [`crate::Endpoint::reserve_window`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Packets (the engine raises it to at least `INITIAL_CREDITS`).
+    pub packets: u16,
+    /// Ring frames taken from the endpoint's budget, given back when the
+    /// QP leaves the demux.
+    pub taken: u32,
+}
+
+impl Default for Window {
+    /// 64 packets taken from no budget (tests, tools).
+    fn default() -> Self {
+        Window {
+            packets: 64,
+            taken: 0,
+        }
+    }
+}
+
+/// Queue sizes and receive window of a QP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QpCaps {
     /// max_send_wr.
     pub sq_depth: u32,
     /// max_recv_wr.
     pub rq_depth: u32,
+    /// Receive window.
+    pub window: Window,
 }
 
 /// A queue pair.
@@ -87,6 +110,9 @@ pub struct Qp {
     /// Set (under `inner`) when the endpoint's `remove_qp` took the QP out
     /// of the demux.
     pub(crate) removed: AtomicBool,
+    /// Ring frames this QP's window took from the endpoint's budget,
+    /// given back by `remove_qp`.
+    pub(crate) window_taken: AtomicU32,
 }
 
 /// The state behind the QP lock.
@@ -114,6 +140,7 @@ impl Qp {
         let mut cfg = QpConfig::new(qpn);
         cfg.sq_depth = sq;
         cfg.rq_depth = caps.rq_depth.max(1);
+        cfg.rx_window = caps.window.packets;
         Qp {
             qpn,
             pd,
@@ -123,6 +150,7 @@ impl Qp {
             deadline: AtomicU64::new(u64::MAX),
             pending: AtomicBool::new(false),
             removed: AtomicBool::new(false),
+            window_taken: AtomicU32::new(caps.window.taken),
             inner: SpinLock::new(QpInner {
                 rc: RcQp::new(cfg),
                 tx: vec![0u8; TX_BATCH * TX_SLOT].into_boxed_slice(),
