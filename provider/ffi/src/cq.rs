@@ -22,14 +22,17 @@
 //! [`crate::clock::precise_ns`] (CLOCK_MONOTONIC, ns; the kernel module reports
 //! `hca_core_clock` 1 GHz and a 64-bit `completion_timestamp_mask`).
 //!
-//! Locks: the ring's own mutex (see omx-verbs-objects); `cur`, a leaf
-//! mutex taken for the length of one `start/next/end_poll` or `read_*`
-//! call (the polling thread is the only user; the mutex only keeps a
-//! misbehaving application from racing itself into undefined behaviour).
+//! Locks: the ring's own spin lock (see omx-verbs-objects); `cur`, a leaf
+//! spin lock taken for the length of one `start/next/end_poll` or `read_*`
+//! call (the polling thread is the only user; the lock only keeps a
+//! misbehaving application from racing itself into undefined behaviour,
+//! and being a spin lock it never puts a poller to sleep).
 
 use core::mem::size_of;
 use core::ptr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use omx_verbs::lock::SpinLock;
 
 use omx_engine::WorkCompletion;
 use omx_rdma_sys::*;
@@ -48,7 +51,7 @@ pub struct OmxCq {
     pub rt: Option<Arc<Runtime>>,
     /// The completion `start_poll`/`next_poll` made current (cq_ex only),
     /// with its timestamp.
-    pub cur: Mutex<Option<(WorkCompletion, u64)>>,
+    pub cur: SpinLock<Option<(WorkCompletion, u64)>>,
 }
 
 const _: () = assert!(core::mem::offset_of!(OmxCq, vcq) == 0);
@@ -59,7 +62,7 @@ impl OmxCq {
             vcq: verbs_cq::default(),
             cq: None,
             rt,
-            cur: Mutex::new(None),
+            cur: SpinLock::new(None),
         }
     }
 
@@ -283,7 +286,7 @@ unsafe fn advance(cq: *mut ibv_cq_ex, rx: bool) -> i32 {
             rt.app_polled(next.is_some());
         }
     }
-    let mut cur = o.cur.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cur = o.cur.lock();
     *cur = next;
     match next {
         Some((wc, _)) => {
@@ -331,7 +334,7 @@ pub unsafe extern "C" fn next_poll(cq: *mut ibv_cq_ex) -> i32 {
 pub unsafe extern "C" fn end_poll(cq: *mut ibv_cq_ex) {
     // SAFETY: per the contract.
     if let Some(o) = unsafe { ex_from(cq) } {
-        *o.cur.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *o.cur.lock() = None;
     }
 }
 
@@ -344,7 +347,7 @@ unsafe fn read_cur<T: Default>(cq: *mut ibv_cq_ex, f: impl FnOnce(&WorkCompletio
     let Some(o) = (unsafe { ex_from(cq) }) else {
         return T::default();
     };
-    let cur = o.cur.lock().unwrap_or_else(|p| p.into_inner());
+    let cur = o.cur.lock();
     match &*cur {
         Some((wc, ts)) => f(wc, *ts),
         None => T::default(),

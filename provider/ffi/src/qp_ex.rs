@@ -16,7 +16,7 @@
 //! `wr_complete`/`wr_abort` a per-QP critical section. [`QpEx::busy`] is
 //! that section's spin lock (as in rxe): a second thread's `wr_start` waits
 //! for the first batch to end, and nothing else ever waits on it. The
-//! staging area itself sits behind a leaf `Mutex` taken for the length of
+//! staging area itself sits behind a leaf spin lock taken for the length of
 //! one builder call, so an application that calls builders outside the
 //! section gets wrong batches, never undefined behaviour.
 //!
@@ -33,7 +33,8 @@ use core::mem::offset_of;
 use core::ptr;
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+
+use omx_verbs::lock::SpinLock;
 
 use omx_engine::{SendOp, SendWr, SgList, Sge, MAX_SGE};
 use omx_rdma_sys::*;
@@ -284,19 +285,19 @@ impl Staging {
 pub struct QpEx {
     /// The wr_start .. wr_complete/abort critical section.
     busy: AtomicBool,
-    staging: Mutex<Staging>,
+    staging: SpinLock<Staging>,
 }
 
 impl QpEx {
     pub fn new(depth: u32) -> Self {
         QpEx {
             busy: AtomicBool::new(false),
-            staging: Mutex::new(Staging::new(depth)),
+            staging: SpinLock::new(Staging::new(depth)),
         }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Staging) -> R) -> R {
-        f(&mut self.staging.lock().unwrap_or_else(|p| p.into_inner()))
+        f(&mut self.staging.lock())
     }
 
     fn enter(&self) {
