@@ -13,7 +13,11 @@
 //! `cqs` is taken alone. The timer pass reads each QP's published deadline
 //! (an atomic) and try-locks only the QPs that are due, so the progress
 //! thread never waits for an application thread and never holds a QP lock
-//! it has no work under.
+//! it has no work under. The QP and CQ ring locks are spin locks
+//! ([`crate::lock`]). `remove_qp` releases `qps` before it takes the QP
+//! lock. Atomics: `busy_qps` (QPs with WRs pending, changed only under the
+//! QP lock of the QP whose `pending` flips) and `window_budget` (ring
+//! frames not promised to a receive window; a CAS loop).
 
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::{Arc, RwLock};
