@@ -14,8 +14,12 @@
 //! `deadline` is an atomic copy of the engine's next timer deadline,
 //! written only under `inner` (at the end of every drive) and read without
 //! it by the timer pass, which then try-locks a due QP and re-checks.
-//! `pending` (the engine has WRs not completed) is likewise written only
-//! under `inner`, by drive and by the endpoint's `remove_qp`.
+//! `pending` (the engine has WRs not completed), `removed` (out of the
+//! endpoint's demux) and `window_taken` (ring frames of the endpoint's
+//! window budget this QP holds) are likewise written only under `inner`,
+//! by drive and by the endpoint's `remove_qp`, which sets `removed` and
+//! gives the window back exactly once; a drive that comes after it (a
+//! thread that looked the QP up just before) no longer counts the QP.
 //!
 //! Buffer ownership: `tx` holds the [`TX_BATCH`] transmit slots of this QP
 //! (the engine writes up to that many frames into them, then the sink
