@@ -97,7 +97,7 @@ pub fn path_mtu_for(netdev_mtu: u32) -> PathMtu {
         (512, PathMtu::Mtu512),
     ]
     .into_iter()
-    .find(|&(m, _)| netdev_mtu >= m + 46)
+    .find(|&(m, _)| netdev_mtu >= m + 54)
     .map_or(PathMtu::Mtu256, |(_, p)| p)
 }
 

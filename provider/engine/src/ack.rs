@@ -1,10 +1,17 @@
-//! Responder-side ACK coalescing (docs/wire.md §10.1).
+//! Responder-side ACK coalescing and piggybacking (docs/wire.md §10.1).
 //!
-//! One ACK covers every request packet executed since the last one. It is
-//! due when a packet with AckReq was executed (sent at the next
-//! `poll_transmit`, so a whole receive batch shares one ACK), when
-//! `coalesce` packets are unacknowledged, or when the ACK delay timer
-//! fires.
+//! One ACK covers every request packet executed since the last one. It
+//! leaves as its own frame when a packet with AckReq was executed (sent at
+//! the next `poll_transmit`, so a whole receive batch shares one ACK), when
+//! `coalesce` packets are unacknowledged, or when the ACK timer fires; or
+//! it rides, as a PAETH, on the next request packet this QP sends.
+//!
+//! Interactive mode (TCP's delayed-ACK "pingpong" mode): once this QP has
+//! sent a request within `hold` of executing a packet with AckReq (the
+//! application answers what it receives), an AckReq no longer makes the
+//! ACK due at once: it is held up to `hold` for the answer to carry it.
+//! A hold that expires (no answer came) or a duplicate request (the
+//! requester gave up waiting) ends the mode.
 
 use crate::time::{Duration, Instant};
 use crate::timer::{Timer, TimerTable};
@@ -15,37 +22,76 @@ pub(crate) struct AckState {
     due: bool,
     coalesce: u32,
     delay: Duration,
+    hold: Duration,
+    interactive: bool,
+    /// When the last request packet with AckReq was executed.
+    last_ack_req: Option<Instant>,
 }
 
 impl AckState {
-    pub(crate) fn new(coalesce: u32, delay: Duration) -> Self {
+    pub(crate) fn new(coalesce: u32, delay: Duration, hold: Duration) -> Self {
         AckState {
             unacked: 0,
             due: false,
             coalesce: coalesce.max(1),
             delay,
+            hold,
+            interactive: false,
+            last_ack_req: None,
         }
+    }
+
+    /// Longest hold in interactive mode (the owner caps it below the
+    /// transport timer).
+    pub(crate) fn set_hold(&mut self, hold: Duration) {
+        self.hold = hold;
+    }
+
+    /// Forgets everything (modify to RESET).
+    pub(crate) fn reset(&mut self, timers: &mut TimerTable) {
+        self.sent(timers);
+        self.interactive = false;
+        self.last_ack_req = None;
     }
 
     /// A request packet was executed.
     pub(crate) fn on_executed(&mut self, ack_req: bool, now: Instant, timers: &mut TimerTable) {
         self.unacked += 1;
-        if ack_req || self.unacked >= self.coalesce {
+        if ack_req {
+            self.last_ack_req = Some(now);
+        }
+        if self.unacked >= self.coalesce {
+            self.due = true;
+        } else if self.interactive {
+            timers.set_if_stopped(Timer::Ack, now + self.hold);
+        } else if ack_req {
             self.due = true;
         } else {
             timers.set_if_stopped(Timer::Ack, now + self.delay);
         }
     }
 
-    /// A duplicate arrived: the requester probably lost our ACK.
+    /// A duplicate arrived: the requester probably lost our ACK, or
+    /// waited too long for it.
     pub(crate) fn force(&mut self) {
         self.due = true;
+        self.interactive = false;
     }
 
-    /// The ACK delay timer fired.
+    /// Whatever is unacknowledged goes now (the application moves the QP
+    /// to ERROR or destroys it: nobody will answer).
+    pub(crate) fn flush(&mut self) {
+        if self.unacked > 0 {
+            self.due = true;
+        }
+    }
+
+    /// The ACK timer fired: whatever is unacknowledged goes now, and if it
+    /// was held for an answer that did not come, holding stops.
     pub(crate) fn on_timer(&mut self) {
         if self.unacked > 0 {
             self.due = true;
+            self.interactive = false;
         }
     }
 
@@ -54,10 +100,116 @@ impl AckState {
         self.due
     }
 
-    /// An ACK, NAK or READ response covering everything executed was sent.
+    /// Something is executed and not yet acknowledged.
+    pub(crate) fn owed(&self) -> bool {
+        self.unacked > 0
+    }
+
+    /// Holding ACKs for answers.
+    #[cfg(test)]
+    pub(crate) fn interactive(&self) -> bool {
+        self.interactive
+    }
+
+    /// An ACK is being held for the application's answer.
+    pub(crate) fn holding(&self) -> bool {
+        self.interactive && self.unacked > 0 && !self.due
+    }
+
+    /// This QP sent a request packet at `now`: if it answers a packet with
+    /// AckReq executed within `hold`, the application answers what it
+    /// receives, and later ACKs are held for the answer.
+    pub(crate) fn request_sent(&mut self, now: Instant) {
+        if self
+            .last_ack_req
+            .is_some_and(|t| now.saturating_duration_since(t) <= self.hold)
+        {
+            self.interactive = true;
+        }
+    }
+
+    /// An ACK, NAK, READ response or piggybacked ACK covering everything
+    /// executed was sent.
     pub(crate) fn sent(&mut self, timers: &mut TimerTable) {
         self.unacked = 0;
         self.due = false;
         timers.stop(Timer::Ack);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(us: u64) -> Instant {
+        Instant::from_micros(us)
+    }
+
+    #[test]
+    fn ack_req_is_due_at_once_until_the_application_answers() {
+        let mut tt = TimerTable::default();
+        let mut a = AckState::new(32, Duration::from_micros(20), Duration::from_millis(10));
+        a.on_executed(true, t(100), &mut tt);
+        assert!(a.is_due());
+        a.sent(&mut tt);
+        // The application answers 50 us later: interactive from now on.
+        a.request_sent(t(150));
+        assert!(a.interactive());
+        a.on_executed(true, t(200), &mut tt);
+        assert!(!a.is_due(), "held for the answer");
+        assert!(a.owed());
+        assert_eq!(tt.get(Timer::Ack), Some(t(10_200)));
+        // The answer carries it.
+        a.request_sent(t(260));
+        a.sent(&mut tt);
+        assert_eq!(tt.get(Timer::Ack), None);
+        assert!(!a.owed());
+        // No answer this time: the hold expires, the ACK goes alone and
+        // holding stops.
+        a.on_executed(true, t(300), &mut tt);
+        assert!(!a.is_due());
+        assert!(tt.is_expired(Timer::Ack, t(10_300)));
+        a.on_timer();
+        assert!(a.is_due());
+        assert!(!a.interactive());
+        a.sent(&mut tt);
+        a.on_executed(true, t(20_000), &mut tt);
+        assert!(a.is_due());
+    }
+
+    #[test]
+    fn a_late_answer_does_not_start_holding() {
+        let mut tt = TimerTable::default();
+        let mut a = AckState::new(32, Duration::from_micros(20), Duration::from_millis(10));
+        a.on_executed(true, t(0), &mut tt);
+        a.request_sent(t(10_001));
+        assert!(!a.interactive());
+        // A request with nothing executed before does not either.
+        let mut b = AckState::new(32, Duration::from_micros(20), Duration::from_millis(10));
+        b.request_sent(t(5));
+        assert!(!b.interactive());
+    }
+
+    #[test]
+    fn coalescing_and_duplicates_override_the_hold() {
+        let mut tt = TimerTable::default();
+        let mut a = AckState::new(4, Duration::from_micros(20), Duration::from_millis(10));
+        a.on_executed(true, t(0), &mut tt);
+        a.sent(&mut tt);
+        a.request_sent(t(1));
+        for i in 0..3 {
+            a.on_executed(true, t(10 + i), &mut tt);
+            assert!(!a.is_due());
+        }
+        a.on_executed(true, t(20), &mut tt);
+        assert!(a.is_due(), "coalesce limit reached");
+        a.sent(&mut tt);
+        a.on_executed(true, t(30), &mut tt);
+        assert!(!a.is_due());
+        a.force();
+        assert!(a.is_due());
+        assert!(!a.interactive());
+        a.reset(&mut tt);
+        assert!(!a.owed() && !a.is_due());
     }
 }

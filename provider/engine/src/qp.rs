@@ -35,11 +35,16 @@ pub struct QpConfig {
     pub ack_coalesce: u16,
     /// Delay after which an unacknowledged request packet is ACKed anyway.
     pub ack_delay: Duration,
+    /// Longest time an ACK is held for the application's answer to carry
+    /// it, in interactive mode (docs/wire.md §10.1). Capped at a quarter
+    /// of this QP's own transport timer, on the assumption that both ends
+    /// use similar timeouts.
+    pub ack_hold: Duration,
 }
 
 impl QpConfig {
     /// Defaults: 256/256 WQEs, 64-packet window, ACK every 32 packets or
-    /// after 20 µs.
+    /// after 20 µs, held up to 1 ms for an answer.
     pub fn new(qpn: Qpn) -> Self {
         QpConfig {
             qpn,
@@ -48,6 +53,7 @@ impl QpConfig {
             rx_window: 64,
             ack_coalesce: 0,
             ack_delay: Duration::from_micros(20),
+            ack_hold: Duration::from_millis(1),
         }
     }
 }
@@ -91,8 +97,12 @@ pub struct Stats {
     pub tx_frames: u64,
     /// Request packets sent again.
     pub tx_retransmits: u64,
-    /// ACKs sent.
+    /// ACKs sent as frames of their own.
     pub tx_acks: u64,
+    /// ACKs carried by request packets (PAETH).
+    pub tx_piggy_acks: u64,
+    /// Request packets received with a PAETH.
+    pub rx_piggy_acks: u64,
     /// NAKs (not RNR) sent.
     pub tx_naks: u64,
     /// RNR NAKs sent.
@@ -160,6 +170,17 @@ impl Ctx {
             ext,
             payload_len,
         }
+    }
+}
+
+/// The interactive ACK hold: `configured`, but at most a quarter of the
+/// transport timer (if there is one).
+fn ack_hold(configured: Duration, timeout: Option<Duration>) -> Duration {
+    match timeout {
+        Some(t) if t.as_nanos() / 4 < configured.as_nanos() => {
+            Duration::from_nanos(t.as_nanos() / 4)
+        }
+        _ => configured,
     }
 }
 
@@ -280,7 +301,11 @@ impl RcQp {
             req: Requester::new(cfg.sq_depth as usize),
             resp: Responder::new(
                 cfg.rq_depth as usize,
-                AckState::new(coalesce, cfg.ack_delay),
+                AckState::new(
+                    coalesce,
+                    cfg.ack_delay,
+                    ack_hold(cfg.ack_hold, crate::state::transport_timeout(14)),
+                ),
             ),
             sq_outstanding: 0,
             rq_outstanding: 0,
@@ -354,6 +379,9 @@ impl RcQp {
         }
         if let Some(t) = attr.timeout {
             self.req.timeout = transport_timeout(t);
+            self.resp
+                .ack
+                .set_hold(ack_hold(self.cfg.ack_hold, self.req.timeout));
         }
         if let Some(r) = attr.retry_cnt {
             self.req.retry_cnt = r;
@@ -379,6 +407,7 @@ impl RcQp {
                 QpState::Reset => {
                     self.req.reset();
                     self.resp.reset();
+                    self.resp.ack.reset(&mut self.ctx.timers);
                     self.ctx.cq.clear();
                     self.ctx.timers.stop_all();
                     self.sq_outstanding = 0;
@@ -387,6 +416,9 @@ impl RcQp {
                 QpState::Rtr => self.resp.start(self.rq_psn),
                 QpState::Rts if from == QpState::Rtr => self.req.start(self.sq_psn),
                 QpState::Err => {
+                    // A held ACK still goes out: the requester must learn
+                    // that its packets were executed.
+                    self.resp.ack.flush();
                     self.enter_error();
                     return Ok(());
                 }
@@ -408,6 +440,19 @@ impl RcQp {
     fn release_silent(&mut self) {
         self.sq_outstanding -= self.ctx.sq_retired_silently.min(self.sq_outstanding);
         self.ctx.sq_retired_silently = 0;
+    }
+
+    /// An ACK is held for the application's answer (interactive mode):
+    /// the application is expected to post a request soon, and then to
+    /// poll for its completion.
+    pub fn holds_ack(&self) -> bool {
+        self.resp.ack.holding()
+    }
+
+    /// Sends any held ACK at the next [`RcQp::poll_transmit`] (the
+    /// application is going away: nobody will answer to carry it).
+    pub fn flush_acks(&mut self) {
+        self.resp.ack.flush();
     }
 
     /// Some posted WR (send or receive) has not completed yet: the
@@ -534,6 +579,15 @@ impl RcQp {
             return Err(RxDrop::TooLong);
         }
         let payload = frame.payload();
+        if let Some(a) = repr.ext.ack {
+            // The peer's responder acknowledges our requests. Only a
+            // sending QP has any; duplicates and stale ones are harmless
+            // (an ACK never moves backwards).
+            self.ctx.stats.rx_piggy_acks += 1;
+            if matches!(self.state, QpState::Rts | QpState::Sqd) {
+                self.req.handle_piggy_ack(&mut self.ctx, now, a);
+            }
+        }
         let r = if op.is_request() {
             self.resp
                 .handle_request(&mut self.ctx, now, &repr, payload, mem)
@@ -596,7 +650,10 @@ impl RcQp {
         mem: &M,
     ) -> Option<usize> {
         if self.state == QpState::Err {
-            return self.resp.poll_nak(&mut self.ctx, buf);
+            return match self.resp.poll_nak(&mut self.ctx, buf) {
+                Some(n) => Some(n),
+                None => self.resp.poll_ack(&mut self.ctx, buf),
+            };
         }
         if self.state.receives() {
             match self.resp.poll_transmit(&mut self.ctx, buf, mem) {
@@ -609,8 +666,21 @@ impl RcQp {
             }
         }
         if self.state.sends() {
-            match self.req.poll_transmit(&mut self.ctx, now, buf, mem) {
-                Ok(n) => return n,
+            let ack = if self.state.receives() {
+                self.resp.piggyback(&self.ctx)
+            } else {
+                None
+            };
+            match self.req.poll_transmit(&mut self.ctx, now, buf, mem, ack) {
+                Ok(Some(n)) => {
+                    self.resp.ack.request_sent(now);
+                    if ack.is_some() {
+                        self.ctx.stats.tx_piggy_acks += 1;
+                        self.resp.ack.sent(&mut self.ctx.timers);
+                    }
+                    return Some(n);
+                }
+                Ok(None) => return None,
                 Err(Fatal) => {
                     self.enter_error();
                     return None;

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use omx_wire::{Aeth, Ext, Frame, NakCode, Opcode, Position, Psn, Reth, Syndrome};
+use omx_wire::{Aeth, Ext, Frame, NakCode, Opcode, Paeth, Position, Psn, Reth, Syndrome};
 
 use crate::mem::{self, Access, MemoryAccess};
 use crate::qp::{Ctx, Fatal};
@@ -195,13 +195,15 @@ impl Requester {
         self.nak_guard = None;
     }
 
-    /// Builds the next request packet into `buf`.
+    /// Builds the next request packet into `buf`, carrying `ack` (the
+    /// responder's piggybacked ACK) if given.
     pub(crate) fn poll_transmit<M: MemoryAccess + ?Sized>(
         &mut self,
         ctx: &mut Ctx,
         now: Instant,
         buf: &mut [u8],
         mem: &M,
+        ack: Option<Paeth>,
     ) -> Result<Option<usize>, Fatal> {
         if self.rnr_wait || self.cursor >= self.sq.len() {
             return Ok(None);
@@ -230,7 +232,7 @@ impl Requester {
         let e = self.sq[self.cursor];
         let pkt = self.cursor_pkt;
         let off = pkt * mtu;
-        let (opcode, ext, plen, consumed) = match e.wr.op {
+        let (opcode, mut ext, plen, consumed) = match e.wr.op {
             SendOp::Send | SendOp::SendWithImm(_) => {
                 let pos = Position::of(pkt, e.npsn);
                 let imm = match e.wr.op {
@@ -309,6 +311,7 @@ impl Requester {
             || psn == self.limit
             || inflight + 1 >= window;
         let solicited = e.wr.solicited && last_pkt && opcode.is_send();
+        ext.ack = ack;
         let repr = ctx.repr(opcode, psn, ack_req, solicited, plen as usize, ext);
         let mut frame = Frame::new_unchecked(&mut *buf);
         if repr.emit_header(&mut frame).is_err() {
@@ -352,6 +355,12 @@ impl Requester {
             ctx.timers.set_if_stopped(Timer::Retransmit, now + t);
         }
         Ok(Some(n))
+    }
+
+    /// A PAETH: the same as an ACK frame with syndrome ACK.
+    pub(crate) fn handle_piggy_ack(&mut self, ctx: &mut Ctx, now: Instant, a: Paeth) {
+        self.update_limit(a.psn, a.credits);
+        self.process_ack(ctx, now, a.psn);
     }
 
     /// ACK of every PSN up to and including `a`.

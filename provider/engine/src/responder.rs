@@ -4,7 +4,9 @@
 
 use std::collections::VecDeque;
 
-use omx_wire::{Aeth, Ext, Frame, FrameRepr, NakCode, Opcode, Position, Psn, Reth, Syndrome};
+use omx_wire::{
+    Aeth, Ext, Frame, FrameRepr, NakCode, Opcode, Paeth, Position, Psn, Reth, Syndrome,
+};
 
 use crate::ack::AckState;
 use crate::mem::{self, Access, MemoryAccess};
@@ -434,6 +436,16 @@ impl Responder {
         }
     }
 
+    /// The ACK the next request packet of this QP carries (PAETH), if
+    /// anything executed is unacknowledged and no NAK or READ response
+    /// has to go before it.
+    pub(crate) fn piggyback(&self, ctx: &Ctx) -> Option<Paeth> {
+        (self.ack.owed() && self.nak.is_none() && self.read_q.is_empty()).then(|| Paeth {
+            psn: self.epsn.sub(1),
+            credits: ctx.rx_window,
+        })
+    }
+
     /// Only a pending NAK (used in ERROR state).
     pub(crate) fn poll_nak(&mut self, ctx: &mut Ctx, buf: &mut [u8]) -> Option<usize> {
         let (psn, syndrome) = self.nak.take()?;
@@ -500,20 +512,25 @@ impl Responder {
         if self.nak.is_some() {
             return Ok(self.poll_nak(ctx, buf));
         }
-        if self.ack.is_due() {
-            let ext = Ext {
-                aeth: Some(self.aeth(ctx, Syndrome::Ack)),
-                ..Ext::default()
-            };
-            let repr = ctx.repr(Opcode::Acknowledge, self.epsn.sub(1), false, false, 0, ext);
-            let n = repr.emit(&mut Frame::new_unchecked(buf), |_| ()).ok();
-            if n.is_some() {
-                ctx.stats.tx_acks += 1;
-                self.ack.sent(&mut ctx.timers);
-            }
-            return Ok(n);
+        Ok(self.poll_ack(ctx, buf))
+    }
+
+    /// An ACK frame, if one is due.
+    pub(crate) fn poll_ack(&mut self, ctx: &mut Ctx, buf: &mut [u8]) -> Option<usize> {
+        if !self.ack.is_due() {
+            return None;
         }
-        Ok(None)
+        let ext = Ext {
+            aeth: Some(self.aeth(ctx, Syndrome::Ack)),
+            ..Ext::default()
+        };
+        let repr = ctx.repr(Opcode::Acknowledge, self.epsn.sub(1), false, false, 0, ext);
+        let n = repr.emit(&mut Frame::new_unchecked(buf), |_| ()).ok();
+        if n.is_some() {
+            ctx.stats.tx_acks += 1;
+            self.ack.sent(&mut ctx.timers);
+        }
+        n
     }
 }
 

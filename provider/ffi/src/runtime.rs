@@ -84,6 +84,9 @@ const CONTENDED_RETRY_NS: u64 = 100_000;
 const MAX_SLEEP_NS: u64 = 1_000_000_000;
 /// Longest sleep of the progress thread while the context is active.
 const TICK_NS: u64 = 10_000_000;
+// A QP holding an ACK for the application's answer publishes a deadline
+// ACK_HOLD away: beyond the active sleep, so it never wakes this thread.
+const _: () = assert!(omx_verbs::ACK_HOLD.as_nanos() > TICK_NS);
 /// The context counts as idle after this long without frames or new
 /// deadlines.
 const IDLE_AFTER_NS: u64 = 200_000_000;
@@ -298,8 +301,10 @@ impl Runtime {
         Instant::from_nanos(crate::clock::engine_ns().saturating_sub(self.base) + 1)
     }
 
-    /// Stops and joins the progress thread (free_context).
+    /// Sends the ACKs QPs still hold, then stops and joins the progress
+    /// thread (free_context).
     pub fn shutdown(&self) {
+        self.ep.flush_acks(self.now(), &self.sink());
         self.stop.store(true, SeqCst);
         if let Some(io) = self.io.get() {
             io.waker.wake();

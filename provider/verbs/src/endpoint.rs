@@ -257,8 +257,12 @@ impl Endpoint {
         qp.set_deadline(deadline_ns);
         let mut idle = false;
         // A QP out of the demux (being destroyed; a thread that looked it
-        // up just before may still drive it) is no longer counted.
-        let pending = rc.work_pending() && !qp.removed.load(SeqCst);
+        // up just before may still drive it) is no longer counted. A QP
+        // holding an ACK for the application's answer counts as busy: the
+        // application is about to post that answer and poll for it, so
+        // the progress thread need not be woken to receive for it (in
+        // ib_write_lat that wake-up cost more than the whole round trip).
+        let pending = (rc.work_pending() || rc.holds_ack()) && !qp.removed.load(SeqCst);
         if qp.pending.load(SeqCst) != pending {
             qp.pending.store(pending, SeqCst);
             if pending {
@@ -301,6 +305,17 @@ impl Endpoint {
             });
         }
         self.drive(&qp, &mut g, now, tx)
+    }
+
+    /// Sends every QP's held ACK now (the context is closing: nobody
+    /// will answer to carry them).
+    pub fn flush_acks(&self, now: Instant, tx: &impl FrameSink) {
+        let v = self.qps.read().unwrap_or_else(|p| p.into_inner());
+        for qp in v.iter().flatten() {
+            let mut g = qp.lock();
+            g.rc.flush_acks();
+            let _ = self.drive(qp, &mut g, now, tx);
+        }
     }
 
     /// Runs every due timer of every QP; returns the earliest deadline

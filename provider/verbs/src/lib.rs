@@ -28,7 +28,7 @@ pub use addr::{mac_from_gid, AddrError};
 pub use cq::Cq;
 pub use endpoint::{Drive, Endpoint};
 pub use mr::{AdviseError, MrEntry, MrTable, PdMem, INLINE_LKEY};
-pub use qp::{Qp, QpCaps, Window, MAX_INLINE_DATA};
+pub use qp::{Qp, QpCaps, Window, ACK_HOLD, MAX_INLINE_DATA};
 
 /// Where the verbs layer sends frames (implemented by packet I/O).
 pub trait FrameSink {

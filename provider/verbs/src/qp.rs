@@ -14,7 +14,8 @@
 //! `deadline` is an atomic copy of the engine's next timer deadline,
 //! written only under `inner` (at the end of every drive) and read without
 //! it by the timer pass, which then try-locks a due QP and re-checks.
-//! `pending` (the engine has WRs not completed), `removed` (out of the
+//! `pending` (the engine has WRs not completed, or holds an ACK for the
+//! application's answer), `removed` (out of the
 //! endpoint's demux) and `window_taken` (ring frames of the endpoint's
 //! window budget this QP holds) are likewise written only under `inner`,
 //! by drive and by the endpoint's `remove_qp`, which sets `removed` and
@@ -37,7 +38,9 @@ use std::sync::Arc;
 
 use crate::lock::{SpinGuard, SpinLock};
 
-use omx_engine::{ModifyError, PostError, QpAttr, QpConfig, RcQp, RecvWr, SendWr, SgList};
+use omx_engine::{
+    Duration, ModifyError, PostError, QpAttr, QpConfig, RcQp, RecvWr, SendWr, SgList,
+};
 use omx_wire::Qpn;
 
 use crate::cq::Cq;
@@ -55,6 +58,13 @@ const MAX_PATH_MTU: usize = 4096;
 pub const TX_BATCH: usize = 8;
 
 /// Bytes of one transmit slot: the largest frame of any path MTU.
+/// How long a QP in interactive mode holds an ACK for the application's
+/// answer to carry it (docs/wire.md §10.1; the engine caps it at a quarter
+/// of the QP's transport timer). Longer than the progress thread's sleep
+/// while a context is active, so holding an ACK never needs a wake-up: the
+/// thread's next regular pass sends it if no answer came.
+pub const ACK_HOLD: Duration = Duration::from_millis(20);
+
 pub(crate) const TX_SLOT: usize = omx_wire::max_frame_len(MAX_PATH_MTU);
 
 /// A QP's receive window (docs/wire.md section 9), from
@@ -107,8 +117,9 @@ pub struct Qp {
     /// whoever drove the QP last, so the timer pass finds due QPs without
     /// taking every QP's lock.
     deadline: AtomicU64,
-    /// Whether the engine has posted WRs not completed yet, as the last
-    /// drive saw it (a hint for the progress thread, see
+    /// Whether the engine has posted WRs not completed yet, or holds an
+    /// ACK for the application's answer, as the last drive saw it (a hint
+    /// for the progress thread, see
     /// [`crate::Endpoint::work_pending`]).
     pub(crate) pending: AtomicBool,
     /// Set (under `inner`) when the endpoint's `remove_qp` took the QP out
@@ -145,6 +156,7 @@ impl Qp {
         cfg.sq_depth = sq;
         cfg.rq_depth = caps.rq_depth.max(1);
         cfg.rx_window = caps.window.packets;
+        cfg.ack_hold = ACK_HOLD;
         Qp {
             qpn,
             pd,

@@ -12,6 +12,7 @@ pub(crate) const RETH_LEN: usize = reth_field::DMA_LEN.end;
 pub(crate) const ATOMIC_ETH_LEN: usize = atomic_field::COMPARE.end;
 pub(crate) const AETH_LEN: usize = aeth_field::RESERVED.end;
 pub(crate) const ATOMIC_ACK_LEN: usize = 8;
+pub(crate) const PAETH_LEN: usize = paeth_field::RESERVED.end;
 
 mod reth_field {
     use core::ops::Range;
@@ -32,6 +33,13 @@ mod aeth_field {
     use core::ops::Range;
     pub const SYNDROME: usize = 0;
     pub const MSN: Range<usize> = 1..4;
+    pub const CREDITS: Range<usize> = 4..6;
+    pub const RESERVED: Range<usize> = 6..8;
+}
+
+mod paeth_field {
+    use core::ops::Range;
+    pub const PSN: Range<usize> = 0..4;
     pub const CREDITS: Range<usize> = 4..6;
     pub const RESERVED: Range<usize> = 6..8;
 }
@@ -98,6 +106,42 @@ impl Reth {
         b[reth_field::VA].copy_from_slice(&self.va.to_be_bytes());
         b[reth_field::RKEY].copy_from_slice(&self.rkey.to_be_bytes());
         b[reth_field::DMA_LEN].copy_from_slice(&self.dma_len.to_be_bytes());
+        Ok(())
+    }
+}
+
+/// Piggybacked ACK extended transport header (docs/wire.md §4.6): a
+/// positive ACK of the *reverse* direction carried by a request packet,
+/// present when the BTH flag P is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Paeth {
+    /// Every request PSN up to and including this one was executed.
+    pub psn: crate::Psn,
+    /// Receive window in packets counted from `psn + 1`, as `AETH.credits`.
+    pub credits: u16,
+}
+
+impl Paeth {
+    /// Header length.
+    pub const LEN: usize = PAETH_LEN;
+
+    /// Parses the first [`Paeth::LEN`] bytes of `b`. The reserved bytes
+    /// (abs byte 0 of the PSN word, and 6..8) are ignored.
+    pub fn parse(b: &[u8]) -> Result<Self> {
+        let b = b.get(..Self::LEN).ok_or(Error::Truncated)?;
+        Ok(Paeth {
+            psn: crate::Psn::new(be_u32(&b[paeth_field::PSN])),
+            credits: be_u16(&b[paeth_field::CREDITS]),
+        })
+    }
+
+    /// Writes the header into the first [`Paeth::LEN`] bytes of `b`
+    /// (reserved bytes zero).
+    pub fn emit(&self, b: &mut [u8]) -> Result<()> {
+        let b = b.get_mut(..Self::LEN).ok_or(Error::Truncated)?;
+        b[paeth_field::PSN].copy_from_slice(&self.psn.value().to_be_bytes());
+        b[paeth_field::CREDITS].copy_from_slice(&self.credits.to_be_bytes());
+        b[paeth_field::RESERVED].fill(0);
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! The whole frame: Open-MX head, BTH, extension headers, payload, CRC32C
 //! (docs/wire.md §2, §3, §5, §6).
 
-use crate::ext::{self, Aeth, AtomicEth, Reth};
+use crate::ext::{self, Aeth, AtomicEth, Paeth, Reth};
 use crate::opcode::{ExtLayout, Opcode, Transport};
 use crate::psn::{Psn, Qpn};
 use crate::{Error, Result};
@@ -34,6 +34,9 @@ const _: () = assert!(field::RESERVED.end == EXT_OFFSET);
 pub const FLAG_ACK_REQ: u8 = 0x80;
 /// BTH flag: solicited event.
 pub const FLAG_SOLICITED: u8 = 0x40;
+/// BTH flag P: a [`Paeth`] (piggybacked ACK) follows the BTH. Request
+/// packets only.
+pub const FLAG_PIGGY_ACK: u8 = 0x20;
 
 #[inline]
 fn be_u16(b: &[u8]) -> u16 {
@@ -88,7 +91,11 @@ impl<T: AsRef<[u8]>> Frame<T> {
         if pay_len != 0 && !opcode.may_have_payload() {
             return Err(Error::Malformed);
         }
-        let need = EXT_OFFSET + layout.len() + pay_len + CRC_LEN;
+        let piggy = b[field::FLAGS] & FLAG_PIGGY_ACK != 0;
+        if piggy && !opcode.is_request() {
+            return Err(Error::Malformed);
+        }
+        let need = EXT_OFFSET + usize::from(piggy) * Paeth::LEN + layout.len() + pay_len + CRC_LEN;
         if b.len() < need {
             return Err(Error::Truncated);
         }
@@ -155,6 +162,12 @@ impl<T: AsRef<[u8]>> Frame<T> {
         self.buffer.as_ref()[field::FLAGS] & FLAG_SOLICITED != 0
     }
 
+    /// Flag P: a piggybacked ACK ([`Paeth`]) follows the BTH.
+    #[inline]
+    pub fn piggy_ack(&self) -> bool {
+        self.buffer.as_ref()[field::FLAGS] & FLAG_PIGGY_ACK != 0
+    }
+
     /// Transport service.
     #[inline]
     pub fn transport(&self) -> Transport {
@@ -186,7 +199,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     fn ext_len(&self) -> usize {
-        self.opcode().layout().map_or(0, |l| l.len())
+        usize::from(self.piggy_ack()) * Paeth::LEN + self.opcode().layout().map_or(0, |l| l.len())
     }
 
     /// Offset of the payload.
@@ -217,7 +230,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
         self.crc() == self.compute_crc()
     }
 
-    /// Extension header bytes.
+    /// Extension header bytes (the [`Paeth`], if any, first).
     pub fn ext(&self) -> &[u8] {
         &self.buffer.as_ref()[EXT_OFFSET..self.payload_offset()]
     }
@@ -261,6 +274,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
         }
         if r.bth.solicited {
             flags |= FLAG_SOLICITED;
+        }
+        if r.ext.ack.is_some() {
+            flags |= FLAG_PIGGY_ACK;
         }
         b[field::FLAGS] = flags;
         b[field::TRANSPORT] = u8::from(r.bth.transport);
@@ -314,9 +330,12 @@ pub struct Bth {
 }
 
 /// Extension headers, decoded. Exactly those named by the opcode's
-/// [`ExtLayout`] are `Some`.
+/// [`ExtLayout`] are `Some`, plus `ack` on request packets with flag P.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Ext {
+    /// PAETH: piggybacked ACK of the reverse direction (flag P; request
+    /// packets only; placed first, right after the BTH).
+    pub ack: Option<Paeth>,
     /// RETH.
     pub reth: Option<Reth>,
     /// AtomicETH.
@@ -381,6 +400,10 @@ impl FrameRepr {
         }
         let mut rest = frame.ext();
         let mut ext = Ext::default();
+        if frame.piggy_ack() {
+            ext.ack = Some(Paeth::parse(rest)?);
+            rest = &rest[Paeth::LEN..];
+        }
         if layout.reth {
             ext.reth = Some(Reth::parse(rest)?);
             rest = &rest[Reth::LEN..];
@@ -424,7 +447,9 @@ impl FrameRepr {
 
     /// Bytes in front of the payload.
     pub fn header_len(&self) -> usize {
-        EXT_OFFSET + self.bth.opcode.layout().map_or(0, |l| l.len())
+        EXT_OFFSET
+            + usize::from(self.ext.ack.is_some()) * Paeth::LEN
+            + self.bth.opcode.layout().map_or(0, |l| l.len())
     }
 
     /// Length of the emitted frame, padding included.
@@ -437,11 +462,13 @@ impl FrameRepr {
     ///
     /// Fails with [`Error::Truncated`] if the buffer is shorter than
     /// [`FrameRepr::buffer_len`], and [`Error::Malformed`] if `ext` does
-    /// not match the opcode's layout or the payload does not fit the
+    /// not match the opcode's layout (or carries a PAETH on a
+    /// non-request), or the payload does not fit the
     /// 16-bit length field; never panics.
     pub fn emit_header<T: AsRef<[u8]> + AsMut<[u8]>>(&self, frame: &mut Frame<T>) -> Result<()> {
         let layout = self.bth.opcode.layout().ok_or(Error::Malformed)?;
         if !self.ext.matches(&layout)
+            || (self.ext.ack.is_some() && !self.bth.opcode.is_request())
             || self.payload_len > usize::from(u16::MAX)
             || (self.payload_len != 0 && !self.bth.opcode.may_have_payload())
         {
@@ -453,6 +480,10 @@ impl FrameRepr {
         frame.set_head_and_bth(self);
         let b = &mut frame.buffer.as_mut()[EXT_OFFSET..];
         let mut off = 0;
+        if let Some(a) = &self.ext.ack {
+            a.emit(&mut b[off..])?;
+            off += Paeth::LEN;
+        }
         if let Some(r) = &self.ext.reth {
             r.emit(&mut b[off..])?;
             off += Reth::LEN;
@@ -504,7 +535,7 @@ mod tests {
         0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x86, 0xdf, 0xff,
         0xff, //
         // BTH
-        0x8b, 0x01, 0x80, 0x00, 0x00, 0x00, 0x10, 0x02, 0x00, 0x00, 0x20, 0x05, 0x00, 0x12, 0x34,
+        0x8b, 0x02, 0x80, 0x00, 0x00, 0x00, 0x10, 0x02, 0x00, 0x00, 0x20, 0x05, 0x00, 0x12, 0x34,
         0x56, 0x00, 0x04, 0x00, 0x00, //
         // RETH
         0x00, 0x00, 0x7f, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x00, 0x00,
@@ -557,8 +588,9 @@ mod tests {
         let f = Frame::new_checked(&b[..]).unwrap();
         assert_eq!(f.ethertype(), 0x86DF);
         assert_eq!(f.opcode(), Opcode::WriteOnlyImm);
-        assert_eq!(f.version(), 1);
+        assert_eq!(f.version(), 2);
         assert!(f.ack_req());
+        assert!(!f.piggy_ack());
         assert!(!f.solicited());
         assert_eq!(f.dst_qpn(), Qpn::new(0x1002));
         assert_eq!(f.dst_qpn().endpoint(), 1);
@@ -649,8 +681,11 @@ mod tests {
         b[12] = 0x08;
         assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::Malformed);
         let mut b = good;
-        b[17] = 2;
+        b[17] = 1; // version 1 had no flag P
         assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::Unsupported);
+        let mut b = good;
+        b[18] |= FLAG_PIGGY_ACK; // says a PAETH follows: 8 bytes short
+        assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::Truncated);
         let mut b = good;
         b[16] = 0x24; // Open-MX CONNECT
         assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::Unsupported);
@@ -667,6 +702,54 @@ mod tests {
         b[60..].copy_from_slice(&crc.to_be_bytes());
         let f = Frame::new_checked(&b[..]).unwrap();
         assert_eq!(FrameRepr::parse(&f).unwrap_err(), Error::Unsupported);
+    }
+
+    /// The piggybacked ACK sits right after the BTH, before the RETH, and
+    /// sets flag P; byte for byte against the fixture.
+    #[test]
+    fn piggy_ack_layout() {
+        let mut r = repr();
+        r.ext.ack = Some(Paeth {
+            psn: Psn::new(0xab_cdef),
+            credits: 0x0102,
+        });
+        assert_eq!(r.header_len(), 36 + 8 + 20);
+        assert_eq!(r.buffer_len(), 72);
+        let mut b = [0xa5u8; 72];
+        let n = r
+            .emit(&mut Frame::new_unchecked(&mut b[..]), |p| {
+                p.copy_from_slice(&[1, 2, 3, 4])
+            })
+            .unwrap();
+        assert_eq!(n, 72);
+        let plain = fixture();
+        assert_eq!(b[18], 0x80 | FLAG_PIGGY_ACK);
+        assert_eq!(&b[..18], &plain[..18]);
+        assert_eq!(&b[19..36], &plain[19..36]);
+        assert_eq!(&b[36..44], &[0, 0xab, 0xcd, 0xef, 0x01, 0x02, 0, 0]);
+        assert_eq!(&b[44..68], &plain[36..60]);
+        let f = Frame::new_checked(&b[..]).unwrap();
+        assert!(f.piggy_ack());
+        assert_eq!(f.payload(), &[1, 2, 3, 4]);
+        assert_eq!(FrameRepr::parse(&f).unwrap(), r);
+        // Not on an ACK.
+        let mut ack = r;
+        ack.bth.opcode = Opcode::Acknowledge;
+        ack.ext = Ext {
+            ack: r.ext.ack,
+            aeth: Some(Aeth {
+                syndrome: Syndrome::Ack,
+                msn: 0,
+                credits: 1,
+            }),
+            ..Ext::default()
+        };
+        ack.payload_len = 0;
+        let mut b = [0u8; 80];
+        assert_eq!(
+            ack.emit(&mut Frame::new_unchecked(&mut b[..]), |_| ()),
+            Err(Error::Malformed)
+        );
     }
 
     #[test]

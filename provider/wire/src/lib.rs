@@ -36,7 +36,7 @@ mod opcode;
 mod psn;
 
 pub use crc::crc32c;
-pub use ext::{Aeth, AtomicEth, NakCode, Reth, Syndrome, ACK_CREDIT_INVALID};
+pub use ext::{Aeth, AtomicEth, NakCode, Paeth, Reth, Syndrome, ACK_CREDIT_INVALID};
 pub use frame::{Bth, Ext, Frame, FrameRepr};
 pub use opcode::{ExtLayout, Opcode, Position, Transport};
 pub use psn::{Psn, Qpn, PSN_MODULUS};
@@ -44,8 +44,9 @@ pub use psn::{Psn, Qpn, PSN_MODULUS};
 /// Open-MX EtherType, shared with `kmod-shim` (`OMX_ETHERTYPE`).
 pub const ETHERTYPE: u16 = 0x86DF;
 /// Protocol version carried at abs 17. A frame with another version is
-/// rejected with [`Error::Unsupported`].
-pub const VERSION: u8 = 1;
+/// rejected with [`Error::Unsupported`]. Version 2 added the piggybacked
+/// ACK (flag P, [`Paeth`]).
+pub const VERSION: u8 = 2;
 /// Length of the Open-MX head: dst MAC, src MAC, EtherType, peer index.
 pub const HEAD_LEN: usize = 16;
 /// Length of the base transport header that follows the head.
@@ -57,10 +58,10 @@ pub const CRC_LEN: usize = 4;
 /// Minimum Ethernet frame length without FCS (ETH_ZLEN); shorter frames are
 /// zero-padded after the CRC.
 pub const MIN_FRAME_LEN: usize = 60;
-/// Largest extension header total (RETH + ImmDt = 20, AtomicETH = 28).
-pub const MAX_EXT_LEN: usize = 28;
-/// Largest header in front of a payload: head + BTH + RETH + ImmDt.
-pub const MAX_PAYLOAD_HEADER_LEN: usize = EXT_OFFSET + 20;
+/// Largest extension header total: PAETH (8) + AtomicETH (28).
+pub const MAX_EXT_LEN: usize = 8 + 28;
+/// Largest header in front of a payload: head + BTH + PAETH + RETH + ImmDt.
+pub const MAX_PAYLOAD_HEADER_LEN: usize = EXT_OFFSET + 8 + 20;
 /// Credits a requester may assume before the first AETH (docs/wire.md §9).
 pub const INITIAL_CREDITS: u16 = 16;
 /// Peer index meaning "unknown" (Open-MX convention).

@@ -63,7 +63,7 @@ proptest! {
         psn in any::<u32>(),
         dst in any::<u32>(),
         src in any::<u32>(),
-        flags in any::<(bool, bool)>(),
+        flags in any::<(bool, bool, bool)>(),
         va in any::<u64>(),
         key in any::<u32>(),
         len in any::<u32>(),
@@ -88,6 +88,8 @@ proptest! {
                 psn: Psn::new(psn),
             },
             ext: Ext {
+                ack: (flags.2 && opcode.is_request())
+                    .then_some(Paeth { psn: Psn::new(psn ^ 0x5a5a5a), credits }),
                 reth: l.reth.then_some(Reth { va, rkey: key, dma_len: len }),
                 atomic: l.atomic_eth.then_some(AtomicEth { va, rkey: key, swap_add: va ^ 1, compare: va ^ 2 }),
                 aeth: l.aeth.then_some(Aeth { syndrome: Syndrome::RnrNak((imm & 0x1f) as u8), msn, credits }),
@@ -103,5 +105,20 @@ proptest! {
         let f = Frame::new_checked(&buf[..]).unwrap();
         prop_assert_eq!(FrameRepr::parse(&f).unwrap(), repr);
         prop_assert_eq!(f.payload(), &payload[..payload_len]);
+    }
+
+    /// Flag P on a response or ACK is malformed, whatever follows.
+    #[test]
+    fn piggy_ack_only_on_requests(
+        opcode in opcode_strategy(),
+        bytes in proptest::collection::vec(any::<u8>(), 36..400),
+    ) {
+        let mut b = with_valid_head(bytes, u8::from(opcode));
+        b[18] |= 0x20;
+        if !opcode.is_request() {
+            prop_assert!(Frame::new_checked(&b[..]).is_err());
+        } else {
+            decode(&b);
+        }
     }
 }

@@ -282,9 +282,16 @@ impl Net {
         }
     }
 
-    /// One step at `now`: timers, arrivals, receive processing, transmit.
-    /// Returns false when nothing will ever happen again.
+    /// One step at `now`: timers, arrivals, receive processing, transmit,
+    /// then time advances. Returns false when nothing will ever happen
+    /// again.
     pub fn step(&mut self) -> bool {
+        self.process();
+        self.advance()
+    }
+
+    /// Timers, arrivals, receive processing and transmit at `now`.
+    fn process(&mut self) {
         let now = self.now;
         self.a.qp.handle_timeout(now);
         self.b.qp.handle_timeout(now);
@@ -314,7 +321,11 @@ impl Net {
         self.transmit(true);
         self.transmit(false);
         self.drain_completions();
-        // Advance time.
+    }
+
+    /// Moves time to the next event; false if there is none.
+    fn advance(&mut self) -> bool {
+        let now = self.now;
         if !self.a.ring.is_empty() || !self.b.ring.is_empty() {
             self.now = now + self.tick;
             return true;
@@ -344,7 +355,17 @@ impl Net {
             if done(self) {
                 return true;
             }
-            if self.now > end || !self.step() {
+            if self.now > end {
+                return false;
+            }
+            // `done` is checked before time moves on, so a test reacting
+            // to it acts at the instant the condition arose (an
+            // application answering a message at once).
+            self.process();
+            if done(self) {
+                return true;
+            }
+            if !self.advance() {
                 return done(self);
             }
         }
