@@ -24,6 +24,9 @@ pub(crate) struct AckState {
     delay: Duration,
     hold: Duration,
     interactive: bool,
+    /// Holding is allowed for the packets executed now (the caller's
+    /// choice, see `RcQp::set_ack_hold`).
+    hold_allowed: bool,
     /// When the last request packet with AckReq was executed.
     last_ack_req: Option<Instant>,
 }
@@ -37,8 +40,14 @@ impl AckState {
             delay,
             hold,
             interactive: false,
+            hold_allowed: true,
             last_ack_req: None,
         }
+    }
+
+    /// See `RcQp::set_ack_hold`.
+    pub(crate) fn set_hold_allowed(&mut self, allowed: bool) {
+        self.hold_allowed = allowed;
     }
 
     /// Longest hold in interactive mode (the owner caps it below the
@@ -62,7 +71,7 @@ impl AckState {
         }
         if self.unacked >= self.coalesce {
             self.due = true;
-        } else if self.interactive {
+        } else if self.interactive && self.hold_allowed {
             timers.set_if_stopped(Timer::Ack, now + self.hold);
         } else if ack_req {
             self.due = true;
@@ -188,6 +197,28 @@ mod tests {
         let mut b = AckState::new(32, Duration::from_micros(20), Duration::from_millis(10));
         b.request_sent(t(5));
         assert!(!b.interactive());
+    }
+
+    #[test]
+    fn no_hold_when_the_caller_forbids_it() {
+        let mut tt = TimerTable::default();
+        let mut a = AckState::new(32, Duration::from_micros(20), Duration::from_millis(10));
+        a.on_executed(true, t(0), &mut tt);
+        a.sent(&mut tt);
+        a.request_sent(t(1));
+        assert!(a.interactive());
+        a.set_hold_allowed(false);
+        a.on_executed(false, t(10), &mut tt);
+        assert!(!a.is_due(), "middle packets still coalesce");
+        assert_eq!(tt.get(Timer::Ack), Some(t(30)));
+        a.on_executed(true, t(11), &mut tt);
+        assert!(a.is_due(), "AckReq answered at once");
+        assert!(a.interactive(), "the mode itself stays");
+        a.sent(&mut tt);
+        a.set_hold_allowed(true);
+        a.on_executed(true, t(20), &mut tt);
+        assert!(!a.is_due());
+        assert!(a.holding());
     }
 
     #[test]

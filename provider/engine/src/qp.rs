@@ -449,6 +449,16 @@ impl RcQp {
         self.resp.ack.holding()
     }
 
+    /// Whether the frames handed to [`RcQp::handle_frame`] from now on may
+    /// have their ACK held for the application's answer (interactive mode,
+    /// docs/wire.md §10.1; allowed by default). A provider allows it for
+    /// frames an application thread receives while busy-polling, and
+    /// forbids it for frames a background thread receives while the
+    /// application sleeps: its answer is then a wake-up away.
+    pub fn set_ack_hold(&mut self, allowed: bool) {
+        self.resp.ack.set_hold_allowed(allowed);
+    }
+
     /// Sends any held ACK at the next [`RcQp::poll_transmit`] (the
     /// application is going away: nobody will answer to carry it).
     pub fn flush_acks(&mut self) {
@@ -672,9 +682,9 @@ impl RcQp {
                 None
             };
             match self.req.poll_transmit(&mut self.ctx, now, buf, mem, ack) {
-                Ok(Some(n)) => {
+                Ok(Some((n, carried))) => {
                     self.resp.ack.request_sent(now);
-                    if ack.is_some() {
+                    if carried {
                         self.ctx.stats.tx_piggy_acks += 1;
                         self.resp.ack.sent(&mut self.ctx.timers);
                     }

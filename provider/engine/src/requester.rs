@@ -195,8 +195,11 @@ impl Requester {
         self.nak_guard = None;
     }
 
-    /// Builds the next request packet into `buf`, carrying `ack` (the
-    /// responder's piggybacked ACK) if given.
+    /// Builds the next request packet into `buf`; returns its length and
+    /// whether it carries `ack` (the responder's piggybacked ACK), which
+    /// only the last packet of a message does: the peer then learns in one
+    /// frame that its request completed and that this message arrived
+    /// (one completion event, not two).
     pub(crate) fn poll_transmit<M: MemoryAccess + ?Sized>(
         &mut self,
         ctx: &mut Ctx,
@@ -204,7 +207,7 @@ impl Requester {
         buf: &mut [u8],
         mem: &M,
         ack: Option<Paeth>,
-    ) -> Result<Option<usize>, Fatal> {
+    ) -> Result<Option<(usize, bool)>, Fatal> {
         if self.rnr_wait || self.cursor >= self.sq.len() {
             return Ok(None);
         }
@@ -311,7 +314,7 @@ impl Requester {
             || psn == self.limit
             || inflight + 1 >= window;
         let solicited = e.wr.solicited && last_pkt && opcode.is_send();
-        ext.ack = ack;
+        ext.ack = ack.filter(|_| last_pkt);
         let repr = ctx.repr(opcode, psn, ack_req, solicited, plen as usize, ext);
         let mut frame = Frame::new_unchecked(&mut *buf);
         if repr.emit_header(&mut frame).is_err() {
@@ -354,7 +357,7 @@ impl Requester {
         if let Some(t) = self.timeout {
             ctx.timers.set_if_stopped(Timer::Retransmit, now + t);
         }
-        Ok(Some(n))
+        Ok(Some((n, repr.ext.ack.is_some())))
     }
 
     /// A PAETH: the same as an ACK frame with syndrome ACK.

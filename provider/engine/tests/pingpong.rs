@@ -120,9 +120,9 @@ fn count(frames: &[(bool, Vec<u8>)], to_b: bool, what: impl Fn(&Frame<&[u8]>) ->
 
 #[test]
 fn answers_carry_the_acks() {
-    for write in [false, true] {
+    for (write, len) in [(false, 8), (true, 8), (false, 3000), (true, 3000)] {
         let rounds = 20;
-        let lens = vec![8u32; rounds];
+        let lens = vec![len; rounds];
         let mut g = game(Params::default(), 7, rounds);
         g.net.capture = Some(Vec::new());
         assert!(play(&mut g, &lens, write, Duration::from_millis(50)));
@@ -144,6 +144,14 @@ fn answers_carry_the_acks() {
         assert_eq!(g.net.b.qp.stats().tx_piggy_acks, (rounds / 2 - 1) as u64);
         assert_eq!(g.net.a.qp.stats().rx_piggy_acks, (rounds / 2 - 1) as u64);
         assert_eq!(g.net.a.qp.stats().tx_piggy_acks, (rounds / 2 - 2) as u64);
+        // Only the last packet of a message carries it, so the peer
+        // learns in one frame that its request completed and that the
+        // answer arrived.
+        assert!(frames
+            .iter()
+            .filter_map(|(_, f)| Frame::new_checked(&f[..]).ok())
+            .filter(|f| f.piggy_ack())
+            .all(|f| f.opcode().position().is_last()));
         assert_eq!(g.net.a.qp.stats().tx_retransmits, 0);
         assert_eq!(g.net.b.qp.stats().tx_retransmits, 0);
     }

@@ -58,7 +58,7 @@ use omx_engine::Instant;
 use std::os::fd::AsFd;
 
 use omx_pktio::{PacketSocket, Waker};
-use omx_verbs::{Drive, Endpoint, FrameSink};
+use omx_verbs::{Drive, Endpoint, FrameSink, RxBy};
 
 use crate::errno::Errno;
 use crate::log;
@@ -343,14 +343,14 @@ impl Runtime {
     /// Receives and handles about [`RX_BUDGET`] frames (straight from the
     /// ring, no copy), unless another thread is receiving right now.
     pub fn poll_rx(&self) -> Drive {
-        self.try_rx().0
+        self.try_rx(RxBy::Poller).0
     }
 
     /// [`Runtime::poll_rx`], and whether this thread got the receive ring
     /// (false: another thread was receiving). A pair rather than an
     /// `Option<Drive>`: memcheck flags the optimised code that selects on
     /// the uninitialised payload of a `None`.
-    fn try_rx(&self) -> (Drive, bool) {
+    fn try_rx(&self, by: RxBy) -> (Drive, bool) {
         let Some(io) = self.io.get() else {
             return (Drive::default(), true);
         };
@@ -360,7 +360,7 @@ impl Runtime {
         let mut d = Drive::default();
         let n = rx.recv_batch(RX_BUDGET, |frame| {
             let now = self.now();
-            d = d.merge(self.ep.handle_frame(now, frame, &io.sock));
+            d = d.merge(self.ep.handle_frame_by(by, now, frame, &io.sock));
         });
         // Same-device frames, under the same receiver guard (one thread
         // receives at a time, frames in arrival order per socket).
@@ -371,7 +371,7 @@ impl Runtime {
             .map_or(0, |mut tap| {
                 tap.recv_batch(RX_BUDGET, |frame| {
                     let now = self.now();
-                    d = d.merge(self.ep.handle_frame(now, frame, &io.sock));
+                    d = d.merge(self.ep.handle_frame_by(by, now, frame, &io.sock));
                 })
             });
         self.rx_frames.fetch_add((n + m) as u64, Relaxed);
@@ -445,7 +445,7 @@ impl Runtime {
             let mut contended = false;
             if !app_receives {
                 let before = self.rx_frames.load(Relaxed);
-                let (r, got) = self.try_rx();
+                let (r, got) = self.try_rx(RxBy::Progress);
                 d = d.merge(r);
                 contended = !got;
                 let took = self.rx_frames.load(Relaxed) - before;

@@ -44,6 +44,21 @@ pub const MAX_WINDOW: u16 = 256;
 /// Slots per endpoint (low 12 bits of a QPN).
 pub const SLOTS: usize = 1 << omx_wire::QPN_SLOT_BITS;
 
+/// Which thread received a frame. It decides whether a QP may hold its
+/// ACK for the application's answer (docs/wire.md §10.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxBy {
+    /// An application thread busy-polling in `poll_cq`: it will answer
+    /// within microseconds, so the ACK may wait for the answer.
+    Poller,
+    /// The progress thread: the application sleeps (completion events) or
+    /// spins on memory, and its answer is at least a wake-up away. The
+    /// ACK goes at once, as it would from an RDMA adapter. (Holding it
+    /// there made `ibv_rc_pingpong -e` ~1.7x slower in the TCG bed: the
+    /// peer's send completion then waited for this side's wake-up.)
+    Progress,
+}
+
 /// What driving a QP left to do for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Drive {
@@ -288,9 +303,21 @@ impl Endpoint {
         self.busy_qps.load(SeqCst) != 0
     }
 
-    /// One received frame. Frames for no QP of ours are dropped (counted
-    /// by the caller if it wants to).
+    /// One received frame, taken by an application thread that busy-polls
+    /// (`poll_cq`). Frames for no QP of ours are dropped (counted by the
+    /// caller if it wants to).
     pub fn handle_frame(&self, now: Instant, frame: &[u8], tx: &impl FrameSink) -> Drive {
+        self.handle_frame_by(RxBy::Poller, now, frame, tx)
+    }
+
+    /// One received frame, taken by `by`.
+    pub fn handle_frame_by(
+        &self,
+        by: RxBy,
+        now: Instant,
+        frame: &[u8],
+        tx: &impl FrameSink,
+    ) -> Drive {
         let Some(qpn) = omx_engine::peek_dst_qpn(frame) else {
             return Drive::default();
         };
@@ -300,6 +327,7 @@ impl Endpoint {
         let mut g = qp.lock();
         {
             let QpInner { rc, inline, .. } = &mut *g;
+            rc.set_ack_hold(by == RxBy::Poller);
             self.mrs.with_pd(qp.pd, inline, |mem| {
                 let _ = rc.handle_frame(now, frame, mem);
             });

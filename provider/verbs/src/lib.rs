@@ -26,7 +26,7 @@ pub mod qp;
 
 pub use addr::{mac_from_gid, AddrError};
 pub use cq::Cq;
-pub use endpoint::{Drive, Endpoint};
+pub use endpoint::{Drive, Endpoint, RxBy};
 pub use mr::{AdviseError, MrEntry, MrTable, PdMem, INLINE_LKEY};
 pub use qp::{Qp, QpCaps, Window, ACK_HOLD, MAX_INLINE_DATA};
 
