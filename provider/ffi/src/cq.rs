@@ -496,34 +496,12 @@ pub fn to_ibv_wc(w: &WorkCompletion) -> ibv_wc {
 /// # Safety
 /// `wc` is writable for `n` entries.
 unsafe fn drain(ring: &Cq, n: usize, wc: *mut ibv_wc) -> usize {
-    const CHUNK: usize = 16;
-    let mut tmp = [ZERO_WC; CHUNK];
-    let mut done = 0;
-    while done < n {
-        let k = ring.poll(&mut tmp[..(n - done).min(CHUNK)]);
-        for (i, w) in tmp[..k].iter().enumerate() {
-            // SAFETY: done + i < n, within the caller's array.
-            unsafe { wc.add(done + i).write(to_ibv_wc(w)) };
-        }
-        done += k;
-        if k == 0 {
-            break;
-        }
-    }
-    done
+    ring.poll_with(n, |i, w| {
+        // SAFETY: poll_with hands out indexes below n, within the
+        // caller's array.
+        unsafe { wc.add(i).write(to_ibv_wc(w)) };
+    })
 }
-
-const ZERO_WC: WorkCompletion = WorkCompletion {
-    wr_id: 0,
-    status: omx_engine::WcStatus::Success,
-    opcode: omx_engine::WcOpcode::Send,
-    queue: omx_engine::WcQueue::Send,
-    byte_len: 0,
-    imm: None,
-    qp_num: omx_wire::Qpn::new(0),
-    src_qp: omx_wire::Qpn::new(0),
-    solicited: false,
-};
 
 /// `ibv_poll_cq`: returns waiting completions; when there are none it
 /// receives pending frames itself (busy-poll), then looks again. No lock is
@@ -572,6 +550,18 @@ pub unsafe extern "C" fn poll_cq(cq: *mut ibv_cq, num_entries: i32, wc: *mut ibv
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ZERO_WC: WorkCompletion = WorkCompletion {
+        wr_id: 0,
+        status: omx_engine::WcStatus::Success,
+        opcode: omx_engine::WcOpcode::Send,
+        queue: omx_engine::WcQueue::Send,
+        byte_len: 0,
+        imm: None,
+        qp_num: omx_wire::Qpn::new(0),
+        src_qp: omx_wire::Qpn::new(0),
+        solicited: false,
+    };
 
     #[test]
     fn null_arguments_are_refused() {

@@ -374,7 +374,9 @@ impl Runtime {
                     d = d.merge(self.ep.handle_frame_by(by, now, frame, &io.sock));
                 })
             });
-        self.rx_frames.fetch_add((n + m) as u64, Relaxed);
+        if n + m != 0 {
+            self.rx_frames.fetch_add((n + m) as u64, Relaxed);
+        }
         (d, true)
     }
 

@@ -112,13 +112,21 @@ impl Cq {
 
     /// Moves up to `out.len()` completions out; returns how many.
     pub fn poll(&self, out: &mut [WorkCompletion]) -> usize {
+        self.poll_with(out.len(), |i, wc| out[i] = *wc)
+    }
+
+    /// Takes up to `max` completions, handing each to `f` with its index
+    /// (0, 1, ...) under the ring lock, so that the caller converts them
+    /// straight into its own array (no staging buffer to initialise on
+    /// every empty poll); returns how many.
+    pub fn poll_with(&self, max: usize, mut f: impl FnMut(usize, &WorkCompletion)) -> usize {
         let mut r = self.lock();
         let cap = r.buf.len();
         let mut n = 0;
-        while n < out.len() && r.len > 0 {
+        while n < max && r.len > 0 {
             let h = r.head;
             if let Some(wc) = r.buf[h].take() {
-                out[n] = wc;
+                f(n, &wc);
                 n += 1;
             }
             r.head = (h + 1) % cap;
