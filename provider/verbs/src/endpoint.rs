@@ -466,6 +466,87 @@ mod tests {
         }
     }
 
+    /// A QP in interactive mode holds the ACK of a frame a busy-polling
+    /// thread received, and ACKs at once a frame the progress thread
+    /// received (docs/wire.md §10.1).
+    #[test]
+    fn only_busy_polled_frames_have_their_ack_held() {
+        let a = Endpoint::new(1);
+        let b = Endpoint::new(2);
+        let qa = connect(&a, 1 << 12, 2 << 12);
+        let qb = connect(&b, 2 << 12, 1 << 12);
+        let (mut ma, mut mb) = (vec![0u8; 64], vec![0u8; 64]);
+        for (ep, qp, key, m) in [(&a, &qa, 0x100, &mut ma), (&b, &qb, 0x200, &mut mb)] {
+            ep.mrs.insert(MrEntry {
+                lkey: key,
+                rkey: key,
+                pd: 9,
+                addr: m.as_mut_ptr() as u64,
+                va: m.as_mut_ptr() as u64,
+                len: 64,
+                access: ACCESS_LOCAL_WRITE,
+            });
+            let mut g = qp.lock();
+            for id in 0..4 {
+                g.post_recv(RecvWr {
+                    wr_id: id,
+                    sg: SgList::single(m.as_mut_ptr() as u64, 64, key),
+                })
+                .unwrap();
+            }
+        }
+        let (wa, wb) = (Wire::default(), Wire::default());
+        let send = |ep: &Endpoint, qp: &Arc<Qp>, w: &Wire, id: u64| {
+            let mut g = qp.lock();
+            let wr = SendWr {
+                wr_id: id,
+                op: SendOp::Send,
+                sg: SgList::default(),
+                signaled: false,
+                solicited: false,
+            };
+            g.post_send_inline(wr, 2, |d| d.copy_from_slice(b"hi"))
+                .unwrap();
+            ep.drive(qp, &mut g, Instant::ZERO, w);
+        };
+        let take = |w: &Wire| -> Vec<Vec<u8>> { w.0.borrow_mut().drain(..).collect() };
+        let kinds = |fs: &[Vec<u8>]| -> Vec<(omx_wire::Opcode, bool)> {
+            fs.iter()
+                .map(|f| {
+                    let f = omx_wire::Frame::new_checked(&f[..]).unwrap();
+                    (f.opcode(), f.piggy_ack())
+                })
+                .collect()
+        };
+        use omx_wire::Opcode::{Acknowledge, SendOnly};
+        // A asks, B answers at once: B becomes interactive.
+        send(&a, &qa, &wa, 1);
+        for f in take(&wa) {
+            b.handle_frame(Instant::ZERO, &f, &wb);
+        }
+        assert_eq!(kinds(&take(&wb)), [(Acknowledge, false)]);
+        send(&b, &qb, &wb, 2);
+        for f in take(&wb) {
+            a.handle_frame(Instant::ZERO, &f, &wa);
+        }
+        take(&wa);
+        // Busy-polled: the ACK waits for B's answer, which carries it.
+        send(&a, &qa, &wa, 3);
+        for f in take(&wa) {
+            b.handle_frame_by(RxBy::Poller, Instant::ZERO, &f, &wb);
+        }
+        assert!(take(&wb).is_empty());
+        assert!(qb.pending.load(SeqCst), "a held ACK counts as pending");
+        send(&b, &qb, &wb, 4);
+        assert_eq!(kinds(&take(&wb)), [(SendOnly, true)]);
+        // Received by the progress thread: ACKed at once.
+        send(&a, &qa, &wa, 5);
+        for f in take(&wa) {
+            b.handle_frame_by(RxBy::Progress, Instant::ZERO, &f, &wb);
+        }
+        assert_eq!(kinds(&take(&wb)), [(Acknowledge, false)]);
+    }
+
     #[test]
     fn demux_by_endpoint_and_slot() {
         let ep = Endpoint::new(3);
