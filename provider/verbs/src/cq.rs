@@ -8,19 +8,24 @@
 //! forbids (EBUSY), so in practice it goes with the ffi object.
 //!
 //! Locks: `ring` (a spin lock, [`crate::lock`]) guards the entries; it is a leaf lock (taken
-//! under a QP lock by the drivers, alone by `poll`). `armed` and
+//! under a QP lock by the drivers, alone by `poll`). `waiting` mirrors the
+//! ring's length (written under the lock, read without it), so a poll of
+//! an empty CQ takes no lock at all: a busy-polling application never
+//! holds the ring lock while it waits, and the progress thread (which
+//! pushes under a QP lock) never spins behind it. (Without it, valgrind's
+//! deterministic thread switches could preempt the poller inside the lock
+//! on every time slice, and the progress thread spun forever.) `armed` and
 //! `notify_pending` are atomics.
 //!
 //! Events (never lost, never duplicated per arm): [`Cq::push`] inserts
-//! under the ring lock, *then* consumes the arm; [`Cq::arm`] sets the arm,
-//! *then* looks at the ring under the lock and consumes the arm itself if
-//! completions are already waiting (mlx5 semantics: arming a non-empty CQ
-//! fires). Whichever of the two sees the other wins the compare-exchange on
-//! `armed`, so one arm yields exactly one pending notification, which the
-//! progress thread turns into the kernel event ([`Cq::take_notify`]).
+//! under the ring lock, *then* consumes the arm; [`Cq::arm`] only sets the
+//! arm (completions already waiting raise no event, see its doc). The
+//! compare-exchange on `armed` lets one arm yield exactly one pending
+//! notification, which the progress thread turns into the kernel event
+//! ([`Cq::take_notify`]).
 
 use crate::lock::{SpinGuard, SpinLock};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use omx_engine::{WcStatus, WorkCompletion};
 
@@ -50,6 +55,8 @@ pub struct Cq {
     /// IBV_WC_EX_WITH_COMPLETION_TIMESTAMP).
     clock: Option<fn() -> u64>,
     ring: SpinLock<Ring>,
+    /// `ring.len`, for lock-free empty checks.
+    waiting: AtomicUsize,
     armed: AtomicU32,
     notify_pending: AtomicBool,
 }
@@ -73,6 +80,7 @@ impl Cq {
                 len: 0,
                 overflows: 0,
             }),
+            waiting: AtomicUsize::new(0),
             armed: AtomicU32::new(DISARMED),
             notify_pending: AtomicBool::new(false),
         }
@@ -105,6 +113,7 @@ impl Cq {
                 *slot = t;
             }
             r.len += 1;
+            self.waiting.store(r.len, Ordering::Release);
         }
         let solicited = wc.solicited || wc.status != WcStatus::Success;
         self.consume_arm(solicited)
@@ -120,6 +129,9 @@ impl Cq {
     /// straight into its own array (no staging buffer to initialise on
     /// every empty poll); returns how many.
     pub fn poll_with(&self, max: usize, mut f: impl FnMut(usize, &WorkCompletion)) -> usize {
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
         let mut r = self.lock();
         let cap = r.buf.len();
         let mut n = 0;
@@ -132,12 +144,16 @@ impl Cq {
             r.head = (h + 1) % cap;
             r.len -= 1;
         }
+        self.waiting.store(r.len, Ordering::Release);
         n
     }
 
     /// Takes the oldest completion with its timestamp (0 on a CQ without
     /// a clock).
     pub fn poll_one(&self) -> Option<(WorkCompletion, u64)> {
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let mut r = self.lock();
         while r.len > 0 {
             let cap = r.buf.len();
@@ -146,6 +162,7 @@ impl Cq {
             let ts = r.ts.get(h).copied().unwrap_or(0);
             r.head = (h + 1) % cap;
             r.len -= 1;
+            self.waiting.store(r.len, Ordering::Release);
             if let Some(wc) = wc {
                 return Some((wc, ts));
             }
@@ -160,7 +177,7 @@ impl Cq {
 
     /// Completions waiting.
     pub fn len(&self) -> usize {
-        self.lock().len
+        self.waiting.load(Ordering::Acquire)
     }
 
     /// True if no completion is waiting.
@@ -223,6 +240,40 @@ impl Cq {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Polling an empty CQ takes no lock, so a busy-polling application
+    /// never holds the ring lock while it waits.
+    #[test]
+    fn empty_poll_takes_no_lock() {
+        let cq = std::sync::Arc::new(Cq::new(1, 4));
+        let held = cq.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c = cq.clone();
+        std::thread::spawn(move || {
+            let n = c.poll_with(4, |_, _| ());
+            let _ = tx.send((n, c.poll_one().is_none(), c.len()));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        drop(held);
+        assert_eq!(got, Ok((0, true, 0)), "an empty poll waited for the lock");
+        let wc = WorkCompletion {
+            wr_id: 5,
+            status: WcStatus::Success,
+            opcode: omx_engine::WcOpcode::Send,
+            queue: omx_engine::WcQueue::Send,
+            byte_len: 0,
+            imm: None,
+            qp_num: omx_wire::Qpn::new(1),
+            src_qp: omx_wire::Qpn::new(2),
+            solicited: false,
+        };
+        cq.push(wc);
+        assert_eq!(cq.len(), 1);
+        let mut got = Vec::new();
+        assert_eq!(cq.poll_with(4, |i, w| got.push((i, w.wr_id))), 1);
+        assert_eq!(got, [(0, 5)]);
+        assert_eq!(cq.len(), 0);
+    }
     use omx_engine::{WcOpcode, WcQueue};
     use omx_wire::Qpn;
 
