@@ -176,12 +176,9 @@ impl Ctx {
 /// The interactive ACK hold: `configured`, but at most a quarter of the
 /// transport timer (if there is one).
 fn ack_hold(configured: Duration, timeout: Option<Duration>) -> Duration {
-    match timeout {
-        Some(t) if t.as_nanos() / 4 < configured.as_nanos() => {
-            Duration::from_nanos(t.as_nanos() / 4)
-        }
-        _ => configured,
-    }
+    timeout.map_or(configured, |t| {
+        configured.min(Duration::from_nanos(t.as_nanos() / 4))
+    })
 }
 
 /// Metadata of a frame written by [`RcQp::poll_transmit`]: send
@@ -282,6 +279,8 @@ impl RcQp {
             u32::from(cfg.ack_coalesce)
         };
         let cap = (cfg.sq_depth + cfg.rq_depth) as usize;
+        let req = Requester::new(cfg.sq_depth as usize);
+        let hold = ack_hold(cfg.ack_hold, req.timeout);
         RcQp {
             state: QpState::Reset,
             ctx: Ctx {
@@ -298,14 +297,10 @@ impl RcQp {
                 cq: VecDeque::with_capacity(cap),
                 sq_retired_silently: 0,
             },
-            req: Requester::new(cfg.sq_depth as usize),
+            req,
             resp: Responder::new(
                 cfg.rq_depth as usize,
-                AckState::new(
-                    coalesce,
-                    cfg.ack_delay,
-                    ack_hold(cfg.ack_hold, crate::state::transport_timeout(14)),
-                ),
+                AckState::new(coalesce, cfg.ack_delay, hold),
             ),
             sq_outstanding: 0,
             rq_outstanding: 0,

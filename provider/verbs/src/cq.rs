@@ -241,6 +241,9 @@ impl Cq {
 mod tests {
     use super::*;
 
+    use omx_engine::{WcOpcode, WcQueue};
+    use omx_wire::Qpn;
+
     /// Polling an empty CQ takes no lock, so a busy-polling application
     /// never holds the ring lock while it waits.
     #[test]
@@ -259,12 +262,12 @@ mod tests {
         let wc = WorkCompletion {
             wr_id: 5,
             status: WcStatus::Success,
-            opcode: omx_engine::WcOpcode::Send,
-            queue: omx_engine::WcQueue::Send,
+            opcode: WcOpcode::Send,
+            queue: WcQueue::Send,
             byte_len: 0,
             imm: None,
-            qp_num: omx_wire::Qpn::new(1),
-            src_qp: omx_wire::Qpn::new(2),
+            qp_num: Qpn::new(1),
+            src_qp: Qpn::new(2),
             solicited: false,
         };
         cq.push(wc);
@@ -274,8 +277,6 @@ mod tests {
         assert_eq!(got, [(0, 5)]);
         assert_eq!(cq.len(), 0);
     }
-    use omx_engine::{WcOpcode, WcQueue};
-    use omx_wire::Qpn;
 
     fn wc(id: u64, solicited: bool) -> WorkCompletion {
         WorkCompletion {

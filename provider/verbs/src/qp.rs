@@ -57,7 +57,6 @@ const MAX_PATH_MTU: usize = 4096;
 /// 64 system calls.
 pub const TX_BATCH: usize = 8;
 
-/// Bytes of one transmit slot: the largest frame of any path MTU.
 /// How long a QP in interactive mode holds an ACK for the application's
 /// answer to carry it (docs/wire.md §10.1; the engine caps it at a quarter
 /// of the QP's transport timer). Longer than the progress thread's sleep
@@ -65,6 +64,7 @@ pub const TX_BATCH: usize = 8;
 /// thread's next regular pass sends it if no answer came.
 pub const ACK_HOLD: Duration = Duration::from_millis(20);
 
+/// Bytes of one transmit slot: the largest frame of any path MTU.
 pub(crate) const TX_SLOT: usize = omx_wire::max_frame_len(MAX_PATH_MTU);
 
 /// A QP's receive window (docs/wire.md section 9), from
