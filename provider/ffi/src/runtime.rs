@@ -77,6 +77,11 @@ const SPIN_STREAK: u32 = 16;
 /// a shorter window costs the busy-poller a wake-up of this thread per
 /// window (about 250 us of a vCPU under TCG, see docs/benchmarks.md).
 const SPIN_WINDOW_NS: u64 = 1_000_000;
+/// An application that busy-polled within this long (engine clock, so up
+/// to one tick more) counts as one that answers from its own thread:
+/// frames the progress thread takes for it may have their ACKs held
+/// (`RxBy::ProgressForPoller`).
+const SPUN_LATELY_NS: u64 = 4 * SPIN_WINDOW_NS;
 /// How long the progress thread leaves the socket alone after it found
 /// another thread receiving.
 const CONTENDED_RETRY_NS: u64 = 100_000;
@@ -424,6 +429,7 @@ impl Runtime {
         let Some(io) = self.io.get() else { return };
         let mut last_active = 0u64;
         let mut seen_frames = 0u64;
+        let mut last_spun: Option<u64> = None;
         while !self.stop.load(SeqCst) {
             // While an application thread busy-polls, it receives: this
             // thread keeps away from the socket (and from the QP locks a
@@ -439,6 +445,9 @@ impl Runtime {
             // of the two sees the other (`after_drive`).
             let spun = self.spinning.swap(false, Relaxed);
             self.blind.store(spun, SeqCst);
+            if spun {
+                last_spun = Some(self.now().as_nanos());
+            }
             let app_receives = spun && self.ep.work_pending();
             if spun && !app_receives {
                 self.blind.store(false, SeqCst);
@@ -447,7 +456,8 @@ impl Runtime {
             let mut contended = false;
             if !app_receives {
                 let before = self.rx_frames.load(Relaxed);
-                let (r, got) = self.try_rx(RxBy::Progress);
+                let by = progress_rx_by(last_spun, self.now().as_nanos());
+                let (r, got) = self.try_rx(by);
                 d = d.merge(r);
                 contended = !got;
                 let took = self.rx_frames.load(Relaxed) - before;
@@ -511,9 +521,40 @@ impl Runtime {
     }
 }
 
+/// Who the progress thread receives for, at `now` (engine clock), when
+/// the application last busy-polled at `last_spun`: one that busy-polled
+/// lately answers from its own thread (it spins on memory between polls),
+/// so its QPs may hold ACKs for the answer (see [`RxBy`]).
+fn progress_rx_by(last_spun: Option<u64>, now: u64) -> RxBy {
+    if last_spun.is_some_and(|t| now.saturating_sub(t) <= SPUN_LATELY_NS) {
+        RxBy::ProgressForPoller
+    } else {
+        RxBy::Progress
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_frames_of_a_recent_busy_poller_may_hold_their_ack() {
+        let now = 50 * SPUN_LATELY_NS;
+        // Never busy-polled (completion events): ACKs go at once.
+        assert_eq!(progress_rx_by(None, now), RxBy::Progress);
+        assert!(!RxBy::Progress.may_hold_ack());
+        // Busy-polled within the last SPUN_LATELY_NS: held for the answer.
+        for t in [now, now - SPUN_LATELY_NS] {
+            assert_eq!(progress_rx_by(Some(t), now), RxBy::ProgressForPoller);
+        }
+        assert!(RxBy::ProgressForPoller.may_hold_ack());
+        assert!(RxBy::Poller.may_hold_ack());
+        // Longer ago: the application may sleep now.
+        assert_eq!(
+            progress_rx_by(Some(now - SPUN_LATELY_NS - 1), now),
+            RxBy::Progress
+        );
+    }
 
     #[test]
     fn notify_ioctl_matches_the_kernel_abi() {
