@@ -6,7 +6,8 @@
 //! Who holds references: the ffi context (in its runtime `Arc`), shared by
 //! the progress thread and every application thread in a verb.
 //!
-//! Locks: `qps` and `cqs` are `RwLock`s written only by create/destroy
+//! Locks: `qps` (the slot table and the list of live QPs, changed
+//! together) and `cqs` are `RwLock`s written only by create/destroy
 //! (control path) and read by the data path just long enough to clone an
 //! `Arc` or, in the timer and notification passes, while visiting each
 //! entry. Lock order: `qps` (read) → QP → MR table (read) → CQ ring;
@@ -127,6 +128,15 @@ impl Drive {
     }
 }
 
+/// The QP demux: a QP per slot, and the same QPs in a list for the
+/// passes over all of them (timers every progress pass, held ACKs), which
+/// would otherwise walk all [`SLOTS`] slots.
+#[derive(Debug)]
+struct QpTable {
+    slots: Vec<Option<Arc<Qp>>>,
+    live: Vec<Arc<Qp>>,
+}
+
 /// Per-context verbs state.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -134,7 +144,7 @@ pub struct Endpoint {
     pub endpoint: u32,
     /// Registered memory.
     pub mrs: MrTable,
-    qps: RwLock<Vec<Option<Arc<Qp>>>>,
+    qps: RwLock<QpTable>,
     cqs: RwLock<Vec<Arc<Cq>>>,
     /// QPs whose `pending` is set.
     busy_qps: AtomicU32,
@@ -154,7 +164,10 @@ impl Endpoint {
         Endpoint {
             endpoint,
             mrs: MrTable::new(),
-            qps: RwLock::new(vec![None; SLOTS]),
+            qps: RwLock::new(QpTable {
+                slots: vec![None; SLOTS],
+                live: Vec::new(),
+            }),
             cqs: RwLock::new(Vec::new()),
             busy_qps: AtomicU32::new(0),
             window_budget: AtomicU32::new(ring_frames),
@@ -184,18 +197,23 @@ impl Endpoint {
     /// hands out a live slot twice).
     pub fn insert_qp(&self, qp: Arc<Qp>) {
         let slot = qp.qpn.slot() as usize;
-        self.qps.write().unwrap_or_else(|p| p.into_inner())[slot] = Some(qp);
+        let mut t = self.qps.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = t.slots[slot].replace(qp.clone()) {
+            t.live.retain(|q| !Arc::ptr_eq(q, &old));
+        }
+        t.live.push(qp);
     }
 
     /// Removes the QP with this QPN from the demux.
     pub fn remove_qp(&self, qpn: omx_wire::Qpn) -> Option<Arc<Qp>> {
-        let mut v = self.qps.write().unwrap_or_else(|p| p.into_inner());
-        let e = &mut v[qpn.slot() as usize];
+        let mut t = self.qps.write().unwrap_or_else(|p| p.into_inner());
+        let e = &mut t.slots[qpn.slot() as usize];
         if !e.as_ref().is_some_and(|q| q.qpn == qpn) {
             return None;
         }
         let qp = e.take()?;
-        drop(v);
+        t.live.retain(|q| !Arc::ptr_eq(q, &qp));
+        drop(t);
         // Under the QP lock, as drive writes it; a QP out of the demux is
         // no longer counted (the application destroys it: its WRs are not
         // waited for).
@@ -215,8 +233,8 @@ impl Endpoint {
         if qpn.endpoint() != self.endpoint {
             return None;
         }
-        let v = self.qps.read().unwrap_or_else(|p| p.into_inner());
-        v[qpn.slot() as usize]
+        let t = self.qps.read().unwrap_or_else(|p| p.into_inner());
+        t.slots[qpn.slot() as usize]
             .as_ref()
             .filter(|q| q.qpn == qpn)
             .cloned()
@@ -356,8 +374,8 @@ impl Endpoint {
     /// Sends every QP's held ACK now (the context is closing: nobody
     /// will answer to carry them).
     pub fn flush_acks(&self, now: Instant, tx: &impl FrameSink) {
-        let v = self.qps.read().unwrap_or_else(|p| p.into_inner());
-        for qp in v.iter().flatten() {
+        let t = self.qps.read().unwrap_or_else(|p| p.into_inner());
+        for qp in &t.live {
             let mut g = qp.lock();
             g.rc.flush_acks();
             let _ = self.drive(qp, &mut g, now, tx);
@@ -369,9 +387,9 @@ impl Endpoint {
     /// only with a try-lock: a QP some other thread holds is being driven
     /// right now and is looked at again [`TIMER_RETRY_NS`] later.
     pub fn handle_timeouts(&self, now: Instant, tx: &impl FrameSink) -> Drive {
-        let v = self.qps.read().unwrap_or_else(|p| p.into_inner());
+        let t = self.qps.read().unwrap_or_else(|p| p.into_inner());
         let mut d = Drive::default();
-        for qp in v.iter().flatten() {
+        for qp in &t.live {
             let t = qp.deadline();
             if t == u64::MAX {
                 continue;
@@ -579,6 +597,31 @@ mod tests {
         assert!(take(&wb).is_empty());
         send(&b, &qb, &wb, 8);
         assert_eq!(kinds(&take(&wb)), [(SendOnly, true)]);
+    }
+
+    #[test]
+    fn passes_over_all_qps_visit_exactly_the_live_ones() {
+        let ep = Endpoint::new(3);
+        let a = connect(&ep, 3 << 12 | 5, 4 << 12);
+        let b = connect(&ep, 3 << 12 | 4000, 4 << 12 | 1);
+        let live = |ep: &Endpoint| -> Vec<u32> {
+            let t = ep.qps.read().unwrap();
+            let mut v: Vec<u32> = t.live.iter().map(|q| q.qpn.value()).collect();
+            v.sort_unstable();
+            assert_eq!(v.len(), t.slots.iter().flatten().count());
+            v
+        };
+        assert_eq!(live(&ep), [a.qpn.value(), b.qpn.value()]);
+        // Another endpoint's QPN with the same slot removes nothing.
+        assert!(ep.remove_qp(Qpn::new(4 << 12 | 5)).is_none());
+        assert!(ep.remove_qp(a.qpn).is_some());
+        assert_eq!(live(&ep), [b.qpn.value()]);
+        // The slot is reused by a new QP.
+        let c = connect(&ep, 3 << 12 | 5, 4 << 12 | 2);
+        assert_eq!(live(&ep), [c.qpn.value(), b.qpn.value()]);
+        assert!(ep.remove_qp(b.qpn).is_some());
+        assert!(ep.remove_qp(c.qpn).is_some());
+        assert!(live(&ep).is_empty());
     }
 
     #[test]
