@@ -340,6 +340,25 @@ impl RxRing {
         unsafe { &*self.map.as_ptr().add(at).cast::<AtomicU32>() }
     }
 
+    /// The status word of the unit read next: non-zero `TP_STATUS_USER`
+    /// there means frames are waiting. The pointer stays valid as long as
+    /// the ring (the mapping never moves); it goes stale when `recv_batch`
+    /// moves on, so the owner republishes it after each batch.
+    pub(crate) fn head_status(&self) -> *const AtomicU32 {
+        self.status(self.unit_offset(self.cur))
+    }
+
+    /// Whether the status word `head` (from [`RxRing::head_status`]) says
+    /// frames are waiting.
+    ///
+    /// # Safety
+    /// `head` must come from `head_status` of a ring that is still alive.
+    pub(crate) unsafe fn head_ready(head: *const AtomicU32) -> bool {
+        // SAFETY: the caller guarantees the ring, hence its mapping, is
+        // alive; the word is aligned and only accessed atomically.
+        unsafe { &*head }.load(Ordering::Acquire) & TP_STATUS_USER != 0
+    }
+
     /// Calls `f` with every frame the kernel handed over, in arrival
     /// order, and gives each unit back after its last frame. Stops once
     /// `budget` frames were reached (a V3 block is never handed back half
