@@ -60,7 +60,8 @@ enum ib_port_state omx_netdev_port_state(struct net_device *netdev)
  * Largest IB MTU whose payload plus OMX_FRAME_OVERHEAD fits in the netdev
  * MTU, read live: 1500 -> IB_MTU_1024, 9000 -> IB_MTU_4096.  A netdev MTU
  * below 256 + OMX_FRAME_OVERHEAD still reports IB_MTU_256 (the smallest IB
- * MTU); the provider segments to the netdev MTU it learns at open time.
+ * MTU); the provider then refuses that path MTU in modify_qp (EINVAL), as
+ * it refuses any whose frames the netdev cannot carry.
  */
 enum ib_mtu omx_netdev_ib_mtu(struct net_device *netdev)
 {

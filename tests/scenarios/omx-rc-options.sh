@@ -3,7 +3,9 @@
 # basics (issue 3): the new post-send API (-N), completion timestamps (-t),
 # on-demand paging (-o, implicit -O, prefetch -P), path MTU (-m 1024/4096 on
 # 9000-byte veths), their combinations with -e (events) and -c (buffer
-# validation), and device memory (-j), which omx refuses cleanly. Server in
+# validation), device memory (-j), which omx refuses cleanly, and a path
+# MTU the netdev cannot carry (-m 4096 at MTU 1500), refused at the move to
+# RTR with a message that says what to do. Server in
 # nsA on omx0, client in nsB on omx1. Every pair must exit 0 and print
 # "bytes in"; the usec/iter lines go to /out/results.txt.
 set -euo pipefail
@@ -76,5 +78,29 @@ for pair in nsA:omx0 nsB:omx1; do
 	expect_file_contains "$out" "Device doesn't support dm allocation" "-j $side"
 	log "-j refused in $side: $(head -n1 "$out")"
 done
+
+# -m 4096 on 1500-byte veths: frames are never fragmented, so modify_qp
+# refuses the path MTU (EINVAL) instead of losing every full packet until
+# the retry budget runs out. The server moves to RTR first (the client
+# waits for its answer), so it prints the message; both exit non-zero.
+ip -n nsA link set vethA mtu 1500
+ip -n nsB link set vethB mtu 1500
+wait_for '[[ $(port_field omx0 active_mtu) == "1024 (3)" ]]' 10 ||
+	fail "omx0 active_mtu after MTU 1500: $(port_field omx0 active_mtu)"
+so="$OUT/mtu-refused-server.txt" co="$OUT/mtu-refused-client.txt"
+ip netns exec nsA timeout 60 ibv_rc_pingpong -d omx0 -g 0 -p 18998 -m 4096 >"$so" 2>&1 &
+s=$!
+wait_for "ip netns exec nsA ss -ltn | grep -q :18998" 20 || fail "-m 4096: server did not listen"
+src=0 crc=0
+ip netns exec nsB timeout 60 ibv_rc_pingpong -d omx1 -g 0 -p 18998 -m 4096 10.78.0.1 \
+	>"$co" 2>&1 || crc=$?
+wait "$s" || src=$?
+[[ $src != 0 && $src != 124 && $crc != 0 && $crc != 124 ]] ||
+	{ cat "$so" "$co" >&2; fail "-m 4096 at MTU 1500: server exit $src, client exit $crc"; }
+expect_file_contains "$so" "path_mtu 4096 needs a netdev MTU of at least 4150" "-m 4096 server"
+expect_file_contains "$so" "Failed to modify QP to RTR" "-m 4096 server"
+log "-m 4096 at MTU 1500 refused: $(grep -m1 'omx: modify_qp' "$so")"
+# The port's own active_mtu still works at MTU 1500.
+pingpong mtu1500-active 240 -m 1024 -s 4096 -n 50
 
 omx_teardown

@@ -189,6 +189,7 @@ unsafe fn open(ibdev: *mut ibv_device, cmd_fd: i32) -> Result<*mut verbs_context
     let netdev = NetdevInfo {
         ifindex: info.ifindex,
         mac: info.mac,
+        mtu: info.netdev_mtu,
         in_caller_ns: info.netdev_in_caller_ns(),
     };
     let rt = Runtime::new(info.endpoint, netdev, cmd_fd);

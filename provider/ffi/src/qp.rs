@@ -291,6 +291,29 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
             Some(Err(e)) => return e.0,
             None => None,
         };
+        if let (Some(rt), Some(m)) = (&oqp.rt, eattr.and_then(|e| e.path_mtu)) {
+            // Frames are never fragmented: a path MTU the netdev cannot
+            // carry would lose every full-size packet and end in
+            // IBV_WC_RETRY_EXC_ERR. The MTU now, if the netdev is in our
+            // namespace, else the one GET_CONTEXT reported.
+            let mtu = rt
+                .netdev
+                .in_caller_ns
+                .then(|| omx_pktio::netdev_mtu(rt.netdev.ifindex))
+                .flatten()
+                .unwrap_or(rt.netdev.mtu);
+            if !path_mtu_fits(m, mtu) {
+                log::notice(format_args!(
+                    "modify_qp: path_mtu {} needs a netdev MTU of at least {} (omx headers \
+                     and CRC take {} bytes per frame), the netdev has {mtu}: use at most the \
+                     port's active_mtu (ibv_devinfo -v) or raise the netdev's MTU",
+                    m.bytes(),
+                    l2_len(m),
+                    l2_len(m) - m.bytes() as usize
+                ));
+                return libc::EINVAL;
+            }
+        }
         if let (Some(rt), Some(QpState::Rtr)) = (&oqp.rt, eattr.and_then(|e| e.state)) {
             // The data path needs the packet socket from now on.
             if let Err(e) = rt.io() {
@@ -380,6 +403,20 @@ pub unsafe extern "C" fn query_qp(
         to_ret(Ok(()))
     })
 }
+
+/// Bytes a frame of a full `path_mtu` packet takes of the netdev's MTU
+/// (the frame without its 14-byte Ethernet header).
+fn l2_len(path_mtu: PathMtu) -> usize {
+    omx_wire::max_frame_len(path_mtu.bytes() as usize) - ETH_HLEN
+}
+
+/// Whether full `path_mtu` packets fit a netdev of MTU `netdev_mtu`.
+pub fn path_mtu_fits(path_mtu: PathMtu, netdev_mtu: u32) -> bool {
+    l2_len(path_mtu) <= netdev_mtu as usize
+}
+
+/// Length of an Ethernet header (destination, source, EtherType).
+const ETH_HLEN: usize = 14;
 
 /// Translates `ibv_modify_qp` attributes for the engine. The address
 /// vector becomes MACs: only link-local EUI-64 GIDs (GID index 0,
@@ -695,6 +732,32 @@ mod tests {
         assert_eq!(k, IBV_QP_STATE | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN);
         assert!(av && alt);
         assert_eq!(split_mask(IBV_QP_STATE), (IBV_QP_STATE, false, false));
+    }
+
+    #[test]
+    fn path_mtu_must_fit_the_netdev() {
+        use omx_engine::PathMtu::*;
+        // Payload + 54 bytes (16-byte head without the Ethernet header's
+        // 14, 20-byte BTH, up to 28 bytes of extension headers, CRC).
+        assert!(path_mtu_fits(Mtu1024, 1500));
+        assert!(path_mtu_fits(Mtu1024, 1078));
+        assert!(!path_mtu_fits(Mtu1024, 1077));
+        assert!(!path_mtu_fits(Mtu2048, 1500));
+        assert!(!path_mtu_fits(Mtu4096, 1500));
+        assert!(path_mtu_fits(Mtu4096, 4150));
+        assert!(!path_mtu_fits(Mtu4096, 4149));
+        // The kernel module reports as active_mtu the largest IB MTU whose
+        // payload plus OMX_FRAME_OVERHEAD fits the netdev: that one must
+        // always pass this check.
+        let h = include_str!("../../../kmod-shim/rdma_omx.h");
+        let overhead: u32 = h
+            .lines()
+            .find_map(|l| l.strip_prefix("#define OMX_FRAME_OVERHEAD"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("OMX_FRAME_OVERHEAD in rdma_omx.h");
+        for m in [Mtu256, Mtu512, Mtu1024, Mtu2048, Mtu4096] {
+            assert!(path_mtu_fits(m, m.bytes() + overhead), "{m:?}");
+        }
     }
 
     #[test]

@@ -162,6 +162,8 @@ impl FrameSink for Sink<'_> {
 pub struct NetdevInfo {
     pub ifindex: u32,
     pub mac: [u8; 6],
+    /// Its MTU when the context was opened (GET_CONTEXT).
+    pub mtu: u32,
     pub in_caller_ns: bool,
 }
 

@@ -349,6 +349,34 @@ fn new_raw(filter: &[Insn]) -> Result<OwnedFd, OpenError> {
     Ok(fd)
 }
 
+/// The current MTU of the netdev `ifindex` in the calling thread's network
+/// namespace (`SIOCGIFMTU`), or `None` if there is no such netdev there.
+/// Control path: two system calls on a throwaway socket, no privilege.
+pub fn netdev_mtu(ifindex: u32) -> Option<u32> {
+    // SAFETY: all-zero is a valid ifreq.
+    let mut ifr: libc::ifreq = unsafe { core::mem::zeroed() };
+    // SAFETY: ifr_name has IFNAMSIZ bytes, what if_indextoname writes at
+    // most (with its NUL).
+    if unsafe { libc::if_indextoname(ifindex, ifr.ifr_name.as_mut_ptr()) }.is_null() {
+        return None;
+    }
+    // SAFETY: plain syscall. Any socket family reaches the netdev ioctls;
+    // AF_UNIX needs no capability and exists in every namespace.
+    let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: raw is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: ifr is a live ifreq naming the netdev; SIOCGIFMTU writes
+    // ifru_mtu inside it.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) } != 0 {
+        return None;
+    }
+    // SAFETY: the kernel filled the ifru_mtu member.
+    Some(unsafe { ifr.ifr_ifru.ifru_mtu } as u32)
+}
+
 /// Binds `fd` to `ifindex` and `proto` (from now on frames arrive).
 fn bind_raw(fd: &OwnedFd, ifindex: u32, proto: u16) -> Result<(), OpenError> {
     // SAFETY: all-zero is a valid sockaddr_ll.
@@ -992,6 +1020,15 @@ mod tests {
             });
         }
         over_veth("mc", RxMode::Copy, |_, rx, _| assert!(rx.may_have_frames()));
+    }
+
+    #[test]
+    fn netdev_mtu_of_loopback_and_of_no_netdev() {
+        // `lo` is ifindex 1 in every network namespace; its MTU is 65536
+        // by default, and at least the IPv6 minimum if someone changed it.
+        let lo = netdev_mtu(1).expect("lo");
+        assert!(lo >= 1280, "lo mtu {lo}");
+        assert_eq!(netdev_mtu(u32::MAX >> 1), None);
     }
 
     /// The verbs layer cuts QP receive windows from the default ring's
