@@ -714,7 +714,7 @@ pub unsafe extern "C" fn post_recv(
             }
             cur = w.next;
         }
-        let d = rt.ep.drive(v, &mut g, rt.now(), &rt.sink());
+        let d = rt.ep.drive_after_post_recv(v, &mut g, rt.now(), &rt.sink());
         drop(g);
         rt.after_drive(d);
         ret
