@@ -258,9 +258,9 @@ impl Receiver<'_> {
         match &mut *self.rx {
             Rx::Ring(r) => {
                 let n = r.recv_batch(budget, f);
-                if n != 0 {
-                    self.head.store(r.head_status().cast_mut(), Release);
-                }
+                // Also when no frame was delivered: a unit holding only
+                // malformed frames still moved the head on.
+                self.head.store(r.head_status().cast_mut(), Release);
                 n
             }
             Rx::Copy(buf) => {
