@@ -676,12 +676,14 @@ impl RcQp {
             } else {
                 None
             };
+            let owed = self.resp.ack.owed();
             match self.req.poll_transmit(&mut self.ctx, now, buf, mem, ack) {
                 Ok(Some((n, carried))) => {
                     self.resp.ack.request_sent(now);
-                    if carried {
+                    if carried && owed {
                         self.ctx.stats.tx_piggy_acks += 1;
                         self.resp.ack.sent(&mut self.ctx.timers);
+                        self.resp.acked = true;
                     }
                     return Some(n);
                 }

@@ -67,6 +67,10 @@ pub(crate) struct Responder {
     gap_nak_sent: bool,
     nak: Option<(Psn, Syndrome)>,
     pub(crate) ack: AckState,
+    /// An ACK (frame or PAETH) went out since the QP started: request
+    /// packets then repeat the cumulative ACK even when nothing is owed
+    /// (see `piggyback`).
+    pub(crate) acked: bool,
 }
 
 impl Responder {
@@ -83,6 +87,7 @@ impl Responder {
             gap_nak_sent: false,
             nak: None,
             ack,
+            acked: false,
         }
     }
 
@@ -123,6 +128,7 @@ impl Responder {
         self.nak = None;
         self.gap_nak_sent = false;
         self.msn = 0;
+        self.acked = false;
     }
 
     fn fatal(&mut self, psn: Psn, code: NakCode) -> Fatal {
@@ -436,14 +442,23 @@ impl Responder {
         }
     }
 
-    /// The ACK the next request packet of this QP carries (PAETH), if
-    /// anything executed is unacknowledged and no NAK or READ response
-    /// has to go before it.
+    /// The ACK the next request packet of this QP carries (PAETH), unless
+    /// a NAK or READ response has to go before it: when anything executed
+    /// is unacknowledged, and also when nothing is, once this QP has
+    /// acknowledged anything. The repeat is TCP's rule that every segment
+    /// carries the cumulative ACK: an ACK that rode on a lost packet is not
+    /// on its retransmission otherwise, and if the peer then completes its
+    /// last exchange and destroys its QP (ibv_rc_pingpong at its end), the
+    /// request that ACK covered is retried until RETRY_EXC_ERR. A stale or
+    /// repeated PAETH is harmless (ACKs and credit limits never move
+    /// backwards).
     pub(crate) fn piggyback(&self, ctx: &Ctx) -> Option<Paeth> {
-        (self.ack.owed() && self.nak.is_none() && self.read_q.is_empty()).then(|| Paeth {
-            psn: self.epsn.sub(1),
-            credits: ctx.rx_window,
-        })
+        ((self.ack.owed() || self.acked) && self.nak.is_none() && self.read_q.is_empty()).then(
+            || Paeth {
+                psn: self.epsn.sub(1),
+                credits: ctx.rx_window,
+            },
+        )
     }
 
     /// Only a pending NAK (used in ERROR state).
@@ -529,6 +544,7 @@ impl Responder {
         if n.is_some() {
             ctx.stats.tx_acks += 1;
             self.ack.sent(&mut ctx.timers);
+            self.acked = true;
         }
         n
     }
