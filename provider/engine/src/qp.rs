@@ -99,9 +99,10 @@ pub struct Stats {
     pub tx_retransmits: u64,
     /// ACKs sent as frames of their own.
     pub tx_acks: u64,
-    /// ACKs carried by request packets (PAETH).
+    /// ACKs carried by request packets (PAETH) that acknowledged
+    /// something new; repeats of the cumulative ACK are not counted.
     pub tx_piggy_acks: u64,
-    /// Request packets received with a PAETH.
+    /// Request packets received with a PAETH (repeats included).
     pub rx_piggy_acks: u64,
     /// NAKs (not RNR) sent.
     pub tx_naks: u64,
