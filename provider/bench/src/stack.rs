@@ -97,7 +97,7 @@ pub fn path_mtu_for(netdev_mtu: u32) -> PathMtu {
         (512, PathMtu::Mtu512),
     ]
     .into_iter()
-    .find(|&(m, _)| netdev_mtu >= m + 54)
+    .find(|&(m, _)| netdev_mtu as usize >= omx_wire::max_l2_len(m))
     .map_or(PathMtu::Mtu256, |(_, p)| p)
 }
 

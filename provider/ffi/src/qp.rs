@@ -404,19 +404,15 @@ pub unsafe extern "C" fn query_qp(
     })
 }
 
-/// Bytes a frame of a full `path_mtu` packet takes of the netdev's MTU
-/// (the frame without its 14-byte Ethernet header).
+/// Bytes a full `path_mtu` packet takes of the netdev's MTU.
 fn l2_len(path_mtu: PathMtu) -> usize {
-    omx_wire::max_frame_len(path_mtu.bytes() as usize) - ETH_HLEN
+    omx_wire::max_l2_len(path_mtu.bytes() as usize)
 }
 
 /// Whether full `path_mtu` packets fit a netdev of MTU `netdev_mtu`.
 pub fn path_mtu_fits(path_mtu: PathMtu, netdev_mtu: u32) -> bool {
     l2_len(path_mtu) <= netdev_mtu as usize
 }
-
-/// Length of an Ethernet header (destination, source, EtherType).
-const ETH_HLEN: usize = 14;
 
 /// Translates `ibv_modify_qp` attributes for the engine. The address
 /// vector becomes MACs: only link-local EUI-64 GIDs (GID index 0,

@@ -361,8 +361,8 @@ impl Runtime {
         let Some(io) = self.io.get() else {
             return (Drive::default(), true);
         };
-        // An empty busy poll takes no lock (and, under TCG, costs a third
-        // of the instructions).
+        // An empty busy poll takes no lock (and costs about half the
+        // instructions: 183 instead of 394 under callgrind).
         if by == RxBy::Poller
             && !io.sock.may_have_frames()
             && !self.tap.get().is_some_and(|t| t.may_have_frames())
@@ -458,8 +458,9 @@ impl Runtime {
             // of the two sees the other (`after_drive`).
             let spun = self.spinning.swap(false, Relaxed);
             self.blind.store(spun, SeqCst);
+            let pass = self.now().as_nanos();
             if spun {
-                last_spun = self.now().as_nanos();
+                last_spun = pass;
             }
             let app_receives = spun && self.ep.work_pending();
             if spun && !app_receives {
@@ -469,7 +470,7 @@ impl Runtime {
             let mut contended = false;
             if !app_receives {
                 let before = self.rx_frames.load(Relaxed);
-                let by = progress_rx_by(last_spun, self.now().as_nanos());
+                let by = progress_rx_by(last_spun, pass);
                 let (r, got) = self.try_rx(by);
                 d = d.merge(r);
                 contended = !got;

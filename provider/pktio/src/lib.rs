@@ -29,8 +29,12 @@
 //! and the blocks we own must not be walked by two threads, and frames
 //! must be handled in arrival order): [`PacketSocket::receiver`] try-locks
 //! it and hands out a [`Receiver`] guard, or `None` while another thread
-//! receives; nobody waits. Sending needs no lock: the kernel serialises
-//! concurrent sends on one socket.
+//! receives; nobody waits. The guard's holder also publishes the address
+//! of the ring's next status word (`PacketSocket::head`, an `AtomicPtr`
+//! into the mapping the socket owns, stored after every batch), which
+//! [`PacketSocket::may_have_frames`] reads without the lock; a stale
+//! address only makes it miss frames another thread is taking. Sending
+//! needs no lock: the kernel serialises concurrent sends on one socket.
 
 pub mod netns;
 pub mod ring;

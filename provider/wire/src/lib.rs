@@ -69,6 +69,17 @@ pub const PEER_INDEX_UNKNOWN: u16 = 0xFFFF;
 /// Bits of the QPN that select the slot inside an endpoint (kmod-shim ABI).
 pub const QPN_SLOT_BITS: u32 = 12;
 
+/// Length of the Ethernet header inside [`HEAD_LEN`] (destination,
+/// source, EtherType): the part of a frame a netdev's MTU does not count.
+pub const ETH_HEADER_LEN: usize = 14;
+
+/// What a full packet of the given path MTU takes of a netdev's MTU: its
+/// largest frame without the Ethernet header. A netdev whose MTU is
+/// smaller cannot carry that path MTU (omx frames are never fragmented).
+pub const fn max_l2_len(path_mtu: usize) -> usize {
+    max_frame_len(path_mtu) - ETH_HEADER_LEN
+}
+
 /// Largest frame a QP with the given path MTU (payload bytes) can emit or
 /// must accept. Transmit buffers handed to the engine must be this large.
 pub const fn max_frame_len(path_mtu: usize) -> usize {
@@ -111,3 +122,22 @@ impl std::error::Error for Error {}
 
 /// Result type of this crate.
 pub type Result<T> = core::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_lengths_of_a_path_mtu() {
+        // Head 16 + BTH 20 + PAETH 8 + RETH 16 + ImmDt 4, payload, CRC 4.
+        assert_eq!(max_frame_len(1024), 1024 + 68);
+        // A netdev does not count the 14-byte Ethernet header: MTU 1500
+        // carries path MTU 1024, not 2048; MTU 9000 carries 4096.
+        assert_eq!(max_l2_len(1024), 1078);
+        assert!(max_l2_len(2048) > 1500);
+        assert!(max_l2_len(4096) <= 9000);
+        // Tiny payloads still make a minimum-size Ethernet frame.
+        assert_eq!(max_frame_len(0), 68);
+        assert!(max_frame_len(0) >= MIN_FRAME_LEN);
+    }
+}
