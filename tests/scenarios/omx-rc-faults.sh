@@ -6,7 +6,8 @@
 #  - kill -9 of the server mid-run: the client's QP errors out with
 #    "transport retry counter exceeded" (IBV_WC_RETRY_EXC_ERR) within its
 #    retry budget when it has a send in flight (see below), and the kernel
-#    cleans up the dead process's objects.
+#    cleans up the dead process's objects; between the two namespaces, and
+#    again with both processes on one device (shared-memory path).
 set -euo pipefail
 . "$REPO/tests/vm/guest-lib.sh"
 . "$REPO/tests/scenarios/omx-lib.sh"
@@ -43,14 +44,14 @@ done
 # as it would on any RC hardware (RC has no keepalive). So the kill is
 # retried, up to three times, until it lands while a send is in flight;
 # every attempt must clean up, and one must end in RETRY_EXC_ERR.
-kill_attempt() { # N: 0 when the client failed with RETRY_EXC_ERR
-	local n=$1 port=$((18600 + $1)) s c crc=0 t0
-	log "kill -9 of the server mid-run, attempt $n"
+kill_attempt() { # N CLIENT_NS CLIENT_DEV: 0 when the client failed with RETRY_EXC_ERR
+	local n=$1 cns=$2 cdev=$3 port=$((18600 + $1)) s c crc=0 t0
+	log "kill -9 of the server (nsA/omx0) mid-run, client on $cns/$cdev, attempt $n"
 	ip netns exec nsA ibv_rc_pingpong -d omx0 -g 0 -p "$port" -n 100000000 \
 		>"/out/kill$n-server.txt" 2>&1 &
 	s=$!
 	wait_for "ip netns exec nsA ss -ltn | grep -q :$port" 20 || fail "server did not listen"
-	ip netns exec nsB timeout 30 ibv_rc_pingpong -d omx1 -g 0 -p "$port" \
+	ip netns exec "$cns" timeout 30 ibv_rc_pingpong -d "$cdev" -g 0 -p "$port" \
 		-n 100000000 10.78.0.1 >"/out/kill$n-client.txt" 2>&1 &
 	c=$!
 	wait_for "rdma resource show qp | grep -q 'state RTS.*pid $s '" 30 ||
@@ -74,7 +75,15 @@ kill_attempt() { # N: 0 when the client failed with RETRY_EXC_ERR
 }
 ok=0
 for n in 1 2 3; do
-	if kill_attempt "$n"; then ok=1; break; fi
+	if kill_attempt "$n" nsB omx1; then ok=1; break; fi
 done
 [ "$ok" = 1 ] || fail "no kill -9 attempt ended in IBV_WC_RETRY_EXC_ERR"
+# The same on one device, where the client writes into the server's
+# shared-memory inbox (docs/wire.md section 11), which nobody reads once
+# the server is dead.
+ok=0
+for n in 4 5 6; do
+	if kill_attempt "$n" nsA omx0; then ok=1; break; fi
+done
+[ "$ok" = 1 ] || fail "same device: no kill -9 attempt ended in IBV_WC_RETRY_EXC_ERR"
 omx_teardown

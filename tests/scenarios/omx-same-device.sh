@@ -2,7 +2,10 @@
 # Peers on one device, and no crosstalk between the processes of a device.
 #
 # 1. Two processes on omx0 (both in nsA): Debian's ibv_rc_pingpong with
-#    default options, -c, -e, -s 65536.
+#    default options, -c, -e, -s 65536, through shared memory (same-host
+#    delivery, docs/wire.md section 11). Then, validated (-c), with one
+#    direction and with both directions forced onto the netdev
+#    (OMX_LOCAL=0), and the debug lines must say which path each side took.
 # 2. Two QPs of one process, and a QP connected to itself (omx_loopback):
 #    SEND, RDMA WRITE with immediate and RDMA READ, every byte checked.
 # 3. Crosstalk: at the same time, on the same two devices, a bulk pair
@@ -29,6 +32,21 @@ same same-default 120
 same same-c 120 -c
 same same-events 120 -e
 same same-s64k 240 -s 65536 -n 200
+
+# path NAME SIDE WHAT: the side's debug line names the path it sends on.
+path() {
+	expect_file_contains "$OUT/pp-$1-$2.txt" "-> local endpoint [0-9]*: $3" "$1 $2 path"
+}
+PP_SENV="OMX_DEBUG=1" PP_CENV="OMX_DEBUG=1" same same-shm 120 -c -n 2000
+path same-shm server "shared memory"
+path same-shm client "shared memory"
+PP_SENV="OMX_DEBUG=1 OMX_LOCAL=0" PP_CENV="OMX_DEBUG=1" same same-mixed 120 -c -n 2000
+path same-mixed server 'netdev \(OMX_LOCAL=0\)'
+path same-mixed client "shared memory"
+PP_SENV="OMX_DEBUG=1 OMX_LOCAL=0" PP_CENV="OMX_DEBUG=1 OMX_LOCAL=0" \
+	same same-netdev 120 -c -e -n 2000
+path same-netdev server 'netdev \(OMX_LOCAL=0\)'
+path same-netdev client 'netdev \(OMX_LOCAL=0\)'
 
 log "omx_loopback: two QPs of one process and a self-connected QP"
 ip netns exec nsA timeout 120 "$PROGS/omx_loopback" -d omx0 -n 50 -s 4096 \

@@ -202,6 +202,9 @@ pub(crate) fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mu
             ));
             rt.ep.insert_qp(v.clone());
             o.qp = Some(v);
+            // Peers on this device learn our endpoint from this QP's
+            // number: have our inbox ready before they can.
+            rt.open_inbox();
         }
     }
     log::debug(format_args!(
@@ -326,6 +329,10 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
             if p.dmac == rt.netdev.mac {
                 if let Err(e) = rt.io().and_then(|_| rt.enable_loopback()) {
                     return e.0;
+                }
+                // And through shared memory where it can.
+                if let Some(q) = eattr.and_then(|e| e.dest_qpn) {
+                    rt.connect_local(q.endpoint());
                 }
             }
         }

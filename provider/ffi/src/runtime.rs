@@ -17,7 +17,14 @@
 //! opens a loopback tap ([`PacketSocket::open_loopback`]), which sees the frames this host sends to
 //! itself (from other contexts, or from this context's own QPs, whose
 //! frames go out through the packet socket like any other); the receive
-//! pass and the progress thread watch it beside the packet socket.
+//! pass and the progress thread watch it beside the packet socket. Where
+//! they can, same-device frames skip the netdev altogether: every context
+//! has a shared-memory inbox (created with its first QP), a QP connected
+//! to an endpoint of this device opens that endpoint's inbox, and the
+//! context's [`Sink`] writes the peer's frames there ([`omx_pktio::local`],
+//! docs/wire.md §11); the receive pass reads our inbox under the same
+//! guard, and the progress thread marks it before it sleeps, so that a
+//! local sender wakes it with a frame through the tap.
 //!
 //! Threads: application threads run post_send/post_recv/poll_cq; they
 //! transmit with non-blocking `send`, and poll_cq also receives (busy-poll)
@@ -57,6 +64,7 @@ use std::thread::JoinHandle;
 use omx_engine::Instant;
 use std::os::fd::AsFd;
 
+use omx_pktio::local::{self, Inbox, Outboxes, Push};
 use omx_pktio::{PacketSocket, Waker};
 use omx_verbs::{Drive, Endpoint, FrameSink, RxBy};
 
@@ -139,20 +147,79 @@ pub struct Io {
     waker: Waker,
 }
 
-/// A [`FrameSink`] that drops frames while there is no socket (nothing is
-/// sent before RTR anyway).
-pub struct Sink<'a>(pub Option<&'a PacketSocket>);
+/// The context's [`FrameSink`]: a frame for an endpoint on this device
+/// whose inbox we opened goes into that inbox (same-host delivery,
+/// [`omx_pktio::local`]), every other frame through the packet socket.
+/// Drops frames while there is no socket (nothing is sent before RTR
+/// anyway).
+pub struct Sink<'a> {
+    sock: Option<&'a PacketSocket>,
+    local: Option<&'a Outboxes>,
+    mac: [u8; 6],
+}
+
+impl Sink<'_> {
+    /// Queues `frame` in a local inbox if it is for one we opened (and
+    /// wakes its owner if it sleeps). False: it must go out the netdev.
+    fn deliver_locally(&self, frame: &[u8]) -> bool {
+        let Some(local) = self.local else {
+            return false;
+        };
+        let Some(ep) = local::local_destination(frame, &self.mac) else {
+            return false;
+        };
+        let Some(outbox) = local.get(ep) else {
+            return false;
+        };
+        match outbox.push(frame) {
+            Push::Queued { wake } => {
+                if wake {
+                    if let Some(s) = self.sock {
+                        s.send(&local::wake_frame(self.mac, ep));
+                    }
+                }
+                true
+            }
+            Push::Refused => false,
+        }
+    }
+}
 
 impl FrameSink for Sink<'_> {
     fn send(&self, frame: &[u8]) {
-        if let Some(s) = self.0 {
+        if self.deliver_locally(frame) {
+            return;
+        }
+        if let Some(s) = self.sock {
             s.send(frame);
         }
     }
 
     fn send_batch(&self, frames: &[&[u8]]) {
-        if let Some(s) = self.0 {
-            s.send_batch(frames);
+        let out = |wire: &[&[u8]]| {
+            if let Some(s) = self.sock {
+                s.send_batch(wire);
+            }
+        };
+        if self.local.is_none() {
+            return out(frames);
+        }
+        // The frames that stay on the netdev, in order, a batch at a time.
+        let mut wire: [&[u8]; omx_pktio::SEND_BATCH] = [&[]; omx_pktio::SEND_BATCH];
+        let mut n = 0;
+        for f in frames {
+            if self.deliver_locally(f) {
+                continue;
+            }
+            wire[n] = f;
+            n += 1;
+            if n == wire.len() {
+                out(&wire);
+                n = 0;
+            }
+        }
+        if n != 0 {
+            out(&wire[..n]);
         }
     }
 }
@@ -175,6 +242,16 @@ pub struct Runtime {
     io_init: Mutex<()>,
     /// Opened by the first QP connected to our own MAC address.
     tap: OnceLock<PacketSocket>,
+    /// Our inbox for frames from endpoints on this device, created with
+    /// the first QP (`None`: no usable /dev/shm; local senders then use
+    /// the netdev).
+    inbox: OnceLock<Option<Inbox>>,
+    /// Outboxes to the inboxes of endpoints on this device our QPs
+    /// connected to (created with the first such QP).
+    outboxes: OnceLock<Outboxes>,
+    /// Whether this context sends same-device frames through shared
+    /// memory (`OMX_LOCAL=0` turns it off: everything takes the netdev).
+    local_tx: bool,
     cmd_fd: i32,
     stop: AtomicBool,
     /// Deadline (ns) the progress thread sleeps until; 0 while it runs.
@@ -209,6 +286,9 @@ impl Runtime {
             io: OnceLock::new(),
             io_init: Mutex::new(()),
             tap: OnceLock::new(),
+            inbox: OnceLock::new(),
+            outboxes: OnceLock::new(),
+            local_tx: std::env::var_os("OMX_LOCAL").is_none_or(|v| v != "0"),
             cmd_fd,
             stop: AtomicBool::new(false),
             sleep_until: AtomicU64::new(0),
@@ -227,7 +307,63 @@ impl Runtime {
 
     /// The frame sink of the data path.
     pub fn sink(&self) -> Sink<'_> {
-        Sink(self.io.get().map(|io| &io.sock))
+        Sink {
+            sock: self.io.get().map(|io| &io.sock),
+            local: self.outboxes.get(),
+            mac: self.netdev.mac,
+        }
+    }
+
+    /// Our inbox, if it is open.
+    fn inbox(&self) -> Option<&Inbox> {
+        self.inbox.get().and_then(Option::as_ref)
+    }
+
+    /// Creates our inbox (once), so that endpoints on this device can
+    /// deliver frames to us through shared memory. Called when a QP is
+    /// created: a peer learns our QPN, and so our endpoint, only after
+    /// that. Failure is not an error: local peers then use the netdev.
+    pub fn open_inbox(&self) {
+        if !self.netdev.in_caller_ns {
+            return;
+        }
+        self.inbox.get_or_init(|| {
+            let path = local::inbox_path(self.netdev.ifindex, self.ep.endpoint)?;
+            match Inbox::create(path) {
+                Ok(ib) => Some(ib),
+                Err(e) => {
+                    log::debug(format_args!(
+                        "endpoint {}: no same-host inbox ({e}); local peers use the netdev",
+                        self.ep.endpoint
+                    ));
+                    None
+                }
+            }
+        });
+    }
+
+    /// A QP connects to the endpoint `peer` on this very device: open (or
+    /// refresh) our outbox to its inbox. Control path. Failure is not an
+    /// error: frames then go through the netdev and the peer's loopback
+    /// tap.
+    pub fn connect_local(&self, peer: u32) {
+        if !self.local_tx {
+            log::debug(format_args!(
+                "endpoint {} -> local endpoint {peer}: netdev (OMX_LOCAL=0)",
+                self.ep.endpoint
+            ));
+            return;
+        }
+        let Some(path) = local::inbox_path(self.netdev.ifindex, peer) else {
+            return;
+        };
+        let outboxes = self.outboxes.get_or_init(Outboxes::default);
+        let ok = outboxes.connect(peer, &path, self.ep.endpoint);
+        log::debug(format_args!(
+            "endpoint {} -> local endpoint {peer}: {}",
+            self.ep.endpoint,
+            if ok { "shared memory" } else { "netdev" }
+        ));
     }
 
     /// Packet I/O, opened (and the progress thread started) on first use.
@@ -320,6 +456,11 @@ impl Runtime {
         if let Some(h) = h {
             let _ = h.join();
         }
+        // Local senders go back to the netdev (where nobody listens for
+        // us any more either).
+        if let Some(ib) = self.inbox() {
+            ib.close();
+        }
     }
 
     /// Called by application threads after they drove a QP.
@@ -365,6 +506,7 @@ impl Runtime {
         // instructions: 183 instead of 394 under callgrind).
         if by == RxBy::Poller
             && !io.sock.may_have_frames()
+            && !self.inbox().is_some_and(|ib| ib.may_have_frames())
             && !self.tap.get().is_some_and(|t| t.may_have_frames())
         {
             return (Drive::default(), true);
@@ -373,24 +515,34 @@ impl Runtime {
             return (Drive::default(), false);
         };
         let mut d = Drive::default();
-        let n = rx.recv_batch(RX_BUDGET, |frame| {
+        let sink = self.sink();
+        let mut handle = |frame: &[u8]| {
             let now = self.now();
-            d = d.merge(self.ep.handle_frame_by(by, now, frame, &io.sock));
-        });
+            d = d.merge(self.ep.handle_frame_by(by, now, frame, &sink));
+        };
+        let n = rx.recv_batch(RX_BUDGET, &mut handle);
         // Same-device frames, under the same receiver guard (one thread
-        // receives at a time, frames in arrival order per socket).
+        // receives at a time, frames in arrival order per source): first
+        // the inbox, then what local senders sent through the netdev
+        // (wake frames, which only wake the progress thread, are dropped
+        // unread).
+        let l = self
+            .inbox()
+            .and_then(Inbox::receiver)
+            .map_or(0, |mut ib| ib.recv_batch(RX_BUDGET, &mut handle));
         let m = self
             .tap
             .get()
             .and_then(|tap| tap.receiver())
             .map_or(0, |mut tap| {
                 tap.recv_batch(RX_BUDGET, |frame| {
-                    let now = self.now();
-                    d = d.merge(self.ep.handle_frame_by(by, now, frame, &io.sock));
+                    if !local::is_wake_frame(frame) {
+                        handle(frame);
+                    }
                 })
             });
-        if n + m != 0 {
-            self.rx_frames.fetch_add((n + m) as u64, Relaxed);
+        if n + l + m != 0 {
+            self.rx_frames.fetch_add((n + l + m) as u64, Relaxed);
         }
         (d, true)
     }
@@ -513,10 +665,16 @@ impl Runtime {
                     // frames are its; the socket stays readable until it
                     // took them, so watching it would spin.
                     io.waker.wait(ns.min(CONTENDED_RETRY_NS));
+                } else if self.inbox().is_some_and(|ib| !ib.prepare_sleep()) {
+                    // A local sender published frames since the last pass:
+                    // receive them instead of sleeping.
                 } else if let Some(tap) = self.tap.get() {
                     io.waker.wait_on(&[io.sock.as_fd(), tap.as_fd()], ns);
                 } else {
                     io.sock.wait(&io.waker, ns);
+                }
+                if let Some(ib) = self.inbox() {
+                    ib.awake();
                 }
             }
             self.sleep_until.store(0, SeqCst);
@@ -569,6 +727,57 @@ mod tests {
             progress_rx_by(now - SPUN_LATELY_NS - 1, now),
             RxBy::Progress
         );
+    }
+
+    #[test]
+    fn the_sink_routes_frames_for_opened_local_endpoints_into_their_inbox() {
+        let dir = std::env::temp_dir().join(format!("omx-sink-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mac = [2, 0, 0, 0, 0, 1];
+        let path7 = local::inbox_path_in(&dir, 1, 3, 7);
+        let inbox = Inbox::create(path7.clone()).unwrap();
+        let outboxes = Outboxes::default();
+        assert!(outboxes.connect(7, &path7, 9));
+        let sink = Sink {
+            sock: None,
+            local: Some(&outboxes),
+            mac,
+        };
+        // dst MAC, src MAC, EtherType, peer index, ptype, 3 bytes, then
+        // the reserved byte and the 24-bit dst QPN at abs 20..24.
+        let frame = |dmac: [u8; 6], qpn: u32, tag: u8| {
+            let mut f = vec![tag; 64];
+            f[0..6].copy_from_slice(&dmac);
+            f[20..24].copy_from_slice(&qpn.to_be_bytes());
+            f
+        };
+        let to7 = frame(mac, 7 << 12 | 5, 1);
+        let to7b = frame(mac, 7 << 12 | 6, 2);
+        let to8 = frame(mac, 8 << 12 | 5, 3);
+        let remote = frame([2, 0, 0, 0, 0, 2], 7 << 12 | 5, 4);
+        let batch: Vec<&[u8]> = (0..40)
+            .flat_map(|_| [&to7[..], &to8, &remote, &to7b])
+            .collect();
+        sink.send_batch(&batch);
+        sink.send(&to8);
+        sink.send(&to7);
+        let mut got = Vec::new();
+        inbox
+            .receiver()
+            .unwrap()
+            .recv_batch(usize::MAX, |f| got.push(f[0..24].to_vec()));
+        let mut want: Vec<Vec<u8>> = (0..40)
+            .flat_map(|_| [to7[0..24].to_vec(), to7b[0..24].to_vec()])
+            .collect();
+        want.push(to7[0..24].to_vec());
+        assert_eq!(got, want, "only frames for endpoint 7 on our MAC, in order");
+        // A sleeping receiver is woken (here: no socket to send the wake
+        // frame through, which must not matter either).
+        assert!(inbox.prepare_sleep());
+        sink.send(&to7);
+        assert!(!inbox.prepare_sleep(), "the frame is waiting");
+        drop(inbox);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Packet I/O of omx-verbs: one AF_PACKET socket per device context,
 //! bound to the device's netdev and the Open-MX EtherType, with a classic
 //! BPF filter that lets through only frames for our endpoint
-//! (docs/wire.md §8), plus the eventfd that wakes the progress thread.
+//! (docs/wire.md §8), plus the eventfd that wakes the progress thread,
+//! and [`local`]: same-host delivery through shared memory (docs/wire.md
+//! §11), which takes the frames between endpoints of one device off the
+//! netdev.
 //!
 //! Receive: a receive ring ([`ring`]; TPACKET_V2 by default, TPACKET_V3
 //! on request) mapped into the process, read in place:
@@ -36,6 +39,7 @@
 //! address only makes it miss frames another thread is taking. Sending
 //! needs no lock: the kernel serialises concurrent sends on one socket.
 
+pub mod local;
 pub mod netns;
 pub mod ring;
 
