@@ -77,19 +77,29 @@ const RX_BUDGET: usize = 256;
 /// counts as busy-polling.
 const SPIN_STREAK: u32 = 16;
 /// While an application thread busy-polls, the progress thread leaves the
-/// socket to it and checks again after this long (real time, not the
+/// socket to it and checks again after a window (real time, not the
 /// coarse engine clock): if the application busy-polled during the last
-/// window it keeps away for another one, else it receives and watches the
-/// socket again. A process that stops polling (a passive RDMA target
-/// spinning on memory) has its frames handled one to two windows late;
-/// a shorter window costs the busy-poller a wake-up of this thread per
-/// window (about 250 us of a vCPU under TCG, see docs/benchmarks.md).
+/// window it keeps away for another one, twice as long up to
+/// [`MAX_SPIN_WINDOW_NS`], else it receives and watches the socket again
+/// and the next window is this short again. A process that stops polling
+/// with WRs still pending has its frames handled up to two windows late
+/// (the last completion wakes this thread at once); every window costs
+/// the busy-poller a wake-up of this thread, and with two busy-pollers on
+/// two vCPUs those wake-ups are the latency tail: under TCG 10 ms windows
+/// halved `ib_send_lat`'s average and `ibv_rc_pingpong`'s time per
+/// iteration against 1 ms ones (docs/benchmarks.md).
 const SPIN_WINDOW_NS: u64 = 1_000_000;
+/// Longest window (see [`SPIN_WINDOW_NS`]).
+const MAX_SPIN_WINDOW_NS: u64 = 8 * SPIN_WINDOW_NS;
 /// An application that busy-polled within this long (engine clock, so up
 /// to one tick more) counts as one that answers from its own thread:
 /// frames the progress thread takes for it may have their ACKs held
-/// (`RxBy::ProgressForPoller`).
-const SPUN_LATELY_NS: u64 = 4 * SPIN_WINDOW_NS;
+/// (`RxBy::ProgressForPoller`). Longer than the longest window, since the
+/// progress thread notices the spinning only once per window.
+const SPUN_LATELY_NS: u64 = 4 * MAX_SPIN_WINDOW_NS;
+// Frames of a recent busy-poller still count as such at the end of the
+// longest window.
+const _: () = assert!(SPUN_LATELY_NS >= 2 * MAX_SPIN_WINDOW_NS);
 /// How long the progress thread leaves the socket alone after it found
 /// another thread receiving.
 const CONTENDED_RETRY_NS: u64 = 100_000;
@@ -595,6 +605,7 @@ impl Runtime {
         // plain integer: memcheck flags the optimised code that selects on
         // the uninitialised payload of a `None`).
         let mut last_spun = 0u64;
+        let mut window = SPIN_WINDOW_NS / 2;
         while !self.stop.load(SeqCst) {
             // While an application thread busy-polls, it receives: this
             // thread keeps away from the socket (and from the QP locks a
@@ -615,6 +626,7 @@ impl Runtime {
                 last_spun = pass;
             }
             let app_receives = spun && self.ep.work_pending();
+            window = spin_window(window, app_receives);
             if spun && !app_receives {
                 self.blind.store(false, SeqCst);
             }
@@ -659,7 +671,7 @@ impl Runtime {
                 let ns = (until - now).max(self.resolution);
                 if app_receives {
                     // Check again when the window ends.
-                    io.waker.wait(ns.min(SPIN_WINDOW_NS));
+                    io.waker.wait(ns.min(window));
                 } else if contended {
                     // An application thread is receiving right now: the
                     // frames are its; the socket stays readable until it
@@ -690,6 +702,19 @@ impl Runtime {
             self.progress_frames.load(Relaxed),
             self.progress_passes.load(Relaxed)
         ));
+    }
+}
+
+/// The progress thread's next window away from the socket, after
+/// `window`: twice as long while the application keeps busy-polling for
+/// pending work (`app_receives`), up to [`MAX_SPIN_WINDOW_NS`], and back to
+/// [`SPIN_WINDOW_NS`] as soon as it does not. Starts from `SPIN_WINDOW_NS / 2`
+/// so the first window is `SPIN_WINDOW_NS`.
+fn spin_window(window: u64, app_receives: bool) -> u64 {
+    if app_receives {
+        (window * 2).clamp(SPIN_WINDOW_NS, MAX_SPIN_WINDOW_NS)
+    } else {
+        SPIN_WINDOW_NS / 2
     }
 }
 
@@ -726,6 +751,23 @@ mod tests {
         assert_eq!(
             progress_rx_by(now - SPUN_LATELY_NS - 1, now),
             RxBy::Progress
+        );
+    }
+
+    #[test]
+    fn spin_windows_grow_while_the_application_busy_polls_and_reset_when_it_stops() {
+        let mut w = SPIN_WINDOW_NS / 2;
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            w = spin_window(w, true);
+            seen.push(w / 1_000_000);
+        }
+        assert_eq!(seen, [1, 2, 4, 8, 8, 8], "ms");
+        w = spin_window(w, false);
+        assert_eq!(
+            spin_window(w, true),
+            SPIN_WINDOW_NS,
+            "a new spin starts short"
         );
     }
 
