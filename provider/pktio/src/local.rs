@@ -150,6 +150,25 @@ pub fn inbox_path_in(dir: &Path, ns: u64, ifindex: u32, endpoint: u32) -> PathBu
     dir.join(format!("omx-{ns}-{ifindex}-{endpoint}"))
 }
 
+/// Reserves the file's blocks for `[off, off + len)`. The file is sparse
+/// and shared memory: a store into a page tmpfs cannot back (a full
+/// `/dev/shm`) would kill the process with SIGBUS, so every page we will
+/// write is allocated up front, where a failure is an error we can take.
+/// A filesystem without `fallocate` gets no reservation (tmpfs has it).
+fn reserve(file: &File, off: usize, len: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on a descriptor we own; mode 0 only allocates.
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, off as libc::off_t, len as libc::off_t) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) => Ok(()),
+        _ => Err(e),
+    }
+}
+
 /// A shared mapping of a whole inbox file.
 #[derive(Debug)]
 struct Mapping {
@@ -243,6 +262,10 @@ impl Inbox {
             r => r?,
         };
         file.set_len(FILE_BYTES as u64)?;
+        if let Err(e) = reserve(&file, 0, DATA_OFF) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         let ino = file.metadata()?.ino();
         let m = Mapping::new(&file)?;
         let h = m.header();
@@ -451,16 +474,26 @@ impl Outbox {
         {
             return None;
         }
-        let lane = h
+        let (lane, claimed) = match h
             .owners
             .iter()
             .position(|o| o.load(Ordering::Acquire) == endpoint)
-            .or_else(|| {
+        {
+            Some(l) => (l, false),
+            None => (
                 h.owners.iter().position(|o| {
                     o.compare_exchange(0, endpoint, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok()
-                })
-            })?;
+                })?,
+                true,
+            ),
+        };
+        if reserve(&file, DATA_OFF + lane * LANE_BYTES, LANE_BYTES).is_err() {
+            if claimed {
+                h.owners[lane].store(0, Ordering::Release);
+            }
+            return None;
+        }
         Some(Outbox {
             m,
             lane,
