@@ -538,6 +538,7 @@ impl Runtime {
         // unread).
         let l = self
             .inbox()
+            .filter(|ib| ib.may_have_frames())
             .and_then(Inbox::receiver)
             .map_or(0, |mut ib| ib.recv_batch(RX_BUDGET, &mut handle));
         let m = self
