@@ -29,7 +29,13 @@ pub(crate) struct AckState {
     hold_allowed: bool,
     /// When the last request packet with AckReq was executed.
     last_ack_req: Option<Instant>,
+    /// Copies of the ACK still to send after the next one (the last word
+    /// of a QP that goes away, see `flush_final`).
+    extra_copies: u8,
 }
+
+/// Copies of its last ACK a QP that goes away sends after the first.
+pub(crate) const FINAL_ACK_EXTRA_COPIES: u8 = 2;
 
 impl AckState {
     pub(crate) fn new(coalesce: u32, delay: Duration, hold: Duration) -> Self {
@@ -42,6 +48,7 @@ impl AckState {
             interactive: false,
             hold_allowed: true,
             last_ack_req: None,
+            extra_copies: 0,
         }
     }
 
@@ -58,6 +65,7 @@ impl AckState {
 
     /// Forgets everything (modify to RESET).
     pub(crate) fn reset(&mut self, timers: &mut TimerTable) {
+        self.extra_copies = 0;
         self.sent(timers);
         self.interactive = false;
         self.last_ack_req = None;
@@ -87,11 +95,18 @@ impl AckState {
         self.interactive = false;
     }
 
-    /// Whatever is unacknowledged goes now (the application moves the QP
-    /// to ERROR or destroys it: nobody will answer).
-    pub(crate) fn flush(&mut self) {
-        if self.unacked > 0 {
+    /// The application moves the QP to ERROR or destroys it: its
+    /// cumulative ACK goes now, if it owes one or ever sent one
+    /// (`acked_before`), and [`FINAL_ACK_EXTRA_COPIES`] times more. Once
+    /// the QP is gone no retransmission can ask for that ACK again, and
+    /// the peer's last request then fails with RETRY_EXC_ERR if the one
+    /// copy is lost (the end of every `ibv_rc_pingpong` run: its last
+    /// answer is acknowledged only when the peer destroys its QP). A
+    /// repeated ACK is a no-op for the requester.
+    pub(crate) fn flush_final(&mut self, acked_before: bool) {
+        if self.unacked > 0 || acked_before {
             self.due = true;
+            self.extra_copies = FINAL_ACK_EXTRA_COPIES;
         }
     }
 
@@ -143,6 +158,10 @@ impl AckState {
         self.unacked = 0;
         self.due = false;
         timers.stop(Timer::Ack);
+        if self.extra_copies > 0 {
+            self.extra_copies -= 1;
+            self.due = true;
+        }
     }
 }
 

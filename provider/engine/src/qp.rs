@@ -413,8 +413,9 @@ impl RcQp {
                 QpState::Rts if from == QpState::Rtr => self.req.start(self.sq_psn),
                 QpState::Err => {
                     // A held ACK still goes out: the requester must learn
-                    // that its packets were executed.
-                    self.resp.ack.flush();
+                    // that its packets were executed. It is this QP's
+                    // last word, so it goes out more than once.
+                    self.resp.ack.flush_final(self.resp.acked);
                     self.enter_error();
                     return Ok(());
                 }
@@ -458,7 +459,7 @@ impl RcQp {
     /// Sends any held ACK at the next [`RcQp::poll_transmit`] (the
     /// application is going away: nobody will answer to carry it).
     pub fn flush_acks(&mut self) {
-        self.resp.ack.flush();
+        self.resp.ack.flush_final(self.resp.acked);
     }
 
     /// Some posted WR (send or receive) has not completed yet: the

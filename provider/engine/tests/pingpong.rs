@@ -194,12 +194,9 @@ fn retransmissions_repeat_the_ack() {
     }
 }
 
-#[test]
-fn a_held_ack_leaves_when_the_qp_is_destroyed() {
-    // B's last message (3) is answered by nobody: A holds its ACK. The
-    // application then destroys A's QP (modify to ERROR first, as
-    // destroy_qp does): the ACK goes at once, and B's WR succeeds instead
-    // of timing out.
+/// Three exchanges, then B sends message 3, which A receives and does
+/// not answer: A holds the ACK of B's last message.
+fn a_owes_the_last_ack() -> Game {
     let lens = [8u32; 4];
     let mut g = game(Params::default(), 11, lens.len());
     assert!(play(&mut g, &lens[..3], false, Duration::from_millis(50)));
@@ -211,8 +208,11 @@ fn a_held_ack_leaves_when_the_qp_is_destroyed() {
     assert!(g
         .net
         .run_until(Duration::from_millis(5), |n| n.a.recv_wcs().len() == 2));
-    let t0 = g.net.now;
-    assert!(g.net.a.qp.stats().tx_acks < 2);
+    g
+}
+
+/// A's application destroys its QP (destroy_qp moves it to ERROR first).
+fn destroy_a(g: &mut Game) {
     g.net
         .a
         .qp
@@ -221,12 +221,47 @@ fn a_held_ack_leaves_when_the_qp_is_destroyed() {
             ..QpAttr::default()
         })
         .unwrap();
+}
+
+#[test]
+fn a_held_ack_leaves_when_the_qp_is_destroyed() {
+    // B's last message (3) is answered by nobody: A holds its ACK. The
+    // application then destroys A's QP (modify to ERROR first, as
+    // destroy_qp does): the ACK goes at once, and B's WR succeeds instead
+    // of timing out.
+    let mut g = a_owes_the_last_ack();
+    let t0 = g.net.now;
+    assert!(g.net.a.qp.stats().tx_acks < 2);
+    destroy_a(&mut g);
     assert!(g
         .net
         .run_until(Duration::from_millis(50), |n| n.b.send_wcs().len() == 2));
     assert_eq!(g.net.b.send_wcs()[1].status, WcStatus::Success);
     let took = g.net.now.saturating_duration_since(t0);
     assert!(took.as_nanos() < 50_000, "{took:?}");
+}
+
+#[test]
+fn the_last_ack_of_a_destroyed_qp_survives_a_loss() {
+    // As above, but the first copy of A's last ACK is lost. A's QP is gone
+    // and answers no retransmission of B's message, so without more
+    // copies B's WR would fail with RETRY_EXC_ERR (the end of
+    // ibv_rc_pingpong under netem loss).
+    let mut g = a_owes_the_last_ack();
+    let acks_before = g.net.a.qp.stats().tx_acks;
+    g.net.drop_ab = vec![g.net.sent_ab];
+    destroy_a(&mut g);
+    assert!(g
+        .net
+        .run_until(Duration::from_millis(50), |n| n.b.send_wcs().len() == 2));
+    assert_eq!(g.net.b.send_wcs()[1].status, WcStatus::Success);
+    assert_eq!(g.net.b.qp.stats().tx_retransmits, 0);
+    assert_eq!(g.net.a.qp.stats().tx_acks - acks_before, 3, "three copies");
+    // A QP that never received anything has nothing to say.
+    let mut h = game(Params::default(), 12, 1);
+    destroy_a(&mut h);
+    h.net.run(Duration::from_millis(5));
+    assert_eq!(h.net.a.qp.stats().tx_acks, 0);
 }
 
 #[test]

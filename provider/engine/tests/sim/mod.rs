@@ -160,7 +160,8 @@ pub struct Net {
     pub capture: Option<Vec<(bool, Vec<u8>)>>,
     /// Indexes (0-based, counting A→B frames) of frames to drop.
     pub drop_ab: Vec<usize>,
-    sent_ab: usize,
+    /// A→B frames handed to the wire so far (dropped ones included).
+    pub sent_ab: usize,
     flights: Vec<InFlight>,
     seq: u64,
     buf: Vec<u8>,
