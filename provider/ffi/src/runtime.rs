@@ -40,8 +40,14 @@
 //! Locks: the packet socket's receive side (a TPACKET ring, single
 //! consumer) is only ever taken with a try-lock
 //! ([`PacketSocket::receiver`]), so exactly one thread at a time receives
-//! and frames are processed in arrival order; nobody waits for it. `thread` is taken by open/close only. Everything
-//! else is atomics. Verbs locks are described in omx-verbs-objects.
+//! and frames are processed in arrival order; nobody waits for it. The
+//! tap's and the inbox's receive sides are try-locked by the thread that
+//! holds that guard, never otherwise. Writing into a peer's inbox
+//! try-locks our lane (`Outbox::push`; contended: the frame takes the
+//! netdev). `inbox` and `outboxes` are set once (`OnceLock`) on the
+//! control path, and an outbox, once handed out, stays mapped until the
+//! runtime drops. `thread` is taken by open/close only. Everything else
+//! is atomics. Verbs locks are described in omx-verbs-objects.
 //!
 //! Waking the progress thread (the one system call an application thread
 //! may make besides transmit: a non-blocking eventfd write, only when the
@@ -606,7 +612,7 @@ impl Runtime {
         // plain integer: memcheck flags the optimised code that selects on
         // the uninitialised payload of a `None`).
         let mut last_spun = 0u64;
-        let mut window = SPIN_WINDOW_NS / 2;
+        let mut window = 0;
         while !self.stop.load(SeqCst) {
             // While an application thread busy-polls, it receives: this
             // thread keeps away from the socket (and from the QP locks a
@@ -706,16 +712,15 @@ impl Runtime {
     }
 }
 
-/// The progress thread's next window away from the socket, after
-/// `window`: twice as long while the application keeps busy-polling for
-/// pending work (`app_receives`), up to [`MAX_SPIN_WINDOW_NS`], and back to
-/// [`SPIN_WINDOW_NS`] as soon as it does not. Starts from `SPIN_WINDOW_NS / 2`
-/// so the first window is `SPIN_WINDOW_NS`.
+/// The progress thread's window away from the socket while the
+/// application busy-polls for pending work (`app_receives`), after the
+/// previous one (`window`, 0: it did not): [`SPIN_WINDOW_NS`] first, then
+/// twice the previous up to [`MAX_SPIN_WINDOW_NS`]; 0 once it stops.
 fn spin_window(window: u64, app_receives: bool) -> u64 {
     if app_receives {
         (window * 2).clamp(SPIN_WINDOW_NS, MAX_SPIN_WINDOW_NS)
     } else {
-        SPIN_WINDOW_NS / 2
+        0
     }
 }
 
@@ -757,7 +762,7 @@ mod tests {
 
     #[test]
     fn spin_windows_grow_while_the_application_busy_polls_and_reset_when_it_stops() {
-        let mut w = SPIN_WINDOW_NS / 2;
+        let mut w = 0;
         let mut seen = Vec::new();
         for _ in 0..6 {
             w = spin_window(w, true);

@@ -71,9 +71,7 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use memmap2::MmapRaw;
 
-/// Packet type of the wake frame (docs/wire.md §3.1, §11): in the verbs
-/// range so the loopback tap's filter passes it, never given to the engine.
-pub const PTYPE_LOCAL_WAKE: u8 = 0x9F;
+pub use omx_wire::PTYPE_LOCAL_WAKE;
 /// Lanes per inbox: local senders one endpoint can have at once.
 pub const LANES: usize = 64;
 /// Bytes of one lane's ring (a power of two).
@@ -635,33 +633,24 @@ impl Outboxes {
 }
 
 /// The wake frame for `endpoint` on the device whose MAC is `mac`
-/// (docs/wire.md §11): our own MAC as destination and source, the Open-MX
-/// EtherType, ptype [`PTYPE_LOCAL_WAKE`] and the endpoint's QPN base at
-/// abs 20..24, zeros to the minimum frame size.
-pub fn wake_frame(mac: [u8; 6], endpoint: u32) -> [u8; 60] {
-    let mut f = [0u8; 60];
-    f[0..6].copy_from_slice(&mac);
-    f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&crate::ETHERTYPE.to_be_bytes());
-    f[14..16].copy_from_slice(&0xFFFFu16.to_be_bytes());
-    f[16] = PTYPE_LOCAL_WAKE;
-    f[20..24].copy_from_slice(&((endpoint & 0xfff) << 12).to_be_bytes());
-    f
+/// ([`omx_wire::local_wake_frame`]).
+pub fn wake_frame(mac: [u8; 6], endpoint: u32) -> [u8; omx_wire::MIN_FRAME_LEN] {
+    omx_wire::local_wake_frame(mac, endpoint)
 }
 
 /// Whether `frame` is a wake frame (dropped before the engine).
 pub fn is_wake_frame(frame: &[u8]) -> bool {
-    frame.len() > 16 && frame[16] == PTYPE_LOCAL_WAKE
+    omx_wire::is_local_wake(frame)
 }
 
 /// The destination endpoint of `frame` if it is addressed to `mac` (a
 /// same-device frame: dst MAC = our MAC), from its dst QPN.
 pub fn local_destination(frame: &[u8], mac: &[u8; 6]) -> Option<u32> {
-    if frame.len() < 24 || frame[0..6] != mac[..] {
+    if frame.len() < omx_wire::EXT_OFFSET {
         return None;
     }
-    let qpn = u32::from_be_bytes([0, frame[21], frame[22], frame[23]]);
-    Some(qpn >> 12)
+    let f = omx_wire::Frame::new_unchecked(frame);
+    (f.dst_mac() == *mac).then(|| f.dst_qpn().endpoint())
 }
 
 #[cfg(test)]
@@ -681,6 +670,15 @@ mod tests {
         Dir(d)
     }
 
+    /// A fresh inbox of endpoint 7 and endpoint 9's outbox to it.
+    fn pair(tag: &str) -> (Dir, PathBuf, Inbox, Outbox) {
+        let d = tmpdir(tag);
+        let p = inbox_path_in(&d.0, 1, 2, 7);
+        let ib = Inbox::create(p.clone()).unwrap();
+        let ob = Outbox::open(&p, 9).unwrap();
+        (d, p, ib, ob)
+    }
+
     fn frame(i: u32, len: usize) -> Vec<u8> {
         (0..len)
             .map(|k| (k as u32 ^ i.wrapping_mul(31)) as u8)
@@ -697,10 +695,7 @@ mod tests {
 
     #[test]
     fn frames_arrive_in_order_and_byte_for_byte_across_many_wraps() {
-        let d = tmpdir("order");
-        let p = inbox_path_in(&d.0, 1, 2, 7);
-        let ib = Inbox::create(p.clone()).unwrap();
-        let ob = Outbox::open(&p, 9).unwrap();
+        let (_d, _, ib, ob) = pair("order");
         assert!(!ib.may_have_frames());
         let mut sent = 0u32;
         let mut want = std::collections::VecDeque::new();
@@ -731,10 +726,7 @@ mod tests {
 
     #[test]
     fn a_full_lane_refuses_and_takes_again_once_drained() {
-        let d = tmpdir("full");
-        let p = inbox_path_in(&d.0, 1, 2, 7);
-        let ib = Inbox::create(p.clone()).unwrap();
-        let ob = Outbox::open(&p, 9).unwrap();
+        let (_d, _, ib, ob) = pair("full");
         let f = frame(1, 9000);
         let mut queued = 0;
         while ob.push(&f) != Push::Refused {
@@ -778,10 +770,7 @@ mod tests {
 
     #[test]
     fn a_sleeping_receiver_is_woken_exactly_once() {
-        let d = tmpdir("wake");
-        let p = inbox_path_in(&d.0, 1, 2, 7);
-        let ib = Inbox::create(p.clone()).unwrap();
-        let ob = Outbox::open(&p, 9).unwrap();
+        let (_d, _, ib, ob) = pair("wake");
         assert!(ib.prepare_sleep(), "nothing waiting: may sleep");
         assert_eq!(ob.push(&frame(1, 64)), Push::Queued { wake: true });
         assert_eq!(ob.push(&frame(2, 64)), Push::Queued { wake: false });
@@ -858,10 +847,7 @@ mod tests {
 
     #[test]
     fn garbage_in_a_lane_is_dropped_not_delivered() {
-        let d = tmpdir("garbage");
-        let p = inbox_path_in(&d.0, 1, 2, 7);
-        let ib = Inbox::create(p.clone()).unwrap();
-        let ob = Outbox::open(&p, 9).unwrap();
+        let (_d, _, ib, ob) = pair("garbage");
         ob.push(&frame(1, 100));
         // A producer scribbles a length beyond the frame limit over the
         // record and publishes more than it wrote.
@@ -899,10 +885,7 @@ mod tests {
 
     #[test]
     fn concurrent_producers_of_one_lane_never_interleave() {
-        let d = tmpdir("threads");
-        let p = inbox_path_in(&d.0, 1, 2, 7);
-        let ib = Inbox::create(p.clone()).unwrap();
-        let ob = Outbox::open(&p, 9).unwrap();
+        let (_d, _, ib, ob) = pair("threads");
         let queued = AtomicU64::new(0);
         let mut got = 0u64;
         std::thread::scope(|s| {

@@ -523,6 +523,33 @@ impl FrameRepr {
     }
 }
 
+/// Packet type of the same-host wake frame (docs/wire.md §3.1, §11): in
+/// the verbs range, so the loopback tap's filter passes it; the packet-I/O
+/// layer drops it before the engine.
+pub const PTYPE_LOCAL_WAKE: u8 = 0x9F;
+
+/// The LOCAL_WAKE frame for `endpoint` on the port whose MAC is `mac`
+/// (docs/wire.md §11): the MAC as destination and source, the Open-MX
+/// EtherType, peer index unknown, ptype [`PTYPE_LOCAL_WAKE`] and the
+/// endpoint's QPN base as dst QPN (what the steering filters match),
+/// zeros to the minimum frame length. No CRC: it never reaches an engine.
+pub fn local_wake_frame(mac: [u8; 6], endpoint: u32) -> [u8; MIN_FRAME_LEN] {
+    let mut f = [0u8; MIN_FRAME_LEN];
+    f[field::DST_MAC].copy_from_slice(&mac);
+    f[field::SRC_MAC].copy_from_slice(&mac);
+    f[field::ETHERTYPE].copy_from_slice(&ETHERTYPE.to_be_bytes());
+    f[field::PEER_INDEX].copy_from_slice(&crate::PEER_INDEX_UNKNOWN.to_be_bytes());
+    f[field::PTYPE] = PTYPE_LOCAL_WAKE;
+    let qpn = Qpn::new(endpoint << crate::QPN_SLOT_BITS);
+    f[field::DST_QPN].copy_from_slice(&qpn.value().to_be_bytes());
+    f
+}
+
+/// Whether `frame` is a LOCAL_WAKE frame.
+pub fn is_local_wake(frame: &[u8]) -> bool {
+    frame.get(field::PTYPE) == Some(&PTYPE_LOCAL_WAKE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -759,5 +786,21 @@ mod tests {
         b[0] = 0x0a;
         let f = Frame::new_checked(&b[..]).unwrap();
         assert!(FrameRepr::parse(&f).is_ok());
+    }
+
+    #[test]
+    fn the_local_wake_frame_carries_the_steering_fields() {
+        let mac = [2, 0, 0, 0, 0, 5];
+        let w = local_wake_frame(mac, 77);
+        let f = Frame::new_unchecked(&w[..]);
+        assert_eq!(f.dst_mac(), mac);
+        assert_eq!(w[field::SRC_MAC], mac);
+        assert_eq!(w[field::ETHERTYPE], ETHERTYPE.to_be_bytes());
+        assert_eq!(f.dst_qpn().endpoint(), 77);
+        assert_eq!(f.dst_qpn().slot(), 0);
+        assert!(is_local_wake(&w));
+        // Not a frame the engine accepts.
+        assert!(Frame::new_checked(&w[..]).is_err());
+        assert!(!is_local_wake(&w[..field::PTYPE]));
     }
 }

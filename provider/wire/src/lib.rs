@@ -37,7 +37,7 @@ mod psn;
 
 pub use crc::crc32c;
 pub use ext::{Aeth, AtomicEth, NakCode, Paeth, Reth, Syndrome, ACK_CREDIT_INVALID};
-pub use frame::{Bth, Ext, Frame, FrameRepr};
+pub use frame::{is_local_wake, local_wake_frame, Bth, Ext, Frame, FrameRepr, PTYPE_LOCAL_WAKE};
 pub use opcode::{ExtLayout, Opcode, Position, Transport};
 pub use psn::{Psn, Qpn, PSN_MODULUS};
 
