@@ -53,7 +53,7 @@ ib_port_active omx1
 log "sysfs"
 S=/sys/class/infiniband/omx0
 ls "$S" "$S/ports/1" >/out/sysfs-ls.txt
-expect_eq "$(cat "$S/omx_abi_version")" 1 omx_abi_version
+expect_eq "$(cat "$S/omx_abi_version")" 2 omx_abi_version
 expect_eq "$(cat "$S/node_type")" "1: CA" node_type
 expect_eq "$(cat "$S/ports/1/link_layer")" Ethernet link_layer
 expect_eq "$(cat "$S/ports/1/phys_state")" "5: LinkUp" phys_state

@@ -18,7 +18,7 @@
 #include <linux/types.h>
 
 /* uverbs ABI version of the omx driver (ib_device_ops.uverbs_abi_ver). */
-#define OMX_UVERBS_ABI_VERSION 1
+#define OMX_UVERBS_ABI_VERSION 2
 
 /*
  * Driver id used in ib_device_ops.driver_id and in every ioctl header
@@ -88,22 +88,95 @@ struct omx_alloc_ucontext_resp {
 
 /*
  * Driver-specific uverbs ioctl methods.  IDs live in the driver namespace
- * (1 << UVERBS_ID_NS_SHIFT = 0x1000).
+ * (1 << UVERBS_ID_NS_SHIFT = 0x1000).  Every method is called by the
+ * provider's progress thread, never from inside a post or poll call, and
+ * every callback it causes runs later on a kernel work item.
  *
  * OMX_METHOD_CQ_NOTIFY on UVERBS_OBJECT_CQ (3): ask the kernel to raise the
  * completion event of a CQ on its completion channel.  The event is raised
- * later by the CQ's serialized worker, never in the caller's call chain,
- * and exactly once per successful call.  Attribute OMX_ATTR_CQ_NOTIFY_HANDLE
- * is the CQ's uverbs handle (ibv_cq.handle), mandatory.
+ * later by the CQ's serialized worker, never in the caller's call chain.
+ * Attribute OMX_ATTR_CQ_NOTIFY_HANDLE is the CQ's uverbs handle
+ * (ibv_cq.handle), mandatory.  Events the application has not read yet are
+ * bounded per CQ: a request made while the CQ already has that many
+ * unread events is folded into them (one wake-up is as good as several)
+ * and raised once the channel has been read.
+ *
+ * OMX_METHOD_CQ_ERROR on UVERBS_OBJECT_CQ: the CQ overran (the provider
+ * dropped a completion).  Raises IB_EVENT_CQ_ERR on the context's async
+ * event file, at most once per CQ.  Attribute OMX_ATTR_CQ_ERROR_HANDLE.
+ *
+ * OMX_METHOD_QP_EVENT on UVERBS_OBJECT_QP (2): the provider's engine moved
+ * the QP to ERROR on its own (a fatal completion error, a NAK, a CQ
+ * overrun): the kernel's shadow follows it to IB_QPS_ERR, and the QP's
+ * affiliated asynchronous event (enum omx_qp_event; OMX_QP_EVENT_NONE
+ * raises none) is raised on the context's async event file.  Attributes,
+ * all mandatory: OMX_ATTR_QP_EVENT_HANDLE (the QP's uverbs handle),
+ * OMX_ATTR_QP_EVENT_TYPE (u32, enum omx_qp_event) and
+ * OMX_ATTR_QP_EVENT_EPOCH (u32: how many times the QP had been modified to
+ * RESET when the engine made the change; a request from an earlier epoch
+ * is stale and ignored, so it never moves a QP the application has reset
+ * since).  Each type is raised at most once per epoch, and a QP raises at
+ * most OMX_QP_MAX_EVENTS events in its life; further requests succeed and
+ * raise nothing.
+ *
+ * OMX_METHOD_CTX_FATAL_FD on UVERBS_OBJECT_DEVICE (0): register an eventfd
+ * that the kernel signals when the device is removed under the context
+ * (disassociation: netdev unregistered, rdma link delete, rmmod), so the
+ * provider stops its packet I/O at once.  Attribute
+ * OMX_ATTR_CTX_FATAL_FD_FD (s32, the eventfd), mandatory.  Once per
+ * context (-EBUSY after that).
  */
 #define OMX_UVERBS_ID_NS (1U << 12)
 
 enum omx_cq_methods {
 	OMX_METHOD_CQ_NOTIFY = OMX_UVERBS_ID_NS,
+	OMX_METHOD_CQ_ERROR,
 };
 
 enum omx_cq_notify_attrs {
 	OMX_ATTR_CQ_NOTIFY_HANDLE = OMX_UVERBS_ID_NS,
 };
+
+enum omx_cq_error_attrs {
+	OMX_ATTR_CQ_ERROR_HANDLE = OMX_UVERBS_ID_NS,
+};
+
+enum omx_qp_methods {
+	OMX_METHOD_QP_EVENT = OMX_UVERBS_ID_NS,
+};
+
+enum omx_qp_event_attrs {
+	OMX_ATTR_QP_EVENT_HANDLE = OMX_UVERBS_ID_NS,
+	OMX_ATTR_QP_EVENT_TYPE,
+	OMX_ATTR_QP_EVENT_EPOCH,
+};
+
+/* OMX_ATTR_QP_EVENT_TYPE values and the ibv_event_type each one raises. */
+enum omx_qp_event {
+	OMX_QP_EVENT_NONE = 0,		/* shadow to ERR only */
+	OMX_QP_EVENT_FATAL,		/* IBV_EVENT_QP_FATAL */
+	OMX_QP_EVENT_REQ_ERR,		/* IBV_EVENT_QP_REQ_ERR */
+	OMX_QP_EVENT_ACCESS_ERR,	/* IBV_EVENT_QP_ACCESS_ERR */
+	OMX_QP_EVENT_MAX = OMX_QP_EVENT_ACCESS_ERR,
+};
+
+/* Affiliated events one QP may raise in its whole life. */
+#define OMX_QP_MAX_EVENTS 64
+
+enum omx_device_methods {
+	OMX_METHOD_CTX_FATAL_FD = OMX_UVERBS_ID_NS,
+};
+
+enum omx_ctx_fatal_fd_attrs {
+	OMX_ATTR_CTX_FATAL_FD_FD = OMX_UVERBS_ID_NS,
+};
+
+/*
+ * Per-user limits.  Every object a context creates is charged to the
+ * effective user that opened the context; past the limit (module
+ * parameters of rdma_omx, see docs/kmod.md) the command fails with
+ * -EDQUOT, so one user cannot exhaust a device's endpoints, QPs, CQs, PDs
+ * or MR keys for everyone.
+ */
 
 #endif /* RDMA_OMX_ABI_H */

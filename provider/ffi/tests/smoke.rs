@@ -9,7 +9,7 @@
 //!   prints "omx: provider registered").
 //! * `fake_sysfs_device_is_matched`: a fake sysfs tree (`SYSFS_PATH`) with
 //!   three uverbs devices; libibverbs loads us via `RDMAV_DRIVERS` and our
-//!   `match_device` claims only the one with `omx_abi_version` = 1. Needs a
+//!   `match_device` claims only the one with `omx_abi_version` = 2 (`OMX_UVERBS_ABI_VERSION`). Needs a
 //!   private mount namespace for `/dev/infiniband` (libibverbs stats the
 //!   char device; a tmpfs /dev in a private mount namespace) and a kernel without RDMA netlink (so libibverbs falls back
 //!   to sysfs); skipped otherwise.
@@ -84,7 +84,7 @@ fn fake_dev(sys: &Path, uverbs: &str, ibdev: &str, omx_abi: Option<&str>) {
     let uv = sys.join("class/infiniband_verbs").join(uverbs);
     write(&uv.join("ibdev"), &format!("{ibdev}\n"));
     write(&uv.join("dev"), "231:192\n");
-    write(&uv.join("abi_version"), "1\n");
+    write(&uv.join("abi_version"), "2\n");
     let ib = sys.join("class/infiniband").join(ibdev);
     write(&ib.join("node_type"), "1: CA\n");
     if let Some(v) = omx_abi {
@@ -109,9 +109,9 @@ fn fake_sysfs_device_is_matched() {
     let (dir, exe) = setup("sysfs");
     let sys = dir.join("sys");
     write(&sys.join("class/infiniband_verbs/abi_version"), "6\n");
-    fake_dev(&sys, "uverbs0", "omx0", Some("1"));
+    fake_dev(&sys, "uverbs0", "omx0", Some("2"));
     fake_dev(&sys, "uverbs1", "omxfake1", None); // named omx*, not rdma_omx
-    fake_dev(&sys, "uverbs2", "omx2", Some("2")); // other omx ABI
+    fake_dev(&sys, "uverbs2", "omx2", Some("3")); // other omx ABI
                                                   // libibverbs stats /dev/infiniband/uverbsN (RDMA_CDEV_DIR is compiled
                                                   // in): give it plain files on a tmpfs /dev that only the child's private
                                                   // mount namespace sees.
@@ -140,6 +140,6 @@ fn fake_sysfs_device_is_matched() {
     );
     assert!(!stdout.contains("omxfake1"), "{stdout}");
     assert!(!stdout.contains("device omx2"), "{stdout}");
-    assert!(stderr.contains("omx2: kernel omx ABI 2"), "{stderr}");
+    assert!(stderr.contains("omx2: kernel omx ABI 3"), "{stderr}");
     let _ = fs::remove_dir_all(dir);
 }

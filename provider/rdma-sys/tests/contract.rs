@@ -184,12 +184,17 @@ fn command_buffer_sizes() {
 
 #[test]
 fn omx_abi() {
-    assert_eq!(OMX_UVERBS_ABI_VERSION, 1);
+    assert_eq!(OMX_UVERBS_ABI_VERSION, 2);
     assert_eq!(OMX_DRIVER_ID, 0);
     assert_eq!(OMX_SYSFS_ABI_ATTR, b"omx_abi_version\0");
     assert_eq!(OMX_QPN_SLOT_BITS, 12);
     assert_eq!(OMX_METHOD_CQ_NOTIFY, 0x1000);
     assert_eq!(OMX_ATTR_CQ_NOTIFY_HANDLE, 0x1000);
+    assert_eq!(OMX_METHOD_CQ_ERROR, 0x1001);
+    assert_eq!(OMX_METHOD_QP_EVENT, 0x1000);
+    assert_eq!(OMX_ATTR_QP_EVENT_TYPE, 0x1001);
+    assert_eq!(OMX_METHOD_CTX_FATAL_FD, 0x1000);
+    assert_eq!(OMX_QP_EVENT_ACCESS_ERR, 3);
     assert_eq!(size_of::<omx_alloc_ucontext_resp>(), 32);
     assert_eq!(offset_of!(omx_alloc_ucontext_resp, abi_version), 0);
     assert_eq!(offset_of!(omx_alloc_ucontext_resp, endpoint), 4);
