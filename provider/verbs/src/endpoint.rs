@@ -403,6 +403,23 @@ impl Endpoint {
         }
     }
 
+    /// Moves every QP to ERROR (the device went away under the context):
+    /// their outstanding WRs complete with IBV_WC_WR_FLUSH_ERR, so that
+    /// threads waiting for them wake up.
+    pub fn fail_all(&self, now: Instant, tx: &impl FrameSink) -> Drive {
+        let t = self.qps.read().unwrap_or_else(|p| p.into_inner());
+        let mut d = Drive::default();
+        for qp in &t.live {
+            let mut g = qp.lock();
+            let _ = g.modify(&omx_engine::QpAttr {
+                state: Some(omx_engine::QpState::Err),
+                ..Default::default()
+            });
+            d = d.merge(self.drive(qp, &mut g, now, tx));
+        }
+        d
+    }
+
     /// Runs every due timer of every QP; returns the earliest deadline
     /// left. Only QPs whose published deadline has passed are locked, and
     /// only with a try-lock: a QP some other thread holds is being driven
@@ -660,6 +677,35 @@ mod tests {
             .poll_with(16, |_, wc| ids.push((wc.wr_id, wc.status)));
         let flushed = |id| (id, WcStatus::WrFlushErr);
         assert_eq!(ids, [flushed(1), flushed(2), flushed(3)]);
+    }
+
+    #[test]
+    fn fail_all_flushes_every_qp_and_leaves_none_pending() {
+        let ep = Endpoint::new(1);
+        let a = connect(&ep, 1 << 12 | 1, 2 << 12);
+        let b = connect(&ep, 1 << 12 | 2, 2 << 12 | 1);
+        let w = Wire::default();
+        let mut buf = vec![0u8; 64];
+        for (qp, id) in [(&a, 10), (&b, 20)] {
+            let mut g = qp.lock();
+            g.post_recv(RecvWr {
+                wr_id: id,
+                sg: SgList::single(buf.as_mut_ptr() as u64, 64, 0),
+            })
+            .unwrap();
+            ep.drive_after_post_recv(qp, &mut g, Instant::ZERO, &w);
+        }
+        assert!(ep.work_pending());
+        let d = ep.fail_all(Instant::ZERO, &w);
+        assert!(d.idle, "the last pending WRs completed");
+        assert!(!ep.work_pending());
+        for (qp, id) in [(&a, 10), (&b, 20)] {
+            assert_eq!(qp.lock().rc.state(), QpState::Err);
+            let mut got = Vec::new();
+            qp.recv_cq
+                .poll_with(16, |_, wc| got.push((wc.wr_id, wc.status)));
+            assert_eq!(got, [(id, WcStatus::WrFlushErr)]);
+        }
     }
 
     #[test]
