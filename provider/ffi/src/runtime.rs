@@ -72,7 +72,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use omx_pktio::local::{self, Inbox, Outboxes, Push};
 use omx_pktio::{PacketSocket, Waker};
-use omx_verbs::{Drive, Endpoint, FrameSink, RxBy};
+use omx_verbs::{Drive, Endpoint, FrameSink, KernelCall, RxBy};
 
 use crate::errno::Errno;
 use crate::kcmd;
@@ -617,12 +617,18 @@ impl Runtime {
         self.ep.handle_timeouts(self.now(), &self.sink())
     }
 
+    /// Makes the kernel calls the endpoint's objects wait for (completion
+    /// events, CQ errors).
     fn notify_pass(&self) {
-        self.ep.for_each_notify(|handle| {
+        self.ep.kernel_pass(|call| {
+            let (what, mut cmd) = match call {
+                KernelCall::CqNotify(h) => ("CQ_NOTIFY", kcmd::cq_notify(h)),
+                KernelCall::CqError(h) => ("CQ_ERROR", kcmd::cq_error(h)),
+            };
             // cmd_fd is the context's uverbs fd, open until free_context,
             // which joins this thread first.
-            if let Err(e) = kcmd::cq_notify(handle).call(self.cmd_fd) {
-                log::debug(format_args!("CQ_NOTIFY handle {handle}: errno {}", e.0));
+            if let Err(e) = cmd.call(self.cmd_fd) {
+                log::debug(format_args!("{what} ({call:?}): errno {}", e.0));
             }
         });
     }

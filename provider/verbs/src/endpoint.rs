@@ -25,7 +25,7 @@ use std::sync::{Arc, RwLock};
 
 use omx_engine::Instant;
 
-use crate::cq::Cq;
+use crate::cq::{Cq, Pushed};
 use crate::mr::MrTable;
 use crate::qp::{Qp, QpInner, Window, TX_BATCH, TX_SLOT};
 use crate::FrameSink;
@@ -78,11 +78,24 @@ impl RxBy {
     }
 }
 
+/// A call into the kernel module that the progress thread makes on behalf
+/// of the endpoint's objects ([`Endpoint::kernel_pass`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelCall {
+    /// Raise the completion event of the CQ with this uverbs handle
+    /// (OMX_METHOD_CQ_NOTIFY).
+    CqNotify(u32),
+    /// The CQ with this handle overran: IBV_EVENT_CQ_ERR
+    /// (OMX_METHOD_CQ_ERROR).
+    CqError(u32),
+}
+
 /// What driving a QP left to do for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Drive {
-    /// A completion landed on an armed CQ: the progress thread must raise
-    /// the event.
+    /// The progress thread has calls to make into the kernel module
+    /// ([`Endpoint::kernel_pass`]): a completion landed on an armed CQ, a
+    /// CQ overran, or a QP moved to ERROR on its own.
     pub notify: bool,
     /// Earliest timer deadline of the QPs driven, in engine nanoseconds;
     /// `u64::MAX` = none. A plain integer rather than an
@@ -253,12 +266,18 @@ impl Endpoint {
             .retain(|c| !Arc::ptr_eq(c, cq));
     }
 
-    /// Calls `f` with the handle of every CQ with a pending notification.
-    pub fn for_each_notify(&self, mut f: impl FnMut(u32)) {
+    /// Calls `f` with every call into the kernel module the endpoint's
+    /// objects are waiting for: completion events of armed CQs that got a
+    /// completion, and the CQ_ERR of CQs that overran. The progress thread
+    /// makes these calls (never a post or poll call: IB midlayer rule).
+    pub fn kernel_pass(&self, mut f: impl FnMut(KernelCall)) {
         let v = self.cqs.read().unwrap_or_else(|p| p.into_inner());
         for c in v.iter() {
+            if c.take_error_event() {
+                f(KernelCall::CqError(c.handle));
+            }
             if c.take_notify() {
-                f(c.handle);
+                f(KernelCall::CqNotify(c.handle));
             }
         }
     }
@@ -297,12 +316,34 @@ impl Endpoint {
             }
         });
         let mut notify = false;
-        while let Some(wc) = rc.poll_completion() {
-            let cq = match wc.queue {
-                omx_engine::WcQueue::Send => &qp.send_cq,
-                omx_engine::WcQueue::Recv => &qp.recv_cq,
-            };
-            notify |= cq.push(wc);
+        let mut overrun = false;
+        loop {
+            while let Some(wc) = rc.poll_completion() {
+                let cq = match wc.queue {
+                    omx_engine::WcQueue::Send => &qp.send_cq,
+                    omx_engine::WcQueue::Recv => &qp.recv_cq,
+                };
+                match cq.push(wc) {
+                    Pushed::Queued { notify: n } => notify |= n,
+                    Pushed::Overrun { first } => {
+                        overrun = true;
+                        // The CQ_ERR event is the progress thread's.
+                        notify |= first;
+                    }
+                }
+            }
+            // A completion was lost to an overrun CQ: the QP goes to
+            // ERROR (IBTA: a work queue that cannot complete is in error),
+            // its other WRs are flushed (those for an overrun CQ are lost
+            // too, loudly), and its application gets QP_FATAL.
+            if !overrun || rc.state() == omx_engine::QpState::Err {
+                break;
+            }
+            let _ = rc.modify(&omx_engine::QpAttr {
+                state: Some(omx_engine::QpState::Err),
+                ..Default::default()
+            });
+            notify = true;
         }
         let deadline_ns = rc.poll_timeout().map_or(u64::MAX, |t| t.as_nanos());
         qp.set_deadline(deadline_ns);
@@ -706,6 +747,66 @@ mod tests {
                 .poll_with(16, |_, wc| got.push((wc.wr_id, wc.status)));
             assert_eq!(got, [(id, WcStatus::WrFlushErr)]);
         }
+    }
+
+    /// A completion that finds its CQ full overruns it: the CQ is in
+    /// error (CQ_ERR for the kernel pass), the QP moves to ERROR, and the
+    /// drive tells the caller to run the kernel pass.
+    #[test]
+    fn a_cq_overrun_fails_the_qp_and_raises_cq_err() {
+        let a = Endpoint::new(1);
+        let b = Endpoint::new(2);
+        let qa = connect(&a, 1 << 12, 2 << 12);
+        let qb = connect_with(&b, 2 << 12, 1 << 12, 4, 1);
+        let mut dst = vec![0u8; 64];
+        b.mrs.insert(MrEntry {
+            lkey: 0x200,
+            rkey: 0x200,
+            pd: 9,
+            addr: dst.as_mut_ptr() as u64,
+            va: dst.as_mut_ptr() as u64,
+            len: 64,
+            access: ACCESS_LOCAL_WRITE,
+        });
+        let (wa, wb) = (Wire::default(), Wire::default());
+        for id in 0..3 {
+            let mut g = qb.lock();
+            g.post_recv(RecvWr {
+                wr_id: id,
+                sg: SgList::single(dst.as_mut_ptr() as u64, 64, 0x200),
+            })
+            .unwrap();
+        }
+        {
+            let mut g = qa.lock();
+            for id in 10..12 {
+                g.post_send_inline(
+                    SendWr {
+                        wr_id: id,
+                        op: SendOp::Send,
+                        sg: SgList::default(),
+                        signaled: true,
+                        solicited: false,
+                    },
+                    2,
+                    |d| d.copy_from_slice(b"hi"),
+                )
+                .unwrap();
+            }
+            a.drive(&qa, &mut g, Instant::ZERO, &wa);
+        }
+        pump(&a, &b, &wa, &wb);
+        assert!(qb.recv_cq.in_error());
+        assert_eq!(qb.lock().rc.state(), QpState::Err, "the QP failed");
+        let mut calls = Vec::new();
+        b.kernel_pass(|c| calls.push(c));
+        assert_eq!(calls, [KernelCall::CqError(1)]);
+        let mut ids = Vec::new();
+        qb.recv_cq.poll_with(8, |_, wc| ids.push((wc.wr_id, wc.status)));
+        assert_eq!(ids, [(0, WcStatus::Success)], "the one that fit");
+        calls.clear();
+        b.kernel_pass(|c| calls.push(c));
+        assert!(calls.is_empty(), "CQ_ERR once");
     }
 
     #[test]
