@@ -362,16 +362,19 @@ mod tests {
 
     #[test]
     fn ucontext_resp_is_validated() {
-        let i = UctxInfo::from_resp(&resp(1, 5)).unwrap();
+        let i = UctxInfo::from_resp(&resp(OMX_UVERBS_ABI_VERSION, 5)).unwrap();
         assert_eq!(i.endpoint, 5);
         assert_eq!(i.mac, [2, 0, 0, 0, 0, 1]);
         assert!(i.netdev_in_caller_ns());
         // A kernel that sent no driver data leaves zeros: refused.
         assert_eq!(UctxInfo::from_resp(&Default::default()), Err(Errno::EPROTO));
-        assert_eq!(UctxInfo::from_resp(&resp(2, 5)), Err(Errno::EPROTO));
-        assert_eq!(UctxInfo::from_resp(&resp(1, 0)), Err(Errno::EPROTO));
+        assert_eq!(UctxInfo::from_resp(&resp(1, 5)), Err(Errno::EPROTO));
         assert_eq!(
-            UctxInfo::from_resp(&resp(1, OMX_ENDPOINT_MAX + 1)),
+            UctxInfo::from_resp(&resp(OMX_UVERBS_ABI_VERSION, 0)),
+            Err(Errno::EPROTO)
+        );
+        assert_eq!(
+            UctxInfo::from_resp(&resp(OMX_UVERBS_ABI_VERSION, OMX_ENDPOINT_MAX + 1)),
             Err(Errno::EPROTO)
         );
     }

@@ -75,12 +75,12 @@ mod tests {
 
     #[test]
     fn attribute_is_the_authority() {
-        let one = AbiAttr::Read(b"1".to_vec());
-        assert_eq!(decide(&one, true, false), Decision::Claim);
-        assert_eq!(decide(&one, true, true), Decision::Claim);
+        let ours = AbiAttr::Read(OMX_UVERBS_ABI_VERSION.to_string().into_bytes());
+        assert_eq!(decide(&ours, true, false), Decision::Claim);
+        assert_eq!(decide(&ours, true, true), Decision::Claim);
         assert_eq!(
-            decide(&AbiAttr::Read(b"2".to_vec()), true, true),
-            Decision::WrongAbi(2)
+            decide(&AbiAttr::Read(b"1".to_vec()), true, true),
+            Decision::WrongAbi(1)
         );
         assert_eq!(
             decide(&AbiAttr::Read(b"x".to_vec()), true, true),
