@@ -503,6 +503,25 @@ impl Runtime {
         if let Some(ib) = self.inbox() {
             ib.close();
         }
+        if log::stats_enabled() {
+            log::stats("ctx", &self.ep.endpoint.to_string(), self.counters());
+        }
+    }
+
+    /// The context's counters by name (OMX_STATS): frames received, the
+    /// endpoint's own drops, and what the kernel dropped for want of ring
+    /// space.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut c = vec![("rx_frames", self.rx_frames())];
+        c.extend(self.ep.counters());
+        let io = self.io.get();
+        c.push(("rx_ring_drops", io.map_or(0, |io| io.sock.ring_drops())));
+        c.push((
+            "rx_tap_ring_drops",
+            self.tap.get().map_or(0, PacketSocket::ring_drops),
+        ));
+        c.push(("device_fatal", u64::from(self.is_dead())));
+        c
     }
 
     /// Called by application threads after they drove a QP.

@@ -20,7 +20,7 @@
 //! QP lock of the QP whose `pending` flips) and `window_budget` (ring
 //! frames not promised to a receive window; a CAS loop).
 
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, RwLock};
 
 use omx_engine::Instant;
@@ -163,6 +163,9 @@ pub struct Endpoint {
     busy_qps: AtomicU32,
     /// Receive-ring frames not yet promised to a QP's window.
     window_budget: AtomicU32,
+    /// Frames dropped before any QP saw them (see [`Endpoint::counters`]).
+    rx_unparsable: AtomicU64,
+    rx_no_qp: AtomicU64,
 }
 
 impl Endpoint {
@@ -184,6 +187,8 @@ impl Endpoint {
             cqs: RwLock::new(Vec::new()),
             busy_qps: AtomicU32::new(0),
             window_budget: AtomicU32::new(ring_frames),
+            rx_unparsable: AtomicU64::new(0),
+            rx_no_qp: AtomicU64::new(0),
         }
     }
 
@@ -251,6 +256,18 @@ impl Endpoint {
             .as_ref()
             .filter(|q| q.qpn == qpn)
             .cloned()
+    }
+
+    /// The endpoint's own drop counters, by name: frames too short or not
+    /// omx-verbs at all (`rx_unparsable`), and frames whose destination
+    /// QPN names no QP of ours (`rx_no_qp`: another endpoint's, or a QP
+    /// destroyed since). What happens to frames a QP sees is in its
+    /// engine's `Stats`.
+    pub fn counters(&self) -> [(&'static str, u64); 2] {
+        [
+            ("rx_unparsable", self.rx_unparsable.load(Relaxed)),
+            ("rx_no_qp", self.rx_no_qp.load(Relaxed)),
+        ]
     }
 
     /// Registers a CQ for the notification pass.
@@ -417,9 +434,11 @@ impl Endpoint {
         tx: &impl FrameSink,
     ) -> Drive {
         let Some(qpn) = omx_engine::peek_dst_qpn(frame) else {
+            self.rx_unparsable.fetch_add(1, Relaxed);
             return Drive::default();
         };
         let Some(qp) = self.lookup(qpn) else {
+            self.rx_no_qp.fetch_add(1, Relaxed);
             return Drive::default();
         };
         let mut g = qp.lock();
@@ -802,7 +821,8 @@ mod tests {
         b.kernel_pass(|c| calls.push(c));
         assert_eq!(calls, [KernelCall::CqError(1)]);
         let mut ids = Vec::new();
-        qb.recv_cq.poll_with(8, |_, wc| ids.push((wc.wr_id, wc.status)));
+        qb.recv_cq
+            .poll_with(8, |_, wc| ids.push((wc.wr_id, wc.status)));
         assert_eq!(ids, [(0, WcStatus::Success)], "the one that fit");
         calls.clear();
         b.kernel_pass(|c| calls.push(c));
@@ -841,12 +861,42 @@ mod tests {
         assert!(ep.lookup(Qpn::new(3 << 12 | 5)).is_some());
         assert!(ep.lookup(Qpn::new(3 << 12 | 6)).is_none());
         assert!(ep.lookup(Qpn::new(4 << 12 | 5)).is_none());
-        // Garbage frames are ignored.
+        // Garbage frames are ignored, and counted.
         let w = Wire::default();
         assert_eq!(
             ep.handle_frame(Instant::ZERO, &[0u8; 10], &w),
             Drive::default()
         );
+        assert_eq!(ep.counters(), [("rx_unparsable", 1), ("rx_no_qp", 0)]);
+        // So are frames for a slot with no QP, or another endpoint.
+        for qpn in [3u32 << 12 | 6, 4 << 12 | 5] {
+            let repr = omx_wire::FrameRepr {
+                dst_mac: [2, 0, 0, 0, 0, 1],
+                src_mac: [2, 0, 0, 0, 0, 2],
+                peer_index: 0xffff,
+                bth: omx_wire::Bth {
+                    opcode: omx_wire::Opcode::SendOnly,
+                    transport: omx_wire::Transport::Rc,
+                    ack_req: true,
+                    solicited: false,
+                    dst_qpn: Qpn::new(qpn),
+                    src_qpn: Qpn::new(4 << 12),
+                    psn: Psn::new(0),
+                },
+                ext: omx_wire::Ext::default(),
+                payload_len: 0,
+            };
+            let mut f = [0u8; 64];
+            let n = repr
+                .emit(&mut omx_wire::Frame::new_unchecked(&mut f[..]), |_| ())
+                .unwrap();
+            assert_eq!(
+                ep.handle_frame(Instant::ZERO, &f[..n], &w),
+                Drive::default()
+            );
+        }
+        assert_eq!(ep.counters(), [("rx_unparsable", 1), ("rx_no_qp", 2)]);
+        assert!(w.0.borrow().is_empty(), "never answered");
         assert!(ep.remove_qp(qp.qpn).is_some());
         assert!(ep.lookup(qp.qpn).is_none());
     }
