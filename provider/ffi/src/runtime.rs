@@ -135,14 +135,15 @@ pub struct Io {
 /// whose inbox we opened goes into that inbox (same-host delivery,
 /// [`omx_pktio::local`]), every other frame through the packet socket.
 /// Drops frames while there is no socket (nothing is sent before RTR
-/// anyway).
-pub struct Sink<'a> {
-    sock: Option<&'a PacketSocket>,
+/// anyway). `N` is the netdev side: the packet socket (tests put a
+/// recorder there).
+pub struct Sink<'a, N: FrameSink = PacketSocket> {
+    sock: Option<&'a N>,
     local: Option<&'a Outboxes>,
     mac: [u8; 6],
 }
 
-impl Sink<'_> {
+impl<N: FrameSink> Sink<'_, N> {
     /// Queues `frame` in a local inbox if it is for one we opened (and
     /// wakes its owner if it sleeps). False: it must go out the netdev.
     fn deliver_locally(&self, frame: &[u8]) -> bool {
@@ -169,7 +170,7 @@ impl Sink<'_> {
     }
 }
 
-impl FrameSink for Sink<'_> {
+impl<N: FrameSink> FrameSink for Sink<'_, N> {
     fn send(&self, frame: &[u8]) {
         if self.deliver_locally(frame) {
             return;
@@ -315,9 +316,17 @@ impl Runtime {
             return;
         }
         self.inbox.get_or_init(|| {
-            let path = local::inbox_path(self.netdev.ifindex, self.ep.endpoint)?;
-            match Inbox::create(path) {
+            let dir = local::InboxDir::system(self.netdev.ifindex)?;
+            match Inbox::create(&dir, self.ep.endpoint, &mut report_squat) {
                 Ok(ib) => Some(ib),
+                Err(e @ local::CreateError::NamesTaken) => {
+                    log::notice(format_args!(
+                        "endpoint {}: no same-host inbox ({e}); processes on this \
+                         device reach it through the netdev",
+                        self.ep.endpoint
+                    ));
+                    None
+                }
                 Err(e) => {
                     log::debug(format_args!(
                         "endpoint {}: no same-host inbox ({e}); local peers use the netdev",
@@ -341,11 +350,11 @@ impl Runtime {
             ));
             return;
         }
-        let Some(path) = local::inbox_path(self.netdev.ifindex, peer) else {
+        let Some(dir) = local::InboxDir::system(self.netdev.ifindex) else {
             return;
         };
         let outboxes = self.outboxes.get_or_init(Outboxes::default);
-        let ok = outboxes.connect(peer, &path, self.ep.endpoint);
+        let ok = outboxes.connect(peer, &dir, self.ep.endpoint, &mut report_squat);
         log::debug(format_args!(
             "endpoint {} -> local endpoint {peer}: {}",
             self.ep.endpoint,
@@ -799,6 +808,12 @@ fn compact<'a, const N: usize>(
     (out, n)
 }
 
+/// A same-host inbox name someone else holds (omx-pktio reports each once
+/// per process): always printed, it costs the fast path.
+fn report_squat(s: &local::Squat) {
+    log::notice(format_args!("{s}"));
+}
+
 /// The progress thread's window away from the socket while the
 /// application busy-polls for pending work (`app_receives`), after the
 /// previous one (`window`, 0: it did not): [`SPIN_WINDOW_NS`] first, then
@@ -886,11 +901,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("omx-sink-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mac = [2, 0, 0, 0, 0, 1];
-        let path7 = local::inbox_path_in(&dir, 1, 3, 7);
-        let inbox = Inbox::create(path7.clone()).unwrap();
+        let inboxes = local::InboxDir::new(dir.clone(), 1, 3);
+        let inbox = Inbox::create(&inboxes, 7, &mut no_squat).unwrap();
         let outboxes = Outboxes::default();
-        assert!(outboxes.connect(7, &path7, 9));
-        let sink = Sink {
+        assert!(outboxes.connect(7, &inboxes, 9, &mut no_squat));
+        let sink: Sink<'_> = Sink {
             sock: None,
             local: Some(&outboxes),
             mac,
@@ -929,6 +944,55 @@ mod tests {
         sink.send(&to7);
         assert!(!inbox.prepare_sleep(), "the frame is waiting");
         drop(inbox);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn no_squat(s: &local::Squat) {
+        panic!("unexpected: {s}");
+    }
+
+    /// The netdev side of a [`Sink`] in tests: records what it is given.
+    #[derive(Default)]
+    struct Netdev(std::cell::RefCell<Vec<Vec<u8>>>);
+    impl FrameSink for Netdev {
+        fn send(&self, f: &[u8]) {
+            self.0.borrow_mut().push(f.to_vec());
+        }
+    }
+
+    /// Every inbox name of endpoint 7 is squatted: it gets no inbox (with
+    /// a notice), a sender no outbox, and the frames for it go through the
+    /// netdev, where the loopback tap delivers them as before.
+    #[test]
+    fn with_every_inbox_name_squatted_frames_take_the_netdev() {
+        let dir = std::env::temp_dir().join(format!("omx-squat-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let inboxes = local::InboxDir::new(dir.clone(), 1, 3);
+        for n in inboxes.names(7) {
+            std::fs::create_dir(n).unwrap();
+        }
+        let mut seen = 0;
+        assert!(matches!(
+            Inbox::create(&inboxes, 7, &mut |_| seen += 1),
+            Err(local::CreateError::NamesTaken)
+        ));
+        assert_eq!(seen, local::NAMES);
+        let outboxes = Outboxes::default();
+        assert!(!outboxes.connect(7, &inboxes, 9, &mut no_squat));
+        let netdev = Netdev::default();
+        let mac = [2, 0, 0, 0, 0, 1];
+        let sink = Sink {
+            sock: Some(&netdev),
+            local: Some(&outboxes),
+            mac,
+        };
+        let mut f = vec![0u8; 64];
+        f[0..6].copy_from_slice(&mac);
+        f[20..24].copy_from_slice(&(7u32 << 12 | 5).to_be_bytes());
+        sink.send(&f);
+        sink.send_batch(&[&f, &f]);
+        assert_eq!(netdev.0.borrow().len(), 3);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,8 +4,9 @@
 //! Two endpoints on the same device (two processes, or two contexts of
 //! one process) exchange their frames through shared memory instead of
 //! the netdev: the receiving endpoint owns an *inbox*, a file in
-//! `/dev/shm` named after the network namespace, the netdev and the
-//! endpoint number ([`inbox_path`]), and every local sender writes its
+//! `/dev/shm` named after the owner's effective user, the network
+//! namespace, the netdev and the endpoint number ([`InboxDir`]), and every
+//! local sender writes its
 //! frames into a *lane* of that inbox, a single-producer byte ring of
 //! [`LANE_BYTES`]. The frames are the very bytes the wire would carry
 //! (head, BTH, CRC): the engine does not know which way they came. Open-MX
@@ -37,9 +38,15 @@
 //! a sending context owns one [`Outbox`] per local endpoint it connected a
 //! QP to, until it closes. Both are plain shared mappings of the file;
 //! the file disappears when the inbox's owner closes it (unlinked on drop)
-//! and its memory when the last mapping goes. A process killed with
-//! SIGKILL leaves its inbox file until its endpoint number is reused on
-//! that device (the new owner replaces it).
+//! and its memory when the last mapping goes. The owner holds
+//! `flock(LOCK_EX)` on its file for the inbox's whole life (the
+//! descriptor stays open beside the mapping, `O_CLOEXEC`), so a file
+//! whose lock is free has no live owner: senders do not use it, and the
+//! next context of the same user that creates an inbox on that netdev
+//! removes it (a process killed with SIGKILL leaves its file only until
+//! then). Lock probes take a shared lock, so that one prober never looks
+//! like an owner to another; cleaners exclude each other per file with
+//! an OFD lock on its first byte ([`Inbox::create`]).
 //!
 //! Locks and ordering: one lane has one producer, the context whose
 //! endpoint number claimed it in the header's `owners` table (an endpoint
@@ -56,11 +63,17 @@
 //! mapping is checked, and a lane whose records make no sense is emptied
 //! (its frames are lost; the engine retransmits).
 //!
-//! Trust: an inbox is used only if its file belongs to the sender's own
-//! effective user, so processes of one user share memory (which they could
-//! read through ptrace anyway) and no other user can plant an inbox that
-//! collects our frames. Frames read from an inbox get the same checks as
-//! frames from the wire.
+//! Trust: an inbox is used only if its file is a regular file of the
+//! sender's own effective user (never followed if a symlink), so processes
+//! of one user share memory (which they could read through ptrace anyway)
+//! and no other user can plant an inbox that collects our frames. The
+//! names are predictable, so another user can take one first (a file of
+//! theirs, a directory, a symlink): a creator then uses the next of four
+//! names ([`NAMES`]) and a sender looks them up in the same order, and
+//! each such squat is reported to the caller once per process, never
+//! ignored silently; with all four taken the endpoint has no inbox and
+//! its local peers use the netdev. Frames read from an inbox get the same
+//! checks as frames from the wire.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -135,17 +148,329 @@ const fn record_len(len: usize) -> usize {
     REC_HDR + ((len + 7) & !7)
 }
 
-/// `/dev/shm/omx-<netns inode>-<ifindex>-<endpoint>`: the inbox of
-/// `endpoint` on the netdev `ifindex` of the caller's network namespace,
-/// or `None` if the namespace cannot be named (no /proc).
-pub fn inbox_path(ifindex: u32, endpoint: u32) -> Option<PathBuf> {
-    let ns = std::fs::metadata("/proc/self/ns/net").ok()?.ino();
-    Some(inbox_path_in(Path::new("/dev/shm"), ns, ifindex, endpoint))
+/// Names an inbox may have: the primary, then this many minus one
+/// alternates (`.1`, `.2`, `.3`) for when a name is taken.
+pub const NAMES: usize = 4;
+
+/// Where the inboxes of one netdev live, and whose they are: the files
+/// `<dir>/omx-<euid>-<netns inode>-<ifindex>-<endpoint>[.<k>]`
+/// (docs/wire.md §11). Every process of one effective user on that netdev
+/// names an endpoint's inbox the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxDir {
+    dir: PathBuf,
+    euid: u32,
+    ns: u64,
+    ifindex: u32,
 }
 
-/// [`inbox_path`] under `dir` for the namespace `ns` (tests).
-pub fn inbox_path_in(dir: &Path, ns: u64, ifindex: u32, endpoint: u32) -> PathBuf {
-    dir.join(format!("omx-{ns}-{ifindex}-{endpoint}"))
+impl InboxDir {
+    /// `/dev/shm`, for the netdev `ifindex` of the caller's network
+    /// namespace and the caller's effective user, or `None` if the
+    /// namespace cannot be named (no /proc).
+    pub fn system(ifindex: u32) -> Option<Self> {
+        let ns = std::fs::metadata("/proc/self/ns/net").ok()?.ino();
+        Some(Self::new(PathBuf::from("/dev/shm"), ns, ifindex))
+    }
+
+    /// Inboxes in `dir` for the namespace `ns` (tests use their own
+    /// directory), owned by the caller's effective user.
+    pub fn new(dir: PathBuf, ns: u64, ifindex: u32) -> Self {
+        InboxDir {
+            dir,
+            euid: euid(),
+            ns,
+            ifindex,
+        }
+    }
+
+    /// What every inbox name on this netdev of this user starts with.
+    fn prefix(&self) -> String {
+        format!("omx-{}-{}-{}-", self.euid, self.ns, self.ifindex)
+    }
+
+    /// The names the inbox of `endpoint` may have, in the order a creator
+    /// tries them and a sender looks them up.
+    pub fn names(&self, endpoint: u32) -> [PathBuf; NAMES] {
+        let base = format!("{}{endpoint}", self.prefix());
+        core::array::from_fn(|k| match k {
+            0 => self.dir.join(&base),
+            k => self.dir.join(format!("{base}.{k}")),
+        })
+    }
+
+    /// Whether `name` (a directory entry) is one of our inbox names on
+    /// this netdev, for any endpoint.
+    fn is_inbox_name(&self, name: &str) -> bool {
+        let Some(rest) = name.strip_prefix(&self.prefix()) else {
+            return false;
+        };
+        let (ep, alt) = match rest.split_once('.') {
+            Some((ep, alt)) => (ep, Some(alt)),
+            None => (rest, None),
+        };
+        let number = !ep.is_empty() && ep.len() <= 4 && ep.bytes().all(|b| b.is_ascii_digit());
+        number && alt.is_none_or(|a| matches!(a, "1" | "2" | "3"))
+    }
+}
+
+fn euid() -> u32 {
+    // SAFETY: plain syscall, no arguments.
+    unsafe { libc::geteuid() }
+}
+
+/// An inbox name held by something we must not use: another user's file,
+/// or something that is not a regular file (a directory, a symlink, a
+/// FIFO...), which only someone else can have put there. Never silently
+/// ignored: the caller is told once per process ([`Inbox::create`],
+/// [`Outbox::open`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Squat {
+    /// The name.
+    pub path: PathBuf,
+    /// Owner of what is there.
+    pub uid: u32,
+    /// What is there.
+    pub kind: SquatKind,
+}
+
+/// What holds a squatted name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SquatKind {
+    /// A regular file of another user.
+    ForeignFile,
+    /// A directory.
+    Directory,
+    /// A symbolic link (never followed).
+    Symlink,
+    /// A FIFO, socket or device node.
+    Other,
+}
+
+impl core::fmt::Display for Squat {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let what = match self.kind {
+            SquatKind::ForeignFile => "a file",
+            SquatKind::Directory => "a directory",
+            SquatKind::Symlink => "a symbolic link",
+            SquatKind::Other => "a special file",
+        };
+        write!(
+            f,
+            "same-host inbox name {} is taken by {what} of uid {}, not an inbox of ours \
+             (uid {}): skipped; another user may be squatting our inbox names \
+             (docs/troubleshooting.md)",
+            self.path.display(),
+            self.uid,
+            euid()
+        )
+    }
+}
+
+/// Calls `report` with `squat` unless this process reported it before.
+fn report_once(squat: Squat, report: &mut dyn FnMut(&Squat)) {
+    static SEEN: Mutex<Vec<(PathBuf, u32)>> = Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let key = (squat.path.clone(), squat.uid);
+    if !seen.contains(&key) {
+        seen.push(key);
+        drop(seen);
+        report(&squat);
+    }
+}
+
+/// What holds an inbox name.
+enum Occupant {
+    /// Nothing.
+    Free,
+    /// A regular file of ours (an inbox, live or dead, or not an inbox).
+    Ours,
+    /// Something we must not use.
+    Squat(Squat),
+}
+
+fn occupant(path: &Path, euid: u32) -> io::Result<Occupant> {
+    use std::os::unix::fs::FileTypeExt;
+    let md = match std::fs::symlink_metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Occupant::Free),
+        Err(e) => return Err(e),
+    };
+    let t = md.file_type();
+    let kind = if t.is_symlink() {
+        SquatKind::Symlink
+    } else if t.is_dir() {
+        SquatKind::Directory
+    } else if t.is_fifo() || t.is_socket() || t.is_block_device() || t.is_char_device() {
+        SquatKind::Other
+    } else if md.uid() != euid {
+        SquatKind::ForeignFile
+    } else {
+        return Ok(Occupant::Ours);
+    };
+    Ok(Occupant::Squat(Squat {
+        path: path.to_owned(),
+        uid: md.uid(),
+        kind,
+    }))
+}
+
+/// Whether the inbox file open as `file` has a live owner: the owner holds
+/// `flock(LOCK_EX)` on it for its whole life, so a shared lock we can take
+/// means nobody does (we drop it again at once). Probes take a *shared*
+/// lock so that a sender's probe and a cleaner's never look like an owner
+/// to each other.
+fn has_live_owner(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: plain syscalls on a descriptor we own.
+    unsafe {
+        if libc::flock(fd, libc::LOCK_SH | libc::LOCK_NB) == 0 {
+            libc::flock(fd, libc::LOCK_UN);
+            return false;
+        }
+    }
+    io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+}
+
+/// Opens what is at `path` if it is a regular file of `euid`, without
+/// following a symlink and without opening anything else (a device node
+/// or a FIFO someone put there: looked at first, and `O_NONBLOCK` should
+/// one be swapped in meanwhile); returns it with its metadata.
+fn open_ours(path: &Path, euid: u32) -> Option<(File, std::fs::Metadata)> {
+    let first = std::fs::symlink_metadata(path).ok()?;
+    if !first.is_file() || first.uid() != euid {
+        return None;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let md = file.metadata().ok()?;
+    (md.is_file() && md.uid() == euid).then_some((file, md))
+}
+
+/// What [`remove_if_dead`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stale {
+    /// A file without a live owner: removed.
+    Removed,
+    /// A live inbox, or another cleaner is deciding about it: kept.
+    Kept,
+    /// Not a regular file of ours, or gone already.
+    NotOurs,
+}
+
+/// Removes the inbox file at `path` if it is ours and nobody owns it any
+/// more (a killed process left it). Cleaners exclude each other per file
+/// with an OFD lock on its first byte (independent of `flock`), so the
+/// check that the name still leads to the file we found dead and the
+/// unlink cannot interleave with another cleaner's unlink and a new
+/// owner's link at that name; a new owner links only onto a free name, so
+/// while we hold the OFD lock the name keeps our file.
+fn remove_if_dead(path: &Path, euid: u32) -> Stale {
+    let Some((file, md)) = open_ours(path, euid) else {
+        return Stale::NotOurs;
+    };
+    if !cleaner_lock(&file) {
+        return Stale::Kept;
+    }
+    if has_live_owner(&file) {
+        return Stale::Kept;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(now) if now.dev() == md.dev() && now.ino() == md.ino() => {
+            if std::fs::remove_file(path).is_ok() {
+                Stale::Removed
+            } else {
+                Stale::Kept
+            }
+        }
+        _ => Stale::NotOurs,
+    }
+    // `file` closes here: the OFD lock goes with it.
+}
+
+/// Takes the cleaners' lock on `file` (an OFD write lock on its first
+/// byte, without waiting; released when the descriptor closes). False if
+/// another cleaner holds it.
+fn cleaner_lock(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: all-zero is a valid flock struct; fields set below.
+    let mut lk: libc::flock = unsafe { core::mem::zeroed() };
+    lk.l_type = libc::F_WRLCK as libc::c_short;
+    lk.l_whence = libc::SEEK_SET as libc::c_short;
+    lk.l_start = 0;
+    lk.l_len = 1;
+    // SAFETY: plain fcntl on our descriptor with a valid flock struct.
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lk) == 0 }
+}
+
+/// Removes every inbox file of ours on this netdev (any endpoint, any
+/// alternate name) whose owner is gone.
+fn remove_stale(dir: &InboxDir) {
+    let Ok(entries) = std::fs::read_dir(&dir.dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_str().is_some_and(|n| dir.is_inbox_name(n)) {
+            remove_if_dead(&e.path(), dir.euid);
+        }
+    }
+}
+
+/// Gives the unnamed file `file` (`O_TMPFILE`) the name `path`; fails
+/// with `AlreadyExists` if the name is taken.
+fn link_at(file: &File, path: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let to = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: two valid NUL-terminated paths.
+    let r = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Why there is no inbox ([`Inbox::create`]).
+#[derive(Debug)]
+pub enum CreateError {
+    /// Every name ([`NAMES`]) is taken by something we cannot use (each
+    /// squat was reported) or by a live inbox of another context.
+    NamesTaken,
+    /// The file could not be made (no `/dev/shm`, no `O_TMPFILE`, full).
+    Io(io::Error),
+}
+
+impl core::fmt::Display for CreateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CreateError::NamesTaken => write!(f, "all {NAMES} inbox names are taken"),
+            CreateError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<io::Error> for CreateError {
+    fn from(e: io::Error) -> Self {
+        CreateError::Io(e)
+    }
 }
 
 /// Reserves the file's blocks for `[off, off + len)`. The file is sparse
@@ -217,7 +542,11 @@ impl Mapping {
 #[derive(Debug)]
 pub struct Inbox {
     m: Mapping,
+    /// The file, open for the inbox's whole life: we hold `flock(LOCK_EX)`
+    /// on it, which is how others know the inbox is live.
+    _lock: File,
     path: PathBuf,
+    dev: u64,
     ino: u64,
     /// `posted` as it was when a receive pass last emptied every lane.
     checked: AtomicU64,
@@ -238,47 +567,78 @@ pub struct InboxReceiver<'a> {
 }
 
 impl Inbox {
-    /// Creates the inbox at `path` (mode 0600), replacing a file a
-    /// killed owner of the same endpoint number left there. Fails if the
-    /// path belongs to another user (the sticky `/dev/shm` keeps us from
-    /// removing it) or the file cannot be created and sized.
-    pub fn create(path: PathBuf) -> io::Result<Self> {
-        let open = || {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&path)
-        };
-        let file = match open() {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                std::fs::remove_file(&path)?;
-                open()?
-            }
-            r => r?,
-        };
-        file.set_len(FILE_BYTES as u64)?;
-        if let Err(e) = reserve(&file, 0, DATA_OFF) {
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
+    /// Creates the inbox of `endpoint` in `dir` (mode 0600), under the
+    /// first of its [`InboxDir::names`] it can take. First removes every
+    /// inbox file of ours on this netdev that has no live owner (a killed
+    /// process left it). The file is made unnamed (`O_TMPFILE`), locked
+    /// (`flock(LOCK_EX)`, held until the inbox drops), sized and
+    /// initialised, and only then linked under a name, so whatever others
+    /// find at a name is complete and, while its owner lives, locked. A
+    /// name taken by something we must not use is reported through
+    /// `report` (once per process for each) and skipped; a name taken by
+    /// a live inbox of ours (another context with this endpoint number on
+    /// this netdev) is skipped too; one whose owner died meanwhile is
+    /// cleaned and taken.
+    pub fn create(
+        dir: &InboxDir,
+        endpoint: u32,
+        report: &mut dyn FnMut(&Squat),
+    ) -> Result<Self, CreateError> {
+        use std::os::fd::AsRawFd;
+        remove_stale(dir);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+            .open(&dir.dir)?;
+        // SAFETY: plain syscall on our descriptor; a fresh unnamed file,
+        // so the lock is free.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(io::Error::last_os_error().into());
         }
-        let ino = file.metadata()?.ino();
+        file.set_len(FILE_BYTES as u64)?;
+        reserve(&file, 0, DATA_OFF)?;
+        let md = file.metadata()?;
         let m = Mapping::new(&file)?;
         let h = m.header();
         h.version.store(VERSION, Ordering::Relaxed);
         h.magic.store(MAGIC, Ordering::Release);
-        Ok(Inbox {
-            m,
-            path,
-            ino,
-            checked: AtomicU64::new(0),
-            rx: Mutex::new(Consumer {
-                heads: [0; LANES],
-                buf: vec![0u8; MAX_FRAME].into_boxed_slice(),
-            }),
-        })
+        for path in dir.names(endpoint) {
+            // Twice: once more if the name's owner was dead and we removed it.
+            for _ in 0..2 {
+                match link_at(&file, &path) {
+                    Ok(()) => {
+                        return Ok(Inbox {
+                            m,
+                            _lock: file,
+                            path,
+                            dev: md.dev(),
+                            ino: md.ino(),
+                            checked: AtomicU64::new(0),
+                            rx: Mutex::new(Consumer {
+                                heads: [0; LANES],
+                                buf: vec![0u8; MAX_FRAME].into_boxed_slice(),
+                            }),
+                        });
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e.into()),
+                }
+                match occupant(&path, dir.euid)? {
+                    // Gone meanwhile: try it again.
+                    Occupant::Free => continue,
+                    Occupant::Squat(sq) => report_once(sq, report),
+                    Occupant::Ours => {
+                        if remove_if_dead(&path, dir.euid) == Stale::Removed {
+                            continue;
+                        }
+                    }
+                }
+                break;
+            }
+        }
+        Err(CreateError::NamesTaken)
     }
 
     /// The file's path.
@@ -327,8 +687,11 @@ impl Inbox {
         if self.m.header().closed.swap(1, Ordering::SeqCst) != 0 {
             return;
         }
-        // Only our own file: a successor may have replaced it already.
-        if std::fs::symlink_metadata(&self.path).is_ok_and(|md| md.ino() == self.ino) {
+        // Only our own file (nobody else removes it while we hold its
+        // lock, and we still do: `_lock` closes after this).
+        if std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|md| md.dev() == self.dev && md.ino() == self.ino)
+        {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -428,6 +791,10 @@ fn read_record(data: *const u8, head: u64, tail: u64, buf: &mut [u8]) -> Record 
 pub struct Outbox {
     m: Mapping,
     lane: usize,
+    /// The inbox file (we never lock it but to probe its owner).
+    file: File,
+    path: PathBuf,
+    dev: u64,
     ino: u64,
     /// Held by the thread writing into the lane.
     busy: AtomicBool,
@@ -444,24 +811,41 @@ pub enum Push {
 }
 
 impl Outbox {
-    /// Opens the inbox at `path` as the producer `endpoint` (1..4095):
-    /// claims the lane that endpoint had, or a free one. `None` when there
-    /// is no usable inbox there (none yet, another user's, closed, not an
-    /// inbox, no free lane).
-    pub fn open(path: &Path, endpoint: u32) -> Option<Self> {
+    /// Opens the inbox of the endpoint `peer` in `dir` as the producer
+    /// `me` (1..4095): looks at its [`InboxDir::names`] in order and takes
+    /// the first that is a live inbox of ours (`Outbox::open_at`),
+    /// reporting through `report` (once per process for each) the names
+    /// something we must not use holds. `None` when there is none.
+    pub fn open(
+        dir: &InboxDir,
+        peer: u32,
+        me: u32,
+        report: &mut dyn FnMut(&Squat),
+    ) -> Option<Self> {
+        for path in dir.names(peer) {
+            match occupant(&path, dir.euid) {
+                Ok(Occupant::Ours) => {
+                    if let Some(o) = Self::open_at(&path, me, dir.euid) {
+                        return Some(o);
+                    }
+                }
+                Ok(Occupant::Squat(sq)) => report_once(sq, report),
+                Ok(Occupant::Free) | Err(_) => {}
+            }
+        }
+        None
+    }
+
+    /// Opens the inbox at `path` as the producer `endpoint`: claims the
+    /// lane that endpoint had, or a free one. `None` unless the file is a
+    /// regular file of `euid` (not followed if a symlink), an inbox of
+    /// this layout, not closed, with a live owner, and has a free lane.
+    fn open_at(path: &Path, endpoint: u32, euid: u32) -> Option<Self> {
         if endpoint == 0 {
             return None;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .ok()?;
-        let md = file.metadata().ok()?;
-        // SAFETY: plain syscall, no arguments.
-        let me = unsafe { libc::geteuid() };
-        if md.uid() != me || !md.is_file() || md.len() < FILE_BYTES as u64 {
+        let (file, md) = open_ours(path, euid)?;
+        if md.len() < FILE_BYTES as u64 || !has_live_owner(&file) {
             return None;
         }
         let m = Mapping::new(&file).ok()?;
@@ -495,16 +879,28 @@ impl Outbox {
         Some(Outbox {
             m,
             lane,
+            file,
+            path: path.to_owned(),
+            dev: md.dev(),
             ino: md.ino(),
             busy: AtomicBool::new(false),
         })
     }
 
-    /// Whether this outbox still leads to the inbox now at `path` (the
-    /// owner did not close it, nor did a successor replace the file).
-    pub fn current(&self, path: &Path) -> bool {
+    /// Whether this outbox still leads to a live inbox: the owner did not
+    /// close it, its file is still at its name (no successor replaced
+    /// it), and its owner still holds the lock (it was not killed).
+    /// Control path (system calls).
+    pub fn current(&self) -> bool {
         self.m.header().closed.load(Ordering::Acquire) == 0
-            && std::fs::symlink_metadata(path).is_ok_and(|md| md.ino() == self.ino)
+            && std::fs::symlink_metadata(&self.path)
+                .is_ok_and(|md| md.dev() == self.dev && md.ino() == self.ino)
+            && has_live_owner(&self.file)
+    }
+
+    /// The inbox file this outbox writes into.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Queues `frame` in the lane, without waiting and without a system
@@ -605,18 +1001,25 @@ impl Outboxes {
         unsafe { p.as_ref() }
     }
 
-    /// Makes sure the outbox to `endpoint` (whose inbox is at `path`)
-    /// leads to its current inbox, opening it as the producer `me`.
-    /// Returns whether frames to `endpoint` now take the local path.
-    pub fn connect(&self, endpoint: u32, path: &Path, me: u32) -> bool {
+    /// Makes sure the outbox to `endpoint` (whose inbox is in `dir`)
+    /// leads to a live inbox, opening it as the producer `me` if needed
+    /// (squatted names go to `report`, as in [`Outbox::open`]). Returns
+    /// whether frames to `endpoint` now take the local path.
+    pub fn connect(
+        &self,
+        endpoint: u32,
+        dir: &InboxDir,
+        me: u32,
+        report: &mut dyn FnMut(&Squat),
+    ) -> bool {
         let Some(slot) = self.slots.get(endpoint as usize) else {
             return false;
         };
         let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
-        if self.get(endpoint).is_some_and(|o| o.current(path)) {
+        if self.get(endpoint).is_some_and(Outbox::current) {
             return true;
         }
-        match Outbox::open(path, me) {
+        match Outbox::open(dir, endpoint, me, report) {
             Some(o) => {
                 let b = Box::new(o);
                 let p: *const Outbox = &*b;
@@ -670,13 +1073,43 @@ mod tests {
         Dir(d)
     }
 
-    /// A fresh inbox of endpoint 7 and endpoint 9's outbox to it.
-    fn pair(tag: &str) -> (Dir, PathBuf, Inbox, Outbox) {
+    /// A test directory and the inbox names of netns 1, ifindex 2 in it.
+    fn setup(tag: &str) -> (Dir, InboxDir) {
         let d = tmpdir(tag);
-        let p = inbox_path_in(&d.0, 1, 2, 7);
-        let ib = Inbox::create(p.clone()).unwrap();
-        let ob = Outbox::open(&p, 9).unwrap();
-        (d, p, ib, ob)
+        let dir = InboxDir::new(d.0.clone(), 1, 2);
+        (d, dir)
+    }
+
+    /// A report callback for tests where nothing is squatted.
+    fn no_squat(s: &Squat) {
+        panic!("unexpected: {s}");
+    }
+
+    fn create(dir: &InboxDir, endpoint: u32) -> Inbox {
+        Inbox::create(dir, endpoint, &mut no_squat).unwrap()
+    }
+
+    fn open(dir: &InboxDir, peer: u32, me: u32) -> Option<Outbox> {
+        Outbox::open(dir, peer, me, &mut no_squat)
+    }
+
+    /// A fresh inbox of endpoint 7 and endpoint 9's outbox to it.
+    fn pair(tag: &str) -> (Dir, InboxDir, Inbox, Outbox) {
+        let (d, dir) = setup(tag);
+        let ib = create(&dir, 7);
+        let ob = open(&dir, 7, 9).unwrap();
+        (d, dir, ib, ob)
+    }
+
+    impl Inbox {
+        /// What SIGKILL leaves: the file in place, its header not closed,
+        /// its lock released.
+        fn kill(self) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: plain syscall on our descriptor.
+            unsafe { libc::flock(self._lock.as_raw_fd(), libc::LOCK_UN) };
+            core::mem::forget(self);
+        }
     }
 
     fn frame(i: u32, len: usize) -> Vec<u8> {
@@ -742,16 +1175,15 @@ mod tests {
 
     #[test]
     fn lanes_are_claimed_per_endpoint_and_taken_over_by_the_next_owner() {
-        let d = tmpdir("lanes");
-        let p = inbox_path_in(&d.0, 1, 2, 7);
-        let ib = Inbox::create(p.clone()).unwrap();
-        let a = Outbox::open(&p, 10).unwrap();
-        let b = Outbox::open(&p, 11).unwrap();
+        let (_d, dir) = setup("lanes");
+        let ib = create(&dir, 7);
+        let a = open(&dir, 7, 10).unwrap();
+        let b = open(&dir, 7, 11).unwrap();
         assert_ne!(a.lane, b.lane);
         // A new context with a's endpoint number (a was killed) gets its
         // lane and goes on where a stopped.
         a.push(&frame(1, 100));
-        let a2 = Outbox::open(&p, 10).unwrap();
+        let a2 = open(&dir, 7, 10).unwrap();
         assert_eq!(a2.lane, a.lane);
         a2.push(&frame(2, 100));
         b.push(&frame(3, 100));
@@ -760,12 +1192,12 @@ mod tests {
             vec![frame(1, 100), frame(2, 100), frame(3, 100)]
         );
         // Endpoint 0 is never a producer; the table fills up.
-        assert!(Outbox::open(&p, 0).is_none());
+        assert!(open(&dir, 7, 0).is_none());
         let others: Vec<_> = (100..100 + LANES as u32 - 2)
-            .map(|e| Outbox::open(&p, e).unwrap())
+            .map(|e| open(&dir, 7, e).unwrap())
             .collect();
         assert_eq!(others.len(), LANES - 2);
-        assert!(Outbox::open(&p, 4000).is_none(), "no free lane");
+        assert!(open(&dir, 7, 4000).is_none(), "no free lane");
     }
 
     #[test]
@@ -784,48 +1216,251 @@ mod tests {
     }
 
     #[test]
-    fn closed_replaced_or_foreign_inboxes_are_not_used() {
-        let d = tmpdir("stale");
-        let p = inbox_path_in(&d.0, 1, 2, 7);
-        assert!(Outbox::open(&p, 9).is_none(), "no inbox yet");
-        let ib = Inbox::create(p.clone()).unwrap();
-        let ob = Outbox::open(&p, 9).unwrap();
-        assert!(ob.current(&p));
-        // A successor with the same endpoint number replaces the file
-        // (the first owner was killed): the old outbox is stale.
-        let ib2 = Inbox::create(p.clone()).unwrap();
-        assert!(!ob.current(&p));
-        // The killed owner's drop must not remove its successor's file.
-        drop(ib);
-        assert!(p.exists());
-        let ob2 = Outbox::open(&p, 9).unwrap();
-        assert!(ob2.current(&p));
-        drop(ib2);
-        assert!(!p.exists(), "a closing owner removes its inbox");
-        assert_eq!(ob2.push(&frame(1, 64)), Push::Refused, "closed");
-        assert!(!ob2.current(&p));
-        // Not an inbox.
-        std::fs::write(&p, b"hello").unwrap();
-        assert!(Outbox::open(&p, 9).is_none());
-        std::fs::remove_file(&p).unwrap();
-        // A symlink planted at the path is neither followed nor used.
-        let target = d.0.join("target");
-        let _keep = Inbox::create(target.clone()).unwrap();
-        std::os::unix::fs::symlink(&target, &p).unwrap();
-        assert!(Outbox::open(&p, 9).is_none());
+    fn names_carry_the_user_and_only_ours_are_inbox_names() {
+        let dir = InboxDir::new(PathBuf::from("/x"), 11, 3);
+        let me = euid();
+        let names = dir.names(42);
+        assert_eq!(names[0], PathBuf::from(format!("/x/omx-{me}-11-3-42")));
+        assert_eq!(names[3], PathBuf::from(format!("/x/omx-{me}-11-3-42.3")));
+        let ok = |n: &str| dir.is_inbox_name(&format!("omx-{me}-11-3-{n}"));
+        assert!(ok("42") && ok("4095") && ok("1.1") && ok("7.3"));
+        assert!(!ok("") && !ok("7.4") && !ok("7.") && !ok("x") && !ok("12345") && !ok("7.1.1"));
+        assert!(
+            !dir.is_inbox_name(&format!("omx-{me}-11-4-42")),
+            "another netdev"
+        );
+        assert!(!dir.is_inbox_name("omx-11-3-42"), "the old names");
     }
 
     #[test]
-    fn outboxes_follow_the_inbox_now_at_the_path() {
-        let d = tmpdir("table");
-        let p = inbox_path_in(&d.0, 1, 2, 7);
+    fn closed_replaced_dead_or_foreign_inboxes_are_not_used() {
+        let (d, dir) = setup("stale");
+        let p = dir.names(7)[0].clone();
+        assert!(open(&dir, 7, 9).is_none(), "no inbox yet");
+        let ib = create(&dir, 7);
+        assert_eq!(ib.path(), p);
+        let ob = open(&dir, 7, 9).unwrap();
+        assert!(ob.current());
+        // The owner is killed: its file stays, but nobody holds its lock.
+        ib.kill();
+        assert!(p.exists());
+        assert!(!ob.current(), "dead");
+        assert!(open(&dir, 7, 9).is_none(), "a dead inbox is not used");
+        // A successor with the same endpoint number removes it and
+        // creates its own: the old outbox is stale.
+        let ib2 = create(&dir, 7);
+        assert_eq!(ib2.path(), p);
+        assert!(!ob.current());
+        let ob2 = open(&dir, 7, 9).unwrap();
+        assert!(ob2.current());
+        drop(ib2);
+        assert!(!p.exists(), "a closing owner removes its inbox");
+        assert_eq!(ob2.push(&frame(1, 64)), Push::Refused, "closed");
+        assert!(!ob2.current());
+        // Not an inbox (a file of ours, no magic).
+        std::fs::write(&p, b"hello").unwrap();
+        assert!(open(&dir, 7, 9).is_none());
+        std::fs::remove_file(&p).unwrap();
+        // A symlink planted at the path is neither followed nor used (a
+        // squat: see the tests below).
+        let _keep = create(&dir, 8);
+        std::os::unix::fs::symlink(dir.names(8)[0].clone(), &p).unwrap();
+        let mut seen = Vec::new();
+        assert!(Outbox::open(&dir, 7, 9, &mut |s| seen.push(s.clone())).is_none());
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].kind, SquatKind::Symlink);
+        drop(d);
+    }
+
+    /// Makes `path` something another user could have put there.
+    fn squat(path: &Path, kind: SquatKind) -> bool {
+        match kind {
+            SquatKind::Directory => std::fs::create_dir(path).unwrap(),
+            SquatKind::Symlink => std::os::unix::fs::symlink("/etc/passwd", path).unwrap(),
+            SquatKind::Other => {
+                let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+                // SAFETY: a valid path.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            }
+            SquatKind::ForeignFile => {
+                // An inbox-sized file of uid 65534, as `nobody` would make it.
+                std::fs::write(path, b"").unwrap();
+                if std::os::unix::fs::chown(path, Some(65534), Some(65534)).is_err() {
+                    eprintln!("not root: cannot chown, the foreign-file case is skipped");
+                    std::fs::remove_file(path).unwrap();
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn a_squatted_primary_moves_the_inbox_to_the_next_name_and_the_sender_finds_it() {
+        for (ep, kind) in [
+            (7, SquatKind::ForeignFile),
+            (8, SquatKind::Directory),
+            (9, SquatKind::Symlink),
+            (10, SquatKind::Other),
+        ] {
+            let (_d, dir) = setup(&format!("squat{ep}"));
+            let names = dir.names(ep);
+            if !squat(&names[0], kind) {
+                continue;
+            }
+            let mut seen = Vec::new();
+            let ib = Inbox::create(&dir, ep, &mut |s| seen.push(s.clone())).unwrap();
+            assert_eq!(ib.path(), names[1], "{kind:?}");
+            assert_eq!(seen.len(), 1, "{kind:?}: reported");
+            assert_eq!(seen[0].path, names[0]);
+            assert_eq!(seen[0].kind, kind);
+            let owner = std::fs::symlink_metadata(&names[0]).unwrap().uid();
+            assert_eq!(seen[0].uid, owner);
+            let text = seen[0].to_string();
+            assert!(text.contains(&names[0].display().to_string()), "{text}");
+            assert!(text.contains(&format!("uid {owner}")), "{text}");
+            // The sender skips the squat (reported once per process: the
+            // receiver's report was it) and finds the inbox at `.1`.
+            let mut again = Vec::new();
+            let ob = Outbox::open(&dir, ep, 20, &mut |s| again.push(s.clone())).unwrap();
+            assert!(again.is_empty(), "{kind:?}: once per process");
+            assert_eq!(ob.path(), names[1]);
+            assert_eq!(ob.push(&frame(1, 64)), Push::Queued { wake: false });
+            assert_eq!(drain(&ib), vec![frame(1, 64)]);
+            // The squat is left alone.
+            assert!(std::fs::symlink_metadata(&names[0]).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_sender_reports_a_squat_it_finds_first() {
+        let (_d, dir) = setup("squat-tx");
+        let names = dir.names(7);
+        squat(&names[0], SquatKind::Directory);
+        let mut seen = Vec::new();
+        assert!(Outbox::open(&dir, 7, 9, &mut |s| seen.push(s.clone())).is_none());
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].path, names[0]);
+        // Not twice.
+        assert!(Outbox::open(&dir, 7, 9, &mut |s| seen.push(s.clone())).is_none());
+        assert_eq!(seen.len(), 1);
+    }
+
+    #[test]
+    fn with_every_name_squatted_there_is_no_inbox_and_no_outbox() {
+        let (_d, dir) = setup("squat-all");
+        let names = dir.names(7);
+        for n in &names {
+            squat(n, SquatKind::Directory);
+        }
+        let mut seen = Vec::new();
+        assert!(matches!(
+            Inbox::create(&dir, 7, &mut |s| seen.push(s.clone())),
+            Err(CreateError::NamesTaken)
+        ));
+        let paths: Vec<_> = seen.iter().map(|s| s.path.clone()).collect();
+        assert_eq!(paths, names, "each squat reported, in order");
         let t = Outboxes::default();
-        assert!(!t.connect(7, &p, 9), "no inbox yet");
+        assert!(!t.connect(7, &dir, 9, &mut no_squat), "already reported");
+        assert!(t.get(7).is_none(), "frames to 7 take the netdev");
+    }
+
+    #[test]
+    fn inboxes_of_killed_owners_are_removed_by_the_next_creation() {
+        let (_d, dir) = setup("cleanup");
+        let live = create(&dir, 8);
+        let dead7 = create(&dir, 7);
+        let p7 = dead7.path().to_owned();
+        // A killed owner of an alternate name, too.
+        squat(&dir.names(9)[0], SquatKind::Directory);
+        let mut seen = Vec::new();
+        let dead9 = Inbox::create(&dir, 9, &mut |s| seen.push(s.clone())).unwrap();
+        let p9 = dead9.path().to_owned();
+        assert_eq!(p9, dir.names(9)[1]);
+        dead7.kill();
+        dead9.kill();
+        assert!(p7.exists() && p9.exists());
+        // Another netdev's file is not ours to judge.
+        let other = InboxDir::new(dir.dir.clone(), 1, 3);
+        let foreign_dev = create(&other, 7);
+        foreign_dev.kill();
+        // The next creation on this netdev, for any endpoint.
+        let _new = create(&dir, 100);
+        assert!(!p7.exists(), "the dead inbox of endpoint 7 is gone");
+        assert!(!p9.exists(), "and the one at an alternate name");
+        assert!(live.path().exists(), "a live inbox stays");
+        assert!(other.names(7)[0].exists(), "other netdevs are left alone");
+        let ob = open(&dir, 8, 9).unwrap();
+        assert_eq!(ob.push(&frame(1, 64)), Push::Queued { wake: false });
+        assert_eq!(drain(&live).len(), 1);
+    }
+
+    #[test]
+    fn a_live_inbox_is_never_removed_and_a_second_owner_takes_the_next_name() {
+        let (_d, dir) = setup("live");
+        let first = create(&dir, 7);
+        let names = dir.names(7);
+        assert_eq!(first.path(), names[0]);
+        // Another live context with endpoint number 7 on this netdev
+        // (another device on the same netdev): it must not take over.
+        let second = create(&dir, 7);
+        assert_eq!(second.path(), names[1]);
+        assert!(names[0].exists());
+        // A sender takes the first live one, in name order.
+        let ob = open(&dir, 7, 9).unwrap();
+        assert_eq!(ob.path(), names[0]);
+        drop(first);
+        assert!(!names[0].exists());
+        let ob2 = open(&dir, 7, 9).unwrap();
+        assert_eq!(ob2.path(), names[1]);
+        assert!(second.path().exists());
+    }
+
+    /// The file of endpoint 7's inbox, whose owner was killed.
+    fn dead_inbox(tag: &str) -> (Dir, InboxDir, PathBuf) {
+        let (d, dir) = setup(tag);
+        let ib = create(&dir, 7);
+        let p = ib.path().to_owned();
+        ib.kill();
+        (d, dir, p)
+    }
+
+    #[test]
+    fn a_cleaner_deciding_about_a_file_does_not_make_it_look_live() {
+        use std::os::fd::AsRawFd;
+        let (_d, dir, p) = dead_inbox("probe");
+        // Another process's cleaner (or sender) probing the dead file
+        // right now holds a shared lock on it.
+        let probe = File::open(&p).unwrap();
+        // SAFETY: plain syscall on our descriptor.
+        assert_eq!(unsafe { libc::flock(probe.as_raw_fd(), libc::LOCK_SH) }, 0);
+        assert!(open(&dir, 7, 9).is_none(), "still dead to a sender");
+        assert_eq!(remove_if_dead(&p, euid()), Stale::Removed);
+    }
+
+    #[test]
+    fn cleaners_exclude_each_other_per_file() {
+        let (_d, _, p) = dead_inbox("cleaners");
+        // Another cleaner is between its check and its unlink.
+        let other = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+        assert!(cleaner_lock(&other));
+        assert_eq!(remove_if_dead(&p, euid()), Stale::Kept);
+        assert!(p.exists());
+        drop(other);
+        assert_eq!(remove_if_dead(&p, euid()), Stale::Removed);
+    }
+
+    #[test]
+    fn outboxes_follow_the_live_inbox() {
+        let (_d, dir) = setup("table");
+        let t = Outboxes::default();
+        let connect = |ep| t.connect(ep, &dir, 9, &mut no_squat);
+        assert!(!connect(7), "no inbox yet");
         assert!(t.get(7).is_none());
-        let ib = Inbox::create(p.clone()).unwrap();
-        assert!(t.connect(7, &p, 9));
+        let ib = create(&dir, 7);
+        assert!(connect(7));
         let first: *const Outbox = t.get(7).unwrap();
-        assert!(t.connect(7, &p, 9));
+        assert!(connect(7));
         assert_eq!(
             t.get(7).unwrap() as *const Outbox,
             first,
@@ -834,15 +1469,15 @@ mod tests {
         t.get(7).unwrap().push(&frame(1, 64));
         assert_eq!(drain(&ib).len(), 1);
         // The owner was killed and a successor created a new inbox.
-        let ib2 = Inbox::create(p.clone()).unwrap();
-        assert!(t.connect(7, &p, 9));
+        ib.kill();
+        let ib2 = create(&dir, 7);
+        assert!(connect(7));
         t.get(7).unwrap().push(&frame(2, 64));
         assert_eq!(drain(&ib2), vec![frame(2, 64)]);
-        assert!(drain(&ib).is_empty());
         ib2.close();
-        assert!(!t.connect(7, &p, 9));
+        assert!(!connect(7));
         assert!(t.get(7).is_none());
-        assert!(!t.connect(5000, &p, 9), "no such endpoint number");
+        assert!(!connect(5000), "no such endpoint number");
     }
 
     #[test]

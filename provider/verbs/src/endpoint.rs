@@ -1119,6 +1119,97 @@ mod tests {
         assert!(wa.0.borrow().is_empty(), "nothing sent");
     }
 
+    /// Registered memory the application unmapped (docs/provider.md,
+    /// "When a registered buffer goes away"): a peer's WRITE into it is
+    /// NAKed (remote access error at the requester), a SEND landing in a
+    /// receive buffer there completes the receive with LOC_PROT_ERR (remote
+    /// operational error at the sender), and a local gather from it
+    /// completes with LOC_PROT_ERR; nothing is sent for it, and the
+    /// process lives on.
+    #[test]
+    fn unmapped_registered_memory_gives_errors_at_both_ends() {
+        use crate::mr::{ACCESS_LOCAL_WRITE as LW, ACCESS_REMOTE_WRITE};
+        use crate::test_pages::{page, Pages};
+        let p = Pages::new(4);
+        let pg = page() as u64;
+        let base = p.addr(0, 0) as u64;
+        let hole = Pages::hole_guard();
+        let run = |op: SendOp, src: u64, want_a: WcStatus, want_b: Option<WcStatus>| {
+            let a = Endpoint::new(1);
+            let b = Endpoint::new(2);
+            let qa = connect(&a, 1 << 12, 2 << 12);
+            let qb = connect(&b, 2 << 12, 1 << 12);
+            for (ep, key) in [(&a, 0x100), (&b, 0x200)] {
+                ep.mrs.insert(MrEntry {
+                    lkey: key,
+                    rkey: key,
+                    pd: 9,
+                    addr: base,
+                    va: base,
+                    len: 4 * pg,
+                    access: LW | ACCESS_REMOTE_WRITE,
+                });
+            }
+            let (wa, wb) = (Wire::default(), Wire::default());
+            // The receive buffer is page 2, unmapped.
+            qb.lock()
+                .post_recv(RecvWr {
+                    wr_id: 5,
+                    sg: SgList::single(base + 2 * pg, 256, 0x200),
+                })
+                .unwrap();
+            {
+                let mut g = qa.lock();
+                g.post_send(SendWr {
+                    wr_id: 1,
+                    op,
+                    sg: SgList::single(src, 100, 0x100),
+                    signaled: true,
+                    solicited: false,
+                })
+                .unwrap();
+                a.drive(&qa, &mut g, Instant::ZERO, &wa);
+            }
+            if want_a == WcStatus::LocProtErr {
+                assert!(wa.0.borrow().is_empty(), "nothing sent");
+            }
+            pump(&a, &b, &wa, &wb);
+            let mut out = [ZERO; 2];
+            assert_eq!(qa.send_cq.poll(&mut out), 1);
+            assert_eq!((out[0].wr_id, out[0].status), (1, want_a));
+            let n = qb.recv_cq.poll(&mut out);
+            match want_b {
+                Some(st) => {
+                    assert_eq!(n, 1);
+                    assert_eq!((out[0].wr_id, out[0].status), (5, st));
+                }
+                None => assert_eq!(n, 0),
+            }
+        };
+        p.unmap(2);
+        // WRITE into the unmapped page 2 of the target's MR (the target's
+        // QP goes to ERROR, flushing its receive WR).
+        run(
+            SendOp::RdmaWrite {
+                remote_addr: base + 2 * pg + 8,
+                rkey: 0x200,
+            },
+            base,
+            WcStatus::RemAccessErr,
+            Some(WcStatus::WrFlushErr),
+        );
+        // SEND into the receive buffer on page 2.
+        run(
+            SendOp::Send,
+            base,
+            WcStatus::RemOpErr,
+            Some(WcStatus::LocProtErr),
+        );
+        // SEND gathered from page 2: nothing reaches the target.
+        run(SendOp::Send, base + 2 * pg, WcStatus::LocProtErr, None);
+        drop(hole);
+    }
+
     /// Several threads post on one QP while another receives and a third
     /// plays the network (and runs timers): every message arrives once, in
     /// per-sender order.

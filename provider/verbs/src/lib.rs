@@ -12,17 +12,24 @@
 //! - [`Endpoint`]: one per device context; the demux QP slot → QP and the
 //!   drivers that feed frames and time into QPs ([`endpoint`]).
 //! - [`addr`]: GID → MAC.
+//! - [`fault`]: copies to and from application memory that turn a page
+//!   the application unmapped into an error instead of a SIGSEGV/SIGBUS.
 //!
 //! Frames leave through a [`FrameSink`] the packet-I/O layer implements.
-//! Nothing here allocates after an object is created, and nothing here
-//! makes a system call.
+//! Nothing here allocates after an object is created, and the data path
+//! makes no system call except copies through ODP MRs
+//! (`process_vm_readv`/`writev`); the first MR registration installs the
+//! fault handler (`sigaction`).
 
 pub mod addr;
 pub mod cq;
 pub mod endpoint;
+pub mod fault;
 pub mod lock;
 pub mod mr;
 pub mod qp;
+#[cfg(test)]
+pub(crate) mod test_pages;
 
 pub use addr::{mac_from_gid, AddrError};
 pub use cq::{Cq, Pushed};

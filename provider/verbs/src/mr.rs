@@ -19,6 +19,8 @@ use std::sync::RwLock;
 
 use omx_engine::{Access, MemError, MemoryAccess};
 
+use crate::fault::{self, Fault};
+
 /// lkey of inline data copied at post time (never a kernel key).
 pub const INLINE_LKEY: u32 = 0;
 
@@ -91,8 +93,14 @@ impl MrTable {
         Self::default()
     }
 
-    /// Records a registration (control path; may allocate).
+    /// Records a registration (control path; may allocate). The first
+    /// non-ODP registration of the process installs the fault handler
+    /// ([`fault::install`]) that lets copies through it survive a page the
+    /// application unmapped.
     pub fn insert(&self, e: MrEntry) {
+        if !e.on_demand() {
+            fault::install();
+        }
         let mut v = self.entries.write().unwrap_or_else(|p| p.into_inner());
         v.push(e);
     }
@@ -175,35 +183,14 @@ pub enum AdviseError {
     NotWritable,
 }
 
-/// Copies `len` bytes between our own buffer and application memory at
-/// `remote` through `process_vm_readv`/`process_vm_writev` on our own pid:
-/// the kernel does the access, so an unmapped (or not writable) page makes
-/// the call fail instead of faulting the process.
-fn vm_copy(local: *mut u8, remote: usize, len: usize, to_app: bool) -> Result<(), MemError> {
-    let l = libc::iovec {
-        iov_base: local.cast(),
-        iov_len: len,
-    };
-    let r = libc::iovec {
-        iov_base: remote as *mut libc::c_void,
-        iov_len: len,
-    };
-    // SAFETY: `l` describes our own buffer of `len` bytes; `r` is only
-    // accessed by the kernel, which checks the mapping; both iovecs live
-    // across the call.
-    let n = unsafe {
-        let pid = libc::getpid();
-        if to_app {
-            libc::process_vm_writev(pid, &l, 1, &r, 1, 0)
-        } else {
-            libc::process_vm_readv(pid, &l, 1, &r, 1, 0)
-        }
-    };
-    if n == len as isize {
-        Ok(())
-    } else {
-        Err(MemError::OutOfBounds)
-    }
+/// The [`MemError`] of a copy that faulted (the range is registered but not
+/// mapped, not accessible, or without backing: docs/provider.md, "When a
+/// registered buffer goes away"). The engine turns every `MemError` into a
+/// remote access error NAK (remote operations) or IBV_WC_LOC_PROT_ERR
+/// (local gather/scatter). `OutOfBounds` until `omx_engine::MemError`
+/// gets a variant of its own for it.
+fn fault_error(_: Fault) -> MemError {
+    MemError::OutOfBounds
 }
 
 /// The engine's [`MemoryAccess`] for one PD.
@@ -227,7 +214,8 @@ impl PdMem<'_> {
     }
 
     /// The checked range as a raw pointer into application memory, and
-    /// whether the MR is on-demand (copies must go through [`vm_copy`]).
+    /// whether the MR is on-demand (copies then go through
+    /// [`fault::vm_copy`]).
     fn resolve(
         &self,
         key: u32,
@@ -275,16 +263,16 @@ impl MemoryAccess for PdMem<'_> {
             return Ok(());
         }
         if odp {
-            return vm_copy(dst.as_mut_ptr(), p, dst.len(), false);
+            // SAFETY: `dst` is our own buffer; the kernel checks `p`.
+            return unsafe { fault::vm_copy(dst.as_mut_ptr(), p, dst.len(), false) }
+                .map_err(fault_error);
         }
         // SAFETY: [p, p + dst.len()) lies inside a region the application
-        // registered and has not deregistered: dereg_mr takes the table's
-        // write lock, which cannot happen while we hold the read lock. The
-        // application keeps registered memory mapped until dereg (verbs
-        // contract, as with DMA hardware). `dst` is our own buffer, so the
-        // ranges cannot overlap as Rust objects.
-        unsafe { core::ptr::copy_nonoverlapping(p as *const u8, dst.as_mut_ptr(), dst.len()) };
-        Ok(())
+        // registered and has not deregistered (dereg_mr takes the table's
+        // write lock, which cannot happen while we hold the read lock); if
+        // the application unmapped it anyway, the copy fails instead of
+        // faulting. `dst` is our own buffer, so the ranges do not overlap.
+        unsafe { fault::read_app(p, dst) }.map_err(fault_error)
     }
 
     fn write(&mut self, key: u32, addr: u64, src: &[u8], access: Access) -> Result<(), MemError> {
@@ -296,13 +284,15 @@ impl MemoryAccess for PdMem<'_> {
             return Ok(());
         }
         if odp {
-            // process_vm_writev only reads `src` through the local iovec.
-            return vm_copy(src.as_ptr().cast_mut(), p, src.len(), true);
+            // SAFETY: process_vm_writev only reads `src` through the local
+            // iovec; the kernel checks `p`.
+            return unsafe { fault::vm_copy(src.as_ptr().cast_mut(), p, src.len(), true) }
+                .map_err(fault_error);
         }
         // SAFETY: as in `read`; the region allows this write (checked), and
-        // `src` is a frame buffer we own, distinct from application memory.
-        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), p as *mut u8, src.len()) };
-        Ok(())
+        // `src` is a frame buffer we own, distinct from application memory,
+        // to which Rust code holds no references.
+        unsafe { fault::write_app(p, src) }.map_err(fault_error)
     }
 }
 
@@ -458,6 +448,87 @@ mod tests {
             );
         });
         assert_eq!(&buf[4..8], b"odp!");
+    }
+
+    /// docs/provider.md, "When a registered buffer goes away": we do not
+    /// pin, so the MR names virtual addresses. Inaccessible, unmapped or
+    /// truncated pages make every copy an error (the engine then NAKs a
+    /// remote access or completes a local WR with IBV_WC_LOC_PROT_ERR),
+    /// never a signal; memory mapped there again is what the MR reaches.
+    #[test]
+    fn a_registered_buffer_that_goes_away_gives_errors_not_signals() {
+        use crate::test_pages::{page, Pages, Truncated};
+        let p = Pages::new(3);
+        let t = MrTable::new();
+        let all = ACCESS_LOCAL_WRITE | ACCESS_REMOTE_WRITE | ACCESS_REMOTE_READ;
+        let a = p.addr(0, 0) as u64;
+        let len = 3 * page() as u64;
+        t.insert(MrEntry {
+            lkey: 0x101,
+            rkey: 0x101,
+            pd: 7,
+            addr: a,
+            va: a,
+            len,
+            access: all,
+        });
+        let fault = fault_error(Fault { not_copied: 0 });
+        let pg = page() as u64;
+        p.protect(1, libc::PROT_NONE);
+        let hole = Pages::hole_guard();
+        p.unmap(2);
+        t.with_pd(7, &[], |m| {
+            for (at, what) in [(a + pg, "PROT_NONE"), (a + 2 * pg + 100, "unmapped")] {
+                let mut out = [0u8; 64];
+                for acc in [Access::LocalRead, Access::RemoteRead] {
+                    assert_eq!(m.read(0x101, at, &mut out, acc), Err(fault), "{what}");
+                }
+                for acc in [Access::LocalWrite, Access::RemoteWrite] {
+                    assert_eq!(m.write(0x101, at, b"peer", acc), Err(fault), "{what}");
+                }
+                // The range check itself still passes: the MR covers it.
+                assert_eq!(m.check(0x101, at, 64, Access::RemoteWrite), Ok(()));
+            }
+            // A WRITE across the edge fails; what lay before the edge may
+            // have been written (as on hardware, the target of a failed
+            // WRITE is undefined).
+            assert_eq!(
+                m.write(0x101, a + pg - 4, b"abcdefgh", Access::RemoteWrite),
+                Err(fault)
+            );
+            // The accessible page still works.
+            m.write(0x101, a + 8, b"ok", Access::RemoteWrite).unwrap();
+        });
+        assert_eq!(p.get(p.addr(0, 8)), b'o');
+        // Memory mapped at the address again is what the MR reaches now
+        // (hardware would still reach the old, pinned pages).
+        p.remap(2);
+        t.with_pd(7, &[], |m| {
+            m.write(0x101, a + 2 * pg + 100, b"new", Access::RemoteWrite)
+                .unwrap();
+        });
+        assert_eq!(p.get(p.addr(2, 102)), b'w');
+        drop(hole);
+        // A MAP_SHARED file truncated under an MR: SIGBUS territory.
+        let tr = Truncated::new("mr", 2);
+        let b = tr.addr() as u64;
+        t.insert(MrEntry {
+            lkey: 0x201,
+            rkey: 0x201,
+            pd: 7,
+            addr: b,
+            va: b,
+            len: 2 * pg,
+            access: all,
+        });
+        t.with_pd(7, &[], |m| {
+            let mut out = [0u8; 16];
+            assert_eq!(m.read(0x201, b, &mut out, Access::RemoteRead), Err(fault));
+            assert_eq!(
+                m.write(0x201, b + pg, b"x", Access::RemoteWrite),
+                Err(fault)
+            );
+        });
     }
 
     #[test]
