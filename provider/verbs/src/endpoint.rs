@@ -165,7 +165,7 @@ pub struct Endpoint {
     window_budget: AtomicU32,
     /// Frames dropped before any QP saw them (see [`Endpoint::counters`]).
     rx_unparsable: AtomicU64,
-    rx_no_qp: AtomicU64,
+    rx_unknown_qp: AtomicU64,
 }
 
 impl Endpoint {
@@ -188,7 +188,7 @@ impl Endpoint {
             busy_qps: AtomicU32::new(0),
             window_budget: AtomicU32::new(ring_frames),
             rx_unparsable: AtomicU64::new(0),
-            rx_no_qp: AtomicU64::new(0),
+            rx_unknown_qp: AtomicU64::new(0),
         }
     }
 
@@ -260,13 +260,13 @@ impl Endpoint {
 
     /// The endpoint's own drop counters, by name: frames too short or not
     /// omx-verbs at all (`rx_unparsable`), and frames whose destination
-    /// QPN names no QP of ours (`rx_no_qp`: another endpoint's, or a QP
+    /// QPN names no QP of ours (`rx_unknown_qp`: another endpoint's, or a QP
     /// destroyed since). What happens to frames a QP sees is in its
     /// engine's `Stats`.
     pub fn counters(&self) -> [(&'static str, u64); 2] {
         [
             ("rx_unparsable", self.rx_unparsable.load(Relaxed)),
-            ("rx_no_qp", self.rx_no_qp.load(Relaxed)),
+            ("rx_unknown_qp", self.rx_unknown_qp.load(Relaxed)),
         ]
     }
 
@@ -438,7 +438,7 @@ impl Endpoint {
             return Drive::default();
         };
         let Some(qp) = self.lookup(qpn) else {
-            self.rx_no_qp.fetch_add(1, Relaxed);
+            self.rx_unknown_qp.fetch_add(1, Relaxed);
             return Drive::default();
         };
         let mut g = qp.lock();
@@ -867,7 +867,7 @@ mod tests {
             ep.handle_frame(Instant::ZERO, &[0u8; 10], &w),
             Drive::default()
         );
-        assert_eq!(ep.counters(), [("rx_unparsable", 1), ("rx_no_qp", 0)]);
+        assert_eq!(ep.counters(), [("rx_unparsable", 1), ("rx_unknown_qp", 0)]);
         // So are frames for a slot with no QP, or another endpoint.
         for qpn in [3u32 << 12 | 6, 4 << 12 | 5] {
             let repr = omx_wire::FrameRepr {
@@ -895,7 +895,7 @@ mod tests {
                 Drive::default()
             );
         }
-        assert_eq!(ep.counters(), [("rx_unparsable", 1), ("rx_no_qp", 2)]);
+        assert_eq!(ep.counters(), [("rx_unparsable", 1), ("rx_unknown_qp", 2)]);
         assert!(w.0.borrow().is_empty(), "never answered");
         assert!(ep.remove_qp(qp.qpn).is_some());
         assert!(ep.lookup(qp.qpn).is_none());
