@@ -118,7 +118,7 @@ fn create(
     if let Err(e) = Errno::check(ret) {
         // SAFETY: never published.
         drop(unsafe { Box::from_raw(cq) });
-        return Err(e);
+        return Err(e.note_quota("ibv_create_cq", "max_cqs_per_user"));
     }
     // SAFETY: cq is ours, not yet returned to the application.
     unsafe { attach_ring(cq, (cqe as usize).max(resp.cqe as usize), None) };
@@ -197,7 +197,7 @@ fn create_ex(
     if let Err(e) = Errno::check(ret) {
         // SAFETY: never published.
         drop(unsafe { Box::from_raw(cq) });
-        return Err(e);
+        return Err(e.note_quota("ibv_create_cq", "max_cqs_per_user"));
     }
     let stamp = attr.wc_flags & u64::from(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP) != 0;
     let clock: Option<fn() -> u64> = if stamp {

@@ -172,7 +172,7 @@ pub(crate) fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mu
     if let Err(e) = Errno::check(ret) {
         // SAFETY: never published.
         drop(unsafe { Box::from_raw(qp) });
-        return Err(e);
+        return Err(e.note_quota("ibv_create_qp", "max_qps_per_user"));
     }
     // SAFETY: ibv_cmd_create_qp filled the ibv_qp (the ioctl path leaves
     // the legacy `resp` untouched).
