@@ -54,9 +54,13 @@ mod timer;
 mod wr;
 
 pub use mem::{Access, MemError, MemoryAccess};
-pub use qp::{ModifyError, PostError, QpConfig, RcQp, RxDrop, Stats, Transmit, MAX_MSG_SIZE};
+pub use qp::{
+    ModifyError, PostError, QpConfig, QpEvent, QpEventKind, RcQp, RxDrop, Stats, Transmit,
+    MAX_MSG_SIZE, READ_BURST,
+};
 pub use state::{
-    rnr_timer, transport_timeout, PathInfo, PathMtu, QpAttr, QpState, RNR_RETRY_INFINITE,
+    access, attr_mask, qp_attr_mask_ok, rnr_timer, transition_attrs, transport_timeout, PathInfo,
+    PathMtu, QpAttr, QpState, QpType, MAX_RD_ATOMIC, RNR_RETRY_INFINITE,
 };
 pub use time::{Duration, Instant};
 pub use timer::{Timer, TimerTable};

@@ -10,13 +10,21 @@
 //!   the highest PSN ever sent.
 //! - A request packet is sent only if its PSN is `<= limit` (peer credits)
 //!   and the span `una..=psn` (READ: the whole chunk) fits `rx_window`.
+//! - The front WQE, once assigned, starts at or before `una`.
+//!
+//! What the peer can make it do (docs/wire.md §7.1): an ACK (frame,
+//! PAETH or READ response) and its credits count only if its PSN lies in
+//! `[una - 1, sent_end - 1]`, and a NAK or RNR NAK only if its PSN is
+//! outstanding, `[una, sent_end)`; anything else is counted and ignored.
+//! PSNs inside one message (up to 2^23 of them) are compared by their
+//! unsigned offset from the message's first PSN.
 
 use std::collections::VecDeque;
 
 use omx_wire::{Aeth, Ext, Frame, NakCode, Opcode, Paeth, Position, Psn, Reth, Syndrome};
 
 use crate::mem::{self, Access, MemoryAccess};
-use crate::qp::{Ctx, Fatal};
+use crate::qp::{Ctx, Fatal, QpEventKind, RxDrop, RxError};
 use crate::state::{rnr_timer, RNR_RETRY_INFINITE};
 use crate::time::{Duration, Instant};
 use crate::timer::Timer;
@@ -39,10 +47,7 @@ impl SqEntry {
     }
 
     fn contains(&self, psn: Psn) -> bool {
-        self.assigned && {
-            let d = psn.diff(self.first_psn);
-            d >= 0 && (d as u32) < self.npsn
-        }
+        self.assigned && psn.within(self.first_psn, self.npsn)
     }
 }
 
@@ -129,7 +134,7 @@ impl Requester {
             }
             if e.contains(psn) {
                 self.cursor = i;
-                self.cursor_pkt = psn.diff(e.first_psn) as u32;
+                self.cursor_pkt = psn.offset_from(e.first_psn);
                 self.next_psn = psn;
                 return;
             }
@@ -150,9 +155,23 @@ impl Requester {
         }
     }
 
+    /// `psn` may be acknowledged: it lies in `[una - 1, sent_end - 1]`
+    /// (with nothing outstanding, only the repeated ACK of `una - 1`).
+    fn ack_in_window(&self, psn: Psn) -> bool {
+        let lo = self.una.sub(1);
+        psn.offset_from(lo) <= self.sent_end.sub(1).offset_from(lo)
+    }
+
+    /// `psn` is outstanding: in `[una, sent_end)`.
+    fn outstanding_psn(&self, psn: Psn) -> bool {
+        psn.offset_from(self.una) < self.sent_end.offset_from(self.una)
+    }
+
+    /// Credits of an AETH or PAETH about `psn`, which the caller checked
+    /// is in the ACK window: the bound then stays within a window and a
+    /// credit count of `sent_end`, so the modular max cannot jump.
     fn update_limit(&mut self, psn: Psn, credits: u16) {
-        // Only trust AETHs about PSNs we actually sent.
-        if psn.diff(self.sent_end) < 0 {
+        if self.ack_in_window(psn) {
             self.limit = self.limit.max(psn.add(u32::from(credits)));
         }
     }
@@ -171,7 +190,8 @@ impl Requester {
         }
         self.cursor = 0;
         self.cursor_pkt = 0;
-        Fatal
+        // The error is reported by the completion: no asynchronous event.
+        Fatal(QpEventKind::None)
     }
 
     /// Moves the QP's send side to ERROR: flushes every WQE.
@@ -360,16 +380,22 @@ impl Requester {
         Ok(Some((n, repr.ext.ack.is_some())))
     }
 
-    /// A PAETH: the same as an ACK frame with syndrome ACK.
-    pub(crate) fn handle_piggy_ack(&mut self, ctx: &mut Ctx, now: Instant, a: Paeth) {
+    /// A PAETH: the same as an ACK frame with syndrome ACK. Returns
+    /// whether it was in the window (and applied).
+    pub(crate) fn handle_piggy_ack(&mut self, ctx: &mut Ctx, now: Instant, a: Paeth) -> bool {
+        if !self.ack_in_window(a.psn) {
+            ctx.stats.rx_ack_out_of_window += 1;
+            return false;
+        }
         self.update_limit(a.psn, a.credits);
         self.process_ack(ctx, now, a.psn);
+        true
     }
 
-    /// ACK of every PSN up to and including `a`.
+    /// ACK of every PSN up to and including `a`, which the caller checked
+    /// is in the ACK window.
     fn process_ack(&mut self, ctx: &mut Ctx, now: Instant, a: Psn) {
-        if a.diff(self.sent_end) >= 0 {
-            ctx.stats.rx_bogus_ack += 1;
+        if !self.ack_in_window(a) {
             return;
         }
         let new_una = a.add(1);
@@ -412,7 +438,10 @@ impl Requester {
                 }
                 break;
             }
-            if self.una.before(e.first_psn.add(e.npsn)) {
+            // una is at or after the front WQE's first PSN, so an offset
+            // below npsn means "inside", at or above it "past the end",
+            // for messages of up to 2^23 PSNs.
+            if self.una.within(e.first_psn, e.npsn) {
                 break;
             }
             let e = self.sq.pop_front().expect("front exists");
@@ -425,10 +454,6 @@ impl Requester {
         }
     }
 
-    fn in_flight(&self, psn: Psn) -> bool {
-        psn.diff(self.una) >= 0 && psn.diff(self.sent_end) < 0
-    }
-
     /// An ACKNOWLEDGE or READ response addressed to this QP.
     pub(crate) fn handle_response<M: MemoryAccess + ?Sized>(
         &mut self,
@@ -437,7 +462,7 @@ impl Requester {
         repr: &omx_wire::FrameRepr,
         payload: &[u8],
         mem: &mut M,
-    ) -> Result<(), Fatal> {
+    ) -> Result<(), RxError> {
         let psn = repr.bth.psn;
         match repr.bth.opcode {
             Opcode::Acknowledge => {
@@ -447,7 +472,7 @@ impl Requester {
                 self.handle_aeth(ctx, now, psn, aeth)
             }
             op if op.is_read_response() => {
-                self.handle_read_response(ctx, now, psn, repr.ext.aeth, payload, mem)
+                Ok(self.handle_read_response(ctx, now, psn, repr.ext.aeth, payload, mem)?)
             }
             _ => {
                 // ATOMIC_ACKNOWLEDGE: atomics are not implemented (TODO).
@@ -463,22 +488,31 @@ impl Requester {
         now: Instant,
         psn: Psn,
         aeth: Aeth,
-    ) -> Result<(), Fatal> {
-        match aeth.syndrome {
-            Syndrome::Ack => {
-                self.update_limit(psn, aeth.credits);
-                self.process_ack(ctx, now, psn);
-                Ok(())
+    ) -> Result<(), RxError> {
+        if let Syndrome::Ack = aeth.syndrome {
+            if !self.ack_in_window(psn) {
+                ctx.stats.rx_ack_out_of_window += 1;
+                return Err(RxDrop::OutOfWindow.into());
             }
+            self.update_limit(psn, aeth.credits);
+            self.process_ack(ctx, now, psn);
+            return Ok(());
+        }
+        // Every NAK names an outstanding request packet: the one that
+        // failed, the one to resume from, or (sequence error) the first
+        // one the responder did not get.
+        if !self.outstanding_psn(psn) {
+            ctx.stats.rx_nak_out_of_window += 1;
+            return Err(RxDrop::OutOfWindow.into());
+        }
+        match aeth.syndrome {
+            Syndrome::Ack => Ok(()),
             Syndrome::RnrNak(code) => {
-                if !self.in_flight(psn) {
-                    return Ok(());
-                }
                 ctx.stats.rx_rnr_naks += 1;
                 self.update_limit(psn.sub(1), aeth.credits);
                 self.process_ack(ctx, now, psn.sub(1));
                 if self.rnr_left == 0 {
-                    return Err(self.fail_at(ctx, psn, WcStatus::RnrRetryExcErr));
+                    return Err(self.fail_at(ctx, psn, WcStatus::RnrRetryExcErr).into());
                 }
                 if self.rnr_retry != RNR_RETRY_INFINITE {
                     self.rnr_left -= 1;
@@ -490,18 +524,15 @@ impl Requester {
                 Ok(())
             }
             Syndrome::Nak(NakCode::PsnSequenceError) => {
-                if psn.diff(self.una) < 0 || psn.diff(self.sent_end) > 0 {
-                    return Ok(());
-                }
                 ctx.stats.rx_seq_naks += 1;
                 self.update_limit(psn.sub(1), aeth.credits);
                 self.process_ack(ctx, now, psn.sub(1));
-                if psn == self.sent_end || self.nak_guard == Some(psn) {
+                if self.nak_guard == Some(psn) {
                     return Ok(());
                 }
                 self.nak_guard = Some(psn);
                 if self.retry_left == 0 {
-                    return Err(self.fail_at(ctx, psn, WcStatus::RetryExcErr));
+                    return Err(self.fail_at(ctx, psn, WcStatus::RetryExcErr).into());
                 }
                 self.retry_left -= 1;
                 self.rewind(ctx, psn);
@@ -511,9 +542,6 @@ impl Requester {
                 Ok(())
             }
             Syndrome::Nak(code) => {
-                if !self.in_flight(psn) {
-                    return Ok(());
-                }
                 ctx.stats.rx_naks += 1;
                 self.process_ack(ctx, now, psn.sub(1));
                 let status = match code {
@@ -521,7 +549,7 @@ impl Requester {
                     NakCode::RemoteOperationalError => WcStatus::RemOpErr,
                     _ => WcStatus::RemInvReqErr,
                 };
-                Err(self.fail_at(ctx, psn, status))
+                Err(self.fail_at(ctx, psn, status).into())
             }
         }
     }

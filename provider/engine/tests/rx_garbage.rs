@@ -2,9 +2,9 @@
 //! property test, so it runs under plain `cargo test`): never panics, and
 //! completions stay exactly-once.
 
-use omx_engine::testing::{FakeMemory, ALL_ACCESS};
+use omx_engine::testing::{mac_of, rts_qp, Conn, FakeMemory, ALL_ACCESS};
 use omx_engine::*;
-use omx_wire::{Frame, Opcode, Psn, Qpn};
+use omx_wire::{Frame, Opcode, Qpn};
 use proptest::prelude::*;
 
 const QPN: u32 = 0x2001;
@@ -14,30 +14,16 @@ fn connected_qp() -> RcQp {
     let mut cfg = QpConfig::new(Qpn::new(QPN));
     cfg.sq_depth = 16;
     cfg.rq_depth = 16;
-    let mut qp = RcQp::new(cfg);
-    qp.modify(&QpAttr {
-        state: Some(QpState::Init),
-        ..QpAttr::default()
-    })
-    .unwrap();
-    qp.modify(&QpAttr {
-        state: Some(QpState::Rtr),
-        path_mtu: Some(PathMtu::Mtu256),
-        dest_qpn: Some(Qpn::new(PEER)),
-        rq_psn: Some(Psn::new(0xFF_FFF0)),
-        ..QpAttr::default()
-    })
-    .unwrap();
-    qp.modify(&QpAttr {
-        state: Some(QpState::Rts),
-        sq_psn: Some(Psn::new(10)),
-        timeout: Some(1),
-        retry_cnt: Some(2),
-        rnr_retry: Some(2),
-        ..QpAttr::default()
-    })
-    .unwrap();
-    qp
+    let conn = Conn {
+        mtu: PathMtu::Mtu256,
+        rq_psn: 0xFF_FFF0,
+        sq_psn: 10,
+        timeout: 1,
+        retry_cnt: 2,
+        rnr_retry: 2,
+        ..Conn::new(QPN, PEER)
+    };
+    rts_qp(cfg, &conn)
 }
 
 /// A frame that passes the decoder: known opcode, our QPNs, PSN near the
@@ -52,6 +38,7 @@ fn plausible_frame() -> impl Strategy<Value = Vec<u8>> {
     )
         .prop_map(|(ptype, psn, flags, body, fix_len)| {
             let mut f = vec![0u8; 36];
+            f[6..12].copy_from_slice(&mac_of(PEER));
             f[12] = 0x86;
             f[13] = 0xdf;
             f[16] = ptype;
