@@ -264,6 +264,33 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// A context for unit tests of the requester and responder alone:
+    /// QP `qpn` connected to `remote` (MACs as `testing::mac_of`).
+    #[cfg(test)]
+    pub(crate) fn for_tests(qpn: u32, remote: u32, mtu: u32, rx_window: u16) -> Ctx {
+        Ctx {
+            qpn: Qpn::new(qpn),
+            remote_qpn: Qpn::new(remote),
+            path: PathInfo {
+                dmac: crate::testing::mac_of(remote),
+                smac: crate::testing::mac_of(qpn),
+                peer_index: omx_wire::PEER_INDEX_UNKNOWN,
+            },
+            mtu,
+            rx_window,
+            timers: TimerTable::default(),
+            stats: Stats::default(),
+            cq: VecDeque::new(),
+            sq_retired_silently: 0,
+        }
+    }
+
+    /// Takes the next queued completion (unit tests).
+    #[cfg(test)]
+    pub(crate) fn pop_wc(&mut self) -> Option<WorkCompletion> {
+        self.cq.pop_front()
+    }
+
     pub(crate) fn push_wc(&mut self, wc: WorkCompletion) {
         self.cq.push_back(wc);
     }

@@ -650,3 +650,153 @@ fn send_wc(ctx: &Ctx, e: &SqEntry, status: WcStatus) -> WorkCompletion {
         solicited: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{pattern, SparseMemory};
+    use crate::wr::SgList;
+    use omx_wire::{FrameRepr, Opcode};
+
+    const MTU: u32 = 256;
+    /// A whole message of 2^31 bytes at MTU 256: 2^23 packets.
+    const NPSN: u32 = 1 << 23;
+
+    fn transmit(
+        r: &mut Requester,
+        ctx: &mut Ctx,
+        mem: &SparseMemory,
+    ) -> Option<(FrameRepr, Vec<u8>)> {
+        let mut buf = vec![0; omx_wire::max_frame_len(MTU as usize)];
+        let (n, _) = r
+            .poll_transmit(ctx, Instant::ZERO, &mut buf, mem, None)
+            .unwrap()?;
+        let f = omx_wire::Frame::new_checked(&buf[..n]).unwrap();
+        Some((FrameRepr::parse(&f).unwrap(), f.payload().to_vec()))
+    }
+
+    fn aeth(syndrome: Syndrome) -> Aeth {
+        Aeth {
+            syndrome,
+            msn: 0,
+            credits: 64,
+        }
+    }
+
+    /// The end of a 2^31-byte RDMA WRITE at path MTU 256 whose 2^23 PSNs
+    /// cross the 24-bit wrap: the last packets, a rewind to a PSN near
+    /// the end of the message, and the ACK of its last PSN, which
+    /// completes it. Sending the 2^23 packets before takes half a minute
+    /// in a debug build, so the requester is moved there by hand, as if
+    /// they had all been sent and acknowledged.
+    #[test]
+    fn the_end_of_a_2_31_byte_write_across_the_wrap() {
+        let mut ctx = Ctx::for_tests(0x1001, 0x2001, MTU, 64);
+        let mut mem = SparseMemory::default();
+        mem.add(1, 0x1000, 1 << 31, &[Access::LocalRead]);
+        let mut r = Requester::new(4);
+        let first = Psn::new(0xFF_FF00);
+        r.start(first);
+        let op = SendOp::RdmaWrite {
+            remote_addr: 0x7000_0000,
+            rkey: 9,
+        };
+        let wr = SendWr {
+            wr_id: 7,
+            op,
+            sg: SgList::single(0x1000, 1 << 31, 1),
+            signaled: true,
+            solicited: false,
+        };
+        r.post(wr, 1 << 31);
+        // The first packet through the ordinary path.
+        let (f, _) = transmit(&mut r, &mut ctx, &mem).unwrap();
+        assert_eq!(f.bth.opcode, Opcode::WriteFirst);
+        assert_eq!(f.ext.reth.unwrap().dma_len, 1 << 31);
+        assert_eq!(r.sq[0].npsn, NPSN);
+        // Everything but the last 4 packets sent and acknowledged.
+        let k = NPSN - 4;
+        r.una = first.add(k);
+        r.next_psn = r.una;
+        r.sent_end = r.una;
+        r.cursor_pkt = k;
+        r.limit = r.una.add(63);
+        let mut psns = Vec::new();
+        while let Some((f, payload)) = transmit(&mut r, &mut ctx, &mem) {
+            let off = u64::from(f.bth.psn.offset_from(first)) * u64::from(MTU);
+            assert_eq!(payload[0], pattern(0x1000 + off));
+            assert_eq!(payload.len(), MTU as usize);
+            psns.push((f.bth.psn, f.bth.opcode));
+        }
+        let last = first.add(NPSN - 1);
+        assert_eq!(last, Psn::new(0x7F_FEFF));
+        assert_eq!(
+            psns,
+            [
+                (first.add(k), Opcode::WriteMiddle),
+                (first.add(k + 1), Opcode::WriteMiddle),
+                (first.add(k + 2), Opcode::WriteMiddle),
+                (last, Opcode::WriteLast),
+            ]
+        );
+        assert!(r.sq[0].contains(last) && !r.sq[0].contains(last.add(1)));
+        assert!(r.sq[0].contains(first) && !r.sq[0].contains(first.sub(1)));
+        // The responder lost the third-to-last: go back to it.
+        let nak = aeth(Syndrome::Nak(NakCode::PsnSequenceError));
+        r.handle_aeth(&mut ctx, Instant::ZERO, first.add(k + 1), nak)
+            .unwrap();
+        assert_eq!(r.una, first.add(k + 1));
+        assert_eq!((r.cursor, r.cursor_pkt), (0, k + 1));
+        let again: Vec<_> = core::iter::from_fn(|| transmit(&mut r, &mut ctx, &mem))
+            .map(|(f, _)| f.bth.psn)
+            .collect();
+        assert_eq!(again, [first.add(k + 1), first.add(k + 2), last]);
+        assert!(ctx.pop_wc().is_none());
+        // Acknowledging the PSN before the last completes nothing, the
+        // last completes the WRITE; one past it is outside the window.
+        r.handle_aeth(&mut ctx, Instant::ZERO, last.sub(1), aeth(Syndrome::Ack))
+            .unwrap();
+        assert!(ctx.pop_wc().is_none());
+        assert_eq!(
+            r.handle_aeth(&mut ctx, Instant::ZERO, last.add(1), aeth(Syndrome::Ack)),
+            Err(RxError::Drop(RxDrop::OutOfWindow))
+        );
+        r.handle_aeth(&mut ctx, Instant::ZERO, last, aeth(Syndrome::Ack))
+            .unwrap();
+        let wc = ctx.pop_wc().unwrap();
+        assert_eq!((wc.wr_id, wc.status), (7, WcStatus::Success));
+        assert!(r.sq.is_empty());
+        assert_eq!(r.una, last.add(1));
+    }
+
+    /// The ACK window's edges, with the window across the PSN wrap.
+    #[test]
+    fn ack_and_nak_windows() {
+        let mut r = Requester::new(4);
+        let una = Psn::new(0xFF_FFFE);
+        r.start(una);
+        r.sent_end = una.add(5);
+        for (p, ack, nak) in [
+            (una.sub(2), false, false),
+            (una.sub(1), true, false),
+            (una, true, true),
+            (una.add(4), true, true),
+            (una.add(5), false, false),
+            (una.add(0x80_0000), false, false),
+        ] {
+            assert_eq!(r.ack_in_window(p), ack, "{p:?}");
+            assert_eq!(r.outstanding_psn(p), nak, "{p:?}");
+        }
+        // Nothing outstanding: only una - 1.
+        r.sent_end = una;
+        assert!(r.ack_in_window(una.sub(1)));
+        assert!(!r.ack_in_window(una));
+        assert!(!r.outstanding_psn(una));
+        // Credits of an old PSN never move the limit.
+        let limit = r.limit;
+        r.update_limit(una.sub(1000), u16::MAX);
+        assert_eq!(r.limit, limit);
+        r.update_limit(una.sub(1), 100);
+        assert_eq!(r.limit, una.add(99));
+    }
+}

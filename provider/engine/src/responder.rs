@@ -648,8 +648,11 @@ impl Responder {
                     .is_err()
             {
                 // The MR went away after the request was validated, or
-                // its memory faulted.
-                return Err(self.fatal(rec.first, NakCode::RemoteAccessError));
+                // its memory faulted. The NAK names this response's PSN:
+                // the requester has the ones before it, so only this one
+                // is still outstanding there (the READ's first PSN may
+                // already be acknowledged, and a NAK for it ignored).
+                return Err(self.fatal(psn, NakCode::RemoteAccessError));
             }
             let n = frame.fill_crc_and_pad();
             self.burst_left -= 1;
@@ -706,5 +709,54 @@ fn recv_wc(
         qp_num: ctx.qpn,
         src_qp: ctx.remote_qpn,
         solicited,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A READ of 2^31 bytes at MTU 256 (2^23 responses) across the wrap:
+    /// a duplicate names a tail of it by PSN, address and length in step.
+    #[test]
+    fn duplicate_read_matching() {
+        let mtu = 256;
+        let first = Psn::new(0xFF_FFF0);
+        let reth = |va: u64, rkey: u32, dma_len: u32| Reth { va, rkey, dma_len };
+        let rec = ReadRecord::new(first, &reth(0x10_0000, 5, 1 << 31), mtu);
+        assert_eq!(rec.npsn, 1 << 23);
+        let last = (1u32 << 23) - 1;
+        let at = |k: u32| 0x10_0000 + u64::from(k) * u64::from(mtu);
+        let tail = |k: u32| (1u32 << 31) - k * mtu;
+        assert_eq!(rec.matches(first, &reth(at(0), 5, tail(0)), mtu), Some(0));
+        assert_eq!(
+            rec.matches(first.add(16), &reth(at(16), 5, tail(16)), mtu),
+            Some(16)
+        );
+        assert_eq!(
+            rec.matches(first.add(last), &reth(at(last), 5, mtu), mtu),
+            Some(last)
+        );
+        for (what, psn, r) in [
+            (
+                "past the end",
+                first.add(last + 1),
+                reth(at(last + 1), 5, 0),
+            ),
+            ("before", first.sub(1), reth(at(0), 5, tail(0))),
+            ("address", first.add(16), reth(at(16) + 1, 5, tail(16))),
+            ("address of k - 1", first.add(16), reth(at(15), 5, tail(16))),
+            ("rkey", first.add(16), reth(at(16), 6, tail(16))),
+            ("length", first.add(16), reth(at(16), 5, tail(16) - 1)),
+            ("whole length", first.add(16), reth(at(16), 5, tail(0))),
+            ("far away", first.add(0x80_0000), reth(at(0), 5, tail(0))),
+        ] {
+            assert_eq!(rec.matches(psn, &r, mtu), None, "{what}");
+        }
+        // A zero-length READ: one response, at its own PSN only.
+        let zero = ReadRecord::new(first, &reth(0, 5, 0), mtu);
+        assert_eq!(zero.npsn, 1);
+        assert_eq!(zero.matches(first, &reth(0, 5, 0), mtu), Some(0));
+        assert_eq!(zero.matches(first.add(1), &reth(0, 5, 0), mtu), None);
     }
 }

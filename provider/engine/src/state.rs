@@ -459,13 +459,227 @@ mod tests {
         use QpState::*;
         assert!(Reset.can_transition(Init));
         assert!(!Reset.can_transition(Rtr));
+        assert!(!Reset.can_transition(Err), "not in the kernel's table");
         assert!(Init.can_transition(Rtr));
         assert!(Rtr.can_transition(Rts));
+        assert!(!Rtr.can_transition(Rtr));
         assert!(!Rtr.can_transition(Init));
         assert!(Err.can_transition(Reset));
         assert!(!Err.can_transition(Rts));
         assert!(Rts.can_transition(Err));
         assert_eq!(PathMtu::Mtu256.bytes(), 256);
         assert_eq!(PathMtu::Mtu4096.bytes(), 4096);
+    }
+
+    use attr_mask::*;
+
+    /// One row of the kernel's `qp_state_table` (drivers/infiniband/
+    /// core/verbs.c) for RC, UC and UD, written out independently of
+    /// `transition_attrs`: (from, to, [(required, optional); RC, UC, UD]).
+    type Row = (QpState, QpState, [(u32, u32); 3]);
+
+    fn kernel_table() -> Vec<Row> {
+        use QpState::*;
+        let same = |r: u32, o: u32| [(r, o); 3];
+        let rc_uc_init = PKEY_INDEX | PORT | ACCESS_FLAGS;
+        let ud_init = PKEY_INDEX | PORT | QKEY;
+        let rtr_opt = ALT_PATH | ACCESS_FLAGS | PKEY_INDEX;
+        let rts_rc = CUR_STATE | ALT_PATH | ACCESS_FLAGS | MIN_RNR_TIMER | PATH_MIG_STATE;
+        let rts_uc = CUR_STATE | ALT_PATH | ACCESS_FLAGS | PATH_MIG_STATE;
+        let rts_ud = CUR_STATE | QKEY;
+        let mut rows = vec![
+            (Reset, Reset, same(0, 0)),
+            (
+                Reset,
+                Init,
+                [(rc_uc_init, 0), (rc_uc_init, 0), (ud_init, 0)],
+            ),
+            (Init, Init, [(0, rc_uc_init), (0, rc_uc_init), (0, ud_init)]),
+            (
+                Init,
+                Rtr,
+                [
+                    (
+                        AV | PATH_MTU | DEST_QPN | RQ_PSN | MAX_DEST_RD_ATOMIC | MIN_RNR_TIMER,
+                        rtr_opt,
+                    ),
+                    (AV | PATH_MTU | DEST_QPN | RQ_PSN, rtr_opt),
+                    (0, PKEY_INDEX | QKEY),
+                ],
+            ),
+            (
+                Rtr,
+                Rts,
+                [
+                    (
+                        TIMEOUT | RETRY_CNT | RNR_RETRY | SQ_PSN | MAX_QP_RD_ATOMIC,
+                        rts_rc,
+                    ),
+                    (SQ_PSN, rts_uc),
+                    (SQ_PSN, rts_ud),
+                ],
+            ),
+            (Rts, Rts, [(0, rts_rc), (0, rts_uc), (0, rts_ud)]),
+            (Rts, Sqd, same(0, EN_SQD_ASYNC_NOTIFY)),
+            (Sqd, Rts, [(0, rts_rc), (0, rts_uc), (0, rts_ud)]),
+            (
+                Sqd,
+                Sqd,
+                [
+                    (
+                        0,
+                        PORT | AV
+                            | TIMEOUT
+                            | RETRY_CNT
+                            | RNR_RETRY
+                            | MAX_QP_RD_ATOMIC
+                            | MAX_DEST_RD_ATOMIC
+                            | ALT_PATH
+                            | ACCESS_FLAGS
+                            | PKEY_INDEX
+                            | MIN_RNR_TIMER
+                            | PATH_MIG_STATE,
+                    ),
+                    (
+                        0,
+                        AV | ALT_PATH | ACCESS_FLAGS | PKEY_INDEX | PATH_MIG_STATE,
+                    ),
+                    (0, PKEY_INDEX | QKEY),
+                ],
+            ),
+            (
+                Sqe,
+                Rts,
+                [(0, 0), (0, CUR_STATE | ACCESS_FLAGS), (0, CUR_STATE | QKEY)],
+            ),
+        ];
+        for from in [Init, Rtr, Rts, Sqd, Sqe, Err] {
+            rows.push((from, Reset, same(0, 0)));
+            rows.push((from, Err, same(0, 0)));
+        }
+        rows
+    }
+
+    const TYPES: [QpType; 3] = [QpType::Rc, QpType::Uc, QpType::Ud];
+
+    /// Every bit of a `u32` mask, known or not.
+    fn bits() -> impl Iterator<Item = u32> {
+        (0..32).map(|i| 1u32 << i)
+    }
+
+    /// `(from, to)` for `t` accepts exactly `req` plus any subset of
+    /// `opt`, checked one bit at a time, with and without the STATE bit.
+    fn exactly(t: QpType, from: QpState, to: QpState, req: u32, opt: u32) {
+        let ok = |m: u32| qp_attr_mask_ok(t, from, to, m);
+        let what = format!("{t:?} {} -> {}", from.name(), to.name());
+        assert_eq!(transition_attrs(t, from, to), Some((req, opt)), "{what}");
+        for state in [0, STATE] {
+            assert!(ok(state | req), "{what}: required only");
+            assert!(ok(state | req | opt), "{what}: all optional");
+            for b in bits() {
+                let m = state | req | b;
+                if req & b != 0 {
+                    assert!(!ok(state | (req & !b)), "{what}: without {b:#x}");
+                } else if opt & b != 0 {
+                    assert!(ok(m), "{what}: optional {b:#x}");
+                } else if b != STATE {
+                    assert!(!ok(m), "{what}: not accepted {b:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_kernels_table_transition_by_transition() {
+        let rows = kernel_table();
+        for (from, to, per_type) in &rows {
+            for (t, (req, opt)) in TYPES.iter().zip(per_type) {
+                exactly(*t, *from, *to, *req, *opt);
+            }
+        }
+        // Every other pair is refused whatever the mask.
+        for from in QpState::ALL {
+            for to in QpState::ALL {
+                if rows.iter().any(|(f, t, _)| (*f, *t) == (from, to)) {
+                    continue;
+                }
+                for t in TYPES {
+                    assert_eq!(transition_attrs(t, from, to), None);
+                    for m in [0, STATE, u32::MAX] {
+                        assert!(!qp_attr_mask_ok(t, from, to, m), "{from:?} -> {to:?}");
+                    }
+                    for b in bits() {
+                        assert!(!qp_attr_mask_ok(t, from, to, STATE | b));
+                    }
+                }
+            }
+        }
+    }
+
+    /// IBV_QP_CUR_STATE only from RTR, RTS, SQD and SQE, even where the
+    /// transition would accept it.
+    #[test]
+    fn cur_state_only_from_the_states_that_have_one() {
+        use QpState::*;
+        for t in TYPES {
+            assert!(qp_attr_mask_ok(t, Rts, Rts, STATE | CUR_STATE));
+            assert!(!qp_attr_mask_ok(t, Init, Reset, STATE | CUR_STATE));
+            assert!(!qp_attr_mask_ok(t, Err, Err, STATE | CUR_STATE));
+            assert!(!qp_attr_mask_ok(t, Rtr, Reset, STATE | CUR_STATE));
+        }
+        assert!(qp_attr_mask_ok(QpType::Uc, Sqe, Rts, STATE | CUR_STATE));
+        assert!(!qp_attr_mask_ok(QpType::Rc, Sqe, Rts, STATE | CUR_STATE));
+    }
+
+    #[test]
+    fn attribute_masks_and_values() {
+        let a = QpAttr {
+            state: Some(QpState::Rtr),
+            path_mtu: Some(PathMtu::Mtu1024),
+            dest_qpn: Some(0x1001),
+            rq_psn: Some(Psn::new(1)),
+            max_dest_rd_atomic: Some(0),
+            min_rnr_timer: Some(12),
+            path: Some(PathInfo::default()),
+            extra_mask: PKEY_INDEX,
+            ..QpAttr::default()
+        };
+        assert_eq!(
+            a.mask(),
+            STATE
+                | PATH_MTU
+                | DEST_QPN
+                | RQ_PSN
+                | MAX_DEST_RD_ATOMIC
+                | MIN_RNR_TIMER
+                | AV
+                | PKEY_INDEX
+        );
+        assert!(a.values_ok());
+        let with = |f: fn(&mut QpAttr)| {
+            let mut b = a;
+            f(&mut b);
+            b.values_ok()
+        };
+        assert!(!with(|b| b.dest_qpn = Some(1 << 24)));
+        assert!(with(|b| b.dest_qpn = Some(0xFF_FFFF)));
+        assert!(!with(|b| b.max_dest_rd_atomic = Some(17)));
+        assert!(with(|b| b.max_dest_rd_atomic = Some(16)));
+        assert!(!with(|b| b.max_rd_atomic = Some(17)));
+        assert!(!with(|b| b.retry_cnt = Some(8)));
+        assert!(!with(|b| b.rnr_retry = Some(8)));
+        assert!(with(|b| b.rnr_retry = Some(7)));
+        assert!(!with(|b| b.timeout = Some(32)));
+        assert!(with(|b| b.timeout = Some(31)));
+        assert!(!with(|b| b.min_rnr_timer = Some(32)));
+        assert!(with(|b| b.access_flags = Some(access::QP_VALID)));
+        assert!(!with(|b| b.access_flags = Some(32)));
+        assert!(!with(|b| b.access_flags = Some(1 << 20)));
+        assert!(!with(|b| b.extra_mask |= TIMEOUT), "modelled bit as extra");
+        // Every modelled bit has its field, every other one is extra.
+        assert_eq!(
+            QpAttr::MODELLED_MASK & (CUR_STATE | PORT | QKEY | ALT_PATH),
+            0
+        );
     }
 }

@@ -10,8 +10,11 @@
 //!   INIT → RTR → RTS need; [`rts_qp`] and [`connected_pair`] build
 //!   connected QPs.
 //! - Frames: [`Crafter`] builds frames as a given peer (MAC, QPN) would
-//!   send them, [`transmit_all`] drains a QP's output, [`parse`] decodes.
+//!   send them, [`transmit_all`] drains a QP's output, [`exchange`] moves
+//!   frames between two QPs, [`parse`] decodes.
+//! - Work requests: [`send_wr`], [`recv_wr`], [`completions`].
 
+use core::cell::Cell;
 use core::ops::Range;
 
 use omx_wire::{Bth, Ext, Frame, FrameRepr, Opcode, Psn, Qpn, Transport};
@@ -97,6 +100,8 @@ pub struct FakeMemory {
     pub regions: Vec<Region>,
     /// Every successful write, in order.
     pub writes: Vec<WriteRecord>,
+    /// Successful reads so far.
+    pub reads: Cell<usize>,
 }
 
 impl FakeMemory {
@@ -190,6 +195,7 @@ impl MemoryAccess for FakeMemory {
         }
         let r = self.region(key).ok_or(MemError::InvalidKey)?;
         dst.copy_from_slice(&r.data[s..e]);
+        self.reads.set(self.reads.get() + 1);
         Ok(())
     }
 
@@ -241,7 +247,7 @@ pub struct SparseMemory {
     /// Highest address written so far, plus one.
     pub write_end: u64,
     /// Bytes read so far.
-    pub bytes_read: u64,
+    pub bytes_read: Cell<u64>,
 }
 
 impl SparseMemory {
@@ -275,6 +281,8 @@ impl MemoryAccess for SparseMemory {
         for (a, b) in (addr..).zip(dst.iter_mut()) {
             *b = pattern(a);
         }
+        self.bytes_read
+            .set(self.bytes_read.get() + dst.len() as u64);
         Ok(())
     }
 
@@ -511,6 +519,59 @@ pub fn transmit_all<M: MemoryAccess + ?Sized>(
         out.push(buf[..t.len].to_vec());
     }
     out
+}
+
+/// Moves frames between `a` and `b` (each with its memory) at `now`,
+/// losing nothing, until neither has anything to send, at most `rounds`
+/// times; returns the frames moved. Timers are not run.
+pub fn exchange<M: MemoryAccess>(
+    a: (&mut RcQp, &mut M),
+    b: (&mut RcQp, &mut M),
+    now: Instant,
+    rounds: usize,
+) -> usize {
+    let (qa, ma) = a;
+    let (qb, mb) = b;
+    let mut moved = 0;
+    for _ in 0..rounds {
+        let to_b = transmit_all(qa, now, ma, usize::MAX);
+        let to_a = transmit_all(qb, now, mb, usize::MAX);
+        if to_a.is_empty() && to_b.is_empty() {
+            break;
+        }
+        moved += to_a.len() + to_b.len();
+        for f in &to_b {
+            let _ = qb.handle_frame(now, f, mb);
+        }
+        for f in &to_a {
+            let _ = qa.handle_frame(now, f, ma);
+        }
+    }
+    moved
+}
+
+/// A signaled send WR of one SGE.
+pub fn send_wr(wr_id: u64, op: crate::SendOp, addr: u64, len: u32, lkey: u32) -> crate::SendWr {
+    crate::SendWr {
+        wr_id,
+        op,
+        sg: crate::SgList::single(addr, len, lkey),
+        signaled: true,
+        solicited: false,
+    }
+}
+
+/// A receive WR of one SGE.
+pub fn recv_wr(wr_id: u64, addr: u64, len: u32, lkey: u32) -> crate::RecvWr {
+    crate::RecvWr {
+        wr_id,
+        sg: crate::SgList::single(addr, len, lkey),
+    }
+}
+
+/// Every completion `qp` has queued.
+pub fn completions(qp: &mut RcQp) -> Vec<crate::WorkCompletion> {
+    core::iter::from_fn(|| qp.poll_completion()).collect()
 }
 
 /// Decodes a frame the engine emitted. Panics if it does not parse.

@@ -366,19 +366,4 @@ pub fn opcode_of(frame: &[u8]) -> Opcode {
         .unwrap_or(Opcode::Unknown(0))
 }
 
-pub fn send_wr(wr_id: u64, op: SendOp, addr: u64, len: u32, lkey: u32) -> SendWr {
-    SendWr {
-        wr_id,
-        op,
-        sg: SgList::single(addr, len, lkey),
-        signaled: true,
-        solicited: false,
-    }
-}
-
-pub fn recv_wr(wr_id: u64, addr: u64, len: u32, lkey: u32) -> RecvWr {
-    RecvWr {
-        wr_id,
-        sg: SgList::single(addr, len, lkey),
-    }
-}
+pub use omx_engine::testing::{recv_wr, send_wr};
