@@ -14,6 +14,8 @@
 //!   frames between two QPs, [`parse`] decodes.
 //! - Work requests: [`send_wr`], [`recv_wr`], [`completions`].
 
+pub mod rx;
+
 use core::cell::Cell;
 use core::ops::Range;
 
