@@ -12,7 +12,7 @@
 //!   and the span `una..=psn` (READ: the whole chunk) fits `rx_window`.
 //! - The front WQE, once assigned, starts at or before `una`.
 //!
-//! What the peer can make it do (docs/wire.md §7.1): an ACK (frame,
+//! What the peer can make it do (docs/wire.md §7.2): an ACK (frame,
 //! PAETH or READ response) and its credits count only if its PSN lies in
 //! `[una - 1, sent_end - 1]`, and a NAK or RNR NAK only if its PSN is
 //! outstanding, `[una, sent_end)`; anything else is counted and ignored.

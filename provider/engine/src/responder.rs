@@ -2,7 +2,7 @@
 //! requests, duplicate handling, NAK generation and READ responses
 //! (docs/wire.md §7, §10.1).
 //!
-//! What a peer may make it do (docs/wire.md §7.2):
+//! What a peer may make it do (docs/wire.md §7.3):
 //! - RDMA WRITE / READ / atomics only as the QP's access flags allow
 //!   (NAK invalid request otherwise, as rxe's `check_op_valid`), and then
 //!   only as the MR allows (NAK remote access error);

@@ -15,7 +15,7 @@ pub enum Timer {
     /// Responder ACK coalescing delay.
     Ack = 2,
     /// Immediate: the responder used up its READ response burst with
-    /// responses left (docs/wire.md §10.1, `READ_BURST`); the caller's
+    /// responses left (docs/wire.md §7.3, `READ_BURST`); the caller's
     /// timer pass calls `handle_timeout`, which grants the next burst.
     Resume = 3,
 }

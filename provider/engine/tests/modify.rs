@@ -1,5 +1,5 @@
 //! `RcQp::modify`: the whole transition is validated before anything
-//! changes (docs/wire.md §7.3), values are range-checked as the kernel
+//! changes (docs/wire.md §7.4), values are range-checked as the kernel
 //! module does, and the reset epoch counts what the kernel counts.
 
 use omx_engine::testing::{rts_qp, Conn};
