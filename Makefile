@@ -30,7 +30,7 @@ KMOD_SRCS := $(wildcard kmod-shim/*.c kmod-shim/*.h kmod-shim/Kbuild \
 	kmod-shim/Makefile kmod-shim/include/uapi/*.h)
 
 .PHONY: all deps build provider kmod kmod-local progs lint fmt-check clippy \
-	kmod-warnings checkpatch unit vm-test rxe-baseline test demo bench bench-native clean
+	kmod-warnings checkpatch unit fuzz vm-test rxe-baseline test demo bench bench-native clean
 
 all: build
 
@@ -100,6 +100,19 @@ unit:
 	@echo "== cargo test"
 	$(CARGO) build --workspace
 	$(CARGO) test --workspace
+
+# Each fuzz target for FUZZ_SECONDS on its committed corpus (fuzz/corpus),
+# built with libFuzzer's coverage instrumentation on stable Rust
+# (fuzz/run.sh; no cargo-fuzz, no nightly). New inputs go to fuzz/work/,
+# crashes to fuzz/artifacts/ and fail the target.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= wire_decode engine_rx rx_real_mem
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		fuzz/run.sh "$$t" $(FUZZ_SECONDS) 2>&1 | grep -Ev '^#[0-9]+\s+(NEW|REDUCE|pulse)' \
+			|| exit 1; \
+	done
 
 # Every scenario on every kernel; one VM boot per scenario so a kernel
 # warning is blamed on the scenario that caused it.

@@ -10,8 +10,8 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant as StdInstant;
 
 use omx_engine::{
-    Instant, PathInfo, PathMtu, PostError, QpAttr, QpState, RecvWr, SendOp, SendWr, SgList,
-    WcOpcode, WcQueue, WcStatus, WorkCompletion,
+    access, attr_mask, Instant, PathInfo, PathMtu, PostError, QpAttr, QpState, RecvWr, SendOp,
+    SendWr, SgList, WcOpcode, WcQueue, WcStatus, WorkCompletion,
 };
 use omx_pktio::{PacketSocket, RxMode};
 use omx_verbs::mr::{ACCESS_LOCAL_WRITE, ACCESS_REMOTE_WRITE};
@@ -138,14 +138,17 @@ impl Node {
             let steps = [
                 QpAttr {
                     state: Some(QpState::Init),
+                    access_flags: Some(access::REMOTE_WRITE),
+                    extra_mask: attr_mask::PKEY_INDEX | attr_mask::PORT,
                     ..Default::default()
                 },
                 QpAttr {
                     state: Some(QpState::Rtr),
                     path_mtu: Some(mtu),
-                    dest_qpn: Some(peer.qpn()),
+                    dest_qpn: Some(peer.qpn().value()),
                     rq_psn: Some(Psn::new(0)),
                     min_rnr_timer: Some(1),
+                    max_dest_rd_atomic: Some(0),
                     path: Some(PathInfo {
                         dmac: peer.mac,
                         smac: me.mac,
@@ -159,6 +162,7 @@ impl Node {
                     timeout: Some(14),
                     retry_cnt: Some(7),
                     rnr_retry: Some(7),
+                    max_rd_atomic: Some(1),
                     ..Default::default()
                 },
             ];

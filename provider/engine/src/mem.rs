@@ -20,8 +20,9 @@ pub enum Access {
     RemoteAtomic,
 }
 
-/// Why an access was refused. Maps to IBV_WC_LOC_PROT_ERR for local
-/// accesses and to NAK remote access error for remote ones.
+/// Why an access was refused or failed. Maps to IBV_WC_LOC_PROT_ERR for
+/// local accesses and to NAK remote access error (and the responder's
+/// IBV_EVENT_QP_ACCESS_ERR) for remote ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MemError {
     /// No MR with this key (in this QP's PD).
@@ -30,12 +31,20 @@ pub enum MemError {
     OutOfBounds,
     /// The MR lacks the access right.
     AccessDenied,
+    /// The range is registered and allowed, but the memory behind it
+    /// faulted during the copy (unmapped or protected by the application
+    /// after registration). Some bytes may have been copied before the
+    /// fault; none outside the range.
+    Fault,
 }
 
 /// Registered memory as seen by one QP (already restricted to its PD).
 ///
 /// Implementations check key, rights and bounds before copying and must
-/// not panic on any input. A zero-length access with any key is allowed by
+/// not panic on any input; a copy that faults returns [`MemError::Fault`]
+/// instead of crashing the process. [`MemoryAccess::check`] checks the
+/// registration only (key, rights, bounds), never whether the memory is
+/// mapped. A zero-length access with any key is allowed by
 /// the engine's callers only where IBTA allows it (zero-length RDMA), so
 /// implementations may treat `len == 0` like any other length.
 pub trait MemoryAccess {

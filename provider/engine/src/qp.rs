@@ -9,7 +9,9 @@ use crate::ack::AckState;
 use crate::mem::MemoryAccess;
 use crate::requester::Requester;
 use crate::responder::Responder;
-use crate::state::{transport_timeout, PathInfo, PathMtu, QpAttr, QpState};
+use crate::state::{
+    qp_attr_mask_ok, transport_timeout, PathInfo, PathMtu, QpAttr, QpState, QpType,
+};
 use crate::time::{Duration, Instant};
 use crate::timer::{Timer, TimerTable};
 use crate::wr::{RecvWr, SendOp, SendWr, WcQueue, WcStatus, WorkCompletion};
@@ -58,73 +60,193 @@ impl QpConfig {
     }
 }
 
-/// Counters. Every dropped frame is counted under its reason.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Frames handed to `handle_frame`.
-    pub rx_frames: u64,
-    /// Dropped: truncated.
-    pub rx_truncated: u64,
-    /// Dropped: malformed.
-    pub rx_malformed: u64,
-    /// Dropped: unsupported version, type or transport.
-    pub rx_unsupported: u64,
-    /// Dropped: CRC32C mismatch.
-    pub rx_bad_crc: u64,
-    /// Dropped: not for this QP / not from the connected QP.
-    pub rx_wrong_qp: u64,
-    /// Dropped: QP state does not accept it.
-    pub rx_wrong_state: u64,
-    /// Dropped: payload longer than the path MTU.
-    pub rx_too_long: u64,
-    /// Request or response PSN after the expected one.
-    pub rx_out_of_sequence: u64,
-    /// Duplicate request or response.
-    pub rx_duplicate: u64,
-    /// ACK for a PSN never sent.
-    pub rx_bogus_ack: u64,
-    /// READ response with a wrong length.
-    pub rx_bad_response: u64,
-    /// Response opcode not expected (atomics).
-    pub rx_unexpected: u64,
-    /// RNR NAKs received.
-    pub rx_rnr_naks: u64,
-    /// PSN sequence error NAKs received.
-    pub rx_seq_naks: u64,
-    /// Fatal NAKs received.
-    pub rx_naks: u64,
-    /// Frames produced by `poll_transmit`.
-    pub tx_frames: u64,
-    /// Request packets sent again.
-    pub tx_retransmits: u64,
-    /// ACKs sent as frames of their own.
-    pub tx_acks: u64,
-    /// ACKs carried by request packets (PAETH) that acknowledged
-    /// something new; repeats of the cumulative ACK are not counted.
-    pub tx_piggy_acks: u64,
-    /// Request packets received with a PAETH (repeats included).
-    pub rx_piggy_acks: u64,
-    /// NAKs (not RNR) sent.
-    pub tx_naks: u64,
-    /// RNR NAKs sent.
-    pub tx_rnr_naks: u64,
-    /// Sending stopped by peer credits.
-    pub tx_blocked_credits: u64,
-    /// Sending stopped by our own window.
-    pub tx_blocked_window: u64,
-    /// Sending stopped by max_rd_atomic.
-    pub tx_blocked_rd_atomic: u64,
-    /// `poll_transmit` got a buffer smaller than `max_frame_len`.
-    pub tx_buffer_too_small: u64,
-    /// Transport timer expiries.
-    pub timeouts: u64,
-    /// Go-back-N rewinds.
-    pub rewinds: u64,
+/// Declares [`Stats`]: one `u64` counter per field, with
+/// [`Stats::fields`] listing them by name.
+macro_rules! counters {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* $field:ident, )+
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: u64, )+
+        }
+
+        impl $name {
+            /// Every counter as `(name, value)`, in declaration order (the
+            /// name is the field's).
+            pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$( (stringify!($field), self.$field), )+].into_iter()
+            }
+        }
+    };
 }
 
-/// Marker: the QP must move to ERROR (the error completion is queued).
+counters! {
+    /// Counters. Every dropped frame is counted under its reason, and so
+    /// is every frame or header the engine ignored (docs/wire.md §12).
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct Stats {
+        /// Frames handed to `handle_frame`.
+        rx_frames,
+        /// Dropped: truncated.
+        rx_truncated,
+        /// Dropped: malformed.
+        rx_malformed,
+        /// Dropped: unsupported version, type or transport.
+        rx_unsupported,
+        /// Dropped: CRC32C mismatch.
+        rx_bad_crc,
+        /// Dropped: destination QPN not this QP's, or source QPN not the
+        /// connected QP's (never NAKed).
+        rx_wrong_qp,
+        /// Dropped: source MAC not the MAC of the path the QP was
+        /// connected to (`PathInfo::dmac`; for an IP GID, the MAC it
+        /// resolved to). Never NAKed.
+        rx_wrong_mac,
+        /// Dropped: QP state does not accept it.
+        rx_wrong_state,
+        /// Dropped: payload longer than the path MTU.
+        rx_too_long,
+        /// Request or response PSN after the expected one.
+        rx_out_of_sequence,
+        /// Duplicate request or response.
+        rx_duplicate,
+        /// ACK frame, piggybacked ACK (PAETH) or READ response ACK whose
+        /// PSN is outside the requester's window `[una - 1, sent_end -
+        /// 1]`: ignored, credits included (a forged ACK, or a stale one
+        /// overtaken by a later ACK).
+        rx_ack_out_of_window,
+        /// NAK or RNR NAK whose PSN is not outstanding (`[una,
+        /// sent_end)`): ignored, never moves the QP to ERROR.
+        rx_nak_out_of_window,
+        /// READ response with a wrong length.
+        rx_bad_response,
+        /// Response opcode not expected (atomics).
+        rx_unexpected,
+        /// RNR NAKs received.
+        rx_rnr_naks,
+        /// PSN sequence error NAKs received.
+        rx_seq_naks,
+        /// Fatal NAKs received.
+        rx_naks,
+        /// Requests refused with NAK invalid request because the QP's
+        /// access flags lack REMOTE_WRITE / REMOTE_READ / REMOTE_ATOMIC.
+        rx_qp_access_denied,
+        /// Requests refused with NAK invalid request because their RETH
+        /// length exceeds the 2^31-byte message limit.
+        rx_too_large,
+        /// READ requests refused with NAK invalid request because
+        /// `max_dest_rd_atomic` READs are already being answered (always,
+        /// with `max_dest_rd_atomic` 0).
+        rx_rd_atomic_exceeded,
+        /// Dropped: duplicate READ request that matches no READ in the
+        /// responder's history (PSN, address, rkey, length): nothing read.
+        rx_dup_read_unmatched,
+        /// Dropped: duplicate READ request that matches a recorded READ
+        /// whose responses are no longer queued, while `max_dest_rd_atomic`
+        /// READs are being answered.
+        rx_dup_read_busy,
+        /// Frames produced by `poll_transmit`.
+        tx_frames,
+        /// Request packets sent again.
+        tx_retransmits,
+        /// ACKs sent as frames of their own.
+        tx_acks,
+        /// ACKs carried by request packets (PAETH) that acknowledged
+        /// something new; repeats of the cumulative ACK are not counted.
+        tx_piggy_acks,
+        /// Request packets received with a PAETH (repeats included).
+        rx_piggy_acks,
+        /// NAKs (not RNR) sent.
+        tx_naks,
+        /// RNR NAKs sent.
+        tx_rnr_naks,
+        /// Sending stopped by peer credits.
+        tx_blocked_credits,
+        /// Sending stopped by our own window.
+        tx_blocked_window,
+        /// Sending stopped by max_rd_atomic.
+        tx_blocked_rd_atomic,
+        /// READ responses paused: [`READ_BURST`] of them went out since
+        /// the last input, more are queued (resumed by `handle_timeout`).
+        tx_read_paused,
+        /// `poll_transmit` got a buffer smaller than `max_frame_len`.
+        tx_buffer_too_small,
+        /// Transport timer expiries.
+        timeouts,
+        /// Go-back-N rewinds.
+        rewinds,
+    }
+}
+
+/// READ response packets the responder emits between two inputs
+/// (`handle_frame`, `handle_timeout`, `post_send`, `post_recv`,
+/// `modify`). A requester never has more READ responses outstanding than
+/// its window (at most 256 packets), so it is never slowed down; a rogue
+/// READ of 2^31 bytes (8M packets at MTU 256) no longer keeps the caller
+/// in `poll_transmit`, holding the QP's lock, for all of them.
+pub const READ_BURST: u32 = 256;
+
+/// Why the engine moved a QP to ERROR on its own, as the affiliated
+/// asynchronous event the provider raises through the kernel module
+/// (same values as `enum omx_qp_event` in `rdma_omx_abi.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum QpEventKind {
+    /// OMX_QP_EVENT_NONE: no event (the requester completed a WR in error:
+    /// retry or RNR budget exhausted, a fatal NAK received, a local
+    /// protection error); the kernel's shadow still follows to ERROR.
+    None = 0,
+    /// OMX_QP_EVENT_FATAL (IBV_EVENT_QP_FATAL): the responder NAKed a
+    /// remote operational error, or the provider called
+    /// [`RcQp::fail`].
+    Fatal = 1,
+    /// OMX_QP_EVENT_REQ_ERR (IBV_EVENT_QP_REQ_ERR): the responder NAKed
+    /// an invalid request.
+    ReqErr = 2,
+    /// OMX_QP_EVENT_ACCESS_ERR (IBV_EVENT_QP_ACCESS_ERR): the responder
+    /// NAKed a remote access error (bad rkey, rights, bounds, or a
+    /// registered range that faulted).
+    AccessErr = 3,
+}
+
+/// The engine moved the QP to ERROR on its own ([`RcQp::poll_event`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Fatal;
+pub struct QpEvent {
+    /// Why.
+    pub kind: QpEventKind,
+    /// [`RcQp::reset_epoch`] when it happened.
+    pub epoch: u32,
+}
+
+/// Marker: the QP must move to ERROR (the error completion or the NAK is
+/// queued), with this event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fatal(pub(crate) QpEventKind);
+
+/// How a received frame ended when it did not simply succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RxError {
+    /// Ignored and counted.
+    Drop(RxDrop),
+    /// The QP must move to ERROR.
+    Fatal(Fatal),
+}
+
+impl From<Fatal> for RxError {
+    fn from(f: Fatal) -> Self {
+        RxError::Fatal(f)
+    }
+}
+
+impl From<RxDrop> for RxError {
+    fn from(d: RxDrop) -> Self {
+        RxError::Drop(d)
+    }
+}
 
 /// State shared by the requester and the responder.
 #[derive(Debug)]
@@ -142,6 +264,33 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// A context for unit tests of the requester and responder alone:
+    /// QP `qpn` connected to `remote` (MACs as `testing::mac_of`).
+    #[cfg(test)]
+    pub(crate) fn for_tests(qpn: u32, remote: u32, mtu: u32, rx_window: u16) -> Ctx {
+        Ctx {
+            qpn: Qpn::new(qpn),
+            remote_qpn: Qpn::new(remote),
+            path: PathInfo {
+                dmac: crate::testing::mac_of(remote),
+                smac: crate::testing::mac_of(qpn),
+                peer_index: omx_wire::PEER_INDEX_UNKNOWN,
+            },
+            mtu,
+            rx_window,
+            timers: TimerTable::default(),
+            stats: Stats::default(),
+            cq: VecDeque::new(),
+            sq_retired_silently: 0,
+        }
+    }
+
+    /// Takes the next queued completion (unit tests).
+    #[cfg(test)]
+    pub(crate) fn pop_wc(&mut self) -> Option<WorkCompletion> {
+        self.cq.pop_front()
+    }
+
     pub(crate) fn push_wc(&mut self, wc: WorkCompletion) {
         self.cq.push_back(wc);
     }
@@ -205,20 +354,29 @@ pub enum PostError {
     Unsupported,
 }
 
-/// Why `modify` refused.
+/// Why `modify` refused (the provider returns EINVAL for each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModifyError {
-    /// Transition not allowed from the current state.
+    /// No `ibv_modify_qp` moves a QP from `from` to `to`.
     InvalidTransition {
         /// Current state.
         from: QpState,
         /// Requested state.
         to: QpState,
     },
-    /// An attribute is out of range.
+    /// The transition exists but the attribute mask lacks an attribute it
+    /// requires, or names one it does not accept (see
+    /// [`crate::qp_attr_mask_ok`]).
+    InvalidMask {
+        /// Current state.
+        from: QpState,
+        /// Requested state.
+        to: QpState,
+        /// The mask ([`QpAttr::mask`]).
+        mask: u32,
+    },
+    /// An attribute value is out of range ([`QpAttr::values_ok`]).
     InvalidAttribute,
-    /// INIT→RTR without path MTU or destination QPN.
-    MissingAttribute,
 }
 
 /// Why `handle_frame` dropped a frame (already counted in [`Stats`]).
@@ -226,36 +384,46 @@ pub enum ModifyError {
 pub enum RxDrop {
     /// Rejected by the wire decoder.
     Wire(omx_wire::Error),
-    /// Destination or source QPN does not match.
+    /// Destination QPN is not this QP's, or source QPN is not the
+    /// connected QP's.
     WrongQp,
+    /// Source MAC is not the connected path's.
+    WrongMac,
     /// The QP state does not accept packets.
     WrongState,
     /// Payload longer than the path MTU.
     TooLong,
+    /// ACK or NAK whose PSN is outside the requester's window.
+    OutOfWindow,
+    /// Duplicate READ request not answered: it matches no recorded READ,
+    /// or no room is left to answer it again.
+    DuplicateRead,
 }
 
 /// A reliable-connected QP as a sans-IO state machine.
 ///
 /// # API (quinn-proto's four kinds)
 ///
-/// - (A) getters: [`RcQp::qpn`], [`RcQp::state`], [`RcQp::stats`].
+/// - (A) getters: [`RcQp::qpn`], [`RcQp::state`], [`RcQp::stats`],
+///   [`RcQp::reset_epoch`], [`RcQp::access_flags`].
 /// - (B) inputs: [`RcQp::handle_frame`] (one received frame) and
 ///   [`RcQp::handle_timeout`].
-/// - (C) verbs: [`RcQp::modify`], [`RcQp::post_send`],
-///   [`RcQp::post_recv`].
+/// - (C) verbs: [`RcQp::check_modify`], [`RcQp::modify`],
+///   [`RcQp::post_send`], [`RcQp::post_recv`], and [`RcQp::fail`].
 /// - (D) outputs: [`RcQp::poll_transmit`], [`RcQp::poll_timeout`],
-///   [`RcQp::poll_completion`].
+///   [`RcQp::poll_completion`], [`RcQp::poll_event`].
 ///
 /// After any (B) or (C) call, drain the outputs in this order: call
 /// `poll_transmit` until it returns `None` (sending each frame), then
-/// `poll_completion` until `None` (into the send/recv CQs), then re-arm
-/// the caller's timer with `poll_timeout`. `now` must never go backwards
-/// across calls.
+/// `poll_completion` until `None` (into the send/recv CQs), then
+/// `poll_event`, then re-arm the caller's timer with `poll_timeout`
+/// (which may be `now`: more READ responses to send after a
+/// [`READ_BURST`]). `now` must never go backwards across calls.
 ///
 /// Nothing here allocates after [`RcQp::new`]: the WQE rings, READ queues
-/// and the completion queue are sized at creation, and a send/recv slot is
-/// released only when its completion has been polled, so the completion
-/// queue cannot overflow.
+/// and history and the completion queue are sized at creation, and a
+/// send/recv slot is released only when its completion has been polled,
+/// so the completion queue cannot overflow.
 #[derive(Debug)]
 pub struct RcQp {
     cfg: QpConfig,
@@ -267,8 +435,10 @@ pub struct RcQp {
     rq_outstanding: u32,
     sq_psn: Psn,
     rq_psn: Psn,
-    have_mtu: bool,
-    have_dest: bool,
+    /// Successful modifies to RESET (RESET→RESET included).
+    reset_epoch: u32,
+    /// Why the engine last moved the QP to ERROR, not yet polled.
+    event: Option<QpEvent>,
 }
 
 impl RcQp {
@@ -307,8 +477,8 @@ impl RcQp {
             rq_outstanding: 0,
             sq_psn: Psn::new(0),
             rq_psn: Psn::new(0),
-            have_mtu: false,
-            have_dest: false,
+            reset_epoch: 0,
+            event: None,
             cfg,
         }
     }
@@ -333,39 +503,62 @@ impl RcQp {
         self.ctx.mtu
     }
 
-    /// `ibv_modify_qp`.
-    pub fn modify(&mut self, attr: &QpAttr) -> Result<(), ModifyError> {
-        let to = attr.state.unwrap_or(self.state);
-        if !self.state.can_transition(to) {
-            return Err(ModifyError::InvalidTransition {
-                from: self.state,
-                to,
-            });
+    /// The QP's `IBV_ACCESS_*` flags (0 after creation and RESET).
+    pub fn access_flags(&self) -> u32 {
+        self.resp.access
+    }
+
+    /// How many successful [`RcQp::modify`] calls moved the QP to RESET
+    /// (RESET→RESET included), modulo 2^32: the epoch the kernel module
+    /// counts identically, which tells it whether an event is stale.
+    pub fn reset_epoch(&self) -> u32 {
+        self.reset_epoch
+    }
+
+    /// Validates `ibv_modify_qp` with these attributes without changing
+    /// anything: the transition and its attribute mask (the kernel's
+    /// table, [`crate::qp_attr_mask_ok`] with [`QpType::Rc`]), then every
+    /// value ([`QpAttr::values_ok`]).
+    pub fn check_modify(&self, attr: &QpAttr) -> Result<(), ModifyError> {
+        let from = self.state;
+        let to = attr.state.unwrap_or(from);
+        if !from.can_transition(to) {
+            return Err(ModifyError::InvalidTransition { from, to });
         }
-        let bad = |v: Option<u8>, max: u8| v.is_some_and(|v| v > max);
-        if bad(attr.retry_cnt, 7)
-            || bad(attr.rnr_retry, 7)
-            || bad(attr.min_rnr_timer, 31)
-            || bad(attr.timeout, 31)
-        {
+        let mask = attr.mask();
+        if attr.extra_mask & QpAttr::MODELLED_MASK != 0 {
             return Err(ModifyError::InvalidAttribute);
         }
-        if to == QpState::Rtr
-            && self.state == QpState::Init
-            && !(self.have_mtu || attr.path_mtu.is_some())
-            || to == QpState::Rtr
-                && self.state == QpState::Init
-                && !(self.have_dest || attr.dest_qpn.is_some())
-        {
-            return Err(ModifyError::MissingAttribute);
+        if !qp_attr_mask_ok(QpType::Rc, from, to, mask) {
+            return Err(ModifyError::InvalidMask { from, to, mask });
+        }
+        if !attr.values_ok() {
+            return Err(ModifyError::InvalidAttribute);
+        }
+        Ok(())
+    }
+
+    /// `ibv_modify_qp`: [`RcQp::check_modify`], then the change, which
+    /// cannot fail. A refused modify leaves the QP exactly as it was.
+    pub fn modify(&mut self, attr: &QpAttr) -> Result<(), ModifyError> {
+        self.check_modify(attr)?;
+        self.apply(attr);
+        Ok(())
+    }
+
+    /// The change of a checked modify.
+    fn apply(&mut self, attr: &QpAttr) {
+        let from = self.state;
+        let to = attr.state.unwrap_or(from);
+        self.resp.new_input();
+        if let Some(f) = attr.access_flags {
+            self.resp.access = f;
         }
         if let Some(m) = attr.path_mtu {
             self.ctx.mtu = m.bytes();
-            self.have_mtu = true;
         }
         if let Some(q) = attr.dest_qpn {
-            self.ctx.remote_qpn = q;
-            self.have_dest = true;
+            self.ctx.remote_qpn = Qpn::new(q);
         }
         if let Some(p) = attr.rq_psn {
             self.rq_psn = p;
@@ -389,49 +582,87 @@ impl RcQp {
             self.resp.min_rnr_timer = t;
         }
         if let Some(n) = attr.max_rd_atomic {
+            // The requester needs one READ outstanding to make progress;
+            // 0 (legal in verbs) acts as 1.
             self.req.max_rd_atomic = usize::from(n.max(1));
         }
         if let Some(n) = attr.max_dest_rd_atomic {
-            self.resp.max_dest_rd_atomic = usize::from(n.max(1));
+            // 0 is legal: every READ is refused (IBTA, rxe).
+            self.resp.max_dest_rd_atomic = usize::from(n);
         }
         if let Some(p) = attr.path {
             self.ctx.path = p;
         }
-        let from = self.state;
-        if from != to {
-            match to {
-                QpState::Reset => {
-                    self.req.reset();
-                    self.resp.reset();
-                    self.resp.ack.reset(&mut self.ctx.timers);
-                    self.ctx.cq.clear();
-                    self.ctx.timers.stop_all();
-                    self.sq_outstanding = 0;
-                    self.rq_outstanding = 0;
-                }
-                QpState::Rtr => self.resp.start(self.rq_psn),
-                QpState::Rts if from == QpState::Rtr => self.req.start(self.sq_psn),
-                QpState::Err => {
-                    // A held ACK still goes out: the requester must learn
-                    // that its packets were executed. It is this QP's
-                    // last word, so it goes out more than once.
-                    self.resp.ack.flush_final(self.resp.acked);
-                    self.enter_error();
-                    return Ok(());
-                }
-                _ => {}
-            }
-            self.state = to;
+        if to == QpState::Reset {
+            self.reset_epoch = self.reset_epoch.wrapping_add(1);
+            self.resp.access = 0;
+            self.event = None;
         }
-        Ok(())
+        if from == to {
+            return;
+        }
+        match to {
+            QpState::Reset => {
+                self.req.reset();
+                self.resp.reset();
+                self.resp.ack.reset(&mut self.ctx.timers);
+                self.ctx.cq.clear();
+                self.ctx.timers.stop_all();
+                self.sq_outstanding = 0;
+                self.rq_outstanding = 0;
+            }
+            QpState::Rtr => self.resp.start(self.rq_psn),
+            QpState::Rts if from == QpState::Rtr => self.req.start(self.sq_psn),
+            QpState::Err => {
+                // A held ACK still goes out: the requester must learn
+                // that its packets were executed. It is this QP's
+                // last word, so it goes out more than once. The
+                // application asked for ERROR: no event.
+                self.resp.ack.flush_final(self.resp.acked);
+                self.enter_error(None);
+                return;
+            }
+            _ => {}
+        }
+        self.state = to;
     }
 
-    fn enter_error(&mut self) {
+    /// Moves the QP to ERROR, flushing every WR; `event` (the engine's own
+    /// reason, `None` when the application asked) is queued for
+    /// [`RcQp::poll_event`]. Once per entry into ERROR.
+    fn enter_error(&mut self, event: Option<QpEventKind>) {
+        if self.state == QpState::Err {
+            return;
+        }
         self.state = QpState::Err;
+        if let Some(kind) = event {
+            self.event = Some(QpEvent {
+                kind,
+                epoch: self.reset_epoch,
+            });
+        }
         self.ctx.timers.stop_all();
         self.req.flush(&mut self.ctx);
         self.resp.flush(&mut self.ctx);
         self.release_silent();
+    }
+
+    /// The provider forces the QP to ERROR (its CQ overran: IBTA 11.4.2.1
+    /// moves every QP of the CQ to ERROR): every WR is flushed and
+    /// [`QpEventKind::Fatal`] is queued. No effect in RESET (nothing to
+    /// flush, and RESET→ERROR is not a transition) or in ERROR.
+    pub fn fail(&mut self) {
+        if self.state != QpState::Reset {
+            self.enter_error(Some(QpEventKind::Fatal));
+        }
+    }
+
+    /// Why the engine moved the QP to ERROR on its own since the last
+    /// call, with the reset epoch of that moment: at most one event per
+    /// entry into ERROR, none when the application asked for ERROR, and
+    /// a pending event is forgotten when the QP is reset.
+    pub fn poll_event(&mut self) -> Option<QpEvent> {
+        self.event.take()
     }
 
     fn release_silent(&mut self) {
@@ -480,6 +711,7 @@ impl RcQp {
     /// `ibv_post_send` for one WR. In ERROR the WR completes at once with
     /// IBV_WC_WR_FLUSH_ERR.
     pub fn post_send(&mut self, wr: SendWr) -> Result<(), PostError> {
+        self.resp.new_input();
         if self.state == QpState::Reset {
             return Err(PostError::InvalidState);
         }
@@ -518,6 +750,7 @@ impl RcQp {
     /// `ibv_post_recv` for one WR. In ERROR the WR completes at once with
     /// IBV_WC_WR_FLUSH_ERR.
     pub fn post_recv(&mut self, wr: RecvWr) -> Result<(), PostError> {
+        self.resp.new_input();
         if self.state == QpState::Reset {
             return Err(PostError::InvalidState);
         }
@@ -544,8 +777,14 @@ impl RcQp {
     }
 
     /// One received frame (any bytes; never panics). Returns why it was
-    /// dropped, if it was; protocol events (NAKs, duplicates) are not
-    /// drops.
+    /// dropped or ignored, if it was; protocol events (NAKs sent,
+    /// duplicates answered) are not drops.
+    ///
+    /// Only a frame from the connected peer moves the QP (docs/wire.md
+    /// §7.1): its destination QPN must be this QP's, its source QPN the
+    /// connected remote QPN and its source MAC the MAC of the connected
+    /// path; anything else is dropped and counted before any field is
+    /// acted on (no NAK, no piggybacked ACK applied).
     pub fn handle_frame<M: MemoryAccess + ?Sized>(
         &mut self,
         now: Instant,
@@ -553,6 +792,7 @@ impl RcQp {
         mem: &mut M,
     ) -> Result<(), RxDrop> {
         self.ctx.stats.rx_frames += 1;
+        self.resp.new_input();
         let parsed = Frame::new_checked(bytes).and_then(|f| FrameRepr::parse(&f).map(|r| (f, r)));
         let (frame, repr) = match parsed {
             Ok(x) => x,
@@ -571,6 +811,10 @@ impl RcQp {
             self.ctx.stats.rx_wrong_qp += 1;
             return Err(RxDrop::WrongQp);
         }
+        if repr.src_mac != self.ctx.path.dmac {
+            self.ctx.stats.rx_wrong_mac += 1;
+            return Err(RxDrop::WrongMac);
+        }
         let op = repr.bth.opcode;
         let accepts = if op.is_request() {
             self.state.receives()
@@ -588,8 +832,8 @@ impl RcQp {
         let payload = frame.payload();
         if let Some(a) = repr.ext.ack {
             // The peer's responder acknowledges our requests. Only a
-            // sending QP has any; duplicates and stale ones are harmless
-            // (an ACK never moves backwards).
+            // sending QP has any; the requester applies it only inside
+            // its window. The request itself is processed either way.
             self.ctx.stats.rx_piggy_acks += 1;
             if matches!(self.state, QpState::Rts | QpState::Sqd) {
                 self.req.handle_piggy_ack(&mut self.ctx, now, a);
@@ -602,15 +846,22 @@ impl RcQp {
             self.req
                 .handle_response(&mut self.ctx, now, &repr, payload, mem)
         };
-        if r.is_err() {
-            self.enter_error();
-        }
+        let out = match r {
+            Ok(()) => Ok(()),
+            Err(RxError::Drop(d)) => Err(d),
+            Err(RxError::Fatal(Fatal(kind))) => {
+                self.enter_error(Some(kind));
+                Ok(())
+            }
+        };
         self.release_silent();
-        Ok(())
+        out
     }
 
-    /// Handles every timer due at `now`.
+    /// Handles every timer due at `now` (and grants the responder its next
+    /// burst of READ responses).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.resp.new_input();
         for t in Timer::VALUES {
             if !self.ctx.timers.is_expired(t, now) {
                 continue;
@@ -626,9 +877,11 @@ impl RcQp {
                     self.resp.ack.on_timer();
                     Ok(())
                 }
+                // The burst was granted above.
+                Timer::Resume => Ok(()),
             };
-            if r.is_err() {
-                self.enter_error();
+            if let Err(Fatal(kind)) = r {
+                self.enter_error(Some(kind));
             }
         }
     }
@@ -663,11 +916,11 @@ impl RcQp {
             };
         }
         if self.state.receives() {
-            match self.resp.poll_transmit(&mut self.ctx, buf, mem) {
+            match self.resp.poll_transmit(&mut self.ctx, now, buf, mem) {
                 Ok(Some(n)) => return Some(n),
                 Ok(None) => {}
-                Err(Fatal) => {
-                    self.enter_error();
+                Err(Fatal(kind)) => {
+                    self.enter_error(Some(kind));
                     return self.resp.poll_nak(&mut self.ctx, buf);
                 }
             }
@@ -690,8 +943,8 @@ impl RcQp {
                     return Some(n);
                 }
                 Ok(None) => return None,
-                Err(Fatal) => {
-                    self.enter_error();
+                Err(Fatal(kind)) => {
+                    self.enter_error(Some(kind));
                     return None;
                 }
             }

@@ -10,13 +10,21 @@
 //!   the highest PSN ever sent.
 //! - A request packet is sent only if its PSN is `<= limit` (peer credits)
 //!   and the span `una..=psn` (READ: the whole chunk) fits `rx_window`.
+//! - The front WQE, once assigned, starts at or before `una`.
+//!
+//! What the peer can make it do (docs/wire.md §7.2): an ACK (frame,
+//! PAETH or READ response) and its credits count only if its PSN lies in
+//! `[una - 1, sent_end - 1]`, and a NAK or RNR NAK only if its PSN is
+//! outstanding, `[una, sent_end)`; anything else is counted and ignored.
+//! PSNs inside one message (up to 2^23 of them) are compared by their
+//! unsigned offset from the message's first PSN.
 
 use std::collections::VecDeque;
 
 use omx_wire::{Aeth, Ext, Frame, NakCode, Opcode, Paeth, Position, Psn, Reth, Syndrome};
 
 use crate::mem::{self, Access, MemoryAccess};
-use crate::qp::{Ctx, Fatal};
+use crate::qp::{Ctx, Fatal, QpEventKind, RxDrop, RxError};
 use crate::state::{rnr_timer, RNR_RETRY_INFINITE};
 use crate::time::{Duration, Instant};
 use crate::timer::Timer;
@@ -39,10 +47,7 @@ impl SqEntry {
     }
 
     fn contains(&self, psn: Psn) -> bool {
-        self.assigned && {
-            let d = psn.diff(self.first_psn);
-            d >= 0 && (d as u32) < self.npsn
-        }
+        self.assigned && psn.within(self.first_psn, self.npsn)
     }
 }
 
@@ -129,7 +134,7 @@ impl Requester {
             }
             if e.contains(psn) {
                 self.cursor = i;
-                self.cursor_pkt = psn.diff(e.first_psn) as u32;
+                self.cursor_pkt = psn.offset_from(e.first_psn);
                 self.next_psn = psn;
                 return;
             }
@@ -150,9 +155,23 @@ impl Requester {
         }
     }
 
+    /// `psn` may be acknowledged: it lies in `[una - 1, sent_end - 1]`
+    /// (with nothing outstanding, only the repeated ACK of `una - 1`).
+    fn ack_in_window(&self, psn: Psn) -> bool {
+        let lo = self.una.sub(1);
+        psn.offset_from(lo) <= self.sent_end.sub(1).offset_from(lo)
+    }
+
+    /// `psn` is outstanding: in `[una, sent_end)`.
+    fn outstanding_psn(&self, psn: Psn) -> bool {
+        psn.offset_from(self.una) < self.sent_end.offset_from(self.una)
+    }
+
+    /// Credits of an AETH or PAETH about `psn`, which the caller checked
+    /// is in the ACK window: the bound then stays within a window and a
+    /// credit count of `sent_end`, so the modular max cannot jump.
     fn update_limit(&mut self, psn: Psn, credits: u16) {
-        // Only trust AETHs about PSNs we actually sent.
-        if psn.diff(self.sent_end) < 0 {
+        if self.ack_in_window(psn) {
             self.limit = self.limit.max(psn.add(u32::from(credits)));
         }
     }
@@ -171,7 +190,8 @@ impl Requester {
         }
         self.cursor = 0;
         self.cursor_pkt = 0;
-        Fatal
+        // The error is reported by the completion: no asynchronous event.
+        Fatal(QpEventKind::None)
     }
 
     /// Moves the QP's send side to ERROR: flushes every WQE.
@@ -360,16 +380,22 @@ impl Requester {
         Ok(Some((n, repr.ext.ack.is_some())))
     }
 
-    /// A PAETH: the same as an ACK frame with syndrome ACK.
-    pub(crate) fn handle_piggy_ack(&mut self, ctx: &mut Ctx, now: Instant, a: Paeth) {
+    /// A PAETH: the same as an ACK frame with syndrome ACK. Returns
+    /// whether it was in the window (and applied).
+    pub(crate) fn handle_piggy_ack(&mut self, ctx: &mut Ctx, now: Instant, a: Paeth) -> bool {
+        if !self.ack_in_window(a.psn) {
+            ctx.stats.rx_ack_out_of_window += 1;
+            return false;
+        }
         self.update_limit(a.psn, a.credits);
         self.process_ack(ctx, now, a.psn);
+        true
     }
 
-    /// ACK of every PSN up to and including `a`.
+    /// ACK of every PSN up to and including `a`, which the caller checked
+    /// is in the ACK window.
     fn process_ack(&mut self, ctx: &mut Ctx, now: Instant, a: Psn) {
-        if a.diff(self.sent_end) >= 0 {
-            ctx.stats.rx_bogus_ack += 1;
+        if !self.ack_in_window(a) {
             return;
         }
         let new_una = a.add(1);
@@ -412,7 +438,10 @@ impl Requester {
                 }
                 break;
             }
-            if self.una.before(e.first_psn.add(e.npsn)) {
+            // una is at or after the front WQE's first PSN, so an offset
+            // below npsn means "inside", at or above it "past the end",
+            // for messages of up to 2^23 PSNs.
+            if self.una.within(e.first_psn, e.npsn) {
                 break;
             }
             let e = self.sq.pop_front().expect("front exists");
@@ -425,10 +454,6 @@ impl Requester {
         }
     }
 
-    fn in_flight(&self, psn: Psn) -> bool {
-        psn.diff(self.una) >= 0 && psn.diff(self.sent_end) < 0
-    }
-
     /// An ACKNOWLEDGE or READ response addressed to this QP.
     pub(crate) fn handle_response<M: MemoryAccess + ?Sized>(
         &mut self,
@@ -437,7 +462,7 @@ impl Requester {
         repr: &omx_wire::FrameRepr,
         payload: &[u8],
         mem: &mut M,
-    ) -> Result<(), Fatal> {
+    ) -> Result<(), RxError> {
         let psn = repr.bth.psn;
         match repr.bth.opcode {
             Opcode::Acknowledge => {
@@ -447,7 +472,7 @@ impl Requester {
                 self.handle_aeth(ctx, now, psn, aeth)
             }
             op if op.is_read_response() => {
-                self.handle_read_response(ctx, now, psn, repr.ext.aeth, payload, mem)
+                Ok(self.handle_read_response(ctx, now, psn, repr.ext.aeth, payload, mem)?)
             }
             _ => {
                 // ATOMIC_ACKNOWLEDGE: atomics are not implemented (TODO).
@@ -463,22 +488,31 @@ impl Requester {
         now: Instant,
         psn: Psn,
         aeth: Aeth,
-    ) -> Result<(), Fatal> {
-        match aeth.syndrome {
-            Syndrome::Ack => {
-                self.update_limit(psn, aeth.credits);
-                self.process_ack(ctx, now, psn);
-                Ok(())
+    ) -> Result<(), RxError> {
+        if let Syndrome::Ack = aeth.syndrome {
+            if !self.ack_in_window(psn) {
+                ctx.stats.rx_ack_out_of_window += 1;
+                return Err(RxDrop::OutOfWindow.into());
             }
+            self.update_limit(psn, aeth.credits);
+            self.process_ack(ctx, now, psn);
+            return Ok(());
+        }
+        // Every NAK names an outstanding request packet: the one that
+        // failed, the one to resume from, or (sequence error) the first
+        // one the responder did not get.
+        if !self.outstanding_psn(psn) {
+            ctx.stats.rx_nak_out_of_window += 1;
+            return Err(RxDrop::OutOfWindow.into());
+        }
+        match aeth.syndrome {
+            Syndrome::Ack => Ok(()),
             Syndrome::RnrNak(code) => {
-                if !self.in_flight(psn) {
-                    return Ok(());
-                }
                 ctx.stats.rx_rnr_naks += 1;
                 self.update_limit(psn.sub(1), aeth.credits);
                 self.process_ack(ctx, now, psn.sub(1));
                 if self.rnr_left == 0 {
-                    return Err(self.fail_at(ctx, psn, WcStatus::RnrRetryExcErr));
+                    return Err(self.fail_at(ctx, psn, WcStatus::RnrRetryExcErr).into());
                 }
                 if self.rnr_retry != RNR_RETRY_INFINITE {
                     self.rnr_left -= 1;
@@ -490,18 +524,15 @@ impl Requester {
                 Ok(())
             }
             Syndrome::Nak(NakCode::PsnSequenceError) => {
-                if psn.diff(self.una) < 0 || psn.diff(self.sent_end) > 0 {
-                    return Ok(());
-                }
                 ctx.stats.rx_seq_naks += 1;
                 self.update_limit(psn.sub(1), aeth.credits);
                 self.process_ack(ctx, now, psn.sub(1));
-                if psn == self.sent_end || self.nak_guard == Some(psn) {
+                if self.nak_guard == Some(psn) {
                     return Ok(());
                 }
                 self.nak_guard = Some(psn);
                 if self.retry_left == 0 {
-                    return Err(self.fail_at(ctx, psn, WcStatus::RetryExcErr));
+                    return Err(self.fail_at(ctx, psn, WcStatus::RetryExcErr).into());
                 }
                 self.retry_left -= 1;
                 self.rewind(ctx, psn);
@@ -511,9 +542,6 @@ impl Requester {
                 Ok(())
             }
             Syndrome::Nak(code) => {
-                if !self.in_flight(psn) {
-                    return Ok(());
-                }
                 ctx.stats.rx_naks += 1;
                 self.process_ack(ctx, now, psn.sub(1));
                 let status = match code {
@@ -521,7 +549,7 @@ impl Requester {
                     NakCode::RemoteOperationalError => WcStatus::RemOpErr,
                     _ => WcStatus::RemInvReqErr,
                 };
-                Err(self.fail_at(ctx, psn, status))
+                Err(self.fail_at(ctx, psn, status).into())
             }
         }
     }
@@ -620,5 +648,155 @@ fn send_wc(ctx: &Ctx, e: &SqEntry, status: WcStatus) -> WorkCompletion {
         qp_num: ctx.qpn,
         src_qp: ctx.remote_qpn,
         solicited: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{pattern, SparseMemory};
+    use crate::wr::SgList;
+    use omx_wire::{FrameRepr, Opcode};
+
+    const MTU: u32 = 256;
+    /// A whole message of 2^31 bytes at MTU 256: 2^23 packets.
+    const NPSN: u32 = 1 << 23;
+
+    fn transmit(
+        r: &mut Requester,
+        ctx: &mut Ctx,
+        mem: &SparseMemory,
+    ) -> Option<(FrameRepr, Vec<u8>)> {
+        let mut buf = vec![0; omx_wire::max_frame_len(MTU as usize)];
+        let (n, _) = r
+            .poll_transmit(ctx, Instant::ZERO, &mut buf, mem, None)
+            .unwrap()?;
+        let f = omx_wire::Frame::new_checked(&buf[..n]).unwrap();
+        Some((FrameRepr::parse(&f).unwrap(), f.payload().to_vec()))
+    }
+
+    fn aeth(syndrome: Syndrome) -> Aeth {
+        Aeth {
+            syndrome,
+            msn: 0,
+            credits: 64,
+        }
+    }
+
+    /// The end of a 2^31-byte RDMA WRITE at path MTU 256 whose 2^23 PSNs
+    /// cross the 24-bit wrap: the last packets, a rewind to a PSN near
+    /// the end of the message, and the ACK of its last PSN, which
+    /// completes it. Sending the 2^23 packets before takes half a minute
+    /// in a debug build, so the requester is moved there by hand, as if
+    /// they had all been sent and acknowledged.
+    #[test]
+    fn the_end_of_a_2_31_byte_write_across_the_wrap() {
+        let mut ctx = Ctx::for_tests(0x1001, 0x2001, MTU, 64);
+        let mut mem = SparseMemory::default();
+        mem.add(1, 0x1000, 1 << 31, &[Access::LocalRead]);
+        let mut r = Requester::new(4);
+        let first = Psn::new(0xFF_FF00);
+        r.start(first);
+        let op = SendOp::RdmaWrite {
+            remote_addr: 0x7000_0000,
+            rkey: 9,
+        };
+        let wr = SendWr {
+            wr_id: 7,
+            op,
+            sg: SgList::single(0x1000, 1 << 31, 1),
+            signaled: true,
+            solicited: false,
+        };
+        r.post(wr, 1 << 31);
+        // The first packet through the ordinary path.
+        let (f, _) = transmit(&mut r, &mut ctx, &mem).unwrap();
+        assert_eq!(f.bth.opcode, Opcode::WriteFirst);
+        assert_eq!(f.ext.reth.unwrap().dma_len, 1 << 31);
+        assert_eq!(r.sq[0].npsn, NPSN);
+        // Everything but the last 4 packets sent and acknowledged.
+        let k = NPSN - 4;
+        r.una = first.add(k);
+        r.next_psn = r.una;
+        r.sent_end = r.una;
+        r.cursor_pkt = k;
+        r.limit = r.una.add(63);
+        let mut psns = Vec::new();
+        while let Some((f, payload)) = transmit(&mut r, &mut ctx, &mem) {
+            let off = u64::from(f.bth.psn.offset_from(first)) * u64::from(MTU);
+            assert_eq!(payload[0], pattern(0x1000 + off));
+            assert_eq!(payload.len(), MTU as usize);
+            psns.push((f.bth.psn, f.bth.opcode));
+        }
+        let last = first.add(NPSN - 1);
+        assert_eq!(last, Psn::new(0x7F_FEFF));
+        assert_eq!(
+            psns,
+            [
+                (first.add(k), Opcode::WriteMiddle),
+                (first.add(k + 1), Opcode::WriteMiddle),
+                (first.add(k + 2), Opcode::WriteMiddle),
+                (last, Opcode::WriteLast),
+            ]
+        );
+        assert!(r.sq[0].contains(last) && !r.sq[0].contains(last.add(1)));
+        assert!(r.sq[0].contains(first) && !r.sq[0].contains(first.sub(1)));
+        // The responder lost the third-to-last: go back to it.
+        let nak = aeth(Syndrome::Nak(NakCode::PsnSequenceError));
+        r.handle_aeth(&mut ctx, Instant::ZERO, first.add(k + 1), nak)
+            .unwrap();
+        assert_eq!(r.una, first.add(k + 1));
+        assert_eq!((r.cursor, r.cursor_pkt), (0, k + 1));
+        let again: Vec<_> = core::iter::from_fn(|| transmit(&mut r, &mut ctx, &mem))
+            .map(|(f, _)| f.bth.psn)
+            .collect();
+        assert_eq!(again, [first.add(k + 1), first.add(k + 2), last]);
+        assert!(ctx.pop_wc().is_none());
+        // Acknowledging the PSN before the last completes nothing, the
+        // last completes the WRITE; one past it is outside the window.
+        r.handle_aeth(&mut ctx, Instant::ZERO, last.sub(1), aeth(Syndrome::Ack))
+            .unwrap();
+        assert!(ctx.pop_wc().is_none());
+        assert_eq!(
+            r.handle_aeth(&mut ctx, Instant::ZERO, last.add(1), aeth(Syndrome::Ack)),
+            Err(RxError::Drop(RxDrop::OutOfWindow))
+        );
+        r.handle_aeth(&mut ctx, Instant::ZERO, last, aeth(Syndrome::Ack))
+            .unwrap();
+        let wc = ctx.pop_wc().unwrap();
+        assert_eq!((wc.wr_id, wc.status), (7, WcStatus::Success));
+        assert!(r.sq.is_empty());
+        assert_eq!(r.una, last.add(1));
+    }
+
+    /// The ACK window's edges, with the window across the PSN wrap.
+    #[test]
+    fn ack_and_nak_windows() {
+        let mut r = Requester::new(4);
+        let una = Psn::new(0xFF_FFFE);
+        r.start(una);
+        r.sent_end = una.add(5);
+        for (p, ack, nak) in [
+            (una.sub(2), false, false),
+            (una.sub(1), true, false),
+            (una, true, true),
+            (una.add(4), true, true),
+            (una.add(5), false, false),
+            (una.add(0x80_0000), false, false),
+        ] {
+            assert_eq!(r.ack_in_window(p), ack, "{p:?}");
+            assert_eq!(r.outstanding_psn(p), nak, "{p:?}");
+        }
+        // Nothing outstanding: only una - 1.
+        r.sent_end = una;
+        assert!(r.ack_in_window(una.sub(1)));
+        assert!(!r.ack_in_window(una));
+        assert!(!r.outstanding_psn(una));
+        // Credits of an old PSN never move the limit.
+        let limit = r.limit;
+        r.update_limit(una.sub(1000), u16::MAX);
+        assert_eq!(r.limit, limit);
+        r.update_limit(una.sub(1), 100);
+        assert_eq!(r.limit, una.add(99));
     }
 }

@@ -1,6 +1,17 @@
 //! RC responder: in-order execution of SEND, RDMA WRITE and RDMA READ
 //! requests, duplicate handling, NAK generation and READ responses
 //! (docs/wire.md §7, §10.1).
+//!
+//! What a peer may make it do (docs/wire.md §7.3):
+//! - RDMA WRITE / READ / atomics only as the QP's access flags allow
+//!   (NAK invalid request otherwise, as rxe's `check_op_valid`), and then
+//!   only as the MR allows (NAK remote access error);
+//! - no RETH length above the 2^31-byte message limit;
+//! - at most `max_dest_rd_atomic` READs being answered (0 refuses all);
+//! - a duplicate READ is answered again only if it matches one of the
+//!   last [`READ_HISTORY`] READs executed (its PSN, address, rkey and
+//!   length, see [`ReadRecord::matches`]), otherwise dropped;
+//! - at most [`READ_BURST`] READ response packets per input.
 
 use std::collections::VecDeque;
 
@@ -10,8 +21,10 @@ use omx_wire::{
 
 use crate::ack::AckState;
 use crate::mem::{self, Access, MemoryAccess};
-use crate::qp::{Ctx, Fatal};
+use crate::qp::{Ctx, Fatal, QpEventKind, RxDrop, RxError, MAX_MSG_SIZE, READ_BURST};
+use crate::state::access;
 use crate::time::Instant;
+use crate::timer::Timer;
 use crate::wr::{RecvWr, WcOpcode, WcQueue, WcStatus, WorkCompletion};
 
 #[derive(Debug, Clone, Copy)]
@@ -22,27 +35,59 @@ struct WriteCtx {
     off: u32,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct ReadJob {
+/// An executed READ request, as the responder remembers it to answer a
+/// duplicate of it (or of its tail) again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadRecord {
+    /// PSN of the request (its first response PSN).
     first: Psn,
     va: u64,
     rkey: u32,
     len: u32,
+    /// Response packets: `max(1, ceil(len / mtu))`, at most 2^23.
     npsn: u32,
-    next: u32,
 }
 
-impl ReadJob {
+impl ReadRecord {
     fn new(first: Psn, reth: &Reth, mtu: u32) -> Self {
-        ReadJob {
+        ReadRecord {
             first,
             va: reth.va,
             rkey: reth.rkey,
             len: reth.dma_len,
             npsn: reth.dma_len.div_ceil(mtu).max(1),
-            next: 0,
         }
     }
+
+    /// The index `k` of the first response a duplicate READ request with
+    /// PSN `psn` and RETH `reth` asks for again, if it is this READ or
+    /// its tail from response `k` on: `psn = first + k` with `k < npsn`
+    /// (an unsigned offset: a READ may span 2^23 PSNs), `va + k * mtu`,
+    /// the same rkey and `len - k * mtu` bytes. That is exactly how our
+    /// requester re-issues a partially answered READ (requester.rs);
+    /// anything else is not a READ this responder executed.
+    pub(crate) fn matches(&self, psn: Psn, reth: &Reth, mtu: u32) -> Option<u32> {
+        let k = psn.offset_from(self.first);
+        if k >= self.npsn {
+            return None;
+        }
+        let skip = u64::from(k) * u64::from(mtu);
+        let ok = reth.rkey == self.rkey
+            && reth.va == self.va.wrapping_add(skip)
+            && u64::from(reth.dma_len) + skip == u64::from(self.len);
+        ok.then_some(k)
+    }
+}
+
+/// READ requests the responder remembers for duplicates: at least the
+/// requester's most outstanding READs (`max_rd_atomic` is at most 16).
+pub(crate) const READ_HISTORY: usize = 16;
+
+#[derive(Debug, Clone, Copy)]
+struct ReadJob {
+    rec: ReadRecord,
+    /// Next response to send (index from `rec.first`).
+    next: u32,
 }
 
 /// What executing an in-sequence request packet did.
@@ -62,6 +107,14 @@ pub(crate) struct Responder {
     recv_off: Option<u64>,
     write: Option<WriteCtx>,
     read_q: VecDeque<ReadJob>,
+    /// The last READ requests executed, oldest overwritten first.
+    read_history: [Option<ReadRecord>; READ_HISTORY],
+    /// Slot of `read_history` the next READ is recorded in.
+    history_next: usize,
+    /// READ response packets still allowed before the next input.
+    burst_left: u32,
+    /// The QP's `IBV_ACCESS_*` flags.
+    pub(crate) access: u32,
     pub(crate) max_dest_rd_atomic: usize,
     pub(crate) min_rnr_timer: u8,
     gap_nak_sent: bool,
@@ -81,8 +134,12 @@ impl Responder {
             rq: VecDeque::with_capacity(rq_depth),
             recv_off: None,
             write: None,
-            read_q: VecDeque::with_capacity(256),
-            max_dest_rd_atomic: 16,
+            read_q: VecDeque::with_capacity(READ_HISTORY),
+            read_history: [None; READ_HISTORY],
+            history_next: 0,
+            burst_left: READ_BURST,
+            access: 0,
+            max_dest_rd_atomic: 0,
             min_rnr_timer: 12,
             gap_nak_sent: false,
             nak: None,
@@ -94,6 +151,11 @@ impl Responder {
     /// INIT→RTR: expect `rq_psn`.
     pub(crate) fn start(&mut self, rq_psn: Psn) {
         self.epsn = rq_psn;
+    }
+
+    /// An input reached the QP: a new burst of READ responses may go.
+    pub(crate) fn new_input(&mut self) {
+        self.burst_left = READ_BURST;
     }
 
     pub(crate) fn post(&mut self, wr: RecvWr) {
@@ -125,15 +187,44 @@ impl Responder {
         self.recv_off = None;
         self.write = None;
         self.read_q.clear();
+        self.read_history = [None; READ_HISTORY];
+        self.history_next = 0;
         self.nak = None;
         self.gap_nak_sent = false;
         self.msn = 0;
         self.acked = false;
     }
 
+    /// Queues the NAK that ends the connection; the QP goes to ERROR with
+    /// the matching asynchronous event (IBTA 11.6.3: an invalid request
+    /// raises a request error, a remote access error an access error,
+    /// anything else a fatal error).
     fn fatal(&mut self, psn: Psn, code: NakCode) -> Fatal {
         self.nak = Some((psn, Syndrome::Nak(code)));
-        Fatal
+        Fatal(match code {
+            NakCode::InvalidRequest => QpEventKind::ReqErr,
+            NakCode::RemoteAccessError => QpEventKind::AccessErr,
+            _ => QpEventKind::Fatal,
+        })
+    }
+
+    /// The QP's access flags allow `right` (an `IBV_ACCESS_REMOTE_*`
+    /// bit); if not, the request is invalid (rxe's `check_op_valid`).
+    fn allowed(&mut self, ctx: &mut Ctx, psn: Psn, right: u32) -> Result<(), Fatal> {
+        if self.access & right == 0 {
+            ctx.stats.rx_qp_access_denied += 1;
+            return Err(self.fatal(psn, NakCode::InvalidRequest));
+        }
+        Ok(())
+    }
+
+    /// A RETH length within the message limit.
+    fn length_allowed(&mut self, ctx: &mut Ctx, psn: Psn, reth: &Reth) -> Result<(), Fatal> {
+        if u64::from(reth.dma_len) > MAX_MSG_SIZE {
+            ctx.stats.rx_too_large += 1;
+            return Err(self.fatal(psn, NakCode::InvalidRequest));
+        }
+        Ok(())
     }
 
     /// A request packet addressed to this QP.
@@ -144,7 +235,7 @@ impl Responder {
         repr: &FrameRepr,
         payload: &[u8],
         mem: &mut M,
-    ) -> Result<(), Fatal> {
+    ) -> Result<(), RxError> {
         let psn = repr.bth.psn;
         let d = psn.diff(self.epsn);
         if d > 0 {
@@ -157,11 +248,13 @@ impl Responder {
         }
         if d < 0 {
             ctx.stats.rx_duplicate += 1;
-            match (repr.bth.opcode, repr.ext.reth) {
+            return match (repr.bth.opcode, repr.ext.reth) {
                 (Opcode::ReadRequest, Some(reth)) => self.duplicate_read(ctx, psn, &reth, mem),
-                _ => self.ack.force(),
-            }
-            return Ok(());
+                _ => {
+                    self.ack.force();
+                    Ok(())
+                }
+            };
         }
         let op = repr.bth.opcode;
         let exec = if op.is_send() {
@@ -170,9 +263,13 @@ impl Responder {
             self.exec_write(ctx, repr, payload, mem)?
         } else if op == Opcode::ReadRequest {
             self.exec_read(ctx, repr, mem)?
+        } else if matches!(op, Opcode::CompareSwap | Opcode::FetchAdd) {
+            self.allowed(ctx, psn, access::REMOTE_ATOMIC)?;
+            // Atomics: TODO, answered as invalid.
+            return Err(self.fatal(psn, NakCode::InvalidRequest).into());
         } else {
-            // Atomics and SEND with invalidate: TODO, answered as invalid.
-            return Err(self.fatal(psn, NakCode::InvalidRequest));
+            // SEND with invalidate: TODO, answered as invalid.
+            return Err(self.fatal(psn, NakCode::InvalidRequest).into());
         };
         match exec {
             Exec::Rnr => {
@@ -291,6 +388,9 @@ impl Responder {
         if !Self::length_ok(pos, payload.len(), ctx.mtu as usize) {
             return Err(self.fatal(psn, NakCode::InvalidRequest));
         }
+        // Every packet of the message, zero-length and with immediate
+        // included (the flags may change between packets: RTS→RTS).
+        self.allowed(ctx, psn, access::REMOTE_WRITE)?;
         if op.has_imm() && self.rq.is_empty() {
             return Ok(Exec::Rnr);
         }
@@ -301,6 +401,7 @@ impl Responder {
             if self.recv_off.is_some() || self.write.is_some() {
                 return Err(self.fatal(psn, NakCode::InvalidRequest));
             }
+            self.length_allowed(ctx, psn, &reth)?;
             if reth.dma_len > 0
                 && mem
                     .check(
@@ -376,12 +477,17 @@ impl Responder {
         let Some(reth) = repr.ext.reth else {
             return Err(self.fatal(psn, NakCode::InvalidRequest));
         };
-        if self.recv_off.is_some()
-            || self.write.is_some()
-            || self.read_q.len() >= self.max_dest_rd_atomic
-        {
+        if self.recv_off.is_some() || self.write.is_some() {
             return Err(self.fatal(psn, NakCode::InvalidRequest));
         }
+        // rxe's order: the QP's rights, its resources, the length, the
+        // MR.
+        self.allowed(ctx, psn, access::REMOTE_READ)?;
+        if self.read_q.len() >= self.max_dest_rd_atomic {
+            ctx.stats.rx_rd_atomic_exceeded += 1;
+            return Err(self.fatal(psn, NakCode::InvalidRequest));
+        }
+        self.length_allowed(ctx, psn, &reth)?;
         if reth.dma_len > 0
             && mem
                 .check(
@@ -394,31 +500,48 @@ impl Responder {
         {
             return Err(self.fatal(psn, NakCode::RemoteAccessError));
         }
-        let job = ReadJob::new(psn, &reth, ctx.mtu);
-        self.read_q.push_back(job);
+        let rec = ReadRecord::new(psn, &reth, ctx.mtu);
+        self.read_history[self.history_next] = Some(rec);
+        self.history_next = (self.history_next + 1) % READ_HISTORY;
+        self.read_q.push_back(ReadJob { rec, next: 0 });
         self.msn = (self.msn + 1) & 0xFF_FFFF;
-        Ok(Exec::Advance(job.npsn, true))
+        Ok(Exec::Advance(rec.npsn, true))
     }
 
-    /// IBTA 9.7.5.1.5: a duplicate READ request is executed again from its
-    /// PSN with the RETH it carries.
+    /// A duplicate READ request (PSN before ePSN; IBTA 9.7.5.1.5): the
+    /// requester lost responses and asks again from one of them. It is
+    /// answered only if it matches a READ in the history
+    /// ([`ReadRecord::matches`]): the responses from the one it names on
+    /// are sent again, from the queued job if its responses are still
+    /// going out, else from a new job (rights re-checked, within
+    /// `max_dest_rd_atomic`). Anything else is dropped without reading a
+    /// byte.
     fn duplicate_read<M: MemoryAccess + ?Sized>(
         &mut self,
         ctx: &mut Ctx,
         psn: Psn,
         reth: &Reth,
         mem: &M,
-    ) {
-        if let Some(job) = self.read_q.iter_mut().find(|j| {
-            let d = psn.diff(j.first);
-            d >= 0 && (d as u32) < j.npsn
-        }) {
-            job.next = job.next.min(psn.diff(job.first) as u32);
-            return;
+    ) -> Result<(), RxError> {
+        let mtu = ctx.mtu;
+        let found = self
+            .read_history
+            .iter()
+            .flatten()
+            .find_map(|r| r.matches(psn, reth, mtu).map(|k| (*r, k)));
+        let Some((rec, k)) = found else {
+            ctx.stats.rx_dup_read_unmatched += 1;
+            return Err(RxDrop::DuplicateRead.into());
+        };
+        if let Some(job) = self.read_q.iter_mut().find(|j| j.rec == rec) {
+            job.next = job.next.min(k);
+            return Ok(());
         }
         if self.read_q.len() >= self.max_dest_rd_atomic {
-            return;
+            ctx.stats.rx_dup_read_busy += 1;
+            return Err(RxDrop::DuplicateRead.into());
         }
+        self.allowed(ctx, psn, access::REMOTE_READ)?;
         if reth.dma_len > 0
             && mem
                 .check(
@@ -429,9 +552,10 @@ impl Responder {
                 )
                 .is_err()
         {
-            return;
+            return Err(self.fatal(psn, NakCode::RemoteAccessError).into());
         }
-        self.read_q.push_back(ReadJob::new(psn, reth, ctx.mtu));
+        self.read_q.push_back(ReadJob { rec, next: k });
+        Ok(())
     }
 
     fn aeth(&self, ctx: &Ctx, syndrome: Syndrome) -> Aeth {
@@ -479,18 +603,29 @@ impl Responder {
     }
 
     /// Next responder frame: READ responses, then a NAK, then an ACK.
+    /// Once [`READ_BURST`] READ responses went out since the last input
+    /// with more queued, nothing (the NAK and ACK would overtake them):
+    /// the resume timer, due at `now`, makes the caller's timer pass
+    /// grant the next burst.
     pub(crate) fn poll_transmit<M: MemoryAccess + ?Sized>(
         &mut self,
         ctx: &mut Ctx,
+        now: Instant,
         buf: &mut [u8],
         mem: &M,
     ) -> Result<Option<usize>, Fatal> {
-        if let Some(job) = self.read_q.front().copied() {
+        if let Some(ReadJob { rec, next }) = self.read_q.front().copied() {
+            if self.burst_left == 0 {
+                ctx.stats.tx_read_paused += 1;
+                ctx.timers.set_if_stopped(Timer::Resume, now);
+                return Ok(None);
+            }
             let mtu = ctx.mtu;
-            let psn = job.first.add(job.next);
-            let pos = Position::of(job.next, job.npsn);
-            let off = job.next * mtu;
-            let plen = (job.len - off).min(mtu);
+            let psn = rec.first.add(next);
+            let pos = Position::of(next, rec.npsn);
+            // next < npsn <= 2^23, so this is below len <= 2^31.
+            let off = u64::from(next) * u64::from(mtu);
+            let plen = (u64::from(rec.len) - off).min(u64::from(mtu)) as u32;
             let opcode = Opcode::read_response(pos);
             let ext = Ext {
                 aeth: (pos != Position::Middle).then(|| self.aeth(ctx, Syndrome::Ack)),
@@ -505,20 +640,25 @@ impl Responder {
             if plen > 0
                 && mem
                     .read(
-                        job.rkey,
-                        job.va.wrapping_add(u64::from(off)),
+                        rec.rkey,
+                        rec.va.wrapping_add(off),
                         frame.payload_mut(),
                         Access::RemoteRead,
                     )
                     .is_err()
             {
-                // The MR went away after the request was validated.
-                return Err(self.fatal(job.first, NakCode::RemoteAccessError));
+                // The MR went away after the request was validated, or
+                // its memory faulted. The NAK names this response's PSN:
+                // the requester has the ones before it, so only this one
+                // is still outstanding there (the READ's first PSN may
+                // already be acknowledged, and a NAK for it ignored).
+                return Err(self.fatal(psn, NakCode::RemoteAccessError));
             }
             let n = frame.fill_crc_and_pad();
+            self.burst_left -= 1;
             if let Some(j) = self.read_q.front_mut() {
                 j.next += 1;
-                if j.next >= j.npsn {
+                if j.next >= j.rec.npsn {
                     self.read_q.pop_front();
                 }
             }
@@ -569,5 +709,54 @@ fn recv_wc(
         qp_num: ctx.qpn,
         src_qp: ctx.remote_qpn,
         solicited,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A READ of 2^31 bytes at MTU 256 (2^23 responses) across the wrap:
+    /// a duplicate names a tail of it by PSN, address and length in step.
+    #[test]
+    fn duplicate_read_matching() {
+        let mtu = 256;
+        let first = Psn::new(0xFF_FFF0);
+        let reth = |va: u64, rkey: u32, dma_len: u32| Reth { va, rkey, dma_len };
+        let rec = ReadRecord::new(first, &reth(0x10_0000, 5, 1 << 31), mtu);
+        assert_eq!(rec.npsn, 1 << 23);
+        let last = (1u32 << 23) - 1;
+        let at = |k: u32| 0x10_0000 + u64::from(k) * u64::from(mtu);
+        let tail = |k: u32| (1u32 << 31) - k * mtu;
+        assert_eq!(rec.matches(first, &reth(at(0), 5, tail(0)), mtu), Some(0));
+        assert_eq!(
+            rec.matches(first.add(16), &reth(at(16), 5, tail(16)), mtu),
+            Some(16)
+        );
+        assert_eq!(
+            rec.matches(first.add(last), &reth(at(last), 5, mtu), mtu),
+            Some(last)
+        );
+        for (what, psn, r) in [
+            (
+                "past the end",
+                first.add(last + 1),
+                reth(at(last + 1), 5, 0),
+            ),
+            ("before", first.sub(1), reth(at(0), 5, tail(0))),
+            ("address", first.add(16), reth(at(16) + 1, 5, tail(16))),
+            ("address of k - 1", first.add(16), reth(at(15), 5, tail(16))),
+            ("rkey", first.add(16), reth(at(16), 6, tail(16))),
+            ("length", first.add(16), reth(at(16), 5, tail(16) - 1)),
+            ("whole length", first.add(16), reth(at(16), 5, tail(0))),
+            ("far away", first.add(0x80_0000), reth(at(0), 5, tail(0))),
+        ] {
+            assert_eq!(rec.matches(psn, &r, mtu), None, "{what}");
+        }
+        // A zero-length READ: one response, at its own PSN only.
+        let zero = ReadRecord::new(first, &reth(0, 5, 0), mtu);
+        assert_eq!(zero.npsn, 1);
+        assert_eq!(zero.matches(first, &reth(0, 5, 0), mtu), Some(0));
+        assert_eq!(zero.matches(first.add(1), &reth(0, 5, 0), mtu), None);
     }
 }

@@ -14,17 +14,21 @@ pub enum Timer {
     Rnr = 1,
     /// Responder ACK coalescing delay.
     Ack = 2,
+    /// Immediate: the responder used up its READ response burst with
+    /// responses left (docs/wire.md §7.3, `READ_BURST`); the caller's
+    /// timer pass calls `handle_timeout`, which grants the next burst.
+    Resume = 3,
 }
 
 impl Timer {
     /// Every timer, in table order.
-    pub const VALUES: [Timer; 3] = [Timer::Retransmit, Timer::Rnr, Timer::Ack];
+    pub const VALUES: [Timer; 4] = [Timer::Retransmit, Timer::Rnr, Timer::Ack, Timer::Resume];
 }
 
 /// Deadlines of the [`Timer`]s; `None` = stopped.
 #[derive(Debug, Clone, Default)]
 pub struct TimerTable {
-    data: [Option<Instant>; 3],
+    data: [Option<Instant>; Timer::VALUES.len()],
 }
 
 impl TimerTable {
@@ -62,6 +66,6 @@ impl TimerTable {
 
     /// Stops every timer.
     pub fn stop_all(&mut self) {
-        self.data = [None; 3];
+        self.data = [None; Timer::VALUES.len()];
     }
 }

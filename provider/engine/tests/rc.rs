@@ -2,6 +2,7 @@
 
 mod sim;
 
+use omx_engine::testing::Crafter;
 use omx_engine::*;
 use omx_wire::{Frame, Opcode, Psn};
 use sim::*;
@@ -571,22 +572,35 @@ fn unsignaled_wrs_release_their_slots() {
 #[test]
 fn modify_follows_the_ibta_state_machine() {
     let mut qp = RcQp::new(QpConfig::new(omx_wire::Qpn::new(0x1001)));
+    let [init, _, rts] = omx_engine::testing::Conn::new(0x1001, 0x2001).steps();
     let to = |s| QpAttr {
         state: Some(s),
         ..QpAttr::default()
     };
-    assert!(qp.modify(&to(QpState::Rts)).is_err());
+    assert!(matches!(
+        qp.modify(&rts),
+        Err(ModifyError::InvalidTransition { .. })
+    ));
     assert_eq!(
         qp.post_send(send_wr(1, SendOp::Send, 0, 0, 0)),
         Err(PostError::InvalidState)
     );
-    qp.modify(&to(QpState::Init)).unwrap();
+    // RESET→INIT takes the access flags, port and P_Key index.
+    assert!(matches!(
+        qp.modify(&to(QpState::Init)),
+        Err(ModifyError::InvalidMask { .. })
+    ));
+    qp.modify(&init).unwrap();
     assert_eq!(
         qp.modify(&to(QpState::Rtr)),
-        Err(ModifyError::MissingAttribute)
+        Err(ModifyError::InvalidMask {
+            from: QpState::Init,
+            to: QpState::Rtr,
+            mask: attr_mask::STATE
+        })
     );
     let bad = QpAttr {
-        retry_cnt: Some(8),
+        access_flags: Some(access::REMOTE_READ | 64),
         ..QpAttr::default()
     };
     assert_eq!(qp.modify(&bad), Err(ModifyError::InvalidAttribute));
@@ -603,7 +617,7 @@ fn modify_follows_the_ibta_state_machine() {
         rkey: 0,
         add: 1,
     };
-    qp.modify(&to(QpState::Init)).unwrap();
+    qp.modify(&init).unwrap();
     assert_eq!(
         qp.post_send(send_wr(1, atomic, 0, 8, 0)),
         Err(PostError::Unsupported)
@@ -696,33 +710,13 @@ fn psn_sequence_error_nak_triggers_fast_retransmit() {
     assert_eq!(&net.b.mem.region(2).unwrap().data[..8 * 1024], &data[..]);
 }
 
-/// Builds a request frame from A's QPN to B's.
+/// Builds a request frame from A to B.
 fn request(op: Opcode, psn: u32, payload: &[u8], reth: Option<omx_wire::Reth>) -> Vec<u8> {
-    let repr = omx_wire::FrameRepr {
-        dst_mac: [0; 6],
-        src_mac: [0; 6],
-        peer_index: 0xFFFF,
-        bth: omx_wire::Bth {
-            opcode: op,
-            transport: omx_wire::Transport::Rc,
-            ack_req: true,
-            solicited: false,
-            dst_qpn: omx_wire::Qpn::new(QPN_B),
-            src_qpn: omx_wire::Qpn::new(QPN_A),
-            psn: Psn::new(psn),
-        },
-        ext: omx_wire::Ext {
-            reth,
-            ..omx_wire::Ext::default()
-        },
-        payload_len: payload.len(),
+    let ext = omx_wire::Ext {
+        reth,
+        ..omx_wire::Ext::default()
     };
-    let mut buf = vec![0; repr.buffer_len()];
-    repr.emit(&mut Frame::new_unchecked(&mut buf[..]), |p| {
-        p.copy_from_slice(payload)
-    })
-    .unwrap();
-    buf
+    Crafter::new(QPN_A, QPN_B).frame(op, psn, ext, payload)
 }
 
 fn responses_of(net: &mut Net) -> Vec<omx_wire::FrameRepr> {

@@ -332,7 +332,7 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
                 }
                 // And through shared memory where it can.
                 if let Some(q) = eattr.and_then(|e| e.dest_qpn) {
-                    rt.connect_local(q.endpoint());
+                    rt.connect_local(Qpn::new(q).endpoint());
                 }
             }
         }
@@ -431,7 +431,15 @@ pub fn engine_attr(
     neighbour: impl FnOnce(&ibv_ah_attr) -> Result<[u8; 6], Errno>,
 ) -> Result<QpAttr, Errno> {
     let has = |bit: u32| mask & bit != 0;
-    let mut e = QpAttr::default();
+    let mut e = QpAttr {
+        // Attributes the engine does not model still count for its
+        // transition table.
+        extra_mask: mask & !QpAttr::MODELLED_MASK,
+        ..QpAttr::default()
+    };
+    if has(IBV_QP_ACCESS_FLAGS) {
+        e.access_flags = Some(a.qp_access_flags);
+    }
     if has(IBV_QP_STATE) {
         e.state = Some(match a.qp_state {
             IBV_QPS_RESET => QpState::Reset,
@@ -448,7 +456,7 @@ pub fn engine_attr(
         e.path_mtu = Some(PathMtu::from_ibv(a.path_mtu as u8).ok_or(Errno::EINVAL)?);
     }
     if has(IBV_QP_DEST_QPN) {
-        e.dest_qpn = Some(Qpn::new(a.dest_qp_num));
+        e.dest_qpn = Some(a.dest_qp_num);
     }
     if has(IBV_QP_RQ_PSN) {
         e.rq_psn = Some(Psn::new(a.rq_psn));
@@ -816,7 +824,7 @@ mod tests {
         let e = engine_attr(&a, m, [2, 0, 0, 0, 0, 9], no_neigh).unwrap();
         assert_eq!(e.state, Some(QpState::Rtr));
         assert_eq!(e.path_mtu, Some(PathMtu::Mtu1024));
-        assert_eq!(e.dest_qpn, Some(Qpn::new(0x1003)));
+        assert_eq!(e.dest_qpn, Some(0x1003));
         let p = e.path.unwrap();
         assert_eq!(p.dmac, [2, 0x11, 0x22, 0x33, 0x44, 0x55]);
         assert_eq!(p.smac, [2, 0, 0, 0, 0, 9]);

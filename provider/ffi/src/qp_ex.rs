@@ -640,7 +640,6 @@ pub unsafe extern "C" fn create_qp_ex(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use omx_engine::{QpAttr, QpState};
     use omx_verbs::{Cq, Qp, QpCaps};
     use omx_wire::Qpn;
     use std::sync::Arc;
@@ -716,11 +715,8 @@ mod tests {
 
     fn to_init(q: &Qp) {
         let mut g = q.lock();
-        g.modify(&QpAttr {
-            state: Some(QpState::Init),
-            ..Default::default()
-        })
-        .unwrap();
+        let [init, ..] = omx_engine::testing::Conn::new(0x1001, 0x2001).steps();
+        g.modify(&init).unwrap();
     }
 
     #[test]

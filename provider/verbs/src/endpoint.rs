@@ -516,11 +516,8 @@ mod tests {
     use super::*;
     use crate::mr::{MrEntry, ACCESS_LOCAL_WRITE};
     use crate::qp::QpCaps;
-    use omx_engine::{
-        PathInfo, PathMtu, QpAttr, QpState, RecvWr, SendOp, SendWr, SgList, WcStatus,
-        WorkCompletion,
-    };
-    use omx_wire::{Psn, Qpn};
+    use omx_engine::{QpAttr, QpState, RecvWr, SendOp, SendWr, SgList, WcStatus, WorkCompletion};
+    use omx_wire::Qpn;
     use std::cell::RefCell;
 
     #[derive(Default)]
@@ -552,34 +549,13 @@ mod tests {
         ));
         ep.insert_qp(qp.clone());
         let mut g = qp.lock();
-        let s = |st| QpAttr {
-            state: Some(st),
-            ..Default::default()
+        let conn = omx_engine::testing::Conn {
+            min_rnr_timer: 1,
+            ..omx_engine::testing::Conn::new(qpn, peer)
         };
-        g.modify(&s(QpState::Init)).unwrap();
-        g.modify(&QpAttr {
-            state: Some(QpState::Rtr),
-            path_mtu: Some(PathMtu::Mtu1024),
-            dest_qpn: Some(Qpn::new(peer)),
-            rq_psn: Some(Psn::new(0)),
-            min_rnr_timer: Some(1),
-            path: Some(PathInfo {
-                dmac: [2, 0, 0, 0, 0, 2],
-                smac: [2, 0, 0, 0, 0, 1],
-                peer_index: 0xffff,
-            }),
-            ..Default::default()
-        })
-        .unwrap();
-        g.modify(&QpAttr {
-            state: Some(QpState::Rts),
-            sq_psn: Some(Psn::new(0)),
-            timeout: Some(14),
-            retry_cnt: Some(7),
-            rnr_retry: Some(7),
-            ..Default::default()
-        })
-        .unwrap();
+        for a in conn.steps() {
+            g.modify(&a).unwrap();
+        }
         drop(g);
         qp
     }

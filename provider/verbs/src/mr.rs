@@ -187,10 +187,9 @@ pub enum AdviseError {
 /// mapped, not accessible, or without backing: docs/provider.md, "When a
 /// registered buffer goes away"). The engine turns every `MemError` into a
 /// remote access error NAK (remote operations) or IBV_WC_LOC_PROT_ERR
-/// (local gather/scatter). `OutOfBounds` until `omx_engine::MemError`
-/// gets a variant of its own for it.
+/// (local gather/scatter).
 fn fault_error(_: Fault) -> MemError {
-    MemError::OutOfBounds
+    MemError::Fault
 }
 
 /// The engine's [`MemoryAccess`] for one PD.
@@ -426,14 +425,14 @@ mod tests {
             let mut out = [0u8; 4];
             m.read(0x301, a + 4, &mut out, Access::RemoteRead).unwrap();
             assert_eq!(&out, b"odp!");
-            // Page 0 is never mapped: an error, not a fault.
+            // Page 0 is never mapped: an error, not a signal.
             assert_eq!(
                 m.read(0x301, 16, &mut out, Access::LocalRead),
-                Err(MemError::OutOfBounds)
+                Err(MemError::Fault)
             );
             assert_eq!(
                 m.write(0x301, 16, b"x", Access::LocalWrite),
-                Err(MemError::OutOfBounds)
+                Err(MemError::Fault)
             );
             // The top of the address space: bounds arithmetic must not
             // overflow, and the range is refused.
@@ -442,9 +441,10 @@ mod tests {
                 m.check(0x301, u64::MAX - 1, 2, Access::LocalRead),
                 Err(MemError::OutOfBounds)
             );
+            // Inside the implicit MR, but no user mapping is there.
             assert_eq!(
                 m.read(0x301, u64::MAX - 3, &mut out[..2], Access::LocalRead),
-                Err(MemError::OutOfBounds)
+                Err(MemError::Fault)
             );
         });
         assert_eq!(&buf[4..8], b"odp!");

@@ -7,9 +7,9 @@
 
 use std::collections::VecDeque;
 
-use omx_engine::testing::{FakeMemory, ALL_ACCESS};
+use omx_engine::testing::{rts_qp, Conn, FakeMemory, ALL_ACCESS};
 use omx_engine::*;
-use omx_wire::{Frame, Opcode, Psn, Qpn};
+use omx_wire::{Frame, Opcode, Qpn};
 
 /// SplitMix64: tiny, seeded, good enough for fault injection.
 #[derive(Debug, Clone)]
@@ -101,14 +101,28 @@ pub struct Node {
     pub completions: Vec<WorkCompletion>,
 }
 
+/// A's side of the connection `p` describes.
+pub fn conn(p: &Params) -> Conn {
+    Conn {
+        mtu: p.mtu,
+        sq_psn: p.psn_a,
+        rq_psn: p.psn_b,
+        timeout: p.timeout,
+        retry_cnt: p.retry_cnt,
+        rnr_retry: p.rnr_retry,
+        min_rnr_timer: p.min_rnr_timer,
+        ..Conn::new(QPN_A, QPN_B)
+    }
+}
+
 impl Node {
-    fn new(qpn: u32, p: &Params) -> Self {
-        let mut cfg = QpConfig::new(Qpn::new(qpn));
+    fn new(c: &Conn, p: &Params) -> Self {
+        let mut cfg = QpConfig::new(Qpn::new(c.qpn));
         cfg.rx_window = p.rx_window;
         cfg.sq_depth = p.depth;
         cfg.rq_depth = p.depth;
         Node {
-            qp: RcQp::new(cfg),
+            qp: rts_qp(cfg, c),
             mem: FakeMemory::default(),
             ring: VecDeque::new(),
             ring_cap: 4096,
@@ -167,45 +181,11 @@ pub struct Net {
     buf: Vec<u8>,
 }
 
-fn connect(qp: &mut RcQp, p: &Params, remote: u32, sq_psn: u32, rq_psn: u32) {
-    qp.modify(&QpAttr {
-        state: Some(QpState::Init),
-        ..QpAttr::default()
-    })
-    .unwrap();
-    qp.modify(&QpAttr {
-        state: Some(QpState::Rtr),
-        path_mtu: Some(p.mtu),
-        dest_qpn: Some(Qpn::new(remote)),
-        rq_psn: Some(Psn::new(rq_psn)),
-        min_rnr_timer: Some(p.min_rnr_timer),
-        max_dest_rd_atomic: Some(16),
-        path: Some(PathInfo {
-            dmac: [2, 0, 0, 0, 0, (remote & 0xff) as u8],
-            smac: [2, 0, 0, 0, 0, (qp.qpn().value() & 0xff) as u8],
-            peer_index: 0xFFFF,
-        }),
-        ..QpAttr::default()
-    })
-    .unwrap();
-    qp.modify(&QpAttr {
-        state: Some(QpState::Rts),
-        sq_psn: Some(Psn::new(sq_psn)),
-        timeout: Some(p.timeout),
-        retry_cnt: Some(p.retry_cnt),
-        rnr_retry: Some(p.rnr_retry),
-        max_rd_atomic: Some(16),
-        ..QpAttr::default()
-    })
-    .unwrap();
-}
-
 impl Net {
     pub fn new(p: Params, seed: u64) -> Self {
-        let mut a = Node::new(QPN_A, &p);
-        let mut b = Node::new(QPN_B, &p);
-        connect(&mut a.qp, &p, QPN_B, p.psn_a, p.psn_b);
-        connect(&mut b.qp, &p, QPN_A, p.psn_b, p.psn_a);
+        let c = conn(&p);
+        let a = Node::new(&c, &p);
+        let b = Node::new(&c.peer(), &p);
         Net {
             a,
             b,
@@ -386,19 +366,4 @@ pub fn opcode_of(frame: &[u8]) -> Opcode {
         .unwrap_or(Opcode::Unknown(0))
 }
 
-pub fn send_wr(wr_id: u64, op: SendOp, addr: u64, len: u32, lkey: u32) -> SendWr {
-    SendWr {
-        wr_id,
-        op,
-        sg: SgList::single(addr, len, lkey),
-        signaled: true,
-        solicited: false,
-    }
-}
-
-pub fn recv_wr(wr_id: u64, addr: u64, len: u32, lkey: u32) -> RecvWr {
-    RecvWr {
-        wr_id,
-        sg: SgList::single(addr, len, lkey),
-    }
-}
+pub use omx_engine::testing::{recv_wr, send_wr};
