@@ -602,7 +602,7 @@ mod tests {
     fn drain_moves_in_order() {
         let ring = Cq::new(1, 40);
         for i in 0..35 {
-            ring.push(WorkCompletion {
+            let _ = ring.push(WorkCompletion {
                 wr_id: i,
                 ..ZERO_WC
             });
@@ -665,7 +665,7 @@ mod tests {
         // SAFETY: x is the cq_ex of a live OmxCq for the whole test.
         unsafe {
             assert_eq!(start_poll(x, &mut attr), libc::ENOENT);
-            ring.push(WorkCompletion {
+            let _ = ring.push(WorkCompletion {
                 wr_id: 11,
                 opcode: omx_engine::WcOpcode::Recv,
                 byte_len: 64,
@@ -674,7 +674,7 @@ mod tests {
                 src_qp: omx_wire::Qpn::new(0x2002),
                 ..ZERO_WC
             });
-            ring.push(WorkCompletion {
+            let _ = ring.push(WorkCompletion {
                 wr_id: 12,
                 status: omx_engine::WcStatus::WrFlushErr,
                 ..ZERO_WC

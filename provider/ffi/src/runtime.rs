@@ -518,10 +518,12 @@ impl Runtime {
     }
 
     /// The context's counters by name (OMX_STATS): frames received, the
+    /// engine counters of all its QPs (destroyed and live) summed, the
     /// endpoint's own drops, and what the kernel dropped for want of ring
     /// space.
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let mut c = vec![("rx_frames", self.rx_frames())];
+        c.extend(self.ep.qp_totals());
         c.extend(self.ep.counters());
         let io = self.io.get();
         c.push(("rx_ring_drops", io.map_or(0, |io| io.sock.ring_drops())));
@@ -646,12 +648,16 @@ impl Runtime {
     }
 
     /// Makes the kernel calls the endpoint's objects wait for (completion
-    /// events, CQ errors).
+    /// events, CQ errors, QPs the engine moved to ERROR).
     fn notify_pass(&self) {
         self.ep.kernel_pass(|call| {
             let (what, mut cmd) = match call {
                 KernelCall::CqNotify(h) => ("CQ_NOTIFY", kcmd::cq_notify(h)),
                 KernelCall::CqError(h) => ("CQ_ERROR", kcmd::cq_error(h)),
+                KernelCall::QpEvent { handle, event } => (
+                    "QP_EVENT",
+                    kcmd::qp_event(handle, event.kind as u32, event.epoch),
+                ),
             };
             // cmd_fd is the context's uverbs fd, open until free_context,
             // which joins this thread first.

@@ -20,14 +20,14 @@
 //! QP lock of the QP whose `pending` flips) and `window_budget` (ring
 //! frames not promised to a receive window; a CAS loop).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, RwLock};
 
 use omx_engine::Instant;
 
 use crate::cq::{Cq, Pushed};
 use crate::mr::MrTable;
-use crate::qp::{Qp, QpInner, Window, TX_BATCH, TX_SLOT};
+use crate::qp::{pack_event, unpack_event, Qp, QpInner, Window, TX_BATCH, TX_SLOT};
 use crate::FrameSink;
 
 /// How soon the timer pass looks again at a due QP it found locked.
@@ -88,6 +88,15 @@ pub enum KernelCall {
     /// The CQ with this handle overran: IBV_EVENT_CQ_ERR
     /// (OMX_METHOD_CQ_ERROR).
     CqError(u32),
+    /// The engine moved the QP with this handle to ERROR on its own: the
+    /// kernel's shadow follows, and the event's kind is raised
+    /// (OMX_METHOD_QP_EVENT).
+    QpEvent {
+        /// The QP's uverbs handle.
+        handle: u32,
+        /// Why, and in which reset epoch.
+        event: omx_engine::QpEvent,
+    },
 }
 
 /// What driving a QP left to do for the caller.
@@ -166,6 +175,12 @@ pub struct Endpoint {
     /// Frames dropped before any QP saw them (see [`Endpoint::counters`]).
     rx_unparsable: AtomicU64,
     rx_unknown_qp: AtomicU64,
+    /// Some QP has an event for the kernel pass (set by drive after it
+    /// stored the QP's `event`, taken by the pass before it looks).
+    qp_events: AtomicBool,
+    /// Engine counters of the QPs destroyed so far, by the index of
+    /// [`omx_engine::Stats::fields`] (control path only).
+    retired: Mutex<Vec<u64>>,
 }
 
 impl Endpoint {
@@ -189,6 +204,8 @@ impl Endpoint {
             window_budget: AtomicU32::new(ring_frames),
             rx_unparsable: AtomicU64::new(0),
             rx_unknown_qp: AtomicU64::new(0),
+            qp_events: AtomicBool::new(false),
+            retired: Mutex::new(Vec::new()),
         }
     }
 
@@ -288,6 +305,17 @@ impl Endpoint {
     /// completion, and the CQ_ERR of CQs that overran. The progress thread
     /// makes these calls (never a post or poll call: IB midlayer rule).
     pub fn kernel_pass(&self, mut f: impl FnMut(KernelCall)) {
+        if self.qp_events.swap(false, SeqCst) {
+            let t = self.qps.read().unwrap_or_else(|p| p.into_inner());
+            for qp in &t.live {
+                if let Some(event) = unpack_event(qp.event.swap(0, SeqCst)) {
+                    f(KernelCall::QpEvent {
+                        handle: qp.handle,
+                        event,
+                    });
+                }
+            }
+        }
         let v = self.cqs.read().unwrap_or_else(|p| p.into_inner());
         for c in v.iter() {
             if c.take_error_event() {
@@ -297,6 +325,38 @@ impl Endpoint {
                 f(KernelCall::CqNotify(c.handle));
             }
         }
+    }
+
+    /// Adds the engine counters of a QP being destroyed to the
+    /// endpoint's totals ([`Endpoint::qp_totals`]).
+    pub fn retire_stats(&self, stats: &omx_engine::Stats) {
+        let mut r = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        let fields: Vec<u64> = stats.fields().map(|(_, v)| v).collect();
+        r.resize(fields.len(), 0);
+        for (t, v) in r.iter_mut().zip(fields) {
+            *t += v;
+        }
+    }
+
+    /// The engine counters summed over every QP this endpoint had: those
+    /// destroyed ([`Endpoint::retire_stats`]) and those still live.
+    /// Control path (it locks every live QP in turn).
+    pub fn qp_totals(&self) -> Vec<(&'static str, u64)> {
+        let mut tot: Vec<(&'static str, u64)> = omx_engine::Stats::default().fields().collect();
+        {
+            let r = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+            for (t, v) in tot.iter_mut().zip(r.iter()) {
+                t.1 += v;
+            }
+        }
+        let t = self.qps.read().unwrap_or_else(|p| p.into_inner());
+        for qp in &t.live {
+            let g = qp.lock();
+            for (t, (_, v)) in tot.iter_mut().zip(g.rc.stats().fields()) {
+                t.1 += v;
+            }
+        }
+        tot
     }
 
     /// After any input or verb on `qp` (whose lock `g` is): sends what the
@@ -356,10 +416,14 @@ impl Endpoint {
             if !overrun || rc.state() == omx_engine::QpState::Err {
                 break;
             }
-            let _ = rc.modify(&omx_engine::QpAttr {
-                state: Some(omx_engine::QpState::Err),
-                ..Default::default()
-            });
+            rc.fail();
+            notify = true;
+        }
+        if let Some(e) = rc.poll_event() {
+            // The engine moved the QP to ERROR on its own: the kernel's
+            // shadow must follow, and the application gets the event.
+            qp.event.store(pack_event(e), SeqCst);
+            self.qp_events.store(true, SeqCst);
             notify = true;
         }
         let deadline_ns = rc.poll_timeout().map_or(u64::MAX, |t| t.as_nanos());
@@ -535,18 +599,21 @@ mod tests {
     fn connect_with(ep: &Endpoint, qpn: u32, peer: u32, depth: u32, cqe: usize) -> Arc<Qp> {
         let cq = Arc::new(Cq::new(1, cqe));
         ep.insert_cq(cq.clone());
-        let qp = Arc::new(Qp::new(
-            Qpn::new(qpn),
-            9,
-            QpCaps {
-                sq_depth: depth,
-                rq_depth: depth,
-                ..Default::default()
-            },
-            cq.clone(),
-            cq,
-            false,
-        ));
+        let qp = Arc::new(
+            Qp::new(
+                Qpn::new(qpn),
+                9,
+                QpCaps {
+                    sq_depth: depth,
+                    rq_depth: depth,
+                    ..Default::default()
+                },
+                cq.clone(),
+                cq,
+                false,
+            )
+            .with_handle(qpn),
+        );
         ep.insert_qp(qp.clone());
         let mut g = qp.lock();
         let conn = omx_engine::testing::Conn {
@@ -795,7 +862,19 @@ mod tests {
         assert_eq!(qb.lock().rc.state(), QpState::Err, "the QP failed");
         let mut calls = Vec::new();
         b.kernel_pass(|c| calls.push(c));
-        assert_eq!(calls, [KernelCall::CqError(1)]);
+        assert_eq!(
+            calls,
+            [
+                KernelCall::QpEvent {
+                    handle: 2 << 12,
+                    event: omx_engine::QpEvent {
+                        kind: omx_engine::QpEventKind::Fatal,
+                        epoch: 0,
+                    },
+                },
+                KernelCall::CqError(1)
+            ]
+        );
         let mut ids = Vec::new();
         qb.recv_cq
             .poll_with(8, |_, wc| ids.push((wc.wr_id, wc.status)));
@@ -803,6 +882,81 @@ mod tests {
         calls.clear();
         b.kernel_pass(|c| calls.push(c));
         assert!(calls.is_empty(), "CQ_ERR once");
+    }
+
+    #[test]
+    fn events_pack_into_one_word() {
+        use omx_engine::{QpEvent, QpEventKind as K};
+        for kind in [K::None, K::Fatal, K::ReqErr, K::AccessErr] {
+            for epoch in [0, 1, u32::MAX] {
+                let e = QpEvent { kind, epoch };
+                assert_eq!(unpack_event(pack_event(e)), Some(e));
+            }
+        }
+        assert_eq!(unpack_event(0), None);
+    }
+
+    /// The engine's own moves to ERROR reach the kernel pass, once each,
+    /// with their kind: the responder that refused a WRITE its QP does not
+    /// allow (REQ_ERR) and the requester that got the NAK (no event, but
+    /// its kernel shadow must still follow to ERROR).
+    #[test]
+    fn engine_errors_reach_the_kernel_pass_once() {
+        let a = Endpoint::new(1);
+        let b = Endpoint::new(2);
+        let qa = connect(&a, 1 << 12, 2 << 12);
+        let qb = connect(&b, 2 << 12, 1 << 12);
+        qb.lock()
+            .modify(&QpAttr {
+                state: Some(QpState::Rts),
+                access_flags: Some(0),
+                ..Default::default()
+            })
+            .unwrap();
+        let mut dst = vec![0u8; 64];
+        b.mrs.insert(MrEntry {
+            lkey: 0x200,
+            rkey: 0x200,
+            pd: 9,
+            addr: dst.as_mut_ptr() as u64,
+            va: dst.as_mut_ptr() as u64,
+            len: 64,
+            access: ACCESS_LOCAL_WRITE | crate::mr::ACCESS_REMOTE_WRITE,
+        });
+        let (wa, wb) = (Wire::default(), Wire::default());
+        {
+            let mut g = qa.lock();
+            g.post_send_inline(
+                SendWr {
+                    wr_id: 1,
+                    op: SendOp::RdmaWrite {
+                        remote_addr: dst.as_ptr() as u64,
+                        rkey: 0x200,
+                    },
+                    sg: SgList::default(),
+                    signaled: true,
+                    solicited: false,
+                },
+                4,
+                |d| d.copy_from_slice(b"evil"),
+            )
+            .unwrap();
+            a.drive(&qa, &mut g, Instant::ZERO, &wa);
+        }
+        pump(&a, &b, &wa, &wb);
+        assert_eq!(&dst[..4], [0; 4], "nothing written");
+        let pass = |ep: &Endpoint| {
+            let mut v = Vec::new();
+            ep.kernel_pass(|c| v.push(c));
+            v
+        };
+        let ev = |handle, kind| KernelCall::QpEvent {
+            handle,
+            event: omx_engine::QpEvent { kind, epoch: 0 },
+        };
+        assert_eq!(pass(&b), [ev(2 << 12, omx_engine::QpEventKind::ReqErr)]);
+        assert_eq!(pass(&a), [ev(1 << 12, omx_engine::QpEventKind::None)]);
+        assert!(pass(&a).is_empty() && pass(&b).is_empty(), "once");
     }
 
     #[test]
@@ -857,7 +1011,7 @@ mod tests {
                     solicited: false,
                     dst_qpn: Qpn::new(qpn),
                     src_qpn: Qpn::new(4 << 12),
-                    psn: Psn::new(0),
+                    psn: omx_wire::Psn::new(0),
                 },
                 ext: omx_wire::Ext::default(),
                 payload_len: 0,
