@@ -9,12 +9,15 @@
 //!   or as shell `KEY=VALUE` lines, and the filters of `sniff`;
 //! - [`learn`]: the state of a live connection (QPNs, MACs, expected PSN,
 //!   window, a victim MR's address and rkey) from watching it;
-//! - [`sock`]: the AF_PACKET socket that sends and captures.
+//! - [`sock`]: the AF_PACKET socket that sends and captures;
+//! - [`qp_table`]: the engine's verdicts on `modify_qp` cases, to compare
+//!   with the kernel module's (tests/scenarios/omx-modify-table.sh).
 //!
 //! The binary (`src/main.rs`) is the command line over these; this crate
 //! is never linked into the provider.
 
 pub mod decode;
 pub mod learn;
+pub mod qp_table;
 pub mod sock;
 pub mod spec;

@@ -6,6 +6,7 @@
 //! omx-craft batch --iface IF < lines of send arguments
 //! omx-craft sniff --iface IF [filters] [--timeout S] [--count N] [--format text|env|count|none]
 //! omx-craft learn --iface IF --victim-mac MAC [--victim-qpn Q] [--timeout S] [--frames N]
+//! omx-craft qp-table < cases of tests/progs/omx_modify_table
 //! ```
 //!
 //! Exit status: 0 success; 1 `sniff --count N` saw fewer than N matching
@@ -49,6 +50,10 @@ enum Cmd {
     /// Watch one connection and print what an attacker learns, as
     /// KEY=VALUE lines for the shell.
     Learn(LearnArgs),
+    /// Read `modify_qp` cases (`TYPE CUR NEXT MASK [VERDICT]`, the output
+    /// of tests/progs/omx_modify_table) from stdin and print each with the
+    /// verdict the kernel must give if it agrees with the engine.
+    QpTable,
 }
 
 #[derive(Args)]
@@ -502,6 +507,17 @@ fn learn(a: &LearnArgs) -> Result<bool, String> {
     Ok(l.frames() > 0)
 }
 
+fn qp_table() -> Result<bool, String> {
+    let mut out = std::io::stdout().lock();
+    for line in std::io::stdin().lines() {
+        let line = line.map_err(|e| format!("stdin: {e}"))?;
+        let a = omx_craft::qp_table::answer(&line)
+            .ok_or_else(|| format!("not a modify_qp case: {line:?}"))?;
+        writeln!(out, "{a}").map_err(|e| format!("stdout: {e}"))?;
+    }
+    Ok(true)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match &cli.cmd {
@@ -509,6 +525,7 @@ fn main() -> ExitCode {
         Cmd::Batch(a) => batch(a).map(|_| true),
         Cmd::Sniff(a) => sniff(a),
         Cmd::Learn(a) => learn(a),
+        Cmd::QpTable => qp_table(),
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,

@@ -176,7 +176,9 @@ unsafe fn open(ibdev: *mut ibv_device, cmd_fd: i32) -> Result<*mut verbs_context
             size_of::<GetContextResp>(),
         )
     };
-    let info = Errno::check(ret).and_then(|()| UctxInfo::from_resp(&resp.drv));
+    let info = Errno::check(ret)
+        .map_err(|e| e.note_quota("ibv_open_device", "max_contexts_per_user"))
+        .and_then(|()| UctxInfo::from_resp(&resp.drv));
     let info = match info {
         Ok(i) => i,
         Err(e) => {

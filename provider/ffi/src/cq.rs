@@ -118,7 +118,7 @@ fn create(
     if let Err(e) = Errno::check(ret) {
         // SAFETY: never published.
         drop(unsafe { Box::from_raw(cq) });
-        return Err(e);
+        return Err(e.note_quota("ibv_create_cq", "max_cqs_per_user"));
     }
     // SAFETY: cq is ours, not yet returned to the application.
     unsafe { attach_ring(cq, (cqe as usize).max(resp.cqe as usize), None) };
@@ -197,7 +197,7 @@ fn create_ex(
     if let Err(e) = Errno::check(ret) {
         // SAFETY: never published.
         drop(unsafe { Box::from_raw(cq) });
-        return Err(e);
+        return Err(e.note_quota("ibv_create_cq", "max_cqs_per_user"));
     }
     let stamp = attr.wc_flags & u64::from(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP) != 0;
     let clock: Option<fn() -> u64> = if stamp {
@@ -602,7 +602,7 @@ mod tests {
     fn drain_moves_in_order() {
         let ring = Cq::new(1, 40);
         for i in 0..35 {
-            ring.push(WorkCompletion {
+            let _ = ring.push(WorkCompletion {
                 wr_id: i,
                 ..ZERO_WC
             });
@@ -665,7 +665,7 @@ mod tests {
         // SAFETY: x is the cq_ex of a live OmxCq for the whole test.
         unsafe {
             assert_eq!(start_poll(x, &mut attr), libc::ENOENT);
-            ring.push(WorkCompletion {
+            let _ = ring.push(WorkCompletion {
                 wr_id: 11,
                 opcode: omx_engine::WcOpcode::Recv,
                 byte_len: 64,
@@ -674,7 +674,7 @@ mod tests {
                 src_qp: omx_wire::Qpn::new(0x2002),
                 ..ZERO_WC
             });
-            ring.push(WorkCompletion {
+            let _ = ring.push(WorkCompletion {
                 wr_id: 12,
                 status: omx_engine::WcStatus::WrFlushErr,
                 ..ZERO_WC

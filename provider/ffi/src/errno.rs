@@ -34,6 +34,20 @@ impl Errno {
         }
     }
 
+    /// A command the kernel refused with EDQUOT: the user reached one of
+    /// rdma_omx's per-user limits (docs/kmod.md), `param` the module
+    /// parameter that sets it. Says so, always: the application would
+    /// otherwise print a bare "Disk quota exceeded".
+    pub fn note_quota(self, what: &str, param: &str) -> Self {
+        if self.0 == libc::EDQUOT {
+            crate::log::notice(format_args!(
+                "{what}: this user reached the device's per-user limit (rdma_omx module \
+                 parameter {param}, see /sys/module/rdma_omx/parameters/{param})"
+            ));
+        }
+        self
+    }
+
     /// Stores `self` in the thread's `errno` (constructor verbs return NULL
     /// and report the reason there).
     pub fn set(self) {

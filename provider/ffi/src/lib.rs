@@ -21,6 +21,7 @@ pub mod cq;
 pub mod device;
 pub mod errno;
 pub mod guard;
+pub mod kcmd;
 pub mod log;
 pub mod mr;
 pub mod ops;

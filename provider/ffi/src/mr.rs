@@ -70,7 +70,7 @@ fn reg(
     if let Err(e) = Errno::check(ret) {
         // SAFETY: mr came from Box::into_raw above and was never published.
         drop(unsafe { Box::from_raw(mr) });
-        return Err(e);
+        return Err(e.note_quota("ibv_reg_mr", "max_mrs_per_user"));
     }
     // SAFETY: mr is ours and not yet published; pd is live.
     unsafe {

@@ -43,7 +43,7 @@ fn alloc(ctx: *mut ibv_context) -> Result<*mut ibv_pd, Errno> {
     if let Err(e) = Errno::check(ret) {
         // SAFETY: pd came from Box::into_raw above and was never published.
         drop(unsafe { Box::from_raw(pd) });
-        return Err(e);
+        return Err(e.note_quota("ibv_alloc_pd", "max_pds_per_user"));
     }
     Ok(pd.cast())
 }

@@ -57,6 +57,8 @@ pub struct OmxQp {
     /// 8 bytes longer than v44's; both views read zero there.
     pub vqp: verbs_qp,
     pub paths: Mutex<QpPaths>,
+    /// Serialises `modify_qp` on this QP (never held by the data path).
+    pub modify: Mutex<()>,
     pub qp: Option<Arc<Qp>>,
     pub rt: Option<Arc<Runtime>>,
     /// Extended QPs (`ibv_create_qp_ex` with send_ops_flags): the
@@ -149,6 +151,7 @@ pub(crate) fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mu
     let qp = Box::into_raw(Box::new(OmxQp {
         vqp: verbs_qp::default(),
         paths: Mutex::new(QpPaths::default()),
+        modify: Mutex::new(()),
         qp: None,
         rt,
         ex: None,
@@ -172,7 +175,7 @@ pub(crate) fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mu
     if let Err(e) = Errno::check(ret) {
         // SAFETY: never published.
         drop(unsafe { Box::from_raw(qp) });
-        return Err(e);
+        return Err(e.note_quota("ibv_create_qp", "max_qps_per_user"));
     }
     // SAFETY: ibv_cmd_create_qp filled the ibv_qp (the ioctl path leaves
     // the legacy `resp` untouched).
@@ -188,18 +191,21 @@ pub(crate) fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mu
         // path and their post verbs return EOPNOTSUPP.
         let rc = qp_type == IBV_QPT_RC;
         if let (true, Some(rt), Some(scq), Some(rcq)) = (rc, &o.rt, scq, rcq) {
-            let v = Arc::new(Qp::new(
-                Qpn::new(qpn),
-                (*pd).handle,
-                QpCaps {
-                    sq_depth: (*attr).cap.max_send_wr,
-                    rq_depth: (*attr).cap.max_recv_wr,
-                    window: rt.ep.reserve_window(),
-                },
-                scq,
-                rcq,
-                (*attr).sq_sig_all != 0,
-            ));
+            let v = Arc::new(
+                Qp::new(
+                    Qpn::new(qpn),
+                    (*pd).handle,
+                    QpCaps {
+                        sq_depth: (*attr).cap.max_send_wr,
+                        rq_depth: (*attr).cap.max_recv_wr,
+                        window: rt.ep.reserve_window(),
+                    },
+                    scq,
+                    rcq,
+                    (*attr).sq_sig_all != 0,
+                )
+                .with_handle(o.vqp.__bindgen_anon_1.qp.handle),
+            );
             rt.ep.insert_qp(v.clone());
             o.qp = Some(v);
             // Peers on this device learn our endpoint from this QP's
@@ -239,14 +245,8 @@ pub unsafe extern "C" fn destroy_qp(qp: *mut ibv_qp) -> i32 {
         if let (Some(rt), Some(v)) = (&o.rt, &o.qp) {
             rt.ep.remove_qp(v.qpn);
             let mut g = v.lock();
-            if log::debug_enabled() {
-                log::debug(format_args!(
-                    "qp {:#x} stats: {:?}; rx frames seen by context: {}",
-                    v.qpn.value(),
-                    g.rc.stats(),
-                    rt.rx_frames()
-                ));
-            }
+            // A QP in RESET has nothing to flush (and RESET->ERR is not a
+            // transition): the refusal is expected.
             let _ = g.modify(&QpAttr {
                 state: Some(QpState::Err),
                 ..Default::default()
@@ -262,6 +262,12 @@ pub unsafe extern "C" fn destroy_qp(qp: *mut ibv_qp) -> i32 {
                 rt.ep.insert_qp(v.clone());
             }
             return e.0;
+        }
+        if let (Some(rt), Some(v)) = (&o.rt, &o.qp) {
+            let g = v.lock();
+            let stats = g.rc.stats();
+            log::stats("qp", &format!("{:#x}", v.qpn.value()), stats.fields());
+            rt.ep.retire_stats(stats);
         }
         // SAFETY: kernel object gone; from Box::into_raw in create().
         drop(unsafe { Box::from_raw(qp.cast::<OmxQp>()) });
@@ -294,6 +300,22 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
             Some(Err(e)) => return e.0,
             None => None,
         };
+        // One modify at a time per QP, from the check to the engine's
+        // change (control path; the data path never takes this lock).
+        let _serial = oqp.modify.lock().unwrap_or_else(|p| p.into_inner());
+        // 1. The whole transition (state, mask, every value) is checked
+        // before anything changes, in the kernel or in the engine: the
+        // engine's table is the kernel's (ib_modify_qp_is_ok), so a
+        // transition the engine refuses never reaches the kernel's shadow.
+        if let (Some(v), Some(e)) = (&oqp.qp, &eattr) {
+            if let Err(err) = v.lock().rc.check_modify(e) {
+                log::error(format_args!(
+                    "modify_qp: qp {:#x}: {err:?}: refused, nothing changed",
+                    v.qpn.value()
+                ));
+                return libc::EINVAL;
+            }
+        }
         if let (Some(rt), Some(m)) = (&oqp.rt, eattr.and_then(|e| e.path_mtu)) {
             // Frames are never fragmented: a path MTU the netdev cannot
             // carry would lose every full-size packet and end in
@@ -317,6 +339,9 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
                 return libc::EINVAL;
             }
         }
+        // 2. What the new state needs (packet socket, loopback tap, the
+        // peer's inbox): opened once per context, harmless to keep if the
+        // kernel refuses below.
         if let (Some(rt), Some(QpState::Rtr)) = (&oqp.rt, eattr.and_then(|e| e.state)) {
             // The data path needs the packet socket from now on.
             if let Err(e) = rt.io() {
@@ -336,6 +361,8 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
                 }
             }
         }
+        // 3. The kernel's shadow, which checks the same table and every
+        // value again: if it refuses, the engine has not changed yet.
         if kmask != 0 {
             let mut cmd = ibv_modify_qp::default();
             // SAFETY: qp ours, attr valid; the kernel reads only the
@@ -348,6 +375,9 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
             }
         }
         oqp.apply_paths(a, mask);
+        // 4. The engine, which cannot refuse what step 1 accepted unless
+        // it moved to ERROR on its own since: then the kernel's shadow
+        // follows it there (OMX_METHOD_QP_EVENT) and the caller is told.
         if let (Some(rt), Some(v), Some(e)) = (&oqp.rt, &oqp.qp, eattr) {
             let mut g = v.lock();
             let r = g.modify(&e);
@@ -356,7 +386,7 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
             rt.after_drive(d);
             if let Err(err) = r {
                 log::error(format_args!(
-                    "qp {:#x}: modify refused: {err:?}",
+                    "modify_qp: qp {:#x} moved on its own meanwhile: {err:?}",
                     v.qpn.value()
                 ));
                 return libc::EINVAL;
@@ -776,6 +806,7 @@ mod tests {
         let qp = OmxQp {
             vqp: verbs_qp::default(),
             paths: Mutex::new(QpPaths::default()),
+            modify: Mutex::new(()),
             qp: None,
             rt: None,
             ex: None,

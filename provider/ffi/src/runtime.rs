@@ -68,13 +68,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use omx_engine::Instant;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use omx_pktio::local::{self, Inbox, Outboxes, Push};
 use omx_pktio::{PacketSocket, Waker};
-use omx_verbs::{Drive, Endpoint, FrameSink, RxBy};
+use omx_verbs::{Drive, Endpoint, FrameSink, KernelCall, RxBy};
 
 use crate::errno::Errno;
+use crate::kcmd;
 use crate::log;
 
 /// Frames one receive pass handles before it lets others run.
@@ -120,47 +121,14 @@ const _: () = assert!(omx_verbs::ACK_HOLD.as_nanos() > TICK_NS);
 /// deadlines.
 const IDLE_AFTER_NS: u64 = 200_000_000;
 
-/// `RDMA_VERBS_IOCTL` = `_IOWR(RDMA_IOCTL_MAGIC, 1, struct ib_uverbs_ioctl_hdr)`,
-/// built from the header's magic and struct size (Linux asm-generic ioctl
-/// encoding: direction bits 30-31, size 16-29, type 8-15, number 0-7).
-const RDMA_VERBS_IOCTL: libc::c_ulong = {
-    const IOC_READ_WRITE: libc::c_ulong = 3;
-    let size = core::mem::size_of::<omx_rdma_sys::ib_uverbs_ioctl_hdr>() as libc::c_ulong;
-    (IOC_READ_WRITE << 30)
-        | (size << 16)
-        | ((omx_rdma_sys::RDMA_IOCTL_MAGIC as libc::c_ulong) << 8)
-        | 1
-};
-
-/// OMX_METHOD_CQ_NOTIFY command: the uverbs ioctl header and its one
-/// attribute, both as rdma-core's kernel headers declare them.
-#[repr(C)]
-struct NotifyCmd {
-    hdr: omx_rdma_sys::ib_uverbs_ioctl_hdr,
-    attr: omx_rdma_sys::ib_uverbs_attr,
-}
-
-impl NotifyCmd {
-    fn new(cq_handle: u32) -> Self {
-        // SAFETY: both are plain C structs (integers and unions of
-        // integers) for which all-zero is a valid value.
-        let mut cmd: Self = unsafe { core::mem::zeroed() };
-        cmd.hdr.length = core::mem::size_of::<Self>() as u16;
-        cmd.hdr.object_id = omx_rdma_sys::UVERBS_OBJECT_CQ as u16;
-        cmd.hdr.method_id = omx_rdma_sys::OMX_METHOD_CQ_NOTIFY as u16;
-        cmd.hdr.num_attrs = 1;
-        cmd.hdr.driver_id = omx_rdma_sys::OMX_DRIVER_ID;
-        cmd.attr.attr_id = omx_rdma_sys::OMX_ATTR_CQ_NOTIFY_HANDLE as u16;
-        cmd.attr.flags = omx_rdma_sys::UVERBS_ATTR_F_MANDATORY as u16;
-        cmd.attr.__bindgen_anon_1.data = u64::from(cq_handle);
-        cmd
-    }
-}
-
 /// Packet I/O of a context, once a QP connects.
 pub struct Io {
     pub sock: PacketSocket,
     waker: Waker,
+    /// Signalled by the kernel module when the device is removed under
+    /// this context (OMX_METHOD_CTX_FATAL_FD); `None` if the module could
+    /// not take it (then a removal is noticed only by failing commands).
+    fatal: Option<Waker>,
 }
 
 /// The context's [`FrameSink`]: a frame for an endpoint on this device
@@ -271,6 +239,8 @@ pub struct Runtime {
     local_tx: bool,
     cmd_fd: i32,
     stop: AtomicBool,
+    /// The device went away under this context ([`Runtime::device_fatal`]).
+    dead: AtomicBool,
     /// Deadline (ns) the progress thread sleeps until; 0 while it runs.
     sleep_until: AtomicU64,
     /// Earliest deadline (ns) published by application threads.
@@ -308,6 +278,7 @@ impl Runtime {
             local_tx: std::env::var_os("OMX_LOCAL").is_none_or(|v| v != "0"),
             cmd_fd,
             stop: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
             sleep_until: AtomicU64::new(0),
             hint: AtomicU64::new(u64::MAX),
             base: crate::clock::engine_ns(),
@@ -425,7 +396,8 @@ impl Runtime {
             ));
         }
         let waker = Waker::new().map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
-        let _ = self.io.set(Io { sock, waker });
+        let fatal = self.register_fatal_fd();
+        let _ = self.io.set(Io { sock, waker, fatal });
         let me = self.clone();
         let h = std::thread::Builder::new()
             .name("omx-progress".into())
@@ -433,6 +405,60 @@ impl Runtime {
             .map_err(|_| Errno::ENOMEM)?;
         *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
         self.io.get().ok_or(Errno::EIO)
+    }
+
+    /// An eventfd the kernel signals when the device goes away under this
+    /// context. A context that was disassociated already (the device went
+    /// away before its first QP connected) is marked dead at once.
+    fn register_fatal_fd(&self) -> Option<Waker> {
+        let fatal = Waker::new().ok()?;
+        match kcmd::fatal_fd(fatal.as_fd().as_raw_fd()).call(self.cmd_fd) {
+            Ok(()) => Some(fatal),
+            Err(e) => {
+                if e.0 == libc::EIO {
+                    // The kernel revoked our methods: the device is gone.
+                    self.dead.store(true, SeqCst);
+                }
+                log::debug(format_args!(
+                    "endpoint {}: CTX_FATAL_FD refused (errno {})",
+                    self.ep.endpoint, e.0
+                ));
+                None
+            }
+        }
+    }
+
+    /// The device was removed under this context (netdev unregistered,
+    /// `rdma link delete`, `rmmod`; the application gets
+    /// IBV_EVENT_DEVICE_FATAL from libibverbs): stop packet I/O at once,
+    /// so that nothing more is sent for this endpoint and frames meant
+    /// for a newer context with the same endpoint number never reach this
+    /// one, and fail every QP, so that threads waiting for completions get
+    /// IBV_WC_WR_FLUSH_ERR instead of waiting forever. Idempotent.
+    pub fn device_fatal(&self) {
+        if self.dead.swap(true, SeqCst) && self.io.get().is_some_and(|io| io.sock.is_shut()) {
+            return;
+        }
+        if let Some(io) = self.io.get() {
+            io.sock.shut();
+        }
+        if let Some(tap) = self.tap.get() {
+            tap.shut();
+        }
+        if let Some(ib) = self.inbox() {
+            ib.close();
+        }
+        let d = self.ep.fail_all(self.now(), &self.sink());
+        log::notice(format_args!(
+            "endpoint {}: the device was removed; packet I/O stopped, QPs moved to ERROR",
+            self.ep.endpoint
+        ));
+        self.after_drive(d);
+    }
+
+    /// Whether the device went away under this context.
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Relaxed)
     }
 
     /// Opens the loopback tap (once) so frames other contexts on this
@@ -486,6 +512,27 @@ impl Runtime {
         if let Some(ib) = self.inbox() {
             ib.close();
         }
+        if log::stats_enabled() {
+            log::stats("ctx", &self.ep.endpoint.to_string(), self.counters());
+        }
+    }
+
+    /// The context's counters by name (OMX_STATS): frames received, the
+    /// engine counters of all its QPs (destroyed and live) summed, the
+    /// endpoint's own drops, and what the kernel dropped for want of ring
+    /// space.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut c = vec![("rx_frames", self.rx_frames())];
+        c.extend(self.ep.qp_totals());
+        c.extend(self.ep.counters());
+        let io = self.io.get();
+        c.push(("rx_ring_drops", io.map_or(0, |io| io.sock.ring_drops())));
+        c.push((
+            "rx_tap_ring_drops",
+            self.tap.get().map_or(0, PacketSocket::ring_drops),
+        ));
+        c.push(("device_fatal", u64::from(self.is_dead())));
+        c
     }
 
     /// Called by application threads after they drove a QP.
@@ -527,6 +574,9 @@ impl Runtime {
         let Some(io) = self.io.get() else {
             return (Drive::default(), true);
         };
+        if self.is_dead() {
+            return (Drive::default(), true);
+        }
         // An empty busy poll takes no lock (and costs about half the
         // instructions: 183 instead of 394 under callgrind).
         if by == RxBy::Poller
@@ -597,18 +647,22 @@ impl Runtime {
         self.ep.handle_timeouts(self.now(), &self.sink())
     }
 
+    /// Makes the kernel calls the endpoint's objects wait for (completion
+    /// events, CQ errors, QPs the engine moved to ERROR).
     fn notify_pass(&self) {
-        self.ep.for_each_notify(|handle| {
-            let mut cmd = NotifyCmd::new(handle);
-            // SAFETY: cmd is a complete, correctly sized ioctl buffer;
+        self.ep.kernel_pass(|call| {
+            let (what, mut cmd) = match call {
+                KernelCall::CqNotify(h) => ("CQ_NOTIFY", kcmd::cq_notify(h)),
+                KernelCall::CqError(h) => ("CQ_ERROR", kcmd::cq_error(h)),
+                KernelCall::QpEvent { handle, event } => (
+                    "QP_EVENT",
+                    kcmd::qp_event(handle, event.kind as u32, event.epoch),
+                ),
+            };
             // cmd_fd is the context's uverbs fd, open until free_context,
             // which joins this thread first.
-            let r = unsafe { libc::ioctl(self.cmd_fd, RDMA_VERBS_IOCTL, &mut cmd) };
-            if r < 0 {
-                log::debug(format_args!(
-                    "CQ_NOTIFY handle {handle}: {}",
-                    std::io::Error::last_os_error()
-                ));
+            if let Err(e) = cmd.call(self.cmd_fd) {
+                log::debug(format_args!("{what} ({call:?}): errno {}", e.0));
             }
         });
     }
@@ -623,6 +677,12 @@ impl Runtime {
         let mut last_spun = 0u64;
         let mut window = 0;
         while !self.stop.load(SeqCst) {
+            if self.is_dead() {
+                // The device was gone before the eventfd could be
+                // registered (register_fatal_fd).
+                self.device_fatal();
+                break;
+            }
             // While an application thread busy-polls, it receives: this
             // thread keeps away from the socket (and from the QP locks a
             // receive pass takes), so it is never the one that holds the
@@ -685,21 +745,38 @@ impl Runtime {
                 // The deadline is on the coarse engine clock: it is seen as
                 // due only once the clock ticked past it.
                 let ns = (until - now).max(self.resolution);
-                if app_receives {
+                // What to watch besides the waker: the packet socket and
+                // the tap unless an application thread receives, and
+                // always the device-removal eventfd (the last one).
+                let mut fds: [Option<BorrowedFd<'_>>; 3] = [None; 3];
+                let mut timeout = ns;
+                let sleep = if app_receives {
                     // Check again when the window ends.
-                    io.waker.wait(ns.min(window));
+                    timeout = ns.min(window);
+                    true
                 } else if contended {
                     // An application thread is receiving right now: the
                     // frames are its; the socket stays readable until it
                     // took them, so watching it would spin.
-                    io.waker.wait(ns.min(CONTENDED_RETRY_NS));
+                    timeout = ns.min(CONTENDED_RETRY_NS);
+                    true
                 } else if self.inbox().is_some_and(|ib| !ib.prepare_sleep()) {
                     // A local sender published frames since the last pass:
                     // receive them instead of sleeping.
-                } else if let Some(tap) = self.tap.get() {
-                    io.waker.wait_on(&[io.sock.as_fd(), tap.as_fd()], ns);
+                    false
                 } else {
-                    io.sock.wait(&io.waker, ns);
+                    fds[0] = Some(io.sock.fd());
+                    fds[1] = self.tap.get().map(PacketSocket::fd);
+                    true
+                };
+                if sleep {
+                    fds[2] = io.fatal.as_ref().map(Waker::as_fd);
+                    let (set, n) = compact(fds, io.waker.as_fd());
+                    let ready = io.waker.wait_on(&set[..n], timeout);
+                    if io.fatal.is_some() && ready & (1 << (n - 1)) != 0 {
+                        self.device_fatal();
+                        break;
+                    }
                 }
                 if let Some(ib) = self.inbox() {
                     ib.awake();
@@ -719,6 +796,22 @@ impl Runtime {
             self.progress_passes.load(Relaxed)
         ));
     }
+}
+
+/// The descriptors present in `fds`, in order, and how many there are
+/// (`filler` pads the rest of the array): a watch list built without
+/// allocating.
+fn compact<'a, const N: usize>(
+    fds: [Option<BorrowedFd<'a>>; N],
+    filler: BorrowedFd<'a>,
+) -> ([BorrowedFd<'a>; N], usize) {
+    let mut out = [filler; N];
+    let mut n = 0;
+    for fd in fds.into_iter().flatten() {
+        out[n] = fd;
+        n += 1;
+    }
+    (out, n)
 }
 
 /// A same-host inbox name someone else holds (omx-pktio reports each once
@@ -773,6 +866,23 @@ mod tests {
             progress_rx_by(now - SPUN_LATELY_NS - 1, now),
             RxBy::Progress
         );
+    }
+
+    #[test]
+    fn watch_lists_keep_the_present_descriptors_in_order() {
+        let a = Waker::new().unwrap();
+        let b = Waker::new().unwrap();
+        let f = Waker::new().unwrap();
+        let raw = |fds: &[BorrowedFd<'_>]| fds.iter().map(|d| d.as_raw_fd()).collect::<Vec<_>>();
+        let (set, n) = compact([Some(a.as_fd()), None, Some(f.as_fd())], b.as_fd());
+        assert_eq!(
+            raw(&set[..n]),
+            [a.as_fd().as_raw_fd(), f.as_fd().as_raw_fd()]
+        );
+        let (set, n) = compact([None, None, Some(f.as_fd())], b.as_fd());
+        assert_eq!(raw(&set[..n]), [f.as_fd().as_raw_fd()]);
+        let (_, n) = compact::<3>([None, None, None], b.as_fd());
+        assert_eq!(n, 0);
     }
 
     #[test]
@@ -890,20 +1000,5 @@ mod tests {
         sink.send_batch(&[&f, &f]);
         assert_eq!(netdev.0.borrow().len(), 3);
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn notify_ioctl_matches_the_kernel_abi() {
-        // rdma-core's RDMA_VERBS_IOCTL on x86_64 (provider-contract B.3).
-        assert_eq!(RDMA_VERBS_IOCTL, 0xC018_1B01);
-        assert_eq!(core::mem::size_of::<NotifyCmd>(), 24 + 16);
-        assert_eq!(core::mem::offset_of!(NotifyCmd, attr), 24);
-        let c = NotifyCmd::new(7);
-        assert_eq!(c.hdr.length, 40);
-        assert_eq!(c.hdr.object_id, 3, "UVERBS_OBJECT_CQ");
-        assert_eq!(c.hdr.method_id, 0x1000);
-        assert_eq!(c.attr.attr_id, 0x1000);
-        // SAFETY: the union member written by new().
-        assert_eq!(unsafe { c.attr.__bindgen_anon_1.data }, 7);
     }
 }

@@ -46,8 +46,8 @@ pub mod ring;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{
-    AtomicPtr, AtomicU32,
-    Ordering::{Acquire, Release},
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
 };
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
@@ -57,6 +57,9 @@ pub use ring::{RingConfig, RingVersion, RxRing};
 
 /// Open-MX EtherType.
 pub const ETHERTYPE: u16 = 0x86DF;
+
+/// Descriptors [`Waker::wait_on`] watches besides its own eventfd.
+pub const WAIT_FDS: usize = 3;
 
 /// Frames per `sendmmsg` call.
 pub const SEND_BATCH: usize = 16;
@@ -247,6 +250,13 @@ pub struct PacketSocket {
     /// can look without the lock; null in copy mode.
     head: AtomicPtr<AtomicU32>,
     kind: RxKind,
+    /// Set by [`PacketSocket::shut`]: nothing is sent or received any
+    /// more.
+    shut: AtomicBool,
+    /// Frames the kernel dropped for want of ring space, summed over
+    /// every `PACKET_STATISTICS` read (each read resets the kernel's
+    /// count).
+    ring_drops: AtomicU64,
 }
 
 /// Exclusive access to a socket's receive side ([`PacketSocket::receiver`]).
@@ -315,6 +325,36 @@ fn recv_copy(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
 
 /// A new non-blocking AF_PACKET socket with `filter` attached and its
 /// buffers sized, not bound yet (so nothing is queued before the filter).
+/// Attaches (or replaces) the socket's classic BPF filter.
+fn attach_filter(raw: RawFd, filter: &[Insn]) -> Result<(), OpenError> {
+    let mut insns: Vec<libc::sock_filter> = filter
+        .iter()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        len: insns.len() as u16,
+        filter: insns.as_mut_ptr(),
+    };
+    cvt(
+        "SO_ATTACH_FILTER",
+        setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog),
+    )
+    .map(|_| ())
+}
+
+/// The filter of a socket that was shut: accepts nothing.
+const REJECT_ALL: [Insn; 1] = [Insn {
+    code: BPF_RET_K,
+    jt: 0,
+    jf: 0,
+    k: 0,
+}];
+
 fn new_raw(filter: &[Insn]) -> Result<OwnedFd, OpenError> {
     // SAFETY: plain syscall.
     let raw = unsafe {
@@ -333,23 +373,7 @@ fn new_raw(filter: &[Insn]) -> Result<OwnedFd, OpenError> {
     }
     // SAFETY: raw is a fresh fd we own.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut insns: Vec<libc::sock_filter> = filter
-        .iter()
-        .map(|i| libc::sock_filter {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
-        .collect();
-    let fprog = libc::sock_fprog {
-        len: insns.len() as u16,
-        filter: insns.as_mut_ptr(),
-    };
-    cvt(
-        "SO_ATTACH_FILTER",
-        setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog),
-    )?;
+    attach_filter(raw, filter)?;
     if setsockopt(raw, libc::SOL_SOCKET, SO_RCVBUFFORCE, &RCVBUF) < 0 {
         let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF);
     }
@@ -473,7 +497,54 @@ impl PacketSocket {
             rx: Mutex::new(rx),
             head: AtomicPtr::new(head),
             kind,
+            shut: AtomicBool::new(false),
+            ring_drops: AtomicU64::new(0),
         })
+    }
+
+    /// Stops this socket's packet I/O for good (the device was removed
+    /// under the context, docs/kmod.md): the kernel queues no more frames
+    /// for it (a filter that accepts nothing replaces the steering
+    /// filter, so a context from before a module reload never sees frames
+    /// meant for a newer context with its endpoint number), and sends
+    /// become no-ops. Frames already in the ring stay there unread.
+    pub fn shut(&self) {
+        self.shut.store(true, Release);
+        // Best effort: if the kernel refuses, sends stop anyway and the
+        // owner no longer reads what arrives.
+        let _ = attach_filter(self.fd.as_raw_fd(), &REJECT_ALL);
+    }
+
+    /// Whether [`PacketSocket::shut`] was called.
+    pub fn is_shut(&self) -> bool {
+        self.shut.load(Acquire)
+    }
+
+    /// Frames the kernel dropped so far because the receive ring (or
+    /// queue) was full (`PACKET_STATISTICS`'s `tp_drops`, accumulated).
+    /// One system call; diagnostics only.
+    pub fn ring_drops(&self) -> u64 {
+        let mut st = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        let mut len = core::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: `st` is a live tpacket_stats of `len` bytes, which the
+        // kernel fills (the V3 struct is a superset, but we ask with the
+        // V1/V2 length and the kernel copies at most that much).
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            self.ring_drops.fetch_add(u64::from(st.tp_drops), Relaxed);
+        }
+        self.ring_drops.load(Relaxed)
     }
 
     /// How this socket receives.
@@ -518,6 +589,11 @@ impl PacketSocket {
     pub fn wait(&self, waker: &Waker, timeout_ns: u64) {
         waker.wait_on(&[self.fd.as_fd()], timeout_ns);
     }
+
+    /// Its receive side can be waited on (`ppoll`).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
 }
 
 impl AsFd for PacketSocket {
@@ -528,6 +604,9 @@ impl AsFd for PacketSocket {
 
 impl FrameSink for PacketSocket {
     fn send(&self, frame: &[u8]) {
+        if self.is_shut() {
+            return;
+        }
         loop {
             // SAFETY: frame is readable for frame.len() bytes.
             let n = unsafe {
@@ -550,6 +629,9 @@ impl FrameSink for PacketSocket {
     /// none (a full transmit queue: EAGAIN/ENOBUFS), the rest is dropped
     /// and the engine retransmits it.
     fn send_batch(&self, frames: &[&[u8]]) {
+        if self.is_shut() {
+            return;
+        }
         if let [one] = frames {
             // The common case of a latency-bound QP; plain send() is the
             // cheaper system call.
@@ -630,16 +712,17 @@ impl Waker {
         self.wait_on(&[], timeout_ns);
     }
 
-    /// Blocks until woken, one of `fds` (at most two) is readable, or
-    /// `timeout_ns` passed.
-    pub fn wait_on(&self, fds: &[BorrowedFd<'_>], timeout_ns: u64) {
+    /// Blocks until woken, one of `fds` (at most [`WAIT_FDS`]) is
+    /// readable, or `timeout_ns` passed. Returns which of `fds` were
+    /// readable: bit `i` for `fds[i]`.
+    pub fn wait_on(&self, fds: &[BorrowedFd<'_>], timeout_ns: u64) -> u32 {
         let pfd = |fd: RawFd| libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
         };
-        let mut set = [pfd(self.fd.as_raw_fd()), pfd(-1), pfd(-1)];
-        let n = 1 + fds.len().min(set.len() - 1);
+        let mut set = [pfd(self.fd.as_raw_fd()); 1 + WAIT_FDS];
+        let n = 1 + fds.len().min(WAIT_FDS);
         for (slot, fd) in set[1..n].iter_mut().zip(fds) {
             slot.fd = fd.as_raw_fd();
         }
@@ -653,12 +736,35 @@ impl Waker {
         if set[0].revents & libc::POLLIN != 0 {
             self.drain();
         }
+        set[1..n]
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0)
+            .fold(0, |m, (i, _)| m | 1 << i)
     }
 
-    fn drain(&self) {
+    /// Whether the eventfd was signalled since the last [`Waker::wait_on`]
+    /// or `signalled` (which resets it). One non-blocking read.
+    pub fn signalled(&self) -> bool {
+        self.drain() != 0
+    }
+
+    /// Resets the counter; returns what it held (0: not signalled).
+    fn drain(&self) -> u64 {
         let mut v: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64; non-blocking.
-        unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        let n = unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        if n == 8 {
+            v
+        } else {
+            0
+        }
+    }
+}
+
+impl AsFd for Waker {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -1063,6 +1169,46 @@ mod tests {
             let got = drain(rx, w, n as usize);
             assert_eq!(got, frames);
         });
+    }
+
+    /// A shut socket (device removed under the context) receives nothing
+    /// more and sends nothing, while the socket it talked to still works.
+    #[test]
+    fn a_shut_socket_neither_receives_nor_sends_over_veth() {
+        over_veth("sh", RxMode::Ring(RingConfig::DEFAULT), |tx, rx, w| {
+            tx.send(&numbered(1, 60));
+            assert_eq!(drain(rx, w, 1).len(), 1, "open: received");
+            rx.shut();
+            assert!(rx.is_shut());
+            tx.send_batch(&[&numbered(2, 60), &numbered(3, 60)]);
+            assert!(drain(rx, w, 1).is_empty(), "shut: nothing queued for it");
+            // Its sends are no-ops: the peer (whose receive side is open)
+            // sees none of them.
+            let back = |i| {
+                let mut f = numbered(i, 60);
+                f[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+                f
+            };
+            rx.send(&back(4));
+            rx.send_batch(&[&back(5), &back(6)]);
+            assert!(drain(tx, w, 1).is_empty(), "shut: nothing sent");
+            tx.send(&numbered(7, 60));
+            assert!(drain(rx, w, 1).is_empty());
+        });
+    }
+
+    #[test]
+    fn wait_on_reports_which_descriptors_are_readable() {
+        let w = Waker::new().unwrap();
+        let a = Waker::new().unwrap();
+        let b = Waker::new().unwrap();
+        assert_eq!(w.wait_on(&[a.as_fd(), b.as_fd()], 1_000), 0, "timeout");
+        b.wake();
+        assert_eq!(w.wait_on(&[a.as_fd(), b.as_fd()], 1_000_000_000), 0b10);
+        assert!(b.signalled(), "left for its owner to take");
+        assert!(!b.signalled());
+        w.wake();
+        assert_eq!(w.wait_on(&[a.as_fd()], 1_000_000_000), 0, "own wake-up");
     }
 
     /// A lone frame is handed over without more traffic behind it (when

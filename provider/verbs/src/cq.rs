@@ -59,6 +59,39 @@ pub struct Cq {
     waiting: AtomicUsize,
     armed: AtomicU32,
     notify_pending: AtomicBool,
+    /// The ring overran (a completion was dropped): the CQ is in error
+    /// for good (IBTA 11.4.2.1: an overrun CQ takes no more completions)
+    /// and every QP that tries to complete into it moves to ERROR.
+    error: AtomicBool,
+    /// IBV_EVENT_CQ_ERR is still to be raised (taken by the progress
+    /// thread, [`Cq::take_error_event`]).
+    error_event: AtomicBool,
+}
+
+/// What [`Cq::push`] did with a completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Pushed {
+    /// In the ring; `notify`: it made a completion event pending (the
+    /// caller makes sure the progress thread runs).
+    Queued {
+        /// A completion event is now pending.
+        notify: bool,
+    },
+    /// Dropped: the ring was full, or had overrun before. The CQ is in
+    /// error; the QP that completed into it must move to ERROR.
+    Overrun {
+        /// This push made the CQ overrun (its CQ_ERR event is now
+        /// pending).
+        first: bool,
+    },
+}
+
+impl Pushed {
+    /// The completion made an event pending.
+    pub fn notify(self) -> bool {
+        matches!(self, Pushed::Queued { notify: true })
+    }
 }
 
 impl Cq {
@@ -83,6 +116,8 @@ impl Cq {
             waiting: AtomicUsize::new(0),
             armed: AtomicU32::new(DISARMED),
             notify_pending: AtomicBool::new(false),
+            error: AtomicBool::new(false),
+            error_event: AtomicBool::new(false),
         }
     }
 
@@ -95,17 +130,22 @@ impl Cq {
         self.ring.lock()
     }
 
-    /// Adds a completion. Returns true if it made an event pending (the
-    /// caller makes sure the progress thread runs). A full ring drops the
-    /// completion and counts an overflow (CQ overrun).
-    pub fn push(&self, wc: WorkCompletion) -> bool {
+    /// Adds a completion. A full ring drops it, counts an overflow and
+    /// puts the CQ in error for good (CQ overrun): the completion is lost,
+    /// but loudly (IBV_EVENT_CQ_ERR, and the QP moves to ERROR), never
+    /// silently.
+    pub fn push(&self, wc: WorkCompletion) -> Pushed {
         let now = self.clock.map(|c| c());
         {
             let mut r = self.lock();
             let cap = r.buf.len();
-            if r.len == cap {
+            if r.len == cap || self.error.load(Ordering::Relaxed) {
                 r.overflows += 1;
-                return false;
+                let first = !self.error.swap(true, Ordering::AcqRel);
+                if first {
+                    self.error_event.store(true, Ordering::Release);
+                }
+                return Pushed::Overrun { first };
             }
             let i = (r.head + r.len) % cap;
             r.buf[i] = Some(wc);
@@ -116,7 +156,19 @@ impl Cq {
             self.waiting.store(r.len, Ordering::Release);
         }
         let solicited = wc.solicited || wc.status != WcStatus::Success;
-        self.consume_arm(solicited)
+        Pushed::Queued {
+            notify: self.consume_arm(solicited),
+        }
+    }
+
+    /// The CQ overran (see [`Cq::push`]).
+    pub fn in_error(&self) -> bool {
+        self.error.load(Ordering::Acquire)
+    }
+
+    /// Consumes the pending IBV_EVENT_CQ_ERR (progress thread).
+    pub fn take_error_event(&self) -> bool {
+        self.error_event.swap(false, Ordering::AcqRel)
     }
 
     /// Moves up to `out.len()` completions out; returns how many.
@@ -185,7 +237,7 @@ impl Cq {
         self.len() == 0
     }
 
-    /// Completions dropped because the ring was full.
+    /// Completions dropped because the ring was full or had overrun.
     pub fn overflows(&self) -> u64 {
         self.lock().overflows
     }
@@ -270,7 +322,7 @@ mod tests {
             src_qp: Qpn::new(2),
             solicited: false,
         };
-        cq.push(wc);
+        let _ = cq.push(wc);
         assert_eq!(cq.len(), 1);
         let mut got = Vec::new();
         assert_eq!(cq.poll_with(4, |i, w| got.push((i, w.wr_id))), 1);
@@ -297,31 +349,54 @@ mod tests {
         let cq = Cq::new(1, 3);
         let mut out = [wc(0, false); 4];
         for round in 0..5u64 {
-            assert!(!cq.push(wc(round * 10, false)));
-            assert!(!cq.push(wc(round * 10 + 1, false)));
+            assert!(!cq.push(wc(round * 10, false)).notify());
+            assert!(!cq.push(wc(round * 10 + 1, false)).notify());
             assert_eq!(cq.poll(&mut out[..1]), 1);
             assert_eq!(out[0].wr_id, round * 10);
             assert_eq!(cq.poll(&mut out), 1);
             assert_eq!(out[0].wr_id, round * 10 + 1);
         }
-        for i in 0..4 {
-            cq.push(wc(i, false));
+        for i in 0..3 {
+            assert_eq!(cq.push(wc(i, false)), Pushed::Queued { notify: false });
         }
-        assert_eq!(cq.overflows(), 1);
+        assert_eq!(cq.overflows(), 0);
         assert_eq!(cq.poll(&mut out), 3);
         assert_eq!([out[0].wr_id, out[1].wr_id, out[2].wr_id], [0, 1, 2]);
         assert!(cq.is_empty());
     }
 
+    /// A completion that finds the ring full is dropped, loudly: the CQ is
+    /// in error for good (CQ_ERR pending once), and every later push is
+    /// refused too, even with room, so the QPs completing into it move
+    /// to ERROR instead of going on as if nothing was lost.
+    #[test]
+    fn an_overrun_puts_the_cq_in_error_for_good() {
+        let cq = Cq::new(1, 2);
+        let mut out = [wc(0, false); 4];
+        let _ = cq.push(wc(1, false));
+        let _ = cq.push(wc(2, false));
+        assert!(!cq.in_error() && !cq.take_error_event());
+        assert_eq!(cq.push(wc(3, false)), Pushed::Overrun { first: true });
+        assert!(cq.in_error());
+        assert_eq!(cq.overflows(), 1);
+        // What was in the ring can still be polled.
+        assert_eq!(cq.poll(&mut out), 2);
+        assert_eq!(cq.push(wc(4, false)), Pushed::Overrun { first: false });
+        assert_eq!(cq.overflows(), 2);
+        assert!(cq.take_error_event(), "one CQ_ERR");
+        assert!(!cq.take_error_event());
+        assert_eq!(cq.poll(&mut out), 0);
+    }
+
     #[test]
     fn arm_fires_once() {
         let cq = Cq::new(1, 8);
-        assert!(!cq.push(wc(1, false)), "not armed: no event");
+        assert!(!cq.push(wc(1, false)).notify(), "not armed: no event");
         let mut out = [wc(0, false); 8];
         cq.poll(&mut out);
         cq.arm(false);
-        assert!(cq.push(wc(2, false)));
-        assert!(!cq.push(wc(3, false)), "one event per arm");
+        assert!(cq.push(wc(2, false)).notify());
+        assert!(!cq.push(wc(3, false)).notify(), "one event per arm");
         assert!(cq.take_notify());
         assert!(!cq.take_notify());
     }
@@ -329,16 +404,16 @@ mod tests {
     #[test]
     fn arming_a_non_empty_cq_waits_for_the_next_completion() {
         let cq = Cq::new(1, 8);
-        cq.push(wc(1, false));
+        let _ = cq.push(wc(1, false));
         cq.arm(false);
         assert!(!cq.take_notify(), "the waiting completion raises nothing");
         assert!(cq.is_armed());
-        assert!(cq.push(wc(2, false)));
+        assert!(cq.push(wc(2, false)).notify());
         assert!(cq.take_notify());
         // Solicited-only: unsolicited completions do not fire.
         cq.arm(true);
-        assert!(!cq.push(wc(3, false)));
-        assert!(cq.push(wc(4, true)));
+        assert!(!cq.push(wc(3, false)).notify());
+        assert!(cq.push(wc(4, true)).notify());
     }
 
     #[test]
@@ -347,7 +422,7 @@ mod tests {
         for _ in 0..200 {
             let cq = Arc::new(Cq::new(1, 4));
             let c2 = cq.clone();
-            let t = std::thread::spawn(move || c2.push(wc(1, false)));
+            let t = std::thread::spawn(move || c2.push(wc(1, false)).notify());
             cq.arm(false);
             let fired = t.join().unwrap();
             // Either the push came after the arm and raised the event, or
@@ -370,12 +445,10 @@ mod tests {
         let cq = Cq::with_clock(1, 2, Some(clock));
         assert!(cq.has_clock() && !Cq::new(1, 2).has_clock());
         assert!(cq.poll_one().is_none());
-        cq.push(wc(1, false));
-        cq.push(wc(2, false));
-        cq.push(wc(3, false)); // overflow: dropped, no stamp consumed
-        assert_eq!(cq.overflows(), 1);
+        let _ = cq.push(wc(1, false));
+        let _ = cq.push(wc(2, false));
         let (a, ta) = cq.poll_one().unwrap();
-        cq.push(wc(4, false));
+        let _ = cq.push(wc(4, false));
         let (b, tb) = cq.poll_one().unwrap();
         let (c, tc) = cq.poll_one().unwrap();
         assert_eq!((a.wr_id, b.wr_id, c.wr_id), (1, 2, 4));
@@ -383,7 +456,7 @@ mod tests {
         assert!(cq.poll_one().is_none());
         // Without a clock the stamp reads 0.
         let plain = Cq::new(1, 1);
-        plain.push(wc(5, false));
+        let _ = plain.push(wc(5, false));
         assert_eq!(plain.poll_one().map(|(w, t)| (w.wr_id, t)), Some((5, 0)));
     }
 }

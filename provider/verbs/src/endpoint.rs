@@ -20,14 +20,14 @@
 //! QP lock of the QP whose `pending` flips) and `window_budget` (ring
 //! frames not promised to a receive window; a CAS loop).
 
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, RwLock};
 
 use omx_engine::Instant;
 
-use crate::cq::Cq;
+use crate::cq::{Cq, Pushed};
 use crate::mr::MrTable;
-use crate::qp::{Qp, QpInner, Window, TX_BATCH, TX_SLOT};
+use crate::qp::{pack_event, unpack_event, Qp, QpInner, Window, TX_BATCH, TX_SLOT};
 use crate::FrameSink;
 
 /// How soon the timer pass looks again at a due QP it found locked.
@@ -78,11 +78,33 @@ impl RxBy {
     }
 }
 
+/// A call into the kernel module that the progress thread makes on behalf
+/// of the endpoint's objects ([`Endpoint::kernel_pass`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelCall {
+    /// Raise the completion event of the CQ with this uverbs handle
+    /// (OMX_METHOD_CQ_NOTIFY).
+    CqNotify(u32),
+    /// The CQ with this handle overran: IBV_EVENT_CQ_ERR
+    /// (OMX_METHOD_CQ_ERROR).
+    CqError(u32),
+    /// The engine moved the QP with this handle to ERROR on its own: the
+    /// kernel's shadow follows, and the event's kind is raised
+    /// (OMX_METHOD_QP_EVENT).
+    QpEvent {
+        /// The QP's uverbs handle.
+        handle: u32,
+        /// Why, and in which reset epoch.
+        event: omx_engine::QpEvent,
+    },
+}
+
 /// What driving a QP left to do for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Drive {
-    /// A completion landed on an armed CQ: the progress thread must raise
-    /// the event.
+    /// The progress thread has calls to make into the kernel module
+    /// ([`Endpoint::kernel_pass`]): a completion landed on an armed CQ, a
+    /// CQ overran, or a QP moved to ERROR on its own.
     pub notify: bool,
     /// Earliest timer deadline of the QPs driven, in engine nanoseconds;
     /// `u64::MAX` = none. A plain integer rather than an
@@ -150,6 +172,15 @@ pub struct Endpoint {
     busy_qps: AtomicU32,
     /// Receive-ring frames not yet promised to a QP's window.
     window_budget: AtomicU32,
+    /// Frames dropped before any QP saw them (see [`Endpoint::counters`]).
+    rx_unparsable: AtomicU64,
+    rx_unknown_qp: AtomicU64,
+    /// Some QP has an event for the kernel pass (set by drive after it
+    /// stored the QP's `event`, taken by the pass before it looks).
+    qp_events: AtomicBool,
+    /// Engine counters of the QPs destroyed so far, by the index of
+    /// [`omx_engine::Stats::fields`] (control path only).
+    retired: Mutex<Vec<u64>>,
 }
 
 impl Endpoint {
@@ -171,6 +202,10 @@ impl Endpoint {
             cqs: RwLock::new(Vec::new()),
             busy_qps: AtomicU32::new(0),
             window_budget: AtomicU32::new(ring_frames),
+            rx_unparsable: AtomicU64::new(0),
+            rx_unknown_qp: AtomicU64::new(0),
+            qp_events: AtomicBool::new(false),
+            retired: Mutex::new(Vec::new()),
         }
     }
 
@@ -240,6 +275,18 @@ impl Endpoint {
             .cloned()
     }
 
+    /// The endpoint's own drop counters, by name: frames too short or not
+    /// omx-verbs at all (`rx_unparsable`), and frames whose destination
+    /// QPN names no QP of ours (`rx_unknown_qp`: another endpoint's, or a QP
+    /// destroyed since). What happens to frames a QP sees is in its
+    /// engine's `Stats`.
+    pub fn counters(&self) -> [(&'static str, u64); 2] {
+        [
+            ("rx_unparsable", self.rx_unparsable.load(Relaxed)),
+            ("rx_unknown_qp", self.rx_unknown_qp.load(Relaxed)),
+        ]
+    }
+
     /// Registers a CQ for the notification pass.
     pub fn insert_cq(&self, cq: Arc<Cq>) {
         self.cqs.write().unwrap_or_else(|p| p.into_inner()).push(cq);
@@ -253,14 +300,63 @@ impl Endpoint {
             .retain(|c| !Arc::ptr_eq(c, cq));
     }
 
-    /// Calls `f` with the handle of every CQ with a pending notification.
-    pub fn for_each_notify(&self, mut f: impl FnMut(u32)) {
-        let v = self.cqs.read().unwrap_or_else(|p| p.into_inner());
-        for c in v.iter() {
-            if c.take_notify() {
-                f(c.handle);
+    /// Calls `f` with every call into the kernel module the endpoint's
+    /// objects are waiting for: completion events of armed CQs that got a
+    /// completion, and the CQ_ERR of CQs that overran. The progress thread
+    /// makes these calls (never a post or poll call: IB midlayer rule).
+    pub fn kernel_pass(&self, mut f: impl FnMut(KernelCall)) {
+        if self.qp_events.swap(false, SeqCst) {
+            let t = self.qps.read().unwrap_or_else(|p| p.into_inner());
+            for qp in &t.live {
+                if let Some(event) = unpack_event(qp.event.swap(0, SeqCst)) {
+                    f(KernelCall::QpEvent {
+                        handle: qp.handle,
+                        event,
+                    });
+                }
             }
         }
+        let v = self.cqs.read().unwrap_or_else(|p| p.into_inner());
+        for c in v.iter() {
+            if c.take_error_event() {
+                f(KernelCall::CqError(c.handle));
+            }
+            if c.take_notify() {
+                f(KernelCall::CqNotify(c.handle));
+            }
+        }
+    }
+
+    /// Adds the engine counters of a QP being destroyed to the
+    /// endpoint's totals ([`Endpoint::qp_totals`]).
+    pub fn retire_stats(&self, stats: &omx_engine::Stats) {
+        let mut r = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        let fields: Vec<u64> = stats.fields().map(|(_, v)| v).collect();
+        r.resize(fields.len(), 0);
+        for (t, v) in r.iter_mut().zip(fields) {
+            *t += v;
+        }
+    }
+
+    /// The engine counters summed over every QP this endpoint had: those
+    /// destroyed ([`Endpoint::retire_stats`]) and those still live.
+    /// Control path (it locks every live QP in turn).
+    pub fn qp_totals(&self) -> Vec<(&'static str, u64)> {
+        let mut tot: Vec<(&'static str, u64)> = omx_engine::Stats::default().fields().collect();
+        {
+            let r = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+            for (t, v) in tot.iter_mut().zip(r.iter()) {
+                t.1 += v;
+            }
+        }
+        let t = self.qps.read().unwrap_or_else(|p| p.into_inner());
+        for qp in &t.live {
+            let g = qp.lock();
+            for (t, (_, v)) in tot.iter_mut().zip(g.rc.stats().fields()) {
+                t.1 += v;
+            }
+        }
+        tot
     }
 
     /// After any input or verb on `qp` (whose lock `g` is): sends what the
@@ -297,12 +393,38 @@ impl Endpoint {
             }
         });
         let mut notify = false;
-        while let Some(wc) = rc.poll_completion() {
-            let cq = match wc.queue {
-                omx_engine::WcQueue::Send => &qp.send_cq,
-                omx_engine::WcQueue::Recv => &qp.recv_cq,
-            };
-            notify |= cq.push(wc);
+        let mut overrun = false;
+        loop {
+            while let Some(wc) = rc.poll_completion() {
+                let cq = match wc.queue {
+                    omx_engine::WcQueue::Send => &qp.send_cq,
+                    omx_engine::WcQueue::Recv => &qp.recv_cq,
+                };
+                match cq.push(wc) {
+                    Pushed::Queued { notify: n } => notify |= n,
+                    Pushed::Overrun { first } => {
+                        overrun = true;
+                        // The CQ_ERR event is the progress thread's.
+                        notify |= first;
+                    }
+                }
+            }
+            // A completion was lost to an overrun CQ: the QP goes to
+            // ERROR (IBTA: a work queue that cannot complete is in error),
+            // its other WRs are flushed (those for an overrun CQ are lost
+            // too, loudly), and its application gets QP_FATAL.
+            if !overrun || rc.state() == omx_engine::QpState::Err {
+                break;
+            }
+            rc.fail();
+            notify = true;
+        }
+        if let Some(e) = rc.poll_event() {
+            // The engine moved the QP to ERROR on its own: the kernel's
+            // shadow must follow, and the application gets the event.
+            qp.event.store(pack_event(e), SeqCst);
+            self.qp_events.store(true, SeqCst);
+            notify = true;
         }
         let deadline_ns = rc.poll_timeout().map_or(u64::MAX, |t| t.as_nanos());
         qp.set_deadline(deadline_ns);
@@ -376,9 +498,11 @@ impl Endpoint {
         tx: &impl FrameSink,
     ) -> Drive {
         let Some(qpn) = omx_engine::peek_dst_qpn(frame) else {
+            self.rx_unparsable.fetch_add(1, Relaxed);
             return Drive::default();
         };
         let Some(qp) = self.lookup(qpn) else {
+            self.rx_unknown_qp.fetch_add(1, Relaxed);
             return Drive::default();
         };
         let mut g = qp.lock();
@@ -401,6 +525,23 @@ impl Endpoint {
             g.rc.flush_acks();
             let _ = self.drive(qp, &mut g, now, tx);
         }
+    }
+
+    /// Moves every QP to ERROR (the device went away under the context):
+    /// their outstanding WRs complete with IBV_WC_WR_FLUSH_ERR, so that
+    /// threads waiting for them wake up.
+    pub fn fail_all(&self, now: Instant, tx: &impl FrameSink) -> Drive {
+        let t = self.qps.read().unwrap_or_else(|p| p.into_inner());
+        let mut d = Drive::default();
+        for qp in &t.live {
+            let mut g = qp.lock();
+            let _ = g.modify(&omx_engine::QpAttr {
+                state: Some(omx_engine::QpState::Err),
+                ..Default::default()
+            });
+            d = d.merge(self.drive(qp, &mut g, now, tx));
+        }
+        d
     }
 
     /// Runs every due timer of every QP; returns the earliest deadline
@@ -458,18 +599,21 @@ mod tests {
     fn connect_with(ep: &Endpoint, qpn: u32, peer: u32, depth: u32, cqe: usize) -> Arc<Qp> {
         let cq = Arc::new(Cq::new(1, cqe));
         ep.insert_cq(cq.clone());
-        let qp = Arc::new(Qp::new(
-            Qpn::new(qpn),
-            9,
-            QpCaps {
-                sq_depth: depth,
-                rq_depth: depth,
-                ..Default::default()
-            },
-            cq.clone(),
-            cq,
-            false,
-        ));
+        let qp = Arc::new(
+            Qp::new(
+                Qpn::new(qpn),
+                9,
+                QpCaps {
+                    sq_depth: depth,
+                    rq_depth: depth,
+                    ..Default::default()
+                },
+                cq.clone(),
+                cq,
+                false,
+            )
+            .with_handle(qpn),
+        );
         ep.insert_qp(qp.clone());
         let mut g = qp.lock();
         let conn = omx_engine::testing::Conn {
@@ -639,6 +783,183 @@ mod tests {
     }
 
     #[test]
+    fn fail_all_flushes_every_qp_and_leaves_none_pending() {
+        let ep = Endpoint::new(1);
+        let a = connect(&ep, 1 << 12 | 1, 2 << 12);
+        let b = connect(&ep, 1 << 12 | 2, 2 << 12 | 1);
+        let w = Wire::default();
+        let mut buf = vec![0u8; 64];
+        for (qp, id) in [(&a, 10), (&b, 20)] {
+            let mut g = qp.lock();
+            g.post_recv(RecvWr {
+                wr_id: id,
+                sg: SgList::single(buf.as_mut_ptr() as u64, 64, 0),
+            })
+            .unwrap();
+            ep.drive_after_post_recv(qp, &mut g, Instant::ZERO, &w);
+        }
+        assert!(ep.work_pending());
+        let d = ep.fail_all(Instant::ZERO, &w);
+        assert!(d.idle, "the last pending WRs completed");
+        assert!(!ep.work_pending());
+        for (qp, id) in [(&a, 10), (&b, 20)] {
+            assert_eq!(qp.lock().rc.state(), QpState::Err);
+            let mut got = Vec::new();
+            qp.recv_cq
+                .poll_with(16, |_, wc| got.push((wc.wr_id, wc.status)));
+            assert_eq!(got, [(id, WcStatus::WrFlushErr)]);
+        }
+    }
+
+    /// A completion that finds its CQ full overruns it: the CQ is in
+    /// error (CQ_ERR for the kernel pass), the QP moves to ERROR, and the
+    /// drive tells the caller to run the kernel pass.
+    #[test]
+    fn a_cq_overrun_fails_the_qp_and_raises_cq_err() {
+        let a = Endpoint::new(1);
+        let b = Endpoint::new(2);
+        let qa = connect(&a, 1 << 12, 2 << 12);
+        let qb = connect_with(&b, 2 << 12, 1 << 12, 4, 1);
+        let mut dst = vec![0u8; 64];
+        b.mrs.insert(MrEntry {
+            lkey: 0x200,
+            rkey: 0x200,
+            pd: 9,
+            addr: dst.as_mut_ptr() as u64,
+            va: dst.as_mut_ptr() as u64,
+            len: 64,
+            access: ACCESS_LOCAL_WRITE,
+        });
+        let (wa, wb) = (Wire::default(), Wire::default());
+        for id in 0..3 {
+            let mut g = qb.lock();
+            g.post_recv(RecvWr {
+                wr_id: id,
+                sg: SgList::single(dst.as_mut_ptr() as u64, 64, 0x200),
+            })
+            .unwrap();
+        }
+        {
+            let mut g = qa.lock();
+            for id in 10..12 {
+                g.post_send_inline(
+                    SendWr {
+                        wr_id: id,
+                        op: SendOp::Send,
+                        sg: SgList::default(),
+                        signaled: true,
+                        solicited: false,
+                    },
+                    2,
+                    |d| d.copy_from_slice(b"hi"),
+                )
+                .unwrap();
+            }
+            a.drive(&qa, &mut g, Instant::ZERO, &wa);
+        }
+        pump(&a, &b, &wa, &wb);
+        assert!(qb.recv_cq.in_error());
+        assert_eq!(qb.lock().rc.state(), QpState::Err, "the QP failed");
+        let mut calls = Vec::new();
+        b.kernel_pass(|c| calls.push(c));
+        assert_eq!(
+            calls,
+            [
+                KernelCall::QpEvent {
+                    handle: 2 << 12,
+                    event: omx_engine::QpEvent {
+                        kind: omx_engine::QpEventKind::Fatal,
+                        epoch: 0,
+                    },
+                },
+                KernelCall::CqError(1)
+            ]
+        );
+        let mut ids = Vec::new();
+        qb.recv_cq
+            .poll_with(8, |_, wc| ids.push((wc.wr_id, wc.status)));
+        assert_eq!(ids, [(0, WcStatus::Success)], "the one that fit");
+        calls.clear();
+        b.kernel_pass(|c| calls.push(c));
+        assert!(calls.is_empty(), "CQ_ERR once");
+    }
+
+    #[test]
+    fn events_pack_into_one_word() {
+        use omx_engine::{QpEvent, QpEventKind as K};
+        for kind in [K::None, K::Fatal, K::ReqErr, K::AccessErr] {
+            for epoch in [0, 1, u32::MAX] {
+                let e = QpEvent { kind, epoch };
+                assert_eq!(unpack_event(pack_event(e)), Some(e));
+            }
+        }
+        assert_eq!(unpack_event(0), None);
+    }
+
+    /// The engine's own moves to ERROR reach the kernel pass, once each,
+    /// with their kind: the responder that refused a WRITE its QP does not
+    /// allow (REQ_ERR) and the requester that got the NAK (no event, but
+    /// its kernel shadow must still follow to ERROR).
+    #[test]
+    fn engine_errors_reach_the_kernel_pass_once() {
+        let a = Endpoint::new(1);
+        let b = Endpoint::new(2);
+        let qa = connect(&a, 1 << 12, 2 << 12);
+        let qb = connect(&b, 2 << 12, 1 << 12);
+        qb.lock()
+            .modify(&QpAttr {
+                state: Some(QpState::Rts),
+                access_flags: Some(0),
+                ..Default::default()
+            })
+            .unwrap();
+        let mut dst = vec![0u8; 64];
+        b.mrs.insert(MrEntry {
+            lkey: 0x200,
+            rkey: 0x200,
+            pd: 9,
+            addr: dst.as_mut_ptr() as u64,
+            va: dst.as_mut_ptr() as u64,
+            len: 64,
+            access: ACCESS_LOCAL_WRITE | crate::mr::ACCESS_REMOTE_WRITE,
+        });
+        let (wa, wb) = (Wire::default(), Wire::default());
+        {
+            let mut g = qa.lock();
+            g.post_send_inline(
+                SendWr {
+                    wr_id: 1,
+                    op: SendOp::RdmaWrite {
+                        remote_addr: dst.as_ptr() as u64,
+                        rkey: 0x200,
+                    },
+                    sg: SgList::default(),
+                    signaled: true,
+                    solicited: false,
+                },
+                4,
+                |d| d.copy_from_slice(b"evil"),
+            )
+            .unwrap();
+            a.drive(&qa, &mut g, Instant::ZERO, &wa);
+        }
+        pump(&a, &b, &wa, &wb);
+        assert_eq!(&dst[..4], [0; 4], "nothing written");
+        let pass = |ep: &Endpoint| {
+            let mut v = Vec::new();
+            ep.kernel_pass(|c| v.push(c));
+            v
+        };
+        let ev = |handle, kind| KernelCall::QpEvent {
+            handle,
+            event: omx_engine::QpEvent { kind, epoch: 0 },
+        };
+        assert_eq!(pass(&b), [ev(2 << 12, omx_engine::QpEventKind::ReqErr)]);
+        assert_eq!(pass(&a), [ev(1 << 12, omx_engine::QpEventKind::None)]);
+        assert!(pass(&a).is_empty() && pass(&b).is_empty(), "once");
+    }
+
+    #[test]
     fn passes_over_all_qps_visit_exactly_the_live_ones() {
         let ep = Endpoint::new(3);
         let a = connect(&ep, 3 << 12 | 5, 4 << 12);
@@ -670,12 +991,42 @@ mod tests {
         assert!(ep.lookup(Qpn::new(3 << 12 | 5)).is_some());
         assert!(ep.lookup(Qpn::new(3 << 12 | 6)).is_none());
         assert!(ep.lookup(Qpn::new(4 << 12 | 5)).is_none());
-        // Garbage frames are ignored.
+        // Garbage frames are ignored, and counted.
         let w = Wire::default();
         assert_eq!(
             ep.handle_frame(Instant::ZERO, &[0u8; 10], &w),
             Drive::default()
         );
+        assert_eq!(ep.counters(), [("rx_unparsable", 1), ("rx_unknown_qp", 0)]);
+        // So are frames for a slot with no QP, or another endpoint.
+        for qpn in [3u32 << 12 | 6, 4 << 12 | 5] {
+            let repr = omx_wire::FrameRepr {
+                dst_mac: [2, 0, 0, 0, 0, 1],
+                src_mac: [2, 0, 0, 0, 0, 2],
+                peer_index: 0xffff,
+                bth: omx_wire::Bth {
+                    opcode: omx_wire::Opcode::SendOnly,
+                    transport: omx_wire::Transport::Rc,
+                    ack_req: true,
+                    solicited: false,
+                    dst_qpn: Qpn::new(qpn),
+                    src_qpn: Qpn::new(4 << 12),
+                    psn: omx_wire::Psn::new(0),
+                },
+                ext: omx_wire::Ext::default(),
+                payload_len: 0,
+            };
+            let mut f = [0u8; 64];
+            let n = repr
+                .emit(&mut omx_wire::Frame::new_unchecked(&mut f[..]), |_| ())
+                .unwrap();
+            assert_eq!(
+                ep.handle_frame(Instant::ZERO, &f[..n], &w),
+                Drive::default()
+            );
+        }
+        assert_eq!(ep.counters(), [("rx_unparsable", 1), ("rx_unknown_qp", 2)]);
+        assert!(w.0.borrow().is_empty(), "never answered");
         assert!(ep.remove_qp(qp.qpn).is_some());
         assert!(ep.lookup(qp.qpn).is_none());
     }

@@ -32,8 +32,8 @@ pub mod qp;
 pub(crate) mod test_pages;
 
 pub use addr::{mac_from_gid, AddrError};
-pub use cq::Cq;
-pub use endpoint::{Drive, Endpoint, RxBy};
+pub use cq::{Cq, Pushed};
+pub use endpoint::{Drive, Endpoint, KernelCall, RxBy};
 pub use mr::{AdviseError, MrEntry, MrTable, PdMem, INLINE_LKEY};
 pub use qp::{Qp, QpCaps, Window, ACK_HOLD, MAX_INLINE_DATA};
 

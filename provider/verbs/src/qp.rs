@@ -128,6 +128,39 @@ pub struct Qp {
     /// Ring frames this QP's window took from the endpoint's budget,
     /// given back by `remove_qp`.
     pub(crate) window_taken: AtomicU32,
+    /// The kernel's uverbs handle of the QP (`ibv_qp.handle`), for the
+    /// calls the progress thread makes about it (OMX_METHOD_QP_EVENT).
+    pub handle: u32,
+    /// The engine moved the QP to ERROR on its own and the kernel has not
+    /// been told yet ([`omx_engine::QpEvent`] packed by [`pack_event`];
+    /// 0 = none). Written under `inner` by drive, taken by the endpoint's
+    /// kernel pass; a newer event replaces an older one, which would be
+    /// stale by then (an older reset epoch).
+    pub(crate) event: AtomicU64,
+}
+
+/// An event as one word: bit 63 set, the kind in bits 32..63, the epoch
+/// in bits 0..32.
+pub(crate) fn pack_event(e: omx_engine::QpEvent) -> u64 {
+    1 << 63 | u64::from(e.kind as u32) << 32 | u64::from(e.epoch)
+}
+
+/// The event [`pack_event`] packed (`None` for 0).
+pub(crate) fn unpack_event(w: u64) -> Option<omx_engine::QpEvent> {
+    use omx_engine::QpEventKind as K;
+    if w >> 63 == 0 {
+        return None;
+    }
+    let kind = match (w >> 32) as u32 & 0x7fff_ffff {
+        0 => K::None,
+        1 => K::Fatal,
+        2 => K::ReqErr,
+        _ => K::AccessErr,
+    };
+    Some(omx_engine::QpEvent {
+        kind,
+        epoch: w as u32,
+    })
 }
 
 /// The state behind the QP lock.
@@ -167,6 +200,8 @@ impl Qp {
             pending: AtomicBool::new(false),
             removed: AtomicBool::new(false),
             window_taken: AtomicU32::new(caps.window.taken),
+            handle: 0,
+            event: AtomicU64::new(0),
             inner: SpinLock::new(QpInner {
                 rc: RcQp::new(cfg),
                 tx: vec![0u8; TX_BATCH * TX_SLOT].into_boxed_slice(),
@@ -177,7 +212,12 @@ impl Qp {
         }
     }
 
-    /// Takes the QP lock.
+    /// The QP with its kernel uverbs handle (see [`Qp::handle`]).
+    pub fn with_handle(mut self, handle: u32) -> Self {
+        self.handle = handle;
+        self
+    }
+
     /// The deadline the last drive published (ns; `u64::MAX` = none).
     pub fn deadline(&self) -> u64 {
         self.deadline.load(Ordering::Acquire)
