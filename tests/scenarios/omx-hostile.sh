@@ -52,16 +52,16 @@ set -euo pipefail
 # shellcheck source=tests/scenarios/omx-target-lib.sh
 . "$REPO/tests/scenarios/omx-target-lib.sh"
 
-# ---- What the provider must report: align the names here after the merge.
-# Counters printed at context close with OMX_STATS=1, on stderr, one line
-# each: "omx-stats <qpn or ctx> <name> <value>" (summed over all lines of a
-# name, whatever the first column; a value below may list several names,
-# separated by spaces, whose sum is checked).
+# ---- What the provider reports (docs/troubleshooting.md, "Why frames are
+# dropped"). Counters printed at context close with OMX_STATS=1, on stderr,
+# one line each: "omx-stats ctx <endpoint> <name> <value>" (summed over the
+# contexts of a log; a value below may list several names, separated by
+# spaces, whose sum is checked).
 C_WRONG_MAC=rx_wrong_mac          # source MAC is not the connected path's
 C_WRONG_QP=rx_wrong_qp            # source QPN is not the connected QP's
 C_UNKNOWN_QP=rx_unknown_qp        # no QP of the context has that QPN
-C_ACK_WINDOW=rx_ack_out_of_window # ACK/NAK/PAETH PSN outside the window
-C_BAD_DUP_READ=rx_bad_duplicate_read # duplicate READ matching no record
+C_ACK_WINDOW="rx_ack_out_of_window rx_nak_out_of_window" # ACK/PAETH, NAK PSN outside the window
+C_BAD_DUP_READ=rx_dup_read_unmatched # duplicate READ matching no record
 C_TX_NAKS=tx_naks                 # NAKs (not RNR) sent
 # The async event of a QP whose responder faulted on a registered range.
 EV_FAULT=IBV_EVENT_QP_ACCESS_ERR

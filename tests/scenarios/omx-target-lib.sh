@@ -138,8 +138,11 @@ tgt_kill_all() {
 	done
 }
 
-# stat_sum FILE NAME: the sum of the provider's counter NAME over the
-# "omx-stats <qpn or ctx> <name> <value>" lines of FILE (OMX_STATS=1).
+# stat_sum FILE NAME: the provider's counter NAME in FILE (OMX_STATS=1):
+# the "omx-stats ctx <endpoint> <name> <value>" lines a context prints when
+# it closes (totals over all its QPs, plus its own), summed over the
+# contexts in FILE. The per-QP lines ("omx-stats qp ...") are already in
+# those totals.
 stat_sum() {
-	awk -v n="$2" '$1 == "omx-stats" && $3 == n { s += $4 } END { print s + 0 }' "$1"
+	awk -v n="$2" '$1 == "omx-stats" && $2 == "ctx" && $4 == n { s += $5 } END { print s + 0 }' "$1"
 }
