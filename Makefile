@@ -19,7 +19,8 @@ CARGO ?= cargo
 SCENARIOS ?= $(addprefix tests/scenarios/,omx-devices.sh omx-port-events.sh \
 	omx-netdev-changes.sh omx-resources.sh omx-comp-events.sh omx-hotunplug.sh \
 	omx-rmmod-busy.sh omx-link-cycles.sh omx-rc-pingpong.sh omx-rc-faults.sh \
-	omx-rc-options.sh omx-same-device.sh omx-valgrind.sh omx-hostile.sh) \
+	omx-rc-options.sh omx-same-device.sh omx-valgrind.sh omx-hostile.sh \
+	omx-modify-table.sh) \
 	kmod-shim/tests/vm-kmod-smoke.sh kmod-shim/tests/vm-kmod-cycles.sh
 # Scenarios that need two VMs joined by a QEMU socket netdev (--vms 2).
 TWO_VM_SCENARIOS ?= tests/scenarios/omx-two-vms.sh
@@ -148,7 +149,7 @@ rxe-baseline: deps
 	echo "rxe-baseline: $$pass passed, $${#failed[@]} failed"; \
 	[ $${#failed[@]} -eq 0 ]
 
-test: build lint unit rxe-baseline vm-test
+test: build lint unit fuzz rxe-baseline vm-test
 
 demo: build
 	@tests/vm/run --kernel $(KERNEL) --name demo --timeout $(VM_TIMEOUT) --show \
