@@ -74,6 +74,27 @@ static void expect(struct ibv_qp *qp, enum ibv_qp_state want, int step)
 		die("step %d: QP in state %d, expected %d", step, got, want);
 }
 
+/* What INIT -> RTR of an RC QP requires (IBTA), the QP connected to itself. */
+#define RTR_MASK (IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | \
+		  IBV_QP_DEST_QPN | IBV_QP_RQ_PSN | \
+		  IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER)
+
+static void rtr_attr(struct ibv_context *ctx, struct ibv_qp *qp,
+		     struct ibv_qp_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->qp_state = IBV_QPS_RTR;
+	a->path_mtu = IBV_MTU_1024;
+	a->dest_qp_num = qp->qp_num;
+	a->rq_psn = 0x123;
+	a->max_dest_rd_atomic = 1;
+	a->min_rnr_timer = 12;
+	a->ah_attr.is_global = 1;
+	a->ah_attr.port_num = 1;
+	if (ibv_query_gid(ctx, 1, 0, &a->ah_attr.grh.dgid))
+		die("ibv_query_gid: %s", strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
 	struct ibv_context *ctx;
@@ -117,19 +138,8 @@ int main(int argc, char **argv)
 	expect(qp, IBV_QPS_INIT, 1);
 	printf("step 1: RESET->INIT accepted\n");
 
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTR;
-	a.path_mtu = IBV_MTU_1024;
-	a.dest_qp_num = qp->qp_num;
-	a.max_dest_rd_atomic = 1;
-	a.min_rnr_timer = 12;
-	a.ah_attr.is_global = 1;
-	a.ah_attr.port_num = 1;
-	if (ibv_query_gid(ctx, 1, 0, &a.ah_attr.grh.dgid))
-		die("ibv_query_gid: %s", strerror(errno));
-	r = ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
-			  IBV_QP_DEST_QPN | IBV_QP_MAX_DEST_RD_ATOMIC |
-			  IBV_QP_MIN_RNR_TIMER);
+	rtr_attr(ctx, qp, &a);
+	r = ibv_modify_qp(qp, &a, RTR_MASK & ~IBV_QP_RQ_PSN);
 	if (r != EINVAL)
 		die("step 2: INIT->RTR without RQ_PSN gave %d, expected EINVAL", r);
 	expect(qp, IBV_QPS_INIT, 2);
@@ -150,20 +160,8 @@ int main(int argc, char **argv)
 	printf("step 3: INIT->INIT with port 2 refused by the kernel, QP unchanged\n");
 	checkpoint(qp->qp_num, "INIT");
 
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTR;
-	a.path_mtu = IBV_MTU_1024;
-	a.dest_qp_num = qp->qp_num;
-	a.rq_psn = 0x123;
-	a.max_dest_rd_atomic = 1;
-	a.min_rnr_timer = 12;
-	a.ah_attr.is_global = 1;
-	a.ah_attr.port_num = 1;
-	if (ibv_query_gid(ctx, 1, 0, &a.ah_attr.grh.dgid))
-		die("ibv_query_gid: %s", strerror(errno));
-	r = ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
-			  IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
-			  IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER);
+	rtr_attr(ctx, qp, &a);
+	r = ibv_modify_qp(qp, &a, RTR_MASK);
 	if (r)
 		die("step 4: INIT->RTR: %s", strerror(r));
 	expect(qp, IBV_QPS_RTR, 4);

@@ -627,6 +627,20 @@ mod tests {
         qp
     }
 
+    /// Registers the first `len` bytes of `buf` under key `key` (lkey =
+    /// rkey, PD 9: the PD of every test QP).
+    fn reg(ep: &Endpoint, buf: &mut [u8], key: u32, len: u64, access: u32) {
+        ep.mrs.insert(MrEntry {
+            lkey: key,
+            rkey: key,
+            pd: 9,
+            addr: buf.as_mut_ptr() as u64,
+            va: buf.as_mut_ptr() as u64,
+            len,
+            access,
+        });
+    }
+
     fn pump(a: &Endpoint, b: &Endpoint, wa: &Wire, wb: &Wire) {
         for _ in 0..100 {
             let fa: Vec<_> = wa.0.borrow_mut().drain(..).collect();
@@ -821,15 +835,7 @@ mod tests {
         let qa = connect(&a, 1 << 12, 2 << 12);
         let qb = connect_with(&b, 2 << 12, 1 << 12, 4, 1);
         let mut dst = vec![0u8; 64];
-        b.mrs.insert(MrEntry {
-            lkey: 0x200,
-            rkey: 0x200,
-            pd: 9,
-            addr: dst.as_mut_ptr() as u64,
-            va: dst.as_mut_ptr() as u64,
-            len: 64,
-            access: ACCESS_LOCAL_WRITE,
-        });
+        reg(&b, &mut dst, 0x200, 64, ACCESS_LOCAL_WRITE);
         let (wa, wb) = (Wire::default(), Wire::default());
         for id in 0..3 {
             let mut g = qb.lock();
@@ -914,15 +920,13 @@ mod tests {
             })
             .unwrap();
         let mut dst = vec![0u8; 64];
-        b.mrs.insert(MrEntry {
-            lkey: 0x200,
-            rkey: 0x200,
-            pd: 9,
-            addr: dst.as_mut_ptr() as u64,
-            va: dst.as_mut_ptr() as u64,
-            len: 64,
-            access: ACCESS_LOCAL_WRITE | crate::mr::ACCESS_REMOTE_WRITE,
-        });
+        reg(
+            &b,
+            &mut dst,
+            0x200,
+            64,
+            ACCESS_LOCAL_WRITE | crate::mr::ACCESS_REMOTE_WRITE,
+        );
         let (wa, wb) = (Wire::default(), Wire::default());
         {
             let mut g = qa.lock();
@@ -1039,24 +1043,8 @@ mod tests {
         let qb = connect(&b, 2 << 12, 1 << 12);
         let mut src = vec![7u8; 3000];
         let mut dst = vec![0u8; 4096];
-        a.mrs.insert(MrEntry {
-            lkey: 0x100,
-            rkey: 0x100,
-            pd: 9,
-            addr: src.as_mut_ptr() as u64,
-            va: src.as_mut_ptr() as u64,
-            len: 3000,
-            access: 0,
-        });
-        b.mrs.insert(MrEntry {
-            lkey: 0x200,
-            rkey: 0x200,
-            pd: 9,
-            addr: dst.as_mut_ptr() as u64,
-            va: dst.as_mut_ptr() as u64,
-            len: 4096,
-            access: ACCESS_LOCAL_WRITE,
-        });
+        reg(&a, &mut src, 0x100, 3000, 0);
+        reg(&b, &mut dst, 0x200, 4096, ACCESS_LOCAL_WRITE);
         let (wa, wb) = (Wire::default(), Wire::default());
         for id in 0..2 {
             let mut g = qb.lock();
@@ -1119,15 +1107,7 @@ mod tests {
         let qb = connect(&b, 2 << 12, 1 << 12);
         let mut buf = vec![0u8; 64];
         for ep in [&a, &b] {
-            ep.mrs.insert(MrEntry {
-                lkey: 0x100,
-                rkey: 0x100,
-                pd: 9,
-                addr: buf.as_mut_ptr() as u64,
-                va: buf.as_mut_ptr() as u64,
-                len: 64,
-                access: ACCESS_LOCAL_WRITE,
-            });
+            reg(&ep, &mut buf, 0x100, 64, ACCESS_LOCAL_WRITE);
         }
         let (wa, wb) = (Wire::default(), Wire::default());
         assert!(!a.work_pending() && !b.work_pending());
