@@ -1107,7 +1107,7 @@ mod tests {
         let qb = connect(&b, 2 << 12, 1 << 12);
         let mut buf = vec![0u8; 64];
         for ep in [&a, &b] {
-            reg(&ep, &mut buf, 0x100, 64, ACCESS_LOCAL_WRITE);
+            reg(ep, &mut buf, 0x100, 64, ACCESS_LOCAL_WRITE);
         }
         let (wa, wb) = (Wire::default(), Wire::default());
         assert!(!a.work_pending() && !b.work_pending());
