@@ -454,6 +454,11 @@ impl Runtime {
             self.ep.endpoint
         ));
         self.after_drive(d);
+        // The counters as they stand now: nothing may reach this context
+        // any more, which the ones printed at close then show.
+        if log::stats_enabled() {
+            log::stats("ctx", &self.ep.endpoint.to_string(), self.counters());
+        }
     }
 
     /// Whether the device went away under this context.
