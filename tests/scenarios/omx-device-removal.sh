@@ -22,7 +22,7 @@ CRAFT=$REPO/target/release/omx-craft
 TGT_BIN=$REPO/tests/progs/bin/omx_target
 TGT_DIR=$OUT/removal
 mkdir -p "$TGT_DIR"
-TGT_ENV=(OMX_STATS=1)
+TGT_ENV=(OMX_STATS=1 RDMAV_ALLOW_DISASSOC_DESTROY=1)
 trap tgt_kill_all EXIT
 
 omx_setup
