@@ -105,7 +105,7 @@ struct omx_alloc_ucontext_resp {
  * dropped a completion).  Raises IB_EVENT_CQ_ERR on the context's async
  * event file, at most once per CQ.  Attribute OMX_ATTR_CQ_ERROR_HANDLE.
  *
- * OMX_METHOD_QP_EVENT on UVERBS_OBJECT_QP (2): the provider's engine moved
+ * OMX_METHOD_QP_EVENT on UVERBS_OBJECT_QP (4): the provider's engine moved
  * the QP to ERROR on its own (a fatal completion error, a NAK, a CQ
  * overrun): the kernel's shadow follows it to IB_QPS_ERR, and the QP's
  * affiliated asynchronous event (enum omx_qp_event; OMX_QP_EVENT_NONE
