@@ -92,6 +92,32 @@ static int query_port_dev(void)
 	return rv;
 }
 
+/*
+ * ALLOC_PD with 8 bytes of driver data, which rdma_omx defines none for:
+ * zeros are accepted (and the PD freed again), anything else refused.
+ */
+static void check_driver_data(void)
+{
+	struct ib_uverbs_alloc_pd_resp r = {};
+	struct {
+		struct ib_uverbs_cmd_hdr hdr;
+		struct ib_uverbs_alloc_pd cmd;
+		uint64_t drv;
+	} c = { .cmd.response = (uintptr_t)&r };
+	int rv;
+
+	rv = raw_write(ufd, IB_USER_VERBS_CMD_ALLOC_PD, &c, sizeof(c),
+		       sizeof(r));
+	CHECK(!rv, "ALLOC_PD with zero driver data rv=%d", rv);
+	if (!rv)
+		raw_dealloc_pd(ufd, r.pd_handle);
+	c.drv = 1;
+	rv = raw_write(ufd, IB_USER_VERBS_CMD_ALLOC_PD, &c, sizeof(c),
+		       sizeof(r));
+	CHECK(rv == -EOPNOTSUPP,
+	      "ALLOC_PD with unknown driver data -> %d (want -EOPNOTSUPP)", rv);
+}
+
 /* CQ_NOTIFY with an arbitrary driver_id in the ioctl header. */
 static int cq_notify_driver_id(uint32_t cq, uint32_t driver_id)
 {
@@ -784,6 +810,7 @@ int main(int argc, char **argv)
 
 	rv = raw_alloc_pd(ufd, &pd);
 	CHECK(!rv, "ALLOC_PD rv=%d handle=%u", rv, pd);
+	check_driver_data();
 	rv = raw_comp_channel(ufd, &chan);
 	CHECK(!rv, "CREATE_COMP_CHANNEL rv=%d fd=%d", rv, chan);
 	rv = raw_create_cq(ufd, chan, OMX_ENDPOINT_MAX * 1000, CQ_UH, &cq);
