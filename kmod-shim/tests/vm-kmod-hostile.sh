@@ -8,7 +8,8 @@
 # 2. Per-user limits (module parameters set low): EDQUOT for a throwaway
 #    user at each limit, another user unaffected, charges follow the
 #    context's opener, records freed with the last context.
-# 3. The modify_qp transition walk (tests/progs/omx_modify_table): runs
+# 3. Memory charged to the user's cgroup: 20000 MRs in a memory cgroup.
+# 4. The modify_qp transition walk (tests/progs/omx_modify_table): runs
 #    twice with identical output, every refusal leaves the QP unchanged.
 # Then rmmod.  The runner fails the run on any kernel WARNING/BUG.
 set -euo pipefail
@@ -16,7 +17,7 @@ set -euo pipefail
 
 T=/tmp/kmod-tests
 mkdir -p "$T"
-for p in omx_cq_flood omx_ulimits; do
+for p in omx_cq_flood omx_ulimits omx_memcg; do
 	gcc -O2 -Wall -Wextra -pthread -I "$REPO/kmod-shim/include/uapi" \
 		-o "$T/$p" "$REPO/kmod-shim/tests/$p.c" || fail "cannot build $p"
 done
@@ -60,6 +61,14 @@ grep -q 'reached max_pds_per_user' /out/ulimits-dmesg.txt ||
 for p in contexts pds cqs qps mrs; do # back to no limit
 	echo 0 >"/sys/module/rdma_omx/parameters/max_${p}_per_user"
 done
+
+log "kernel memory charged to the memory cgroup"
+mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup
+echo +memory >/sys/fs/cgroup/cgroup.subtree_control
+mkdir -p /sys/fs/cgroup/omxtest
+(echo $BASHPID >/sys/fs/cgroup/omxtest/cgroup.procs && exec "$T/omx_memcg" "$dev" 20000) |
+	tee /out/memcg.txt >&2 || fail "memcg: $(tail -n 1 /out/memcg.txt)"
+result memcg "$(head -n 1 /out/memcg.txt)"
 
 log "modify_qp transition table"
 "$TABLE" "$dev" >/out/modify-table.txt 2>/out/modify-table.err ||
