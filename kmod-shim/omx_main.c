@@ -505,7 +505,7 @@ static void __exit omx_exit_module(void)
 
 	omx_unregister_all();
 
-	/* Every CQ is destroyed, so no notify work is left. */
+	/* Every CQ and QP is destroyed, so none of their work is left. */
 	destroy_workqueue(omx_wq);
 	pr_info(DRV_NAME ": unloaded\n");
 }

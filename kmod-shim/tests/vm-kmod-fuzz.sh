@@ -7,7 +7,8 @@
 # seed, printed), OMX_FUZZ_PROCS (3), OMX_FUZZ_THREADS (4).  A long run:
 #   tests/vm/run --kernel 6.12 --timeout 4000 --env OMX_FUZZ_SECONDS=3600 \
 #       kmod-shim/tests/vm-kmod-fuzz.sh
-# Fails on: a crashed worker, any kernel WARNING/BUG (the runner), a PD,
+# Fails on: a crashed worker, any kernel WARNING/BUG (the runner, and the
+# whole kernel log followed during the run, which a long run wraps), a PD,
 # CQ, QP or MR or a per-user record left once every worker is gone,
 # unreclaimable slab more than 16 MiB above its level after a warm-up run,
 # or rmmod failing.
@@ -41,6 +42,11 @@ ip link set vethZ up
 ip link set vethY up
 rdma link add omx0 type omx netdev vethZ || fail "rdma link add"
 ib_port_active omx0
+
+# The kernel log of a long run outgrows the ring buffer the runner reads at
+# the end: keep all of it, and check it with the runner's patterns below.
+dmesg --follow >/out/kmsg-follow.txt 2>&1 &
+kmsg=$!
 
 log "warm-up run"
 "$FUZZ" "${args[@]}" -t 10 -s 1 >/out/fuzz-warmup.txt 2>&1 ||
@@ -84,6 +90,14 @@ after=$(sunreclaim)
 log "SUnreclaim: $base kB after warm-up, $after kB after the run"
 result sunreclaim_kb "$base $after"
 [ $((after - base)) -le 16384 ] || fail "unreclaimable slab grew by $((after - base)) kB"
+
+kill "$kmsg" 2>/dev/null || true
+if grep -E 'WARNING:|BUG:|kernel BUG at|Oops|general protection fault|possible circular locking|inconsistent lock state|possible recursive locking|KASAN|UBSAN|blocked for more than|detected stall|RCU stall' \
+	/out/kmsg-follow.txt >/out/kmsg-bad.txt; then
+	head -n 20 /out/kmsg-bad.txt >&2
+	fail "kernel log of the run: $(head -n 1 /out/kmsg-bad.txt)"
+fi
+result kmsg_lines "$(wc -l </out/kmsg-follow.txt)"
 
 rdma link delete omx0 || fail "rdma link delete"
 timeout 60 rmmod rdma_omx || fail "rmmod failed or hung"
