@@ -23,9 +23,11 @@
  *    CQ/QP/device methods, write commands with random bodies, sizes and
  *    driver data (responses go to a scratch buffer or to bad addresses);
  *  - mapping churn under the MR checks, closing and reopening a context.
- * Workers end after a random number of operations or are killed with
- * SIGKILL by the parent at random points; a worker that dies of a signal
- * the parent did not send is counted (and printed) as a crash.
+ * Started as root, half of the workers run as one of three throwaway
+ * users (uid 40000-40002), so per-user records come and go.  Workers end
+ * after a random number of operations or are killed with SIGKILL by the
+ * parent at random points; a worker that dies of a signal the parent did
+ * not send is counted (and printed) as a crash.
  *
  * The seed (printed first and last) fixes every worker's and thread's
  * sequence of operations; the interleaving and the kill points still
@@ -688,6 +690,14 @@ static void worker_main(uint64_t seed, int nthreads)
 	pthread_t th[MAX_THREADS];
 	uint64_t s = seed | 1;
 	int i;
+
+	/* Half of the workers run as one of three other users. */
+	if (!geteuid() && chance(&s, 50)) {
+		uid_t uid = 40000 + below(&s, 3);
+
+		if (setresgid(uid, uid, uid) || setresuid(uid, uid, uid))
+			_exit(3);
+	}
 
 	W = calloc(1, sizeof(*W));
 	W->scratch = mmap(NULL, SCRATCH, PROT_READ | PROT_WRITE,

@@ -1,7 +1,8 @@
 #!/bin/bash
 # vm-kmod-fuzz.sh: omx_kfuzz (raw uverbs, kernel only) against rdma_omx for a
-# bounded time, with restrack dumps and device deletion/re-creation running
-# alongside, then checks that nothing is left behind.
+# bounded time, with low per-user limits, restrack and omx_users dumps and
+# device deletion/re-creation running alongside, then checks that nothing is
+# left behind.
 #   tests/vm/run --kernel 6.12 kmod-shim/tests/vm-kmod-fuzz.sh
 # Environment: OMX_FUZZ_SECONDS (default 150), OMX_FUZZ_SEED (default: a new
 # seed, printed), OMX_FUZZ_PROCS (3), OMX_FUZZ_THREADS (4).  A long run:
@@ -35,7 +36,9 @@ settle() {
 	sleep 3
 }
 
-load_rdma_omx
+# Low per-user limits, so the fuzzer also runs into them (EDQUOT paths).
+load_rdma_omx max_contexts_per_user=16 max_pds_per_user=64 max_cqs_per_user=64 \
+	max_qps_per_user=64 max_mrs_per_user=256
 modprobe veth
 ip link add vethZ type veth peer name vethY
 ip link set vethZ up
@@ -58,7 +61,11 @@ log "SUnreclaim after warm-up: $base kB"
 
 # Restrack dumps (fill_res_* against objects being destroyed) and the
 # device going away and coming back (disassociation under load).
-( while :; do rdma -dd resource show >/dev/null 2>&1; sleep 0.3; done ) &
+( while :; do
+	rdma -dd resource show >/dev/null 2>&1
+	cat /sys/class/infiniband/omx0/omx_users >/dev/null 2>&1
+	sleep 0.3
+done ) &
 dumper=$!
 (
 	for i in 1 2 3; do
