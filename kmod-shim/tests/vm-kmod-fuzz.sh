@@ -68,7 +68,7 @@ log "SUnreclaim after warm-up: $base kB"
 done ) &
 dumper=$!
 (
-	for i in 1 2 3; do
+	for _ in 1 2 3; do
 		sleep $((secs / 4))
 		rdma link delete omx0 || true
 		sleep 2
