@@ -88,6 +88,7 @@ static struct device_attribute omx_attr_abi_version = {
 
 static struct attribute *omx_dev_attributes[] = {
 	&omx_attr_abi_version.attr,
+	&omx_attr_users.attr,
 	NULL
 };
 
@@ -115,6 +116,7 @@ static void omx_device_dealloc_driver(struct ib_device *base_dev)
 	WARN_ON(!xa_empty(&sdev->endpoint_xa));
 	xa_destroy(&sdev->endpoint_xa);
 	xa_destroy(&sdev->mr_xa);
+	omx_users_destroy(sdev);
 	netdev_put(sdev->netdev, &sdev->netdev_tracker);
 	sdev->netdev = NULL;
 }
@@ -235,7 +237,14 @@ static struct omx_device *omx_device_create(struct net_device *netdev)
 	INIT_LIST_HEAD(&sdev->list);
 	xa_init_flags(&sdev->endpoint_xa, XA_FLAGS_ALLOC);
 	xa_init_flags(&sdev->mr_xa, XA_FLAGS_ALLOC);
-	atomic_set(&sdev->mr_tag, get_random_u32());
+	/*
+	 * Start the endpoint cursor anywhere, so a module reload or a new
+	 * device does not hand out endpoint 1 (and its QP numbers) again.
+	 */
+	sdev->endpoint_next = OMX_ENDPOINT_MIN +
+		get_random_u32_below(OMX_ENDPOINT_MAX - OMX_ENDPOINT_MIN + 1);
+	xa_init(&sdev->users_xa);
+	mutex_init(&sdev->users_lock);
 	netdev_hold(netdev, &sdev->netdev_tracker, GFP_KERNEL);
 	sdev->netdev = netdev;
 	sdev->last_state = omx_netdev_port_state(netdev);
@@ -496,7 +505,7 @@ static void __exit omx_exit_module(void)
 
 	omx_unregister_all();
 
-	/* Every CQ is destroyed, so no notify work is left. */
+	/* Every CQ and QP is destroyed, so none of their work is left. */
 	destroy_workqueue(omx_wq);
 	pr_info(DRV_NAME ": unloaded\n");
 }

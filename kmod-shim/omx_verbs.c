@@ -4,20 +4,29 @@
  * the data path (post, poll, arm, AH, MW) lives in the user-space provider
  * and has no kernel op, so kverbs_provider is false and no kernel ULP binds.
  *
- * References and locks in this file:
+ * References and locks in this file (the lock order is in
+ * docs/lifetime-and-locking.md):
  *
  *  All objects here are uverbs objects.  The uverbs core creates and
  *  destroys them, keeps a parent alive while children exist (PD usecnt,
  *  CQ usecnt, ucontext outlives all its objects) and tears everything down
  *  on close, kill -9 or device removal (disassociation).  So the driver
  *  holds no references of its own, except:
- *   - omx_qp.uctx: the owning context; valid until destroy_qp, because
- *     the core destroys every QP before dealloc_ucontext.
+ *   - omx_qp.uctx and every object's user (omx_limits.c): valid until the
+ *     object's destroy op, because the core destroys every object of a
+ *     context before dealloc_ucontext;
+ *   - omx_cq.channel: a reference on the completion channel's file, taken
+ *     in create_cq, dropped in destroy_cq after the CQ's work is cancelled;
+ *   - omx_ucontext.fatal_fd: an eventfd reference (omx_uapi.c), put in
+ *     dealloc_ucontext;
  *   - omx_device.netdev: pinned by the omx_device itself (omx_main.c).
  *  Locks:
- *   - omx_qp.lock (mutex) protects omx_qp.attr: modify_qp and query_qp
- *     may run concurrently (uverbs and RDMA netlink restrack dumps).
+ *   - omx_qp.lock (mutex) protects omx_qp.attr, the epoch and the event
+ *     bookkeeping: modify_qp, query_qp (uverbs and RDMA netlink restrack
+ *     dumps), OMX_METHOD_QP_EVENT and the QP's event work take it.  No
+ *     event is raised under it.
  *   - endpoint_xa, qp_xa, mr_xa: their internal locks.
+ *   - mmap_read_lock of the caller's mm in reg_user_mr, a leaf.
  *   - RTNL is taken (innermost but one, never with our list lock held)
  *     in alloc_ucontext to snapshot the netdev, and by ib_get_eth_speed()
  *     in query_port.  Neither is ever called from the netdev notifier.
@@ -28,7 +37,11 @@
  *  endpoint refcount provide, so no explicit state is kept here.
  */
 #include <linux/etherdevice.h>
+#include <linux/file.h>
+#include <linux/mm.h>
+#include <linux/poll.h>
 #include <linux/rtnetlink.h>
+#include <linux/slab.h>
 #include <net/net_namespace.h>
 #include <rdma/ib_user_verbs.h>
 #include <rdma/restrack.h>
@@ -43,6 +56,44 @@ static bool omx_count_get(atomic_t *count, int max)
 		return true;
 	atomic_dec(count);
 	return false;
+}
+
+/*
+ * Driver input of a command we define none for: only zeros are accepted,
+ * so a later ABI can give those bytes a meaning.
+ */
+static int omx_udata_in_check(struct ib_udata *udata)
+{
+	if (udata && udata->inlen &&
+	    !ib_is_udata_cleared(udata, 0, udata->inlen))
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+/*
+ * Charge one object of @res to the context's user, then to the device.
+ * -EDQUOT past the user's limit, -ENOMEM past the device's.
+ */
+static int omx_charge(struct omx_device *sdev, struct omx_user *user,
+		      enum omx_res res, atomic_t *dev_count, int dev_max)
+{
+	int rv;
+
+	rv = omx_user_charge(sdev, user, res);
+	if (rv)
+		return rv;
+	if (!omx_count_get(dev_count, dev_max)) {
+		omx_user_uncharge(user, res);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void omx_uncharge(struct omx_user *user, enum omx_res res,
+			 atomic_t *dev_count)
+{
+	atomic_dec(dev_count);
+	omx_user_uncharge(user, res);
 }
 
 int omx_query_device(struct ib_device *base_dev, struct ib_device_attr *attr,
@@ -166,7 +217,8 @@ void omx_get_dev_fw_str(struct ib_device *base_dev, char *str)
 /*
  * Open an endpoint.  The response tells the provider its endpoint index
  * and how to reach the netdev (ifindex, MAC, MTU, netns flag), snapshot
- * under RTNL.
+ * under RTNL.  The context is charged to the caller's effective user,
+ * which pays for every object of the context from now on.
  */
 int omx_alloc_ucontext(struct ib_ucontext *base_ctx, struct ib_udata *udata)
 {
@@ -177,15 +229,24 @@ int omx_alloc_ucontext(struct ib_ucontext *base_ctx, struct ib_udata *udata)
 	u32 ep;
 	int rv;
 
+	rv = omx_udata_in_check(udata);
+	if (rv)
+		return rv;
+	rv = omx_user_get(sdev, &ctx->user);
+	if (rv)
+		return rv;
+
 	/* -EBUSY when every endpoint is taken, as Open-MX. */
 	rv = xa_alloc_cyclic(&sdev->endpoint_xa, &ep, ctx,
 			     XA_LIMIT(OMX_ENDPOINT_MIN, OMX_ENDPOINT_MAX),
-			     &sdev->endpoint_next, GFP_KERNEL);
+			     &sdev->endpoint_next, GFP_KERNEL_ACCOUNT);
 	if (rv < 0)
-		return rv;
+		goto err_user;
 
 	ctx->endpoint = ep;
 	xa_init_flags(&ctx->qp_xa, XA_FLAGS_ALLOC);
+	/* QP numbers of a context do not start at a predictable slot. */
+	ctx->qp_next = get_random_u32_below(OMX_MAX_QP_PER_CONTEXT);
 
 	uresp.abi_version = OMX_UVERBS_ABI_VERSION;
 	uresp.endpoint = ep;
@@ -213,6 +274,8 @@ int omx_alloc_ucontext(struct ib_ucontext *base_ctx, struct ib_udata *udata)
 err_out:
 	xa_destroy(&ctx->qp_xa);
 	xa_erase(&sdev->endpoint_xa, ep);
+err_user:
+	omx_user_put(sdev, ctx->user);
 	return rv;
 }
 
@@ -226,6 +289,9 @@ void omx_dealloc_ucontext(struct ib_ucontext *base_ctx)
 	WARN_ON(!xa_empty(&ctx->qp_xa));
 	xa_destroy(&ctx->qp_xa);
 	xa_erase(&sdev->endpoint_xa, ctx->endpoint);
+	if (ctx->fatal_fd)
+		eventfd_ctx_put(ctx->fatal_fd);
+	omx_user_put(sdev, ctx->user);
 	atomic_dec(&sdev->num_ctx);
 }
 
@@ -233,21 +299,42 @@ void omx_dealloc_ucontext(struct ib_ucontext *base_ctx)
  * Device removal with the context still open.  Its presence tells uverbs
  * not to pin the module and not to wait for the application.  By the time
  * it runs, uverbs has destroyed every object of the context through our
- * destroy ops (which cancel CQ notify work), the driver method is revoked
- * and there are no mmaps, no pinned pages, no kernel threads: nothing is
- * left to stop.  dealloc_ucontext follows.
+ * destroy ops (which cancel the CQ and QP work) and revoked the driver
+ * methods (so fatal_fd no longer changes); there are no mmaps, no pinned
+ * pages, no kernel threads.  What is left is telling the provider at once
+ * through the eventfd it registered (OMX_METHOD_CTX_FATAL_FD), so it stops
+ * its packet I/O before it even reads DEVICE_FATAL.  dealloc_ucontext
+ * follows.
  */
 void omx_disassociate_ucontext(struct ib_ucontext *base_ctx)
 {
-	omx_dbg_ctx(to_omx_ctx(base_ctx), "disassociated\n");
+	struct omx_ucontext *ctx = to_omx_ctx(base_ctx);
+	struct eventfd_ctx *fatal_fd = READ_ONCE(ctx->fatal_fd);
+
+	omx_dbg_ctx(ctx, "disassociated%s\n", fatal_fd ? ", eventfd" : "");
+	if (fatal_fd)
+		omx_eventfd_signal(fatal_fd);
 }
 
 int omx_alloc_pd(struct ib_pd *base_pd, struct ib_udata *udata)
 {
 	struct omx_device *sdev = to_omx_dev(base_pd->device);
+	struct omx_pd *pd = to_omx_pd(base_pd);
+	struct omx_ucontext *uctx;
+	int rv;
 
-	if (!omx_count_get(&sdev->num_pd, OMX_MAX_PD))
-		return -ENOMEM;
+	uctx = rdma_udata_to_drv_context(udata, struct omx_ucontext,
+					 base_ucontext);
+	if (!uctx)
+		return -EOPNOTSUPP;	/* no kernel consumers */
+	rv = omx_udata_in_check(udata);
+	if (rv)
+		return rv;
+	rv = omx_charge(sdev, uctx->user, OMX_RES_PD, &sdev->num_pd,
+			OMX_MAX_PD);
+	if (rv)
+		return rv;
+	pd->user = uctx->user;
 	return 0;
 }
 
@@ -255,8 +342,30 @@ int omx_dealloc_pd(struct ib_pd *base_pd, struct ib_udata *udata)
 {
 	struct omx_device *sdev = to_omx_dev(base_pd->device);
 
-	atomic_dec(&sdev->num_pd);
+	omx_uncharge(to_omx_pd(base_pd)->user, OMX_RES_PD, &sdev->num_pd);
 	return 0;
+}
+
+/*
+ * The struct file of the CQ's completion channel, from the attributes of
+ * the CREATE_CQ ioctl (the FD uobject's object is the file; the bundle
+ * holds it for the length of the command), pinned with get_file().  NULL
+ * when the CQ has no channel.  The legacy write command carries the
+ * channel only as a number the core resolves internally, so a CQ with a
+ * channel created that way is refused: without the file the unread events
+ * could not be bounded.  The provider always uses the ioctl.
+ */
+static struct file *omx_cq_channel_file(struct ib_cq *base_cq,
+					struct uverbs_attr_bundle *attrs)
+{
+	struct ib_uobject *uobj;
+
+	if (!base_cq->cq_context)
+		return NULL;
+	uobj = uverbs_attr_get_uobject(attrs, UVERBS_ATTR_CREATE_CQ_COMP_CHANNEL);
+	if (IS_ERR(uobj) || !uobj->object)
+		return ERR_PTR(-EOPNOTSUPP);
+	return get_file(uobj->object);
 }
 
 #ifdef OMX_CREATE_CQ_UATTRS
@@ -269,26 +378,46 @@ int omx_create_cq(struct ib_cq *base_cq, const struct ib_cq_init_attr *attr,
 {
 	struct omx_device *sdev = to_omx_dev(base_cq->device);
 	struct omx_cq *cq = to_omx_cq(base_cq);
+	struct omx_ucontext *uctx;
+	struct file *channel;
+	int rv;
 
-#ifdef OMX_CREATE_CQ_UATTRS
-	/* Kernel CQs have no data path. */
-	if (!attrs)
-		return -EOPNOTSUPP;
-#else
-	if (!udata)
-		return -EOPNOTSUPP;
+#ifndef OMX_CREATE_CQ_UATTRS
+	struct uverbs_attr_bundle *attrs =
+		udata ? rdma_udata_to_uverbs_attr_bundle(udata) : NULL;
 #endif
+	/* Kernel CQs have no data path. */
+	if (!attrs || !attrs->context)
+		return -EOPNOTSUPP;
+	uctx = to_omx_ctx(attrs->context);
+	rv = omx_udata_in_check(&attrs->driver_udata);
+	if (rv)
+		return rv;
 	/* The provider timestamps every completion of such a CQ. */
 	if (attr->flags & ~IB_UVERBS_CQ_FLAGS_TIMESTAMP_COMPLETION)
 		return -EOPNOTSUPP;
 	/* comp_vector is checked by the core against num_comp_vectors. */
 	if (attr->cqe < 1 || attr->cqe > OMX_MAX_CQE)
 		return -EINVAL;
-	if (!omx_count_get(&sdev->num_cq, OMX_MAX_CQ))
-		return -ENOMEM;
+
+	channel = omx_cq_channel_file(base_cq, attrs);
+	if (IS_ERR(channel)) {
+		ibdev_dbg(base_cq->device,
+			  "a CQ with a completion channel needs the CREATE_CQ ioctl\n");
+		return PTR_ERR(channel);
+	}
+	rv = omx_charge(sdev, uctx->user, OMX_RES_CQ, &sdev->num_cq,
+			OMX_MAX_CQ);
+	if (rv) {
+		if (channel)
+			fput(channel);
+		return rv;
+	}
 
 	base_cq->cqe = attr->cqe;
-	INIT_WORK(&cq->notify_work, omx_cq_notify_work);
+	cq->user = uctx->user;
+	cq->channel = channel;
+	INIT_DELAYED_WORK(&cq->work, omx_cq_work);
 	atomic_set(&cq->notify_pending, 0);
 	atomic_set(&cq->in_handler, 0);
 
@@ -296,19 +425,23 @@ int omx_create_cq(struct ib_cq *base_cq, const struct ib_cq_init_attr *attr,
 }
 
 /*
- * The uverbs core holds the CQ exclusively here, so no notify method runs
- * concurrently.  Cancel the worker synchronously and drop the requests it
+ * The uverbs core holds the CQ exclusively here, so no driver method runs
+ * concurrently.  Cancel the work synchronously and drop the requests it
  * has not raised yet: ibv_cmd_destroy_cq() only waits for the acks of the
- * events uverbs actually reported.  The core frees the CQ afterwards.
+ * events uverbs actually reported.  Then let go of the channel.  The core
+ * frees the CQ afterwards.
  */
 int omx_destroy_cq(struct ib_cq *base_cq, struct ib_udata *udata)
 {
 	struct omx_device *sdev = to_omx_dev(base_cq->device);
 	struct omx_cq *cq = to_omx_cq(base_cq);
 
-	cancel_work_sync(&cq->notify_work);
+	cancel_delayed_work_sync(&cq->work);
 	atomic_set(&cq->notify_pending, 0);
-	atomic_dec(&sdev->num_cq);
+	if (cq->channel)
+		fput(cq->channel);
+	cq->channel = NULL;
+	omx_uncharge(cq->user, OMX_RES_CQ, &sdev->num_cq);
 	omx_dbg_cq(cq, "destroyed\n");
 
 	return 0;
@@ -328,6 +461,9 @@ int omx_create_qp(struct ib_qp *base_qp, struct ib_qp_init_attr *attr,
 					 base_ucontext);
 	if (!uctx)
 		return -EOPNOTSUPP;	/* kernel QPs have no data path */
+	rv = omx_udata_in_check(udata);
+	if (rv)
+		return rv;
 
 	switch (attr->qp_type) {
 	case IB_QPT_RC:
@@ -346,22 +482,26 @@ int omx_create_qp(struct ib_qp *base_qp, struct ib_qp_init_attr *attr,
 		return -EINVAL;
 	/* max_inline_data is the provider's business: recorded only. */
 
-	if (!omx_count_get(&sdev->num_qp, OMX_MAX_QP))
-		return -ENOMEM;
+	rv = omx_charge(sdev, uctx->user, OMX_RES_QP, &sdev->num_qp,
+			OMX_MAX_QP);
+	if (rv)
+		return rv;
 
 	rv = xa_alloc_cyclic(&uctx->qp_xa, &slot, qp,
 			     XA_LIMIT(0, OMX_QPN_SLOT_MASK), &uctx->qp_next,
-			     GFP_KERNEL);
+			     GFP_KERNEL_ACCOUNT);
 	if (rv < 0) {
-		atomic_dec(&sdev->num_qp);
+		omx_uncharge(uctx->user, OMX_RES_QP, &sdev->num_qp);
 		return rv == -EBUSY ? -ENOMEM : rv;
 	}
 
 	qp->uctx = uctx;
+	qp->user = uctx->user;
 	qp->slot = slot;
 	qp->cap = *cap;
 	qp->sq_sig_type = attr->sq_sig_type;
 	mutex_init(&qp->lock);
+	INIT_WORK(&qp->event_work, omx_qp_event_work);
 	qp->attr.state = IB_QPS_RESET;
 	qp->attr.port_num = 1;
 
@@ -373,43 +513,6 @@ int omx_create_qp(struct ib_qp *base_qp, struct ib_qp_init_attr *attr,
 }
 
 /*
- * Shadow state machine.  The provider is the authority for IBTA semantics
- * and attribute masks; this table only refuses transitions that are never
- * legal.  Transitions the provider makes on its own (to SQE or ERR on a
- * failed work request) are not seen here, hence RTS -> RTS and any -> RESET
- * or ERR are always accepted.
- */
-static const bool omx_qp_trans[IB_QPS_ERR + 1][IB_QPS_ERR + 1] = {
-	[IB_QPS_RESET] = {
-		[IB_QPS_RESET] = true, [IB_QPS_INIT] = true,
-		[IB_QPS_ERR] = true,
-	},
-	[IB_QPS_INIT] = {
-		[IB_QPS_RESET] = true, [IB_QPS_INIT] = true,
-		[IB_QPS_RTR] = true, [IB_QPS_ERR] = true,
-	},
-	[IB_QPS_RTR] = {
-		[IB_QPS_RESET] = true, [IB_QPS_RTS] = true,
-		[IB_QPS_ERR] = true,
-	},
-	[IB_QPS_RTS] = {
-		[IB_QPS_RESET] = true, [IB_QPS_RTS] = true,
-		[IB_QPS_SQD] = true, [IB_QPS_ERR] = true,
-	},
-	[IB_QPS_SQD] = {
-		[IB_QPS_RESET] = true, [IB_QPS_RTS] = true,
-		[IB_QPS_SQD] = true, [IB_QPS_ERR] = true,
-	},
-	[IB_QPS_SQE] = {
-		[IB_QPS_RESET] = true, [IB_QPS_RTS] = true,
-		[IB_QPS_ERR] = true,
-	},
-	[IB_QPS_ERR] = {
-		[IB_QPS_RESET] = true, [IB_QPS_ERR] = true,
-	},
-};
-
-/*
  * Addressing (IB_QP_AV, IB_QP_ALT_PATH) is never passed to the kernel: on
  * a RoCE port ib_core would resolve a destination MAC through the IP
  * neighbour table, which has no meaning for omx.  Such requests, rate
@@ -418,86 +521,197 @@ static const bool omx_qp_trans[IB_QPS_ERR + 1][IB_QPS_ERR + 1] = {
 #define OMX_QP_ATTR_UNSUPPORTED						\
 	(IB_QP_AV | IB_QP_ALT_PATH | ~IB_QP_ATTR_STANDARD_BITS)
 
+/* Every value modify_qp would record, checked before anything changes. */
+static bool omx_qp_values_ok(const struct ib_qp_attr *attr, int mask)
+{
+	if (mask & IB_QP_STATE && attr->qp_state > IB_QPS_ERR)
+		return false;
+	if (mask & IB_QP_CUR_STATE && attr->cur_qp_state > IB_QPS_ERR)
+		return false;
+	if (mask & IB_QP_PATH_MTU &&
+	    (attr->path_mtu < IB_MTU_256 || attr->path_mtu > IB_MTU_4096))
+		return false;
+	if (mask & IB_QP_TIMEOUT && attr->timeout > OMX_QP_MAX_TIMEOUT)
+		return false;
+	if (mask & IB_QP_RETRY_CNT && attr->retry_cnt > OMX_QP_MAX_RETRY_CNT)
+		return false;
+	if (mask & IB_QP_RNR_RETRY && attr->rnr_retry > OMX_QP_MAX_RNR_RETRY)
+		return false;
+	if (mask & IB_QP_MIN_RNR_TIMER &&
+	    attr->min_rnr_timer > OMX_QP_MAX_MIN_RNR)
+		return false;
+	if (mask & IB_QP_MAX_QP_RD_ATOMIC &&
+	    attr->max_rd_atomic > OMX_MAX_RD_ATOM)
+		return false;
+	if (mask & IB_QP_MAX_DEST_RD_ATOMIC &&
+	    attr->max_dest_rd_atomic > OMX_MAX_RD_ATOM)
+		return false;
+	if (mask & IB_QP_ACCESS_FLAGS &&
+	    attr->qp_access_flags & ~OMX_QP_ACCESS_SUPPORTED)
+		return false;
+	if (mask & IB_QP_PKEY_INDEX && attr->pkey_index >= OMX_PKEY_TBL_LEN)
+		return false;
+	if (mask & IB_QP_PORT && attr->port_num != 1)
+		return false;
+	if (mask & IB_QP_DEST_QPN && attr->dest_qp_num > OMX_QP_MAX_QPN)
+		return false;
+	if (mask & IB_QP_PATH_MIG_STATE && attr->path_mig_state > IB_MIG_ARMED)
+		return false;
+	return true;
+}
+
+/*
+ * The state a transition starts from.  IB_QP_CUR_STATE is the caller's
+ * claim about the current state: it must be the shadow's, or SQE while the
+ * shadow is in RTS (the engine moves a UD/UC QP to SQE on its own and the
+ * kernel never hears of it).  Anything else would let a caller skip states
+ * (e.g. RESET -> RTS by claiming RTS).  Returns -1 for a false claim.
+ */
+static int omx_qp_cur_state(const struct omx_qp *qp,
+			    const struct ib_qp_attr *attr, int mask)
+{
+	enum ib_qp_state shadow = qp->attr.state;
+
+	if (!(mask & IB_QP_CUR_STATE) || attr->cur_qp_state == shadow)
+		return shadow;
+	if (attr->cur_qp_state == IB_QPS_SQE && shadow == IB_QPS_RTS)
+		return IB_QPS_SQE;
+	return -1;
+}
+
+/*
+ * The transition table is ib_core's (IBTA 11.2.5.2,
+ * ib_modify_qp_is_ok()).  The provider never sends IB_QP_AV (the path
+ * lives in user space), so a mask is legal iff it is legal as given or
+ * with IB_QP_AV added: INIT -> RTR of RC/UC requires AV.
+ */
+static bool omx_qp_transition_ok(enum ib_qp_state cur, enum ib_qp_state next,
+				 enum ib_qp_type type, int mask)
+{
+	return ib_modify_qp_is_ok(cur, next, type, mask) ||
+	       ib_modify_qp_is_ok(cur, next, type, mask | IB_QP_AV);
+}
+
+/* Record the attributes of a validated modify_qp.  Under qp->lock. */
+static void omx_qp_apply(struct omx_qp *qp, const struct ib_qp_attr *attr,
+			 int mask, enum ib_qp_state next)
+{
+	struct omx_qp_shadow *sh = &qp->attr;
+
+	if (mask & IB_QP_STATE && next == IB_QPS_RESET) {
+		/* RESET forgets every attribute (IBTA 10.3.1)... */
+		memset(sh, 0, sizeof(*sh));
+		sh->port_num = 1;
+		/*
+		 * ...and starts a new epoch: an engine error reported for
+		 * the QP's previous life is stale from now on.
+		 */
+		qp->epoch++;
+		qp->ev_raised = 0;
+		qp->ev_pending = 0;
+	}
+	if (mask & IB_QP_PKEY_INDEX)
+		sh->pkey_index = attr->pkey_index;
+	if (mask & IB_QP_PORT)
+		sh->port_num = attr->port_num;
+	if (mask & IB_QP_QKEY)
+		sh->qkey = attr->qkey;
+	if (mask & IB_QP_ACCESS_FLAGS)
+		sh->qp_access_flags = attr->qp_access_flags;
+	if (mask & IB_QP_PATH_MTU)
+		sh->path_mtu = attr->path_mtu;
+	if (mask & IB_QP_DEST_QPN)
+		sh->dest_qp_num = attr->dest_qp_num;
+	if (mask & IB_QP_RQ_PSN)
+		sh->rq_psn = attr->rq_psn & 0xffffff;
+	if (mask & IB_QP_SQ_PSN)
+		sh->sq_psn = attr->sq_psn & 0xffffff;
+	if (mask & IB_QP_MAX_DEST_RD_ATOMIC)
+		sh->max_dest_rd_atomic = attr->max_dest_rd_atomic;
+	if (mask & IB_QP_MIN_RNR_TIMER)
+		sh->min_rnr_timer = attr->min_rnr_timer;
+	if (mask & IB_QP_TIMEOUT)
+		sh->timeout = attr->timeout;
+	if (mask & IB_QP_RETRY_CNT)
+		sh->retry_cnt = attr->retry_cnt;
+	if (mask & IB_QP_RNR_RETRY)
+		sh->rnr_retry = attr->rnr_retry;
+	if (mask & IB_QP_MAX_QP_RD_ATOMIC)
+		sh->max_rd_atomic = attr->max_rd_atomic;
+	if (sh->state != next)
+		omx_dbg_qp(qp, "%d -> %d\n", sh->state, next);
+	sh->state = next;
+}
+
+/*
+ * Validate the whole request (mask bits, every value, the claimed current
+ * state, the transition and its attribute mask) before changing anything:
+ * a refused request leaves the shadow exactly as it was.  The engine
+ * applies the same rules (docs/kmod.md section 5).
+ */
 int omx_modify_qp(struct ib_qp *base_qp, struct ib_qp_attr *attr,
 		  int attr_mask, struct ib_udata *udata)
 {
 	struct omx_qp *qp = to_omx_qp(base_qp);
-	struct omx_qp_shadow *sh = &qp->attr;
-	enum ib_qp_state cur, next;
-	int rv = 0;
+	enum ib_qp_state next;
+	int cur, rv;
 
 	if (attr_mask & OMX_QP_ATTR_UNSUPPORTED)
 		return -EOPNOTSUPP;
-
-	if ((attr_mask & IB_QP_STATE && attr->qp_state > IB_QPS_ERR) ||
-	    (attr_mask & IB_QP_CUR_STATE && attr->cur_qp_state > IB_QPS_ERR))
-		return -EINVAL;
-	if (attr_mask & IB_QP_PATH_MTU &&
-	    (attr->path_mtu < IB_MTU_256 || attr->path_mtu > IB_MTU_4096))
-		return -EINVAL;
-	if (attr_mask & IB_QP_PKEY_INDEX && attr->pkey_index >= OMX_PKEY_TBL_LEN)
-		return -EINVAL;
-	if (attr_mask & IB_QP_PORT && attr->port_num != 1)
-		return -EINVAL;
-	if ((attr_mask & IB_QP_MAX_QP_RD_ATOMIC &&
-	     attr->max_rd_atomic > OMX_MAX_RD_ATOM) ||
-	    (attr_mask & IB_QP_MAX_DEST_RD_ATOMIC &&
-	     attr->max_dest_rd_atomic > OMX_MAX_RD_ATOM))
-		return -EINVAL;
-	if (attr_mask & IB_QP_DEST_QPN && attr->dest_qp_num & ~0xffffffU)
+	rv = omx_udata_in_check(udata);
+	if (rv)
+		return rv;
+	if (!omx_qp_values_ok(attr, attr_mask))
 		return -EINVAL;
 
 	mutex_lock(&qp->lock);
-
-	cur = attr_mask & IB_QP_CUR_STATE ? attr->cur_qp_state : sh->state;
-	next = attr_mask & IB_QP_STATE ? attr->qp_state : cur;
-	if (attr_mask & IB_QP_STATE && !omx_qp_trans[cur][next]) {
-		omx_dbg_qp(qp, "illegal transition %d -> %d\n", cur, next);
+	cur = omx_qp_cur_state(qp, attr, attr_mask);
+	if (cur < 0) {
+		omx_dbg_qp(qp, "current state %d claimed, shadow in %d\n",
+			   attr->cur_qp_state, qp->attr.state);
 		rv = -EINVAL;
 		goto out;
 	}
-
-	if (next == IB_QPS_RESET && attr_mask & IB_QP_STATE) {
-		/* RESET forgets every attribute (IBTA 10.3.1). */
-		memset(sh, 0, sizeof(*sh));
-		sh->port_num = 1;
+	next = attr_mask & IB_QP_STATE ? attr->qp_state : cur;
+	if (!omx_qp_transition_ok(cur, next, base_qp->qp_type, attr_mask)) {
+		omx_dbg_qp(qp, "illegal transition %d -> %d, mask 0x%x\n", cur,
+			   next, attr_mask);
+		rv = -EINVAL;
+		goto out;
 	}
-	if (attr_mask & IB_QP_PKEY_INDEX)
-		sh->pkey_index = attr->pkey_index;
-	if (attr_mask & IB_QP_PORT)
-		sh->port_num = attr->port_num;
-	if (attr_mask & IB_QP_QKEY)
-		sh->qkey = attr->qkey;
-	if (attr_mask & IB_QP_ACCESS_FLAGS)
-		sh->qp_access_flags = attr->qp_access_flags;
-	if (attr_mask & IB_QP_PATH_MTU)
-		sh->path_mtu = attr->path_mtu;
-	if (attr_mask & IB_QP_DEST_QPN)
-		sh->dest_qp_num = attr->dest_qp_num;
-	if (attr_mask & IB_QP_RQ_PSN)
-		sh->rq_psn = attr->rq_psn & 0xffffff;
-	if (attr_mask & IB_QP_SQ_PSN)
-		sh->sq_psn = attr->sq_psn & 0xffffff;
-	if (attr_mask & IB_QP_MAX_DEST_RD_ATOMIC)
-		sh->max_dest_rd_atomic = attr->max_dest_rd_atomic;
-	if (attr_mask & IB_QP_MIN_RNR_TIMER)
-		sh->min_rnr_timer = attr->min_rnr_timer;
-	if (attr_mask & IB_QP_TIMEOUT)
-		sh->timeout = attr->timeout;
-	if (attr_mask & IB_QP_RETRY_CNT)
-		sh->retry_cnt = attr->retry_cnt;
-	if (attr_mask & IB_QP_RNR_RETRY)
-		sh->rnr_retry = attr->rnr_retry;
-	if (attr_mask & IB_QP_MAX_QP_RD_ATOMIC)
-		sh->max_rd_atomic = attr->max_rd_atomic;
-	if (attr_mask & IB_QP_STATE) {
-		if (next != sh->state)
-			omx_dbg_qp(qp, "%d -> %d\n", sh->state, next);
-		sh->state = next;
-	}
+	omx_qp_apply(qp, attr, attr_mask, next);
 out:
 	mutex_unlock(&qp->lock);
 	return rv;
+}
+
+/*
+ * OMX_METHOD_QP_EVENT: the engine moved the QP to ERROR on its own.  A
+ * request of an earlier epoch (the QP was reset since) changes nothing.
+ * Otherwise the shadow follows to ERR and the event, if any and not yet
+ * raised in this epoch and within the QP's lifetime budget, is handed to
+ * the QP's event work: never raised in the caller's chain.
+ */
+void omx_qp_engine_error(struct omx_qp *qp, u32 type, u32 epoch)
+{
+	mutex_lock(&qp->lock);
+	if (epoch != qp->epoch) {
+		omx_dbg_qp(qp, "stale epoch %u (now %u)\n", epoch, qp->epoch);
+		goto out;
+	}
+	if (qp->attr.state != IB_QPS_ERR)
+		omx_dbg_qp(qp, "%d -> %d by the engine, event %u\n",
+			   qp->attr.state, IB_QPS_ERR, type);
+	qp->attr.state = IB_QPS_ERR;
+	if (type == OMX_QP_EVENT_NONE || qp->ev_raised & BIT(type) ||
+	    qp->ev_count >= OMX_QP_MAX_EVENTS)
+		goto out;
+	qp->ev_raised |= BIT(type);
+	qp->ev_pending |= BIT(type);
+	qp->ev_count++;
+	queue_work(omx_wq, &qp->event_work);
+out:
+	mutex_unlock(&qp->lock);
 }
 
 int omx_query_qp(struct ib_qp *base_qp, struct ib_qp_attr *attr,
@@ -547,40 +761,113 @@ int omx_destroy_qp(struct ib_qp *base_qp, struct ib_udata *udata)
 	struct omx_qp *qp = to_omx_qp(base_qp);
 
 	omx_dbg_qp(qp, "destroyed\n");
+	/* uverbs holds the QP exclusively: no QP_EVENT can queue it again. */
+	cancel_work_sync(&qp->event_work);
 	xa_erase(&qp->uctx->qp_xa, qp->slot);
 	/*
 	 * No mutex_destroy(): a restrack dump may still query the QP until
 	 * the core's rdma_restrack_del() returns, after this op.
 	 */
-	atomic_dec(&sdev->num_qp);
+	omx_uncharge(qp->user, OMX_RES_QP, &sdev->num_qp);
 
 	return 0;
 }
 
 /*
+ * Is [start, start + length) covered, without a hole, by VMAs of the
+ * calling process that allow what @access implies?  Everything needs
+ * VM_READ; local write, remote write and remote atomic need VM_WRITE.
+ * VM_IO/VM_PFNMAP ranges are refused too, as ib_umem_get() (which cannot
+ * pin them) refuses them.  -EFAULT otherwise, as hardware providers
+ * return through ib_umem_get().  The walk visits each VMA once (the
+ * cursor jumps to the VMA's end), so it is bounded by the number of VMAs
+ * of the process.
+ */
+static int omx_mr_check_vmas(u64 start, u64 length, int access)
+{
+	unsigned long need = VM_READ, addr = start, end = start + length;
+	struct mm_struct *mm = current->mm;
+	struct vm_area_struct *vma;
+	int rv = 0;
+
+	if (access & (IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE |
+		      IB_ACCESS_REMOTE_ATOMIC))
+		need |= VM_WRITE;
+	if (!mm)
+		return -EFAULT;
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	while (addr < end) {
+		vma = find_vma(mm, addr);
+		if (!vma || vma->vm_start > addr ||
+		    (vma->vm_flags & need) != need ||
+		    vma->vm_flags & (VM_IO | VM_PFNMAP)) {
+			rv = -EFAULT;
+			break;
+		}
+		addr = vma->vm_end;
+	}
+	mmap_read_unlock(mm);
+	return rv;
+}
+
+/*
+ * Range checks of reg_user_mr, those of ib_umem_get(): a zero length and
+ * a range whose end (rounded up to a page) wraps are -EINVAL, as is an
+ * iova range that wraps.  An on-demand registration (including the
+ * implicit MR, start 0 / length U64_MAX) is not checked against the
+ * process's mappings: like hardware ODP, its pages are looked up when
+ * used.  Any other range must be mapped with the rights @access implies.
+ */
+static int omx_mr_check_range(u64 start, u64 length, u64 virt, int access)
+{
+	u64 end;
+
+	if (!length || check_add_overflow(virt, length, &end) ||
+	    check_add_overflow(start, length, &end))
+		return -EINVAL;
+	if (access & IB_ACCESS_ON_DEMAND)
+		return 0;
+	if (PAGE_ALIGN(end) < end)
+		return -EINVAL;
+	return omx_mr_check_vmas(start, length, access);
+}
+
+/*
  * A key for a user buffer: no pinning, no ib_umem, no page list.  The
- * provider reads and writes its own memory; the kernel only hands out a
+ * provider reads and writes its own memory; the kernel checks the range
+ * is mapped as the access flags need (unless on demand), hands out a
  * device-unique key and lists the MR in restrack.  The core has already
  * run ib_check_mr_access() (remote write/atomic without local write is
- * refused there).  IB_ACCESS_ON_DEMAND is accepted, including the implicit
- * MR (start 0, length U64_MAX): nothing is pinned in any case.
+ * refused there).
+ *
+ * Key: index << OMX_MR_TAG_BITS | tag, the index from the device's cyclic
+ * allocator (1..OMX_MR_INDEX_MAX), the tag OMX_MR_TAG_BITS random bits
+ * drawn for this registration, so a key seen once says little about the
+ * next one or about the keys of other contexts.
  */
 struct ib_mr *omx_reg_user_mr(struct ib_pd *base_pd, u64 start, u64 length,
 			      u64 virt, int access, struct ib_udata *udata)
 {
 	struct omx_device *sdev = to_omx_dev(base_pd->device);
+	struct omx_user *user = to_omx_pd(base_pd)->user;
 	struct omx_mr *mr;
-	u32 index, tag;
+	u32 index;
 	int rv;
 
 	if (access & ~OMX_MR_ACCESS_SUPPORTED)
 		return ERR_PTR(-EOPNOTSUPP);
-	if (start + length < start || virt + length < virt)
-		return ERR_PTR(-EINVAL);
-	if (!omx_count_get(&sdev->num_mr, OMX_MAX_MR))
-		return ERR_PTR(-ENOMEM);
+	rv = omx_udata_in_check(udata);
+	if (rv)
+		return ERR_PTR(rv);
+	rv = omx_mr_check_range(start, length, virt, access);
+	if (rv)
+		return ERR_PTR(rv);
+	rv = omx_charge(sdev, user, OMX_RES_MR, &sdev->num_mr, OMX_MAX_MR);
+	if (rv)
+		return ERR_PTR(rv);
 
-	mr = kzalloc(sizeof(*mr), GFP_KERNEL);
+	mr = kzalloc(sizeof(*mr), GFP_KERNEL_ACCOUNT);
 	if (!mr) {
 		rv = -ENOMEM;
 		goto err_count;
@@ -588,15 +875,18 @@ struct ib_mr *omx_reg_user_mr(struct ib_pd *base_pd, u64 start, u64 length,
 
 	rv = xa_alloc_cyclic(&sdev->mr_xa, &index, mr,
 			     XA_LIMIT(OMX_MR_INDEX_MIN, OMX_MR_INDEX_MAX),
-			     &sdev->mr_next, GFP_KERNEL);
-	if (rv < 0)
+			     &sdev->mr_next, GFP_KERNEL_ACCOUNT);
+	if (rv < 0) {
+		rv = rv == -EBUSY ? -ENOMEM : rv;
 		goto err_free;
+	}
 
-	tag = (u32)atomic_inc_return(&sdev->mr_tag) & 0xff;
+	mr->user = user;
 	mr->index = index;
 	mr->start = start;
 	mr->access = access;
-	mr->base_mr.lkey = index << OMX_MR_TAG_BITS | tag;
+	mr->base_mr.lkey = index << OMX_MR_TAG_BITS |
+			   (get_random_u32() & OMX_MR_TAG_MASK);
 	mr->base_mr.rkey = mr->base_mr.lkey;
 	/* The core sets iova and length from the command. */
 
@@ -605,7 +895,7 @@ struct ib_mr *omx_reg_user_mr(struct ib_pd *base_pd, u64 start, u64 length,
 err_free:
 	kfree(mr);
 err_count:
-	atomic_dec(&sdev->num_mr);
+	omx_uncharge(user, OMX_RES_MR, &sdev->num_mr);
 	return ERR_PTR(rv);
 }
 
@@ -613,11 +903,12 @@ int omx_dereg_mr(struct ib_mr *base_mr, struct ib_udata *udata)
 {
 	struct omx_device *sdev = to_omx_dev(base_mr->device);
 	struct omx_mr *mr = to_omx_mr(base_mr);
+	struct omx_user *user = mr->user;
 
 	omx_dbg_mr(mr, "deregistered\n");
 	xa_erase(&sdev->mr_xa, mr->index);
 	kfree(mr);
-	atomic_dec(&sdev->num_mr);
+	omx_uncharge(user, OMX_RES_MR, &sdev->num_mr);
 
 	return 0;
 }
@@ -635,7 +926,11 @@ int omx_fill_res_cq_entry(struct sk_buff *msg, struct ib_cq *base_cq)
 	if (!table)
 		return -EMSGSIZE;
 	if (rdma_nl_put_driver_u32(msg, "notify_pending",
-				   atomic_read(&cq->notify_pending))) {
+				   atomic_read(&cq->notify_pending)) ||
+	    /* unread and owed belong to the work: a racy snapshot. */
+	    rdma_nl_put_driver_u32(msg, "unread", READ_ONCE(cq->unread)) ||
+	    rdma_nl_put_driver_u32(msg, "owed", READ_ONCE(cq->owed)) ||
+	    rdma_nl_put_driver_u32(msg, "channel", !!cq->channel)) {
 		nla_nest_cancel(msg, table);
 		return -EMSGSIZE;
 	}
@@ -663,12 +958,19 @@ int omx_fill_res_qp_entry(struct sk_buff *msg, struct ib_qp *base_qp)
 {
 	struct omx_qp *qp = to_omx_qp(base_qp);
 	struct nlattr *table;
+	u32 epoch, events;
 
 	table = nla_nest_start(msg, RDMA_NLDEV_ATTR_DRIVER);
 	if (!table)
 		return -EMSGSIZE;
+	mutex_lock(&qp->lock);
+	epoch = qp->epoch;
+	events = qp->ev_count;
+	mutex_unlock(&qp->lock);
 	if (rdma_nl_put_driver_u32(msg, "endpoint", qp->uctx->endpoint) ||
-	    rdma_nl_put_driver_u32(msg, "slot", qp->slot)) {
+	    rdma_nl_put_driver_u32(msg, "slot", qp->slot) ||
+	    rdma_nl_put_driver_u32(msg, "epoch", epoch) ||
+	    rdma_nl_put_driver_u32(msg, "events", events)) {
 		nla_nest_cancel(msg, table);
 		return -EMSGSIZE;
 	}

@@ -7,7 +7,8 @@
  * and restrack see a normal RDMA device.  It does no packet I/O: the data
  * path runs in user space over raw Ethernet (EtherType 0x86DF).
  *
- * Objects, references and locks (see also docs/kmod.md):
+ * Objects, references and locks (see also docs/kmod.md and
+ * docs/lifetime-and-locking.md, which holds the lock order):
  *
  *  omx_device   embeds the ib_device.  Allocated by newlink, freed by the
  *               ib core after ops.dealloc_driver.  Sits on omx_dev_list
@@ -16,12 +17,23 @@
  *               life, dropped in dealloc_driver.
  *               Users outside the ib core pin it with ib_device_try_get()
  *               found under omx_dev_list_lock.
+ *  omx_user     per-device, per-user charges (omx_limits.c), in
+ *               users_xa under users_lock.  Referenced by every context
+ *               of that user (the context count); freed by the last
+ *               dealloc_ucontext, after every object it was charged for.
  *  omx_ucontext one per open uverbs file: the endpoint.  Created and freed
  *               by uverbs; the core serializes it against every object of
- *               the context, so it needs no lock of its own.
- *  omx_cq       notify_work runs on omx_wq; destroy_cq cancels it
- *               synchronously before the core frees the CQ.
- *  omx_qp       shadow attributes under qp->lock (a mutex, modify/query).
+ *               the context.  Holds its omx_user and, once set, a
+ *               reference on the fatal eventfd (fatal_fd, set once by
+ *               cmpxchg, put in dealloc_ucontext).
+ *  omx_cq       holds a reference on its completion channel's file
+ *               (channel, from create_cq to destroy_cq).  work (a delayed
+ *               work on omx_wq) raises completion and CQ_ERR events;
+ *               destroy_cq cancels it synchronously before the core frees
+ *               the CQ.  unread/owed/recheck_ms belong to the work alone.
+ *  omx_qp       shadow attributes, epoch and event bookkeeping under
+ *               qp->lock (a mutex, taken by modify/query/QP_EVENT and the
+ *               event work).  event_work is cancelled by destroy_qp.
  *  omx_mr       key index in sdev->mr_xa (xarray internal lock).
  *  endpoint_xa, qp_xa, mr_xa: cyclic id allocators; they only store
  *               pointers for debugging and future lookups, nobody
@@ -31,17 +43,21 @@
  *   omx_link_mutex -> rtnl_lock -> omx_dev_list_lock
  * The netdev notifier runs under RTNL and takes omx_dev_list_lock.
  * Nothing takes RTNL or calls ib_(un)register_device() while holding
- * omx_dev_list_lock, because dealloc_driver takes it.
+ * omx_dev_list_lock, because dealloc_driver takes it.  users_lock,
+ * qp->lock and the xarray locks are leaves; a QP's lock is never held
+ * while raising an event.
  */
 #ifndef _RDMA_OMX_H
 #define _RDMA_OMX_H
 
 #include <linux/atomic.h>
 #include <linux/bits.h>
+#include <linux/eventfd.h>
 #include <linux/idr.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
 #include <linux/netdevice.h>
+#include <linux/uidgid.h>
 #include <linux/version.h>
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
@@ -62,7 +78,7 @@
 #define OMX_MAX_SGE_RD		16
 #define OMX_MAX_CQ		65536
 #define OMX_MAX_CQE		65536
-#define OMX_MAX_MR		BIT(20)
+#define OMX_MAX_MR		OMX_MR_INDEX_MAX
 #define OMX_MAX_PD		65536
 #define OMX_MAX_AH		65536
 #define OMX_MAX_RD_ATOM		16
@@ -81,13 +97,40 @@
  */
 #define OMX_FRAME_OVERHEAD	64
 
-/* MR keys: lkey = rkey = index << 8 | 8-bit rolling tag. */
-#define OMX_MR_TAG_BITS		8
+/*
+ * MR keys: lkey = rkey = index << 12 | tag, the tag 12 random bits drawn
+ * for each registration, the index 1..2^20-1 from a cyclic allocator.  A
+ * key below 1 << OMX_MR_TAG_BITS never names an MR.
+ */
+#define OMX_MR_TAG_BITS		12
+#define OMX_MR_TAG_MASK		((1U << OMX_MR_TAG_BITS) - 1)
 #define OMX_MR_INDEX_MIN	1
 #define OMX_MR_INDEX_MAX	((1U << (32 - OMX_MR_TAG_BITS)) - 1)
 
-/* Completion-event requests a CQ may have queued at a time. */
+/*
+ * Completion events: requests not raised yet are a saturating counter
+ * (requests beyond it are folded, the event is raised anyway).  A CQ
+ * raises at most OMX_CQ_MAX_UNREAD events since its channel was last seen
+ * empty; at that bound it asks the channel (its poll operation) and, if
+ * the application has not read it, folds every further request into one
+ * owed event, re-checked after OMX_CQ_RECHECK_MIN_MS, doubling up to
+ * OMX_CQ_RECHECK_MAX_MS.  docs/kmod.md explains the numbers.
+ */
 #define OMX_CQ_MAX_PENDING	65536
+#define OMX_CQ_MAX_UNREAD	16
+#define OMX_CQ_RECHECK_MIN_MS	1
+#define OMX_CQ_RECHECK_MAX_MS	128
+
+/* Modify QP: the attribute values the shadow accepts (IBTA field widths). */
+#define OMX_QP_MAX_TIMEOUT	31
+#define OMX_QP_MAX_RETRY_CNT	7
+#define OMX_QP_MAX_RNR_RETRY	7
+#define OMX_QP_MAX_MIN_RNR	31
+#define OMX_QP_MAX_QPN		0xffffffU
+#define OMX_QP_ACCESS_SUPPORTED						\
+	(IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE |		\
+	 IB_ACCESS_REMOTE_READ | IB_ACCESS_REMOTE_ATOMIC |		\
+	 IB_ACCESS_MW_BIND)
 
 /* MR access flags the shadow accepts (remote atomics are only recorded). */
 #define OMX_MR_ACCESS_SUPPORTED						\
@@ -104,13 +147,39 @@
 
 /*
  * The only kernel version dependencies (built and tested on 6.1 and 6.12):
- * 6.11 turned the udata of create_cq into a uverbs_attr_bundle and added
+ * 6.8 dropped the count argument of eventfd_signal(); 6.11 turned the
+ * udata of create_cq into a uverbs_attr_bundle and added
  * ib_mark_name_assigned_by_user().
  */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+#define omx_eventfd_signal(ctx) eventfd_signal(ctx)
+#else
+#define omx_eventfd_signal(ctx) eventfd_signal(ctx, 1)
+#endif
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
 #define OMX_CREATE_CQ_UATTRS 1
 #define OMX_HAS_NAME_ASSIGN_TYPE 1
 #endif
+
+/* What a user is charged for (omx_limits.c), one limit each. */
+enum omx_res {
+	OMX_RES_CTX,
+	OMX_RES_PD,
+	OMX_RES_CQ,
+	OMX_RES_QP,
+	OMX_RES_MR,
+	OMX_RES_NUM,
+};
+
+/*
+ * One user's objects on one device.  count[OMX_RES_CTX] changes only
+ * under the device's users_lock (it is the record's reference count); the
+ * other counts are atomics charged by the objects' create ops.
+ */
+struct omx_user {
+	kuid_t uid;
+	atomic_t count[OMX_RES_NUM];
+};
 
 struct omx_device {
 	struct ib_device base_dev;
@@ -135,7 +204,10 @@ struct omx_device {
 	u32 endpoint_next;		/* cyclic cursor of endpoint_xa */
 	struct xarray mr_xa;		/* MR key index -> omx_mr */
 	u32 mr_next;			/* cyclic cursor of mr_xa */
-	atomic_t mr_tag;		/* rolling low byte of MR keys */
+
+	/* kuid value -> omx_user, created and freed under users_lock. */
+	struct xarray users_xa;
+	struct mutex users_lock;	/* users_xa and contexts per user */
 
 	/* Object counts, checked against the device limits. */
 	atomic_t num_ctx;
@@ -151,18 +223,40 @@ struct omx_ucontext {
 	u32 endpoint;			/* upper bits of every QPN */
 	struct xarray qp_xa;		/* QPN slot -> omx_qp */
 	u32 qp_next;			/* cyclic cursor of qp_xa */
+	struct omx_user *user;		/* who pays for this context's objects */
+	/* OMX_METHOD_CTX_FATAL_FD, signalled at disassociation. */
+	struct eventfd_ctx *fatal_fd;
 };
 
 struct omx_pd {
 	struct ib_pd base_pd;
+	struct omx_user *user;
+};
+
+/* omx_cq.flags */
+enum {
+	OMX_CQ_ERR_REQUESTED,		/* OMX_METHOD_CQ_ERROR was called */
+	OMX_CQ_ERR_RAISED,		/* IB_EVENT_CQ_ERR went out */
 };
 
 struct omx_cq {
 	struct ib_cq base_cq;
-	/* Raises comp_handler once per pending request, on omx_wq. */
-	struct work_struct notify_work;
+	struct omx_user *user;
+	/* The completion channel's file (get_file); NULL without one. */
+	struct file *channel;
+	/*
+	 * Raises the completion events (comp_handler) and CQ_ERR
+	 * (event_handler), on omx_wq: one work item, so at most one
+	 * handler of this CQ runs at a time.
+	 */
+	struct delayed_work work;
 	atomic_t notify_pending;	/* requests not yet raised */
-	atomic_t in_handler;		/* debug: comp_handler is running */
+	unsigned long flags;		/* OMX_CQ_ERR_* bits */
+	/* Written by the work only (read racily by restrack). */
+	unsigned int unread;		/* raised since the channel was empty */
+	unsigned int recheck_ms;	/* backoff while owed */
+	bool owed;			/* requests folded, channel unread */
+	atomic_t in_handler;		/* debug: a handler is running */
 };
 
 /* Shadow of the attributes user space set through modify_qp. */
@@ -187,15 +281,24 @@ struct omx_qp_shadow {
 struct omx_qp {
 	struct ib_qp base_qp;
 	struct omx_ucontext *uctx;	/* owner; outlives the QP */
+	struct omx_user *user;
 	u32 slot;			/* qp_num & OMX_QPN_SLOT_MASK */
 	struct ib_qp_cap cap;		/* as created */
 	enum ib_sig_type sq_sig_type;
-	struct mutex lock;		/* protects attr */
+	struct mutex lock;		/* protects attr and what follows */
 	struct omx_qp_shadow attr;
+	/* Successful modify_qp calls to RESET (the engine counts the same). */
+	u32 epoch;
+	u8 ev_raised;			/* BIT(omx_qp_event) raised this epoch */
+	u8 ev_pending;			/* BIT(omx_qp_event) for event_work */
+	u8 ev_count;			/* events requested in the QP's life */
+	/* Raises the affiliated events of OMX_METHOD_QP_EVENT, on omx_wq. */
+	struct work_struct event_work;
 };
 
 struct omx_mr {
 	struct ib_mr base_mr;
+	struct omx_user *user;
 	u32 index;			/* key >> OMX_MR_TAG_BITS, in mr_xa */
 	u64 start;			/* user virtual address */
 	int access;
@@ -255,9 +358,19 @@ extern struct workqueue_struct *omx_wq;
 enum ib_port_state omx_netdev_port_state(struct net_device *netdev);
 enum ib_mtu omx_netdev_ib_mtu(struct net_device *netdev);
 
-/* omx_uapi.c */
+/* omx_limits.c: per-user charges */
+int omx_user_get(struct omx_device *sdev, struct omx_user **user);
+void omx_user_put(struct omx_device *sdev, struct omx_user *user);
+int omx_user_charge(struct omx_device *sdev, struct omx_user *user,
+		    enum omx_res res);
+void omx_user_uncharge(struct omx_user *user, enum omx_res res);
+void omx_users_destroy(struct omx_device *sdev);
+extern struct device_attribute omx_attr_users;
+
+/* omx_uapi.c: driver methods and the work items they feed */
 extern const struct uapi_definition omx_uapi_defs[];
-void omx_cq_notify_work(struct work_struct *work);
+void omx_cq_work(struct work_struct *work);
+void omx_qp_event_work(struct work_struct *work);
 
 /* omx_verbs.c: device and port */
 int omx_query_device(struct ib_device *base_dev, struct ib_device_attr *attr,
@@ -301,5 +414,8 @@ int omx_dereg_mr(struct ib_mr *base_mr, struct ib_udata *udata);
 int omx_fill_res_cq_entry(struct sk_buff *msg, struct ib_cq *base_cq);
 int omx_fill_res_mr_entry(struct sk_buff *msg, struct ib_mr *base_mr);
 int omx_fill_res_qp_entry(struct sk_buff *msg, struct ib_qp *base_qp);
+
+/* omx_verbs.c: shadow moves made by the driver methods */
+void omx_qp_engine_error(struct omx_qp *qp, u32 type, u32 epoch);
 
 #endif /* _RDMA_OMX_H */

@@ -58,7 +58,7 @@ expect_eq "$(cat "$S/node_type")" "1: CA" node_type
 expect_eq "$(cat "$S/ports/1/link_layer")" Ethernet link_layer
 expect_eq "$(cat "$S/ports/1/phys_state")" "5: LinkUp" phys_state
 expect_eq "$(cat "$S/ports/1/pkeys/0")" 0xffff pkey0
-expect_eq "$(cat "$S/fw_ver")" omx-1 fw_ver
+expect_eq "$(cat "$S/fw_ver")" omx-2 fw_ver
 macA=$(ip netns exec nsA cat /sys/class/net/vethA/address)
 log "node_guid $(cat "$S/node_guid") mac $macA"
 expect_eq "$(cat "$S/node_guid")" "$(eui64 "$macA")" node_guid
@@ -79,13 +79,16 @@ log "query device/port"
 "$SMOKE" "$(uverbs_of omx0)" port | tee /out/port.txt >&2
 grep -q 'PORT state=4 phys_state=5 active_mtu=3 max_mtu=5 gid_tbl_len=64 pkey_tbl_len=1 link_layer=2' /out/port.txt ||
 	fail "port attributes"
-grep -q 'max_qp=65536 max_qp_wr=16384 max_sge=16 max_cq=65536 max_cqe=65536 max_mr=1048576' /out/port.txt ||
+grep -q 'max_qp=65536 max_qp_wr=16384 max_sge=16 max_cq=65536 max_cqe=65536 max_mr=1048575' /out/port.txt ||
 	fail "device attributes"
 ip netns exec nsA "$SMOKE" "$(uverbs_of omx0)" port >/out/port-nsA.txt
 grep -q 'flags=0x1 ' /out/port-nsA.txt || fail "no NETDEV_IN_CALLER_NS in nsA"
 grep -q 'flags=0x0 ' /out/port.txt || fail "NETDEV_IN_CALLER_NS outside nsA"
-grep -q 'endpoint=1 ' /out/port.txt && grep -q 'endpoint=2 ' /out/port-nsA.txt ||
-	fail "endpoints are not allocated cyclically"
+endpoint_of() { sed -n 's/.* endpoint=\([0-9]*\) .*/\1/p' "$1" | head -n1; }
+ep1=$(endpoint_of /out/port.txt)
+ep2=$(endpoint_of /out/port-nsA.txt)
+log "endpoints $ep1, $ep2"
+[ "$ep2" = $((ep1 % 4095 + 1)) ] || fail "endpoints are not allocated cyclically"
 for mtu_ib in 9000:5 4200:5 2200:4 1100:3 600:2 1500:3; do
 	ip -n nsA link set vethA mtu "${mtu_ib%%:*}"
 	"$SMOKE" "$(uverbs_of omx0)" port >/out/port.txt
@@ -190,6 +193,7 @@ p0=$!
 p1=$!
 wait_for "grep -q READY /out/rm0.txt && grep -q READY /out/rm1.txt" 60 || fail "holders"
 timeout 60 rmmod rdma_omx || fail "rmmod with open contexts failed or hung"
+grep -q 'fatal eventfd signalled' /out/rm0.txt || fail "no fatal eventfd check"
 wait "$p0" || { cat /out/rm0.txt >&2; fail "holder 0"; }
 wait "$p1" || { cat /out/rm1.txt >&2; fail "holder 1"; }
 grep -q 'DONE failures=0' /out/rm0.txt || fail "holder 0 checks"
@@ -199,11 +203,25 @@ log "reload, add, delete, rmmod"
 load_rdma_omx
 rdma link add omx2 type omx netdev vethE || fail "re-add omx2"
 ib_port_active omx2
+"$SMOKE" "$(uverbs_of omx2)" port >/out/reload-port.txt || fail "port after reload"
 rdma link delete omx2 || fail "rdma link delete"
 [ ! -e /sys/class/infiniband/omx2 ] || fail "omx2 survived delete"
 rdma link add omx2 type omx netdev vethE || fail "add after delete"
 ip link del vethE
 wait_for "test ! -e /sys/class/infiniband/omx2" 20 || fail "omx2 survived veth del"
 timeout 60 rmmod rdma_omx || fail "final rmmod"
+
+log "endpoints and QP slots start anywhere"
+# First endpoint of four devices (omx0, omx2 twice, omx3): all 1 without
+# the random cursor (chance of a false alarm: 4095^-4).  First QP slot of
+# five contexts: all 0 without it (4096^-5).
+firsts="$ep1 $(endpoint_of /out/rm0.txt) $(endpoint_of /out/rm1.txt) $(endpoint_of /out/reload-port.txt)"
+log "first endpoints: $firsts"
+[ "$firsts" != "1 1 1 1" ] || fail "every device starts at endpoint 1"
+slots=$(cat /out/smoke-run.txt /out/smoke-kill.txt /out/smoke-hold.txt /out/rm0.txt /out/rm1.txt |
+	sed -n 's/^READY .* qpn=0x\([0-9a-f]*\) .*/\1/p' | while read -r q; do echo $((0x$q & 4095)); done | tr '\n' ' ')
+log "first QP slots: $slots"
+[ "$(echo "$slots" | wc -w)" = 5 ] || fail "QPNs missing"
+[ "$slots" != "0 0 0 0 0 " ] || fail "every context starts at QP slot 0"
 dmesg | grep -E 'rdma_omx|omx[0-9]' >/out/dmesg-omx.txt || true
 log "PASS"

@@ -11,9 +11,9 @@
 //! `dereg_mr` returns only after no engine call can still copy into or out
 //! of that region, which is what makes the raw copies below sound.
 //!
-//! Keys: the kernel hands out `index << 8 | tag` with index ≥ 1
-//! (kmod-shim `OMX_MR_INDEX_MIN`), so keys below 256 never name an MR and
-//! [`INLINE_LKEY`] (0) names a QP's inline-data slab instead.
+//! Keys: the kernel hands out `index << 12 | tag` (12 random bits) with
+//! index ≥ 1 (kmod-shim `OMX_MR_INDEX_MIN`), so keys below 4096 never name
+//! an MR and [`INLINE_LKEY`] (0) names a QP's inline-data slab instead.
 
 use std::sync::RwLock;
 
