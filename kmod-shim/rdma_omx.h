@@ -111,10 +111,11 @@
  * Completion events: requests not raised yet are a saturating counter
  * (requests beyond it are folded, the event is raised anyway).  A CQ
  * raises at most OMX_CQ_MAX_UNREAD events since its channel was last seen
- * empty; at that bound it asks the channel (its poll operation) and, if
- * the application has not read it, folds every further request into one
- * owed event, re-checked after OMX_CQ_RECHECK_MIN_MS, doubling up to
- * OMX_CQ_RECHECK_MAX_MS.  docs/kmod.md explains the numbers.
+ * empty (it asks the channel's poll operation before each event); at that
+ * bound, if the application has still not read the channel, every further
+ * request is folded into one owed event, re-checked after
+ * OMX_CQ_RECHECK_MIN_MS, doubling up to OMX_CQ_RECHECK_MAX_MS.
+ * docs/kmod.md section 4b explains the numbers.
  */
 #define OMX_CQ_MAX_PENDING	65536
 #define OMX_CQ_MAX_UNREAD	16
