@@ -22,8 +22,9 @@
  * holds removed; and M with each bit of the list it lacks added.  The
  * list: ACCESS_FLAGS PKEY_INDEX PORT QKEY PATH_MTU TIMEOUT RETRY_CNT
  * RNR_RETRY RQ_PSN MAX_QP_RD_ATOMIC MIN_RNR_TIMER SQ_PSN
- * MAX_DEST_RD_ATOMIC DEST_QPN, plus AV and ALT_PATH, which the kernel
- * refuses.  Every attribute carries a valid value (port 1, pkey index 0,
+ * MAX_DEST_RD_ATOMIC DEST_QPN, plus AV (rdma_omx refuses it, EOPNOTSUPP)
+ * and ALT_PATH (ib_core refuses it on a RoCE port before the driver,
+ * EINVAL).  Every attribute carries a valid value (port 1, pkey index 0,
  * path MTU 1024, timeout 14, retry and RNR retry 7, min RNR timer 12,
  * rd atomic 1, qkey 0x11111111, access LOCAL_WRITE|REMOTE_WRITE, PSNs
  * 0x123456/0x654321), so only states and masks decide.

@@ -7,10 +7,13 @@
 //! the answer is the same line with the verdict the kernel must give if
 //! it agrees with the engine: the provider never sends `IBV_QP_AV` or
 //! `IBV_QP_ALT_PATH` to the kernel (it keeps address vectors in user
-//! space), so a mask holding either is refused by the kernel with
-//! EOPNOTSUPP (95); any other mask is accepted (0) exactly when the
-//! engine accepts it with or without AV (the kernel cannot tell whether
-//! the application's mask held AV), else refused with EINVAL (22).
+//! space). A mask holding ALT_PATH is refused by ib_core itself with
+//! EINVAL (22) before the driver sees it (the core bans alternate paths
+//! on RoCE ports, and rdma_omx declares RoCE); one holding AV reaches
+//! the driver, which refuses it with EOPNOTSUPP (95). Any other mask is
+//! accepted (0) exactly when the engine accepts it with or without AV
+//! (the kernel cannot tell whether the application's mask held AV), else
+//! refused with EINVAL (22).
 
 use omx_engine::{attr_mask, qp_attr_mask_ok, QpState, QpType};
 
@@ -39,7 +42,10 @@ fn state(s: &str) -> Option<QpState> {
 /// The errno the kernel gives for this case if it agrees with the engine
 /// (0: accepted).
 pub fn expected(t: QpType, cur: QpState, next: QpState, mask: u32) -> i32 {
-    if mask & (attr_mask::AV | attr_mask::ALT_PATH) != 0 {
+    if mask & attr_mask::ALT_PATH != 0 {
+        return libc::EINVAL;
+    }
+    if mask & attr_mask::AV != 0 {
         return libc::EOPNOTSUPP;
     }
     if qp_attr_mask_ok(t, cur, next, mask) || qp_attr_mask_ok(t, cur, next, mask | attr_mask::AV) {
@@ -85,10 +91,14 @@ mod tests {
             answer("RC INIT RTR 0x00128101 0").as_deref(),
             Some("RC INIT RTR 0x00128101 22")
         );
-        // AV or ALT_PATH never reach the kernel.
+        // AV never reaches the kernel; ib_core refuses ALT_PATH first.
         assert_eq!(
             answer("RC INIT RTR 0x00129181").as_deref(),
             Some("RC INIT RTR 0x00129181 95")
+        );
+        assert_eq!(
+            answer("RC RTS RTS 0x00004001 0").as_deref(),
+            Some("RC RTS RTS 0x00004001 22")
         );
         // RESET->ERR is no transition (the kernel's table).
         assert_eq!(
