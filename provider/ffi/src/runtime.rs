@@ -528,7 +528,11 @@ impl Runtime {
     /// space.
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let mut c = vec![("rx_frames", self.rx_frames())];
-        c.extend(self.ep.qp_totals());
+        // The QPs' own `rx_frames` (frames handed to a QP) under a name
+        // of its own, so that each name appears once per dump.
+        c.extend(self.ep.qp_totals().into_iter().map(|(n, v)| {
+            (if n == "rx_frames" { "rx_qp_frames" } else { n }, v)
+        }));
         c.extend(self.ep.counters());
         let io = self.io.get();
         c.push(("rx_ring_drops", io.map_or(0, |io| io.sock.ring_drops())));
