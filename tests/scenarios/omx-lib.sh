@@ -80,17 +80,19 @@ pp_start() {
 	PP_ARGS[$name]="$*"
 	log "ibv_rc_pingpong $* ($name: $sns/$sdev <- $cns/$cdev)"
 	# PP_SENV / PP_CENV: extra environment (VAR=value ...) of the server /
-	# the client.
+	# the client. stdbuf -oL: the address lines reach the file when they
+	# are printed, not when the program exits (a scenario may read them
+	# while the exchange runs).
 	# shellcheck disable=SC2086
 	ip netns exec "$sns" env ${PP_SENV:-} timeout "$t" \
-		ibv_rc_pingpong -d "$sdev" -g 0 -p "$PP_PORT" "$@" >"$so" 2>&1 &
+		stdbuf -oL ibv_rc_pingpong -d "$sdev" -g 0 -p "$PP_PORT" "$@" >"$so" 2>&1 &
 	PP_S[$name]=$!
 	# The server listens on TCP before it needs anything from the peer.
 	wait_for "ip netns exec $sns ss -ltn | grep -q :$PP_PORT" 20 ||
 		{ cat "$so" >&2; fail "$name: server did not listen"; }
 	# shellcheck disable=SC2086
 	ip netns exec "$cns" env ${PP_CENV:-} timeout "$t" \
-		ibv_rc_pingpong -d "$cdev" -g 0 -p "$PP_PORT" "$@" "$addr" >"$co" 2>&1 &
+		stdbuf -oL ibv_rc_pingpong -d "$cdev" -g 0 -p "$PP_PORT" "$@" "$addr" >"$co" 2>&1 &
 	PP_C[$name]=$!
 }
 
