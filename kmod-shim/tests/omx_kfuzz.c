@@ -142,37 +142,6 @@ struct worker {
 
 static struct worker *W;
 
-static const char *uverbs_path(char *out, size_t len)
-{
-	char p[300], name[64];
-	struct dirent *e;
-	DIR *d = opendir("/sys/class/infiniband_verbs");
-	const char *found = NULL;
-	FILE *f;
-
-	while (d && !found && (e = readdir(d))) {
-		if (strncmp(e->d_name, "uverbs", 6))
-			continue;
-		snprintf(p, sizeof(p), "/sys/class/infiniband_verbs/%s/ibdev",
-			 e->d_name);
-		f = fopen(p, "r");
-		if (!f)
-			continue;
-		if (fgets(name, sizeof(name), f)) {
-			name[strcspn(name, "\n")] = 0;
-			if (!strcmp(name, ibdev)) {
-				snprintf(out, len, "/dev/infiniband/%s",
-					 e->d_name);
-				found = out;
-			}
-		}
-		fclose(f);
-	}
-	if (d)
-		closedir(d);
-	return found;
-}
-
 /*
  * (Re)open context @c: close the old file (destroying its objects).  The
  * async event file is left open and unread half of the time (what queues
@@ -192,7 +161,7 @@ static void ctx_open(uint64_t *s, struct ctx *c)
 	c->fd = -1;
 	c->npd = c->ncq = c->nqp = c->nmr = c->nchan = 0;
 	atomic_fetch_add(&st->opens, 1);
-	fd = uverbs_path(path, sizeof(path)) ?
+	fd = raw_uverbs_path(ibdev, path, sizeof(path)) ?
 	     open(path, O_RDWR | O_CLOEXEC) : -1;
 	if (fd >= 0 && raw_get_context(fd, &r)) {
 		close(fd);

@@ -12,10 +12,12 @@
 #ifndef OMX_RAW_H
 #define OMX_RAW_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
@@ -25,6 +27,42 @@
 #include <rdma/ib_user_ioctl_verbs.h>
 
 #include "rdma_omx_abi.h"
+
+/*
+ * The uverbs character device of the RDMA device @ibdev, written to @out
+ * ("/dev/infiniband/uverbsN"); NULL if there is none.
+ */
+static inline const char *raw_uverbs_path(const char *ibdev, char *out,
+					  size_t len)
+{
+	DIR *d = opendir("/sys/class/infiniband_verbs");
+	const char *found = NULL;
+	char p[300], name[64];
+	struct dirent *e;
+	FILE *f;
+
+	while (d && !found && (e = readdir(d))) {
+		if (strncmp(e->d_name, "uverbs", 6))
+			continue;
+		snprintf(p, sizeof(p), "/sys/class/infiniband_verbs/%s/ibdev",
+			 e->d_name);
+		f = fopen(p, "r");
+		if (!f)
+			continue;
+		if (fgets(name, sizeof(name), f)) {
+			name[strcspn(name, "\n")] = 0;
+			if (!strcmp(name, ibdev)) {
+				snprintf(out, len, "/dev/infiniband/%s",
+					 e->d_name);
+				found = out;
+			}
+		}
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
 
 /* IB_QP_* attribute mask bits (kernel enum ib_qp_attr_mask). */
 enum {

@@ -169,36 +169,10 @@ static size_t case_masks(uint32_t min, uint32_t *out)
 
 static const char *uverbs_path(const char *name, char *buf, size_t len)
 {
-	char p[300], ib[64];
-	struct dirent *e;
-	DIR *d;
-	FILE *f;
-
 	if (name[0] == '/')
 		return name;
-	d = opendir("/sys/class/infiniband_verbs");
-	while (d && (e = readdir(d))) {
-		if (strncmp(e->d_name, "uverbs", 6))
-			continue;
-		snprintf(p, sizeof(p), "/sys/class/infiniband_verbs/%s/ibdev",
-			 e->d_name);
-		f = fopen(p, "r");
-		if (!f)
-			continue;
-		if (fgets(ib, sizeof(ib), f)) {
-			ib[strcspn(ib, "\n")] = 0;
-			if (!strcmp(ib, name)) {
-				snprintf(buf, len, "/dev/infiniband/%s",
-					 e->d_name);
-				fclose(f);
-				closedir(d);
-				return buf;
-			}
-		}
-		fclose(f);
-	}
-	if (d)
-		closedir(d);
+	if (raw_uverbs_path(name, buf, len))
+		return buf;
 	fprintf(stderr, "omx_modify_table: no uverbs device for %s\n", name);
 	exit(2);
 }
