@@ -522,26 +522,19 @@ impl Runtime {
         }
     }
 
-    /// The context's counters by name (OMX_STATS): frames received, the
-    /// engine counters of all its QPs (destroyed and live) summed, the
-    /// endpoint's own drops, and what the kernel dropped for want of ring
-    /// space.
+    /// The context's counters by name (OMX_STATS): see [`ctx_counters`].
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        let mut c = vec![("rx_frames", self.rx_frames())];
-        // The QPs' own `rx_frames` (frames handed to a QP) under a name
-        // of its own, so that each name appears once per dump.
-        c.extend(self.ep.qp_totals().into_iter().map(|(n, v)| {
-            (if n == "rx_frames" { "rx_qp_frames" } else { n }, v)
-        }));
-        c.extend(self.ep.counters());
         let io = self.io.get();
-        c.push(("rx_ring_drops", io.map_or(0, |io| io.sock.ring_drops())));
-        c.push((
-            "rx_tap_ring_drops",
-            self.tap.get().map_or(0, PacketSocket::ring_drops),
-        ));
-        c.push(("device_fatal", u64::from(self.is_dead())));
-        c
+        ctx_counters(
+            self.rx_frames(),
+            self.ep.qp_totals(),
+            self.ep.counters(),
+            [
+                io.map_or(0, |io| io.sock.ring_drops()),
+                self.tap.get().map_or(0, PacketSocket::ring_drops),
+            ],
+            self.is_dead(),
+        )
     }
 
     /// Called by application threads after they drove a QP.
@@ -854,9 +847,56 @@ fn progress_rx_by(last_spun: u64, now: u64) -> RxBy {
     }
 }
 
+/// A context's counters by name, each name once: frames received, the
+/// engine counters of all its QPs (destroyed and live) summed (their
+/// `rx_frames`, frames handed to a QP, as `rx_qp_frames`), the endpoint's
+/// own drops, what the kernel dropped for want of ring space (socket,
+/// loopback tap) and whether the device went away.
+fn ctx_counters(
+    rx_frames: u64,
+    qp_totals: Vec<(&'static str, u64)>,
+    endpoint: [(&'static str, u64); 2],
+    ring_drops: [u64; 2],
+    dead: bool,
+) -> Vec<(&'static str, u64)> {
+    let mut c = vec![("rx_frames", rx_frames)];
+    c.extend(
+        qp_totals
+            .into_iter()
+            .map(|(n, v)| (if n == "rx_frames" { "rx_qp_frames" } else { n }, v)),
+    );
+    c.extend(endpoint);
+    c.push(("rx_ring_drops", ring_drops[0]));
+    c.push(("rx_tap_ring_drops", ring_drops[1]));
+    c.push(("device_fatal", u64::from(dead)));
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_context_dump_names_each_counter_once() {
+        let qps: Vec<_> = omx_engine::Stats::default().fields().collect();
+        let c = ctx_counters(
+            7,
+            qps,
+            [("rx_unparsable", 1), ("rx_unknown_qp", 2)],
+            [3, 4],
+            true,
+        );
+        let mut names: Vec<_> = c.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "a counter name appears twice: {c:?}");
+        let get = |k: &str| c.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+        assert_eq!(get("rx_frames"), Some(7));
+        assert_eq!(get("rx_qp_frames"), Some(0));
+        assert_eq!(get("rx_tap_ring_drops"), Some(4));
+        assert_eq!(get("device_fatal"), Some(1));
+    }
 
     #[test]
     fn progress_frames_of_a_recent_busy_poller_may_hold_their_ack() {
