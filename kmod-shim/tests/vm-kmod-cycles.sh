@@ -9,13 +9,6 @@ set -euo pipefail
 SMOKE=/tmp/omx_uverbs_smoke
 gcc -O2 -Wall -pthread -I "$REPO/kmod-shim/include/uapi" -o "$SMOKE" \
 	"$REPO/kmod-shim/tests/omx_uverbs_smoke.c" || fail "cannot build smoke"
-uverbs_of() {
-	local d
-	for d in /sys/class/infiniband_verbs/uverbs*; do
-		[ "$(cat "$d/ibdev")" = "$1" ] && { echo "/dev/infiniband/${d##*/}"; return 0; }
-	done
-	return 1
-}
 
 load_rdma_omx
 netns_pair nsA nsB vethA vethB

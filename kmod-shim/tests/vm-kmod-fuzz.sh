@@ -39,12 +39,7 @@ settle() {
 # Low per-user limits, so the fuzzer also runs into them (EDQUOT paths).
 load_rdma_omx max_contexts_per_user=16 max_pds_per_user=64 max_cqs_per_user=64 \
 	max_qps_per_user=64 max_mrs_per_user=256
-modprobe veth
-ip link add vethZ type veth peer name vethY
-ip link set vethZ up
-ip link set vethY up
-rdma link add omx0 type omx netdev vethZ || fail "rdma link add"
-ib_port_active omx0
+omx_on_veth omx0 vethZ vethY
 
 # The kernel log of a long run outgrows the ring buffer the runner reads at
 # the end: keep all of it, and check it with the runner's patterns below.

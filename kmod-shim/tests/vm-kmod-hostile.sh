@@ -24,22 +24,9 @@ done
 TABLE=$REPO/tests/progs/bin/omx_modify_table
 [ -x "$TABLE" ] || fail "$TABLE not built (make -C tests/progs)"
 
-uverbs_of() { # IBDEV -> /dev/infiniband/uverbsN
-	local d
-	for d in /sys/class/infiniband_verbs/uverbs*; do
-		[ "$(cat "$d/ibdev")" = "$1" ] && { echo "/dev/infiniband/${d##*/}"; return 0; }
-	done
-	return 1
-}
-
 load_rdma_omx max_contexts_per_user=3 max_pds_per_user=2 max_cqs_per_user=2 \
 	max_qps_per_user=2 max_mrs_per_user=2
-modprobe veth
-ip link add vethH type veth peer name vethI
-ip link set vethH up
-ip link set vethI up
-rdma link add omx0 type omx netdev vethH || fail "rdma link add"
-ib_port_active omx0
+omx_on_veth omx0 vethH vethI
 dev=$(uverbs_of omx0)
 ls -l "$dev" >&2
 

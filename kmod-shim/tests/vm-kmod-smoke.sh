@@ -12,17 +12,6 @@ SMOKE=/tmp/omx_uverbs_smoke
 gcc -O2 -Wall -pthread -I "$REPO/kmod-shim/include/uapi" -o "$SMOKE" \
 	"$REPO/kmod-shim/tests/omx_uverbs_smoke.c" || fail "cannot build smoke"
 
-uverbs_of() { # IBDEV -> /dev/infiniband/uverbsN
-	local d
-	for d in /sys/class/infiniband_verbs/uverbs*; do
-		if [ "$(cat "$d/ibdev")" = "$1" ]; then
-			echo "/dev/infiniband/${d##*/}"
-			return 0
-		fi
-	done
-	return 1
-}
-
 eui64() { # MAC -> node_guid as sysfs prints it
 	local IFS=: b
 	read -r -a b <<<"$1"

@@ -87,6 +87,30 @@ ib_port_active() {
         || fail "$1 port 1 not ACTIVE: $(cat "/sys/class/infiniband/$1/ports/1/state" 2>&1)"
 }
 
+# uverbs_of IBDEV: print the uverbs character device of an RDMA device
+# (/dev/infiniband/uverbsN); fails (status 1) if there is none
+uverbs_of() {
+    local d
+    for d in /sys/class/infiniband_verbs/uverbs*; do
+        if [[ $(<"${d}/ibdev") == "$1" ]]; then
+            echo "/dev/infiniband/${d##*/}"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# omx_on_veth IBDEV IF PEER: a veth pair IF/PEER in this namespace, both up, and the
+# omx device IBDEV on IF with its port ACTIVE (rdma_omx loaded)
+omx_on_veth() {
+    modprobe veth || fail "modprobe veth"
+    ip link add "$2" type veth peer name "$3" || fail "cannot create veth $2/$3"
+    ip link set "$2" up || fail "link up $2"
+    ip link set "$3" up || fail "link up $3"
+    rdma link add "$1" type omx netdev "$2" || fail "rdma link add $1 netdev $2"
+    ib_port_active "$1"
+}
+
 # gid_index_for_ip DEV IPV4: print the GID index whose GID is ::ffff:IPV4 (RoCEv2 on rxe)
 gid_index_for_ip() {
     local dev=$1 f want
