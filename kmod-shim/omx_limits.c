@@ -61,8 +61,9 @@ OMX_USER_LIMIT_PARAM(max_cqs_per_user, OMX_RES_CQ, "CQs");
 OMX_USER_LIMIT_PARAM(max_qps_per_user, OMX_RES_QP, "QPs");
 OMX_USER_LIMIT_PARAM(max_mrs_per_user, OMX_RES_MR, "MRs");
 
-static int omx_user_take(struct omx_device *sdev, struct omx_user *user,
-			 enum omx_res res)
+/* Charge one object of @res to @user; -EDQUOT past the user's limit. */
+int omx_user_charge(struct omx_device *sdev, struct omx_user *user,
+		    enum omx_res res)
 {
 	unsigned int max = READ_ONCE(omx_user_limit[res]);
 
@@ -103,7 +104,7 @@ int omx_user_get(struct omx_device *sdev, struct omx_user **userp)
 			goto out;
 		}
 	}
-	rv = omx_user_take(sdev, user, OMX_RES_CTX);
+	rv = omx_user_charge(sdev, user, OMX_RES_CTX);
 	if (rv && !atomic_read(&user->count[OMX_RES_CTX])) {
 		xa_erase(&sdev->users_xa, __kuid_val(uid));
 		kfree(user);
@@ -128,12 +129,6 @@ void omx_user_put(struct omx_device *sdev, struct omx_user *user)
 		kfree(user);
 	}
 	mutex_unlock(&sdev->users_lock);
-}
-
-int omx_user_charge(struct omx_device *sdev, struct omx_user *user,
-		    enum omx_res res)
-{
-	return omx_user_take(sdev, user, res);
 }
 
 void omx_user_uncharge(struct omx_user *user, enum omx_res res)
