@@ -129,8 +129,17 @@ tgt_quit() {
 }
 
 # tgt_kill_all: kills every target still running (cleanup).
+# When the script is failing (a nonzero status on entry, as in an EXIT
+# trap), each target's last lines (counters left out) go to stderr first,
+# so a failure report says what the targets saw.
 tgt_kill_all() {
-	local name
+	local rc=$? name
+	if ((rc != 0)); then
+		for name in "${!TLOG[@]}"; do
+			echo "--- target $name, last lines of ${TLOG[$name]##*/}:" >&2
+			grep -av '^omx-stats ' "${TLOG[$name]}" 2>/dev/null | tail -n 12 >&2 || true
+		done
+	fi
 	for name in "${!TPID[@]}"; do
 		kill -9 "${TPID[$name]}" 2>/dev/null || true
 		wait "${TPID[$name]}" 2>/dev/null || true

@@ -45,18 +45,101 @@ pub fn stats<'a>(scope: &str, id: &str, counters: impl IntoIterator<Item = (&'a 
 
 pub fn debug(args: core::fmt::Arguments<'_>) {
     if flags().0 {
-        eprintln!("omx: {args}");
+        line(args);
     }
 }
 
 pub fn error(args: core::fmt::Arguments<'_>) {
     if flags().1 {
-        eprintln!("omx: {args}");
+        line(args);
     }
 }
 
 /// An actionable error the user must see (missing capability, wrong
 /// network namespace): always printed.
 pub fn notice(args: core::fmt::Arguments<'_>) {
-    eprintln!("omx: {args}");
+    line(args);
+}
+
+/// The longest diagnostic line; longer ones are cut and end in `...`.
+const LINE_MAX: usize = 512;
+
+/// A line being formatted on the stack: no allocation, so diagnostics are
+/// safe on the post and poll paths.
+struct LineBuf {
+    buf: [u8; LINE_MAX],
+    len: usize,
+    cut: bool,
+}
+
+impl core::fmt::Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let room = LINE_MAX - 4 - self.len; // keep room for "...\n"
+        let n = s.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        self.cut |= n < s.len();
+        Ok(())
+    }
+}
+
+/// `omx: <args>\n` as one byte string (cut at [`LINE_MAX`]).
+fn format_line(args: core::fmt::Arguments<'_>) -> LineBuf {
+    use core::fmt::Write;
+    let mut b = LineBuf {
+        buf: [0; LINE_MAX],
+        len: 0,
+        cut: false,
+    };
+    let _ = b.write_str("omx: ");
+    let _ = b.write_fmt(args);
+    let tail: &[u8] = if b.cut { b"...\n" } else { b"\n" };
+    b.buf[b.len..b.len + tail.len()].copy_from_slice(tail);
+    b.len += tail.len();
+    b
+}
+
+/// Prints one diagnostic line with a single write(2). Rust's `eprintln!`
+/// writes each formatted piece separately, so the application's own
+/// output (sharing the file, as `prog >log 2>&1` does) could land in the
+/// middle of our line.
+fn line(args: core::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let b = format_line(args);
+    let _ = std::io::stderr().write_all(&b.buf[..b.len]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(args: core::fmt::Arguments<'_>) -> String {
+        let b = format_line(args);
+        String::from_utf8_lossy(&b.buf[..b.len]).into_owned()
+    }
+
+    #[test]
+    fn a_line_is_prefixed_and_terminated() {
+        assert_eq!(
+            text(format_args!("endpoint {}: gone", 7)),
+            "omx: endpoint 7: gone\n"
+        );
+    }
+
+    #[test]
+    fn a_long_line_is_cut_and_marked() {
+        let long = "x".repeat(2 * LINE_MAX);
+        let t = text(format_args!("{long}"));
+        assert_eq!(t.len(), LINE_MAX);
+        assert!(t.starts_with("omx: xxx"));
+        assert!(t.ends_with("x...\n"));
+    }
+
+    #[test]
+    fn a_line_that_just_fits_is_not_marked() {
+        let s = "y".repeat(LINE_MAX - 4 - "omx: ".len());
+        let t = text(format_args!("{s}"));
+        assert!(t.ends_with("y\n"));
+        assert_eq!(t.len(), LINE_MAX - 3);
+    }
 }
