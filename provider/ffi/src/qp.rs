@@ -34,7 +34,8 @@ use omx_engine::{
     PathInfo, PathMtu, PostError, QpAttr, QpState, RecvWr, SendOp, SendWr, SgList, Sge, MAX_SGE,
 };
 use omx_rdma_sys::*;
-use omx_verbs::{mac_from_gid, AddrError, Qp, QpCaps, MAX_INLINE_DATA};
+use omx_verbs::qp::QpInner;
+use omx_verbs::{mac_from_gid, AddrError, Drive, Qp, QpCaps, MAX_INLINE_DATA};
 use omx_wire::{Psn, Qpn};
 
 use crate::errno::{to_ptr, to_ret, Errno};
@@ -628,8 +629,145 @@ fn send_op(w: &ibv_send_wr) -> Result<SendOp, i32> {
     })
 }
 
-/// `ibv_post_send`. On error `*bad_wr` names the first WR not posted; the
-/// ones before it were posted.
+/// A work-request list as libibverbs hands it to a post verb
+/// (`ibv_send_wr`, `ibv_recv_wr`): linked through `next`.
+pub(crate) trait WrList {
+    fn next_wr(&self) -> *mut Self;
+}
+
+impl WrList for ibv_send_wr {
+    fn next_wr(&self) -> *mut Self {
+        self.next
+    }
+}
+
+impl WrList for ibv_recv_wr {
+    fn next_wr(&self) -> *mut Self {
+        self.next
+    }
+}
+
+/// The skeleton of every post verb: finds the QP, takes its lock once,
+/// hands the caller's WRs to `post` in order and stops at the first one
+/// refused, whose address goes to `*bad_wr` (libibverbs' contract: the
+/// ones before it were posted), then drives the QP once with `drive`, so
+/// the frames of the whole list leave in one batch. A QP without a data
+/// path (a type we do not run) refuses the first WR with EOPNOTSUPP; a
+/// panic in the engine becomes EIO ([`guard`]).
+///
+/// # Safety
+/// `qp` is NULL or ours; `wr` is NULL or a list the caller owns for the
+/// call, each element readable; `bad_wr` is NULL or writable.
+unsafe fn post_list<W: WrList>(
+    what: &str,
+    qp: *mut ibv_qp,
+    wr: *mut W,
+    bad_wr: *mut *mut W,
+    mut post: impl FnMut(&Qp, &mut QpInner, &W) -> Result<(), i32>,
+    drive: impl FnOnce(&Runtime, &Arc<Qp>, &mut QpInner) -> Drive,
+) -> i32 {
+    let fail = |w: *mut W, e: i32| {
+        if !bad_wr.is_null() {
+            // SAFETY: non-null out-pointer supplied by the caller.
+            unsafe { *bad_wr = w };
+        }
+        e
+    };
+    // SAFETY: per the contract.
+    let Some(o) = (unsafe { from_ibv(qp) }) else {
+        return fail(wr, libc::EINVAL);
+    };
+    let (Some(rt), Some(v)) = (&o.rt, &o.qp) else {
+        return fail(wr, libc::EOPNOTSUPP);
+    };
+    guard(what, libc::EIO, || {
+        locked(
+            rt,
+            v,
+            |g| {
+                let mut cur = wr;
+                while !cur.is_null() {
+                    // SAFETY: cur is an element of the caller's list.
+                    let w = unsafe { &*cur };
+                    if let Err(e) = post(v, g, w) {
+                        return fail(cur, e);
+                    }
+                    cur = w.next_wr();
+                }
+                0
+            },
+            drive,
+        )
+    })
+}
+
+/// Runs `f` on the QP under its lock, then drives the QP once (`drive`)
+/// and tells the runtime what the drive left to do: the tail of every
+/// verb that queues work ([`post_list`], `ibv_wr_complete`).
+pub(crate) fn locked<R>(
+    rt: &Runtime,
+    v: &Arc<Qp>,
+    f: impl FnOnce(&mut QpInner) -> R,
+    drive: impl FnOnce(&Runtime, &Arc<Qp>, &mut QpInner) -> Drive,
+) -> R {
+    let mut g = v.lock();
+    let r = f(&mut g);
+    let d = drive(rt, v, &mut g);
+    drop(g);
+    rt.after_drive(d);
+    r
+}
+
+/// The drive after send-queue work: everything the QP can send now.
+pub(crate) fn drive_send(rt: &Runtime, v: &Arc<Qp>, g: &mut QpInner) -> Drive {
+    rt.ep.drive(v, g, rt.now(), &rt.sink())
+}
+
+/// Posts one `ibv_send_wr` to a locked QP.
+fn post_one_send(v: &Qp, g: &mut QpInner, w: &ibv_send_wr) -> Result<(), i32> {
+    let op = send_op(w)?;
+    // SAFETY: sg_list readable for num_sge entries (the caller's list, as
+    // post_send's contract says).
+    let sg = unsafe { sg_list(w.sg_list, w.num_sge) }?;
+    let swr = SendWr {
+        wr_id: w.wr_id,
+        op,
+        sg,
+        signaled: v.sq_sig_all || w.send_flags & IBV_SEND_SIGNALED != 0,
+        solicited: w.send_flags & IBV_SEND_SOLICITED != 0,
+    };
+    let inline = w.send_flags & IBV_SEND_INLINE != 0 && !matches!(op, SendOp::RdmaRead { .. });
+    if !inline {
+        return g.post_send(swr).map_err(post_errno);
+    }
+    let len = sg.total_len();
+    if len > u64::from(MAX_INLINE_DATA) {
+        return Err(libc::EINVAL);
+    }
+    g.post_send_inline(swr, len as usize, |dst| {
+        let mut off = 0;
+        for s in sg.as_slice() {
+            let n = s.length as usize;
+            if n == 0 {
+                continue;
+            }
+            // SAFETY: IBV_SEND_INLINE: the application's gather buffers
+            // are readable for their lengths during this call (lkeys are
+            // not used).
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    s.addr as usize as *const u8,
+                    dst[off..off + n].as_mut_ptr(),
+                    n,
+                )
+            };
+            off += n;
+        }
+    })
+    .map_err(post_errno)
+}
+
+/// `ibv_post_send` ([`post_list`]).
 ///
 /// # Safety
 /// `qp` NULL or ours; `wr` a valid list; `bad_wr` NULL or writable.
@@ -638,83 +776,11 @@ pub unsafe extern "C" fn post_send(
     wr: *mut ibv_send_wr,
     bad_wr: *mut *mut ibv_send_wr,
 ) -> i32 {
-    let fail = |w: *mut ibv_send_wr, e: i32| {
-        if !bad_wr.is_null() {
-            // SAFETY: non-null out-pointer supplied by the caller.
-            unsafe { *bad_wr = w };
-        }
-        e
-    };
     // SAFETY: per the contract.
-    let Some(o) = (unsafe { from_ibv(qp) }) else {
-        return fail(wr, libc::EINVAL);
-    };
-    let (Some(rt), Some(v)) = (&o.rt, &o.qp) else {
-        return fail(wr, libc::EOPNOTSUPP);
-    };
-    guard("post_send", libc::EIO, || {
-        let mut g = v.lock();
-        let mut cur = wr;
-        let mut ret = 0;
-        while !cur.is_null() {
-            // SAFETY: cur is an element of the caller's list.
-            let w = unsafe { &*cur };
-            let r = send_op(w).and_then(|op| {
-                // SAFETY: sg_list readable for num_sge entries (contract).
-                let sg = unsafe { sg_list(w.sg_list, w.num_sge) }?;
-                let swr = SendWr {
-                    wr_id: w.wr_id,
-                    op,
-                    sg,
-                    signaled: v.sq_sig_all || w.send_flags & IBV_SEND_SIGNALED != 0,
-                    solicited: w.send_flags & IBV_SEND_SOLICITED != 0,
-                };
-                let inline =
-                    w.send_flags & IBV_SEND_INLINE != 0 && !matches!(op, SendOp::RdmaRead { .. });
-                if inline {
-                    let len = sg.total_len();
-                    if len > u64::from(MAX_INLINE_DATA) {
-                        return Err(libc::EINVAL);
-                    }
-                    g.post_send_inline(swr, len as usize, |dst| {
-                        let mut off = 0;
-                        for s in sg.as_slice() {
-                            let n = s.length as usize;
-                            if n == 0 {
-                                continue;
-                            }
-                            // SAFETY: IBV_SEND_INLINE: the application's
-                            // gather buffers are readable for their lengths
-                            // during this call (lkeys are not used).
-                            unsafe {
-                                core::ptr::copy_nonoverlapping(
-                                    s.addr as usize as *const u8,
-                                    dst[off..off + n].as_mut_ptr(),
-                                    n,
-                                )
-                            };
-                            off += n;
-                        }
-                    })
-                    .map_err(post_errno)
-                } else {
-                    g.post_send(swr).map_err(post_errno)
-                }
-            });
-            if let Err(e) = r {
-                ret = fail(cur, e);
-                break;
-            }
-            cur = w.next;
-        }
-        let d = rt.ep.drive(v, &mut g, rt.now(), &rt.sink());
-        drop(g);
-        rt.after_drive(d);
-        ret
-    })
+    unsafe { post_list("post_send", qp, wr, bad_wr, post_one_send, drive_send) }
 }
 
-/// `ibv_post_recv`: as [`post_send`].
+/// `ibv_post_recv` ([`post_list`]).
 ///
 /// # Safety
 /// `qp` NULL or ours; `wr` a valid list; `bad_wr` NULL or writable.
@@ -723,43 +789,18 @@ pub unsafe extern "C" fn post_recv(
     wr: *mut ibv_recv_wr,
     bad_wr: *mut *mut ibv_recv_wr,
 ) -> i32 {
-    let fail = |w: *mut ibv_recv_wr, e: i32| {
-        if !bad_wr.is_null() {
-            // SAFETY: non-null out-pointer supplied by the caller.
-            unsafe { *bad_wr = w };
-        }
-        e
+    let post = |_: &Qp, g: &mut QpInner, w: &ibv_recv_wr| {
+        // SAFETY: sg_list readable for num_sge entries (contract).
+        let sg = unsafe { sg_list(w.sg_list, w.num_sge) }?;
+        g.post_recv(RecvWr { wr_id: w.wr_id, sg })
+            .map_err(post_errno)
     };
     // SAFETY: per the contract.
-    let Some(o) = (unsafe { from_ibv(qp) }) else {
-        return fail(wr, libc::EINVAL);
-    };
-    let (Some(rt), Some(v)) = (&o.rt, &o.qp) else {
-        return fail(wr, libc::EOPNOTSUPP);
-    };
-    guard("post_recv", libc::EIO, || {
-        let mut g = v.lock();
-        let mut cur = wr;
-        let mut ret = 0;
-        while !cur.is_null() {
-            // SAFETY: cur is an element of the caller's list.
-            let w = unsafe { &*cur };
-            // SAFETY: sg_list readable for num_sge entries (contract).
-            let r = unsafe { sg_list(w.sg_list, w.num_sge) }.and_then(|sg| {
-                g.post_recv(RecvWr { wr_id: w.wr_id, sg })
-                    .map_err(post_errno)
-            });
-            if let Err(e) = r {
-                ret = fail(cur, e);
-                break;
-            }
-            cur = w.next;
-        }
-        let d = rt.ep.drive_after_post_recv(v, &mut g, rt.now(), &rt.sink());
-        drop(g);
-        rt.after_drive(d);
-        ret
-    })
+    unsafe {
+        post_list("post_recv", qp, wr, bad_wr, post, |rt, v, g| {
+            rt.ep.drive_after_post_recv(v, g, rt.now(), &rt.sink())
+        })
+    }
 }
 
 #[cfg(test)]

@@ -373,12 +373,12 @@ pub unsafe extern "C" fn wr_complete(qp: *mut ibv_qp_ex) -> i32 {
             ex.with(Staging::reset);
             return libc::EOPNOTSUPP;
         };
-        let mut g = v.lock();
-        let r = ex.with(|s| s.complete(&mut g, v.sq_sig_all));
-        let d = rt.ep.drive(v, &mut g, rt.now(), &rt.sink());
-        drop(g);
-        rt.after_drive(d);
-        r
+        crate::qp::locked(
+            rt,
+            v,
+            |g| ex.with(|s| s.complete(g, v.sq_sig_all)),
+            crate::qp::drive_send,
+        )
     });
     ex.leave();
     r
