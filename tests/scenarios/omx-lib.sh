@@ -68,9 +68,10 @@ omx_teardown() {
 # in nsA, 10.78.0.2 in nsB), both in the background, with ARGS.  pp_wait
 # NAME waits for both: each must exit 0 and print "bytes in"; the usec/iter
 # lines become results pp_NAME_client / pp_NAME_server.  Several pairs may
-# run at once; each takes its own TCP port.
+# run at once; each takes its own TCP port.  PP_PROG names another program
+# of the family with the same options and output (ibv_srq_pingpong, ...).
 PP_PORT=18515
-declare -A PP_S PP_C PP_ARGS
+declare -A PP_S PP_C PP_ARGS PP_PROGS
 pp_start() {
 	local name=$1 t=$2 sns=$3 sdev=$4 cns=$5 cdev=$6 addr
 	shift 6
@@ -78,21 +79,23 @@ pp_start() {
 	local so="$OUT/pp-$name-server.txt" co="$OUT/pp-$name-client.txt"
 	PP_PORT=$((PP_PORT + 1))
 	PP_ARGS[$name]="$*"
-	log "ibv_rc_pingpong $* ($name: $sns/$sdev <- $cns/$cdev)"
+	local prog=${PP_PROG:-ibv_rc_pingpong}
+	PP_PROGS[$name]=$prog
+	log "$prog $* ($name: $sns/$sdev <- $cns/$cdev)"
 	# PP_SENV / PP_CENV: extra environment (VAR=value ...) of the server /
 	# the client. stdbuf -oL: the address lines reach the file when they
 	# are printed, not when the program exits (a scenario may read them
 	# while the exchange runs).
 	# shellcheck disable=SC2086
 	ip netns exec "$sns" env ${PP_SENV:-} timeout "$t" \
-		stdbuf -oL ibv_rc_pingpong -d "$sdev" -g 0 -p "$PP_PORT" "$@" >"$so" 2>&1 &
+		stdbuf -oL "$prog" -d "$sdev" -g 0 -p "$PP_PORT" "$@" >"$so" 2>&1 &
 	PP_S[$name]=$!
 	# The server listens on TCP before it needs anything from the peer.
 	wait_for "ip netns exec $sns ss -ltn | grep -q :$PP_PORT" 20 ||
 		{ cat "$so" >&2; fail "$name: server did not listen"; }
 	# shellcheck disable=SC2086
 	ip netns exec "$cns" env ${PP_CENV:-} timeout "$t" \
-		stdbuf -oL ibv_rc_pingpong -d "$cdev" -g 0 -p "$PP_PORT" "$@" "$addr" >"$co" 2>&1 &
+		stdbuf -oL "$prog" -d "$cdev" -g 0 -p "$PP_PORT" "$@" "$addr" >"$co" 2>&1 &
 	PP_C[$name]=$!
 }
 
@@ -104,7 +107,7 @@ pp_wait() {
 	if [[ $src != 0 || $crc != 0 ]]; then
 		log "--- server ($src)"; cat "$so" >&2
 		log "--- client ($crc)"; cat "$co" >&2
-		fail "$name: ibv_rc_pingpong ${PP_ARGS[$name]} (server $src, client $crc)"
+		fail "$name: ${PP_PROGS[$name]} ${PP_ARGS[$name]} (server $src, client $crc)"
 	fi
 	expect_file_contains "$so" "bytes in" "$name server"
 	expect_file_contains "$co" "bytes in" "$name client"

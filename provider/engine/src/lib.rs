@@ -101,7 +101,8 @@ pub use state::{
 pub use time::{Duration, Instant};
 pub use timer::{Timer, TimerTable};
 pub use wr::{
-    RecvWr, SendOp, SendWr, SgList, Sge, WcOpcode, WcQueue, WcStatus, WorkCompletion, MAX_SGE,
+    RecvWr, SendOp, SendWr, SgList, Sge, SharedRecv, WcOpcode, WcQueue, WcStatus, WorkCompletion,
+    MAX_SGE,
 };
 
 /// Destination QPN of a frame, for demultiplexing to a QP before full

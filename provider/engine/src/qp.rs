@@ -14,7 +14,7 @@ use crate::state::{
 };
 use crate::time::{Duration, Instant};
 use crate::timer::{Timer, TimerTable};
-use crate::wr::{RecvWr, SendOp, SendWr, WcQueue, WcStatus, WorkCompletion};
+use crate::wr::{RecvWr, SendOp, SendWr, SharedRecv, WcQueue, WcStatus, WorkCompletion};
 
 /// Largest message (`ibv_port_attr.max_msg_sz`).
 pub const MAX_MSG_SIZE: u64 = 1 << 31;
@@ -346,7 +346,8 @@ pub struct Transmit {
 pub enum PostError {
     /// Queue full (ENOMEM).
     Full,
-    /// QP in RESET, or receive posted to a QP in RESET (EINVAL).
+    /// QP in RESET, or receive posted to a QP in RESET or with an SRQ
+    /// (EINVAL).
     InvalidState,
     /// Message longer than [`MAX_MSG_SIZE`] (EINVAL).
     TooLong,
@@ -481,6 +482,20 @@ impl RcQp {
             event: None,
             cfg,
         }
+    }
+
+    /// The QP takes its receive WQEs from `srq` instead of its own
+    /// receive queue ([`SharedRecv`]); [`RcQp::post_recv`] is then
+    /// refused. For a QP just created.
+    pub fn with_srq(mut self, srq: std::sync::Arc<dyn SharedRecv>) -> Self {
+        self.use_srq(srq);
+        self
+    }
+
+    /// As [`RcQp::with_srq`], in place (for a QP just created, before
+    /// anything was posted to it).
+    pub fn use_srq(&mut self, srq: std::sync::Arc<dyn SharedRecv>) {
+        self.resp.use_srq(srq);
     }
 
     /// This QP's number.
@@ -696,7 +711,7 @@ impl RcQp {
     /// Some posted WR (send or receive) has not completed yet: the
     /// application has a reason to poll a CQ of this QP.
     pub fn work_pending(&self) -> bool {
-        self.sq_outstanding != 0 || self.rq_outstanding != 0
+        self.sq_outstanding != 0 || self.rq_outstanding != 0 || self.resp.wqe_in_use()
     }
 
     /// How many more send WRs [`RcQp::post_send`] would accept now (0 in
@@ -748,10 +763,11 @@ impl RcQp {
     }
 
     /// `ibv_post_recv` for one WR. In ERROR the WR completes at once with
-    /// IBV_WC_WR_FLUSH_ERR.
+    /// IBV_WC_WR_FLUSH_ERR. Refused in RESET and on a QP with an SRQ
+    /// (EINVAL, as rxe).
     pub fn post_recv(&mut self, wr: RecvWr) -> Result<(), PostError> {
         self.resp.new_input();
-        if self.state == QpState::Reset {
+        if self.state == QpState::Reset || self.resp.has_srq() {
             return Err(PostError::InvalidState);
         }
         if self.rq_outstanding >= self.cfg.rq_depth {
@@ -965,6 +981,8 @@ impl RcQp {
         let wc = self.ctx.cq.pop_front()?;
         match wc.queue {
             WcQueue::Send => self.sq_outstanding = self.sq_outstanding.saturating_sub(1),
+            // A WQE taken from an SRQ never counted here.
+            WcQueue::Recv if self.resp.has_srq() => {}
             WcQueue::Recv => self.rq_outstanding = self.rq_outstanding.saturating_sub(1),
         }
         Some(wc)

@@ -14,6 +14,7 @@
 //! - at most [`READ_BURST`] READ response packets per input.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use omx_wire::{
     Aeth, Ext, Frame, FrameRepr, NakCode, Opcode, Paeth, Position, Psn, Reth, Syndrome,
@@ -25,7 +26,7 @@ use crate::qp::{Ctx, Fatal, QpEventKind, RxDrop, RxError, MAX_MSG_SIZE, READ_BUR
 use crate::state::access;
 use crate::time::Instant;
 use crate::timer::Timer;
-use crate::wr::{RecvWr, WcOpcode, WcQueue, WcStatus, WorkCompletion};
+use crate::wr::{RecvWr, SharedRecv, WcOpcode, WcQueue, WcStatus, WorkCompletion};
 
 #[derive(Debug, Clone, Copy)]
 struct WriteCtx {
@@ -102,8 +103,15 @@ enum Exec {
 pub(crate) struct Responder {
     epsn: Psn,
     msn: u32,
+    /// The QP's own receive queue (unused with an SRQ).
     rq: VecDeque<RecvWr>,
-    /// Bytes placed into `rq[0]` while a SEND is in progress.
+    /// The shared receive queue WQEs come from instead of `rq`.
+    srq: Option<Arc<dyn SharedRecv>>,
+    /// The WQE the message in progress consumes, taken from `rq` or the
+    /// SRQ by its first packet (SEND) or its last (WRITE with
+    /// immediate); flushed first if the QP fails.
+    cur: Option<RecvWr>,
+    /// Bytes placed into `cur` while a SEND is in progress.
     recv_off: Option<u64>,
     write: Option<WriteCtx>,
     read_q: VecDeque<ReadJob>,
@@ -132,6 +140,8 @@ impl Responder {
             epsn: Psn::new(0),
             msn: 0,
             rq: VecDeque::with_capacity(rq_depth),
+            srq: None,
+            cur: None,
             recv_off: None,
             write: None,
             read_q: VecDeque::with_capacity(READ_HISTORY),
@@ -162,10 +172,37 @@ impl Responder {
         self.rq.push_back(wr);
     }
 
+    /// From now on, WQEs come from `srq` (set once, at creation).
+    pub(crate) fn use_srq(&mut self, srq: Arc<dyn SharedRecv>) {
+        self.srq = Some(srq);
+    }
+
+    /// Whether WQEs come from an SRQ.
+    pub(crate) fn has_srq(&self) -> bool {
+        self.srq.is_some()
+    }
+
+    /// A message holds a WQE it has not completed yet.
+    pub(crate) fn wqe_in_use(&self) -> bool {
+        self.cur.is_some()
+    }
+
+    /// The WQE of the message in progress, taking the next one (own queue
+    /// or SRQ) if it has none yet; `None`: receiver not ready.
+    fn claim(&mut self) -> Option<RecvWr> {
+        if self.cur.is_none() {
+            self.cur = match &self.srq {
+                Some(srq) => srq.take(),
+                None => self.rq.pop_front(),
+            };
+        }
+        self.cur
+    }
+
     /// Flushes every receive WQE (QP to ERROR); a pending NAK is kept so
     /// that the requester learns about the error.
     pub(crate) fn flush(&mut self, ctx: &mut Ctx) {
-        for wr in self.rq.drain(..) {
+        for wr in self.cur.take().into_iter().chain(self.rq.drain(..)) {
             ctx.push_wc(recv_wc(
                 ctx,
                 &wr,
@@ -184,6 +221,7 @@ impl Responder {
     /// Drops everything without completions (modify to RESET).
     pub(crate) fn reset(&mut self) {
         self.rq.clear();
+        self.cur = None;
         self.recv_off = None;
         self.write = None;
         self.read_q.clear();
@@ -317,7 +355,7 @@ impl Responder {
             if self.recv_off.is_some() || self.write.is_some() {
                 return Err(self.fatal(psn, NakCode::InvalidRequest));
             }
-            if self.rq.is_empty() {
+            if self.claim().is_none() {
                 return Ok(Exec::Rnr);
             }
             self.recv_off = Some(0);
@@ -325,12 +363,12 @@ impl Responder {
         let Some(off) = self.recv_off else {
             return Err(self.fatal(psn, NakCode::InvalidRequest));
         };
-        let Some(wqe) = self.rq.front().copied() else {
+        let Some(wqe) = self.cur else {
             return Err(self.fatal(psn, NakCode::InvalidRequest));
         };
         let end = off + payload.len() as u64;
         if end > wqe.sg.total_len() {
-            self.rq.pop_front();
+            self.cur = None;
             ctx.push_wc(recv_wc(
                 ctx,
                 &wqe,
@@ -343,7 +381,7 @@ impl Responder {
             return Err(self.fatal(psn, NakCode::InvalidRequest));
         }
         if !payload.is_empty() && mem::scatter(mem, &wqe.sg, off, payload).is_err() {
-            self.rq.pop_front();
+            self.cur = None;
             ctx.push_wc(recv_wc(
                 ctx,
                 &wqe,
@@ -356,7 +394,7 @@ impl Responder {
             return Err(self.fatal(psn, NakCode::RemoteOperationalError));
         }
         if pos.is_last() {
-            self.rq.pop_front();
+            self.cur = None;
             self.recv_off = None;
             self.msn = (self.msn + 1) & 0xFF_FFFF;
             let wc = recv_wc(
@@ -391,7 +429,9 @@ impl Responder {
         // Every packet of the message, zero-length and with immediate
         // included (the flags may change between packets: RTS→RTS).
         self.allowed(ctx, psn, access::REMOTE_WRITE)?;
-        if op.has_imm() && self.rq.is_empty() {
+        // Only a last or only packet carries the immediate: it takes the
+        // WQE now, before the payload lands.
+        if op.has_imm() && self.claim().is_none() {
             return Ok(Exec::Rnr);
         }
         if pos.is_first() {
@@ -448,7 +488,7 @@ impl Responder {
             self.write = None;
             self.msn = (self.msn + 1) & 0xFF_FFFF;
             if let Some(imm) = repr.ext.imm {
-                if let Some(wqe) = self.rq.pop_front() {
+                if let Some(wqe) = self.cur.take() {
                     let wc = recv_wc(
                         ctx,
                         &wqe,

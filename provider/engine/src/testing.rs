@@ -12,7 +12,8 @@
 //! - Frames: [`Crafter`] builds frames as a given peer (MAC, QPN) would
 //!   send them, [`transmit_all`] drains a QP's output, [`exchange`] moves
 //!   frames between two QPs, [`parse`] decodes.
-//! - Work requests: [`send_wr`], [`recv_wr`], [`completions`].
+//! - Work requests: [`send_wr`], [`recv_wr`], [`completions`]; a shared
+//!   receive queue, [`TestSrq`].
 
 pub mod rx;
 
@@ -568,6 +569,47 @@ pub fn recv_wr(wr_id: u64, addr: u64, len: u32, lkey: u32) -> crate::RecvWr {
     crate::RecvWr {
         wr_id,
         sg: crate::SgList::single(addr, len, lkey),
+    }
+}
+
+/// A shared receive queue for tests: a locked FIFO of WQEs that several
+/// QPs take from ([`crate::RcQp::with_srq`]), counting what was taken.
+#[derive(Debug, Default)]
+pub struct TestSrq {
+    q: std::sync::Mutex<std::collections::VecDeque<crate::RecvWr>>,
+    taken: core::sync::atomic::AtomicU64,
+}
+
+impl TestSrq {
+    /// Appends a WQE.
+    pub fn post(&self, wr: crate::RecvWr) {
+        self.q.lock().unwrap().push_back(wr);
+    }
+
+    /// WQEs posted and not taken yet.
+    pub fn len(&self) -> usize {
+        self.q.lock().unwrap().len()
+    }
+
+    /// Whether no WQE is left.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// WQEs taken so far.
+    pub fn taken(&self) -> u64 {
+        self.taken.load(core::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl crate::SharedRecv for TestSrq {
+    fn take(&self) -> Option<crate::RecvWr> {
+        let w = self.q.lock().unwrap().pop_front();
+        if w.is_some() {
+            self.taken
+                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        }
+        w
     }
 }
 

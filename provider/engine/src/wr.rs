@@ -157,6 +157,18 @@ pub struct RecvWr {
     pub sg: SgList,
 }
 
+/// A shared receive queue (SRQ) as a QP's responder sees it: receive
+/// WQEs several QPs take from, oldest first. The provider implements it
+/// behind a lock of its own, taken inside the QP's and holding nothing
+/// else (a leaf). A QP created with one ([`crate::RcQp::with_srq`])
+/// takes a WQE when a SEND or an RDMA WRITE with immediate needs one,
+/// keeps it until the message completes, and answers RNR NAK when the
+/// SRQ is empty; its own receive queue is unused.
+pub trait SharedRecv: core::fmt::Debug + Send + Sync {
+    /// Takes the oldest receive WQE, if there is one.
+    fn take(&self) -> Option<RecvWr>;
+}
+
 /// `enum ibv_wc_status` (same values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]

@@ -29,6 +29,7 @@ pub mod pd;
 pub mod qp;
 pub mod qp_ex;
 pub mod runtime;
+pub mod srq;
 pub mod sysfs;
 
 pub use omx_rdma_sys as sys;

@@ -10,7 +10,7 @@
 
 use omx_rdma_sys::verbs_context_ops;
 
-use crate::{context, cq, mr, pd, qp, qp_ex};
+use crate::{context, cq, mr, pd, qp, qp_ex, srq};
 
 pub static OMX_CTX_OPS: verbs_context_ops = ctx_ops();
 
@@ -24,18 +24,23 @@ const fn ctx_ops() -> verbs_context_ops {
     o.create_cq_ex = Some(cq::create_cq_ex);
     o.create_qp = Some(qp::create_qp);
     o.create_qp_ex = Some(qp_ex::create_qp_ex);
+    o.create_srq = Some(srq::create_srq);
     o.dealloc_pd = Some(pd::dealloc_pd);
     o.dereg_mr = Some(mr::dereg_mr);
     o.destroy_cq = Some(cq::destroy_cq);
     o.destroy_qp = Some(qp::destroy_qp);
+    o.destroy_srq = Some(srq::destroy_srq);
     o.free_context = Some(context::free_context);
     o.modify_qp = Some(qp::modify_qp);
+    o.modify_srq = Some(srq::modify_srq);
     o.poll_cq = Some(cq::poll_cq);
     o.post_recv = Some(qp::post_recv);
     o.post_send = Some(qp::post_send);
+    o.post_srq_recv = Some(srq::post_srq_recv);
     o.query_device_ex = Some(context::query_device_ex);
     o.query_port = Some(context::query_port);
     o.query_qp = Some(qp::query_qp);
+    o.query_srq = Some(srq::query_srq);
     o.reg_mr = Some(mr::reg_mr);
     o.req_notify_cq = Some(cq::req_notify_cq);
     o
@@ -50,7 +55,9 @@ mod tests {
         let o = &OMX_CTX_OPS;
         assert!(o.alloc_pd.is_some() && o.free_context.is_some() && o.poll_cq.is_some());
         assert!(o.create_cq_ex.is_some() && o.create_qp_ex.is_some() && o.advise_mr.is_some());
-        // Left to libibverbs' dummies for now (alloc_dm: EOPNOTSUPP).
-        assert!(o.create_srq.is_none() && o.create_ah.is_none() && o.alloc_dm.is_none());
+        assert!(o.create_srq.is_some() && o.post_srq_recv.is_some() && o.destroy_srq.is_some());
+        // Left to libibverbs' dummies for now (EOPNOTSUPP): XRC and
+        // tag-matching SRQs, address handles, device memory.
+        assert!(o.create_srq_ex.is_none() && o.create_ah.is_none() && o.alloc_dm.is_none());
     }
 }

@@ -133,12 +133,22 @@ pub(crate) fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mu
     if !supported_type(qp_type) {
         return Err(Errno::EOPNOTSUPP);
     }
-    // SAFETY: as above; reading a pointer field.
-    if !unsafe { (*attr).srq }.is_null() {
-        // No SRQs yet (create_srq is a libibverbs dummy), so a non-NULL srq
-        // is not one of ours.
-        return Err(Errno::EINVAL);
-    }
+    // SAFETY: as above; reading pointer fields. A non-NULL srq must be
+    // one of this context's (libibverbs hands us only its own objects,
+    // but an application may mix contexts).
+    let srq = match unsafe { (*attr).srq } {
+        s if s.is_null() => None,
+        // SAFETY: s is a live SRQ (the application's contract); reading
+        // its context field, then ours only if it is of our context.
+        s if unsafe { (*s).context } == unsafe { (*pd).context } => {
+            // SAFETY: an SRQ of one of our contexts is an OmxSrq.
+            match unsafe { crate::srq::from_ibv(s) }.and_then(|o| o.srq.clone()) {
+                Some(r) => Some(r),
+                None => return Err(Errno::EINVAL),
+            }
+        }
+        _ => return Err(Errno::EINVAL),
+    };
     // SAFETY: as above.
     let cap = unsafe { (*attr).cap };
     if cap.max_inline_data > MAX_INLINE_DATA
@@ -192,21 +202,23 @@ pub(crate) fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mu
         // path and their post verbs return EOPNOTSUPP.
         let rc = qp_type == IBV_QPT_RC;
         if let (true, Some(rt), Some(scq), Some(rcq)) = (rc, &o.rt, scq, rcq) {
-            let v = Arc::new(
-                Qp::new(
-                    Qpn::new(qpn),
-                    (*pd).handle,
-                    QpCaps {
-                        sq_depth: (*attr).cap.max_send_wr,
-                        rq_depth: (*attr).cap.max_recv_wr,
-                        window: rt.ep.reserve_window(),
-                    },
-                    scq,
-                    rcq,
-                    (*attr).sq_sig_all != 0,
-                )
-                .with_handle(o.vqp.__bindgen_anon_1.qp.handle),
-            );
+            let q = Qp::new(
+                Qpn::new(qpn),
+                (*pd).handle,
+                QpCaps {
+                    sq_depth: (*attr).cap.max_send_wr,
+                    rq_depth: (*attr).cap.max_recv_wr,
+                    window: rt.ep.reserve_window(),
+                },
+                scq,
+                rcq,
+                (*attr).sq_sig_all != 0,
+            )
+            .with_handle(o.vqp.__bindgen_anon_1.qp.handle);
+            let v = Arc::new(match srq {
+                Some(r) => q.with_srq(r),
+                None => q,
+            });
             rt.ep.insert_qp(v.clone());
             o.qp = Some(v);
             // Peers on this device learn our endpoint from this QP's
@@ -587,7 +599,7 @@ pub(crate) fn post_errno(e: PostError) -> i32 {
 ///
 /// # Safety
 /// `list` is readable for `n` entries when `n > 0`.
-unsafe fn sg_list(list: *const ibv_sge, n: i32) -> Result<SgList, i32> {
+pub(crate) unsafe fn sg_list(list: *const ibv_sge, n: i32) -> Result<SgList, i32> {
     if n < 0 || n as usize > MAX_SGE || (n > 0 && list.is_null()) {
         return Err(libc::EINVAL);
     }
@@ -647,13 +659,50 @@ impl WrList for ibv_recv_wr {
     }
 }
 
-/// The skeleton of every post verb: finds the QP, takes its lock once,
-/// hands the caller's WRs to `post` in order and stops at the first one
-/// refused, whose address goes to `*bad_wr` (libibverbs' contract: the
-/// ones before it were posted), then drives the QP once with `drive`, so
-/// the frames of the whole list leave in one batch. A QP without a data
-/// path (a type we do not run) refuses the first WR with EOPNOTSUPP; a
-/// panic in the engine becomes EIO ([`guard`]).
+/// Hands the WRs of the list `wr` to `post` in order and stops at the
+/// first one refused, whose address goes to `*bad_wr` (libibverbs'
+/// contract: the ones before it were posted); returns 0 or that errno.
+/// The walk every post verb shares ([`post_list`] for QPs,
+/// `post_srq_recv`); the caller holds the queue's lock around it.
+///
+/// # Safety
+/// `wr` is NULL or a list the caller owns for the call, each element
+/// readable; `bad_wr` is NULL or writable.
+pub(crate) unsafe fn walk<W: WrList>(
+    wr: *mut W,
+    bad_wr: *mut *mut W,
+    mut post: impl FnMut(&W) -> Result<(), i32>,
+) -> i32 {
+    let mut cur = wr;
+    while !cur.is_null() {
+        // SAFETY: cur is an element of the caller's list.
+        let w = unsafe { &*cur };
+        if let Err(e) = post(w) {
+            // SAFETY: per the contract.
+            return unsafe { refuse(bad_wr, cur, e) };
+        }
+        cur = w.next_wr();
+    }
+    0
+}
+
+/// Sets `*bad_wr = w` (if `bad_wr` is not NULL) and returns `e`.
+///
+/// # Safety
+/// `bad_wr` is NULL or writable.
+pub(crate) unsafe fn refuse<W>(bad_wr: *mut *mut W, w: *mut W, e: i32) -> i32 {
+    if !bad_wr.is_null() {
+        // SAFETY: non-null out-pointer supplied by the caller.
+        unsafe { *bad_wr = w };
+    }
+    e
+}
+
+/// The skeleton of the QP post verbs: finds the QP, takes its lock once,
+/// [`walk`]s the list with `post`, then drives the QP once with `drive`,
+/// so the frames of the whole list leave in one batch. A QP without a
+/// data path (a type we do not run) refuses the first WR with
+/// EOPNOTSUPP; a panic in the engine becomes EIO ([`guard`]).
 ///
 /// # Safety
 /// `qp` is NULL or ours; `wr` is NULL or a list the caller owns for the
@@ -666,36 +715,21 @@ unsafe fn post_list<W: WrList>(
     mut post: impl FnMut(&Qp, &mut QpInner, &W) -> Result<(), i32>,
     drive: impl FnOnce(&Runtime, &Arc<Qp>, &mut QpInner) -> Drive,
 ) -> i32 {
-    let fail = |w: *mut W, e: i32| {
-        if !bad_wr.is_null() {
-            // SAFETY: non-null out-pointer supplied by the caller.
-            unsafe { *bad_wr = w };
-        }
-        e
-    };
     // SAFETY: per the contract.
     let Some(o) = (unsafe { from_ibv(qp) }) else {
-        return fail(wr, libc::EINVAL);
+        // SAFETY: per the contract.
+        return unsafe { refuse(bad_wr, wr, libc::EINVAL) };
     };
     let (Some(rt), Some(v)) = (&o.rt, &o.qp) else {
-        return fail(wr, libc::EOPNOTSUPP);
+        // SAFETY: per the contract.
+        return unsafe { refuse(bad_wr, wr, libc::EOPNOTSUPP) };
     };
     guard(what, libc::EIO, || {
         locked(
             rt,
             v,
-            |g| {
-                let mut cur = wr;
-                while !cur.is_null() {
-                    // SAFETY: cur is an element of the caller's list.
-                    let w = unsafe { &*cur };
-                    if let Err(e) = post(v, g, w) {
-                        return fail(cur, e);
-                    }
-                    cur = w.next_wr();
-                }
-                0
-            },
+            // SAFETY: per the contract.
+            |g| unsafe { walk(wr, bad_wr, |w| post(v, g, w)) },
             drive,
         )
     })

@@ -11,6 +11,8 @@
 //!   buffer and inline-data slab ([`qp`]).
 //! - [`Endpoint`]: one per device context; the demux QP slot → QP and the
 //!   drivers that feed frames and time into QPs ([`endpoint`]).
+//! - [`Srq`]: a shared receive queue QPs take receive WQEs from
+//!   ([`srq`]).
 //! - [`addr`]: GID → MAC.
 //! - [`fault`]: copies to and from application memory that turn a page
 //!   the application unmapped into an error instead of a SIGSEGV/SIGBUS.
@@ -28,6 +30,7 @@ pub mod fault;
 pub mod lock;
 pub mod mr;
 pub mod qp;
+pub mod srq;
 #[cfg(test)]
 pub(crate) mod test_pages;
 
@@ -36,6 +39,7 @@ pub use cq::{Cq, Pushed};
 pub use endpoint::{Drive, Endpoint, KernelCall, RxBy};
 pub use mr::{AdviseError, MrEntry, MrTable, PdMem, INLINE_LKEY};
 pub use qp::{Qp, QpCaps, Window, ACK_HOLD, MAX_INLINE_DATA};
+pub use srq::{Srq, SrqRing};
 
 /// Where the verbs layer sends frames (implemented by packet I/O).
 pub trait FrameSink {

@@ -4,13 +4,13 @@
 //! Who holds references: the ffi QP object (`Arc<Qp>`) and the endpoint's
 //! demux table (`Arc<Qp>`, from `insert` to `remove`), and transiently a
 //! thread that took it out of the demux table to feed it a frame or a
-//! timeout. A QP holds `Arc`s of its CQs.
+//! timeout. A QP holds `Arc`s of its CQs and, if it has one, of its SRQ.
 //!
 //! Locks: `inner` (a spin lock, [`crate::lock`]) serialises every engine call on this QP, as
 //! the engine requires. It is held while frames are built and handed to
 //! the non-blocking transmit (never across a blocking call), and while the
-//! MR table's read lock and the CQ ring locks are taken inside it. Lock
-//! order: endpoint demux (read) → QP → MR table (read) → CQ ring.
+//! MR table's read lock, the CQ ring locks and an SRQ's ring lock (a leaf)
+//! are taken inside it. Lock order: docs/lifetime-and-locking.md.
 //! `deadline` is an atomic copy of the engine's next timer deadline,
 //! written only under `inner` (at the end of every drive) and read without
 //! it by the timer pass, which then try-locks a due QP and re-checks.
@@ -210,6 +210,13 @@ impl Qp {
                 sq_depth: sq,
             }),
         }
+    }
+
+    /// The QP takes its receive WQEs from `srq` (created with one:
+    /// `ibv_qp_init_attr.srq`); its own receive queue is unused.
+    pub fn with_srq(self, srq: Arc<crate::Srq>) -> Self {
+        self.inner.lock().rc.use_srq(srq);
+        self
     }
 
     /// The QP with its kernel uverbs handle (see [`Qp::handle`]).

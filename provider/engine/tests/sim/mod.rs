@@ -204,6 +204,19 @@ impl Net {
         }
     }
 
+    /// As [`Net::new`], but B takes its receive WQEs from `srq`.
+    pub fn with_b_srq(p: Params, seed: u64, srq: std::sync::Arc<dyn SharedRecv>) -> Self {
+        let mut net = Net::new(p, seed);
+        let mut cfg = QpConfig::new(Qpn::new(QPN_B));
+        cfg.rx_window = p.rx_window;
+        cfg.sq_depth = p.depth;
+        cfg.rq_depth = 1;
+        let mut qp = RcQp::new(cfg).with_srq(srq);
+        conn(&p).peer().connect(&mut qp);
+        net.b.qp = qp;
+        net
+    }
+
     pub fn set_faults(&mut self, f: Faults) {
         self.ab = f;
         self.ba = f;

@@ -1,0 +1,60 @@
+#!/bin/bash
+# Shared receive queues (issue 12). First omx_srq checks the rules one by
+# one (errnos, RNR on an empty SRQ, each WQE consumed once across QPs,
+# EBUSY while in use). Then Debian's unmodified ibv_srq_pingpong
+# (by default 16 RC QPs taking their receives from one SRQ), server in
+# nsA on omx0, client in nsB on omx1, then both on omx0: default options,
+# completion events (-e), validated buffers (-c), 1-byte and 64 KiB
+# messages, 10000 iterations (on 2 QPs, to bound the time under TCG), and
+# -q 16 -r 128 (16 QPs sharing 128 receives); then
+# perftest's ib_send_bw --use-srq, and ibv_xsrq_pingpong, which must stop
+# with the XRC domain refused (no XRC here).
+set -euo pipefail
+. "$REPO/tests/vm/guest-lib.sh"
+. "$REPO/tests/scenarios/omx-lib.sh"
+
+omx_setup
+ib_port_active omx0
+ib_port_active omx1
+
+log "omx_srq: the SRQ's rules in one process (tests/progs/omx_srq.c)"
+ip netns exec nsA timeout 120 "$PROGS/omx_srq" -d omx0 -n 48 >"$OUT/omx_srq.txt" 2>&1 ||
+	{ cat "$OUT/omx_srq.txt" >&2; fail "omx_srq"; }
+cat "$OUT/omx_srq.txt" >&2
+expect_file_contains "$OUT/omx_srq.txt" "srq ok: 48 messages" "omx_srq"
+
+PP_PROG=ibv_srq_pingpong
+pingpong srq-default 300
+pingpong srq-events 300 -e
+pingpong srq-chk 300 -c -n 200
+pingpong srq-s1 300 -s 1
+pingpong srq-s64k 300 -s 65536 -n 20
+pingpong srq-q16-r128 300 -q 16 -r 128
+pingpong srq-n10k 900 -n 10000 -q 2
+pp_start srq-same 300 nsA omx0 nsA omx0 -c -n 200
+pp_wait srq-same
+unset PP_PROG
+
+log "perftest: ib_send_bw --use-srq"
+ip netns exec nsA timeout 240 ib_send_bw -d omx0 -x 0 --use-srq -n 2000 -s 4096 \
+	>"$OUT/sendbw-srq-server.txt" 2>&1 &
+s=$!
+wait_for "ip netns exec nsA ss -ltn | grep -q :18515" 30 ||
+	{ cat "$OUT/sendbw-srq-server.txt" >&2; fail "ib_send_bw server did not listen"; }
+ip netns exec nsB timeout 240 ib_send_bw -d omx1 -x 0 --use-srq -n 2000 -s 4096 10.78.0.1 \
+	>"$OUT/sendbw-srq-client.txt" 2>&1 || {
+	cat "$OUT/sendbw-srq-client.txt" >&2
+	fail "ib_send_bw --use-srq client"
+}
+wait "$s" || { cat "$OUT/sendbw-srq-server.txt" >&2; fail "ib_send_bw --use-srq server"; }
+row=$(awk '$1 == 4096 && NF >= 4 { print }' "$OUT/sendbw-srq-client.txt" | tail -n1)
+[[ -n $row ]] || { cat "$OUT/sendbw-srq-client.txt" >&2; fail "ib_send_bw --use-srq: no result row"; }
+result sendbw_srq_4096 "$(tr -s ' ' <<<"$row")"
+
+log "ibv_xsrq_pingpong: XRC is refused with a clear error"
+ip netns exec nsA timeout 60 ibv_xsrq_pingpong -d omx0 -g 0 >"$OUT/xsrq.txt" 2>&1 &&
+	fail "ibv_xsrq_pingpong succeeded without XRC"
+cat "$OUT/xsrq.txt" >&2
+expect_file_contains "$OUT/xsrq.txt" "XRC Domain 95" "ibv_xsrq_pingpong (EOPNOTSUPP)"
+
+omx_teardown
