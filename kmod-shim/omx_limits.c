@@ -2,7 +2,7 @@
 /*
  * rdma_omx: per-user limits.
  *
- * Every endpoint (ucontext), PD, CQ, QP and MR is charged to the effective
+ * Every endpoint (ucontext), PD, CQ, QP, MR and SRQ is charged to the effective
  * user that opened the context (current_euid() in alloc_ucontext), never
  * to whoever issues a later command: a context's file passed to another
  * process keeps charging its opener.  Past a limit the command fails with
@@ -39,6 +39,7 @@ static unsigned int omx_user_limit[OMX_RES_NUM] = {
 	[OMX_RES_CQ] = 16384,
 	[OMX_RES_QP] = 16384,
 	[OMX_RES_MR] = 262144,
+	[OMX_RES_SRQ] = 16384,
 };
 
 static const char *const omx_user_limit_name[OMX_RES_NUM] = {
@@ -47,6 +48,7 @@ static const char *const omx_user_limit_name[OMX_RES_NUM] = {
 	[OMX_RES_CQ] = "max_cqs_per_user",
 	[OMX_RES_QP] = "max_qps_per_user",
 	[OMX_RES_MR] = "max_mrs_per_user",
+	[OMX_RES_SRQ] = "max_srqs_per_user",
 };
 
 /* Writable at run time (root); a lower limit does not take objects away. */
@@ -60,6 +62,7 @@ OMX_USER_LIMIT_PARAM(max_pds_per_user, OMX_RES_PD, "PDs");
 OMX_USER_LIMIT_PARAM(max_cqs_per_user, OMX_RES_CQ, "CQs");
 OMX_USER_LIMIT_PARAM(max_qps_per_user, OMX_RES_QP, "QPs");
 OMX_USER_LIMIT_PARAM(max_mrs_per_user, OMX_RES_MR, "MRs");
+OMX_USER_LIMIT_PARAM(max_srqs_per_user, OMX_RES_SRQ, "SRQs");
 
 /* Charge one object of @res to @user; -EDQUOT past the user's limit. */
 int omx_user_charge(struct omx_device *sdev, struct omx_user *user,
@@ -146,7 +149,8 @@ void omx_users_destroy(struct omx_device *sdev)
 
 /*
  * sysfs omx_users (root only): one line per user with objects on the
- * device, "uid contexts pds cqs qps mrs".  For tests and administrators.
+ * device, "uid contexts pds cqs qps mrs srqs".  For tests and
+ * administrators.
  */
 static ssize_t omx_users_show(struct device *device,
 			      struct device_attribute *attr, char *buf)
@@ -161,14 +165,15 @@ static ssize_t omx_users_show(struct device *device,
 	xa_for_each(&sdev->users_xa, index, user) {
 		if (len > PAGE_SIZE - 64)
 			break;	/* the rest does not fit in one page */
-		len += sysfs_emit_at(buf, len, "%u %d %d %d %d %d\n",
+		len += sysfs_emit_at(buf, len, "%u %d %d %d %d %d %d\n",
 				     from_kuid_munged(current_user_ns(),
 						      user->uid),
 				     atomic_read(&user->count[OMX_RES_CTX]),
 				     atomic_read(&user->count[OMX_RES_PD]),
 				     atomic_read(&user->count[OMX_RES_CQ]),
 				     atomic_read(&user->count[OMX_RES_QP]),
-				     atomic_read(&user->count[OMX_RES_MR]));
+				     atomic_read(&user->count[OMX_RES_MR]),
+				     atomic_read(&user->count[OMX_RES_SRQ]));
 	}
 	mutex_unlock(&sdev->users_lock);
 	return len;

@@ -112,7 +112,7 @@ static void omx_device_dealloc_driver(struct ib_device *base_dev)
 
 	WARN_ON(atomic_read(&sdev->num_ctx) || atomic_read(&sdev->num_pd) ||
 		atomic_read(&sdev->num_cq) || atomic_read(&sdev->num_qp) ||
-		atomic_read(&sdev->num_mr));
+		atomic_read(&sdev->num_mr) || atomic_read(&sdev->num_srq));
 	WARN_ON(!xa_empty(&sdev->endpoint_xa));
 	xa_destroy(&sdev->endpoint_xa);
 	xa_destroy(&sdev->mr_xa);
@@ -130,12 +130,14 @@ static const struct ib_device_ops omx_device_ops = {
 	.alloc_ucontext = omx_alloc_ucontext,
 	.create_cq = omx_create_cq,
 	.create_qp = omx_create_qp,
+	.create_srq = omx_create_srq,
 	.dealloc_driver = omx_device_dealloc_driver,
 	.dealloc_pd = omx_dealloc_pd,
 	.dealloc_ucontext = omx_dealloc_ucontext,
 	.dereg_mr = omx_dereg_mr,
 	.destroy_cq = omx_destroy_cq,
 	.destroy_qp = omx_destroy_qp,
+	.destroy_srq = omx_destroy_srq,
 	.device_group = &omx_attr_group,
 	.disassociate_ucontext = omx_disassociate_ucontext,
 	.fill_res_cq_entry = omx_fill_res_cq_entry,
@@ -154,6 +156,7 @@ static const struct ib_device_ops omx_device_ops = {
 	INIT_RDMA_OBJ_SIZE(ib_cq, omx_cq, base_cq),
 	INIT_RDMA_OBJ_SIZE(ib_pd, omx_pd, base_pd),
 	INIT_RDMA_OBJ_SIZE(ib_qp, omx_qp, base_qp),
+	INIT_RDMA_OBJ_SIZE(ib_srq, omx_srq, base_srq),
 	INIT_RDMA_OBJ_SIZE(ib_ucontext, omx_ucontext, base_ucontext),
 };
 

@@ -1,17 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
  * rdma_omx: thin verbs.  They validate, record and hand out identifiers;
- * the data path (post, poll, arm, AH, MW) lives in the user-space provider
- * and has no kernel op, so kverbs_provider is false and no kernel ULP binds.
+ * the data path (post, poll, arm, AH, MW, the SRQ ring and its limit)
+ * lives in the user-space provider and has no kernel op, so
+ * kverbs_provider is false and no kernel ULP binds.
  *
  * References and locks in this file (the lock order is in
  * docs/lifetime-and-locking.md):
  *
  *  All objects here are uverbs objects.  The uverbs core creates and
  *  destroys them, keeps a parent alive while children exist (PD usecnt,
- *  CQ usecnt, ucontext outlives all its objects) and tears everything down
- *  on close, kill -9 or device removal (disassociation).  So the driver
- *  holds no references of its own, except:
+ *  CQ usecnt, SRQ usecnt, ucontext outlives all its objects) and tears
+ *  everything down on close, kill -9 or device removal (disassociation).
+ *  So the driver holds no references of its own, except:
  *   - omx_qp.uctx and every object's user (omx_limits.c): valid until the
  *     object's destroy op, because the core destroys every object of a
  *     context before dealloc_ucontext;
@@ -139,9 +140,12 @@ int omx_query_device(struct ib_device *base_dev, struct ib_device_attr *attr,
 	attr->max_res_rd_atom = OMX_MAX_RES_RD_ATOM;
 	attr->atomic_cap = IB_ATOMIC_NONE;
 	attr->max_ah = OMX_MAX_AH;
+	attr->max_srq = OMX_MAX_SRQ;
+	attr->max_srq_wr = OMX_MAX_SRQ_WR;
+	attr->max_srq_sge = OMX_MAX_SRQ_SGE;
 	attr->max_pkeys = OMX_PKEY_TBL_LEN;
 	attr->local_ca_ack_delay = OMX_LOCAL_CA_ACK_DELAY;
-	/* SRQ, MW, multicast: not yet (max_srq, max_mw, max_mcast_grp 0). */
+	/* MW, multicast: not yet (max_mw, max_mcast_grp 0). */
 
 	return 0;
 }
@@ -473,8 +477,18 @@ int omx_create_qp(struct ib_qp *base_qp, struct ib_qp_init_attr *attr,
 	default:
 		return -EOPNOTSUPP;
 	}
-	if (attr->srq || attr->create_flags || attr->rwq_ind_tbl)
+	if (attr->create_flags || attr->rwq_ind_tbl)
 		return -EOPNOTSUPP;
+	/*
+	 * A QP on an SRQ has no receive queue of its own: its receive
+	 * attributes are ignored, as IBTA says, and reported as 0.  The SRQ
+	 * is a basic one (the only kind create_srq makes; uverbs refuses an
+	 * XRC SRQ for a QP) and the core counts the QP in its usecnt.
+	 */
+	if (attr->srq) {
+		cap->max_recv_wr = 0;
+		cap->max_recv_sge = 0;
+	}
 	if (cap->max_send_wr > OMX_MAX_QP_WR ||
 	    cap->max_recv_wr > OMX_MAX_QP_WR ||
 	    cap->max_send_sge > OMX_MAX_SGE ||
@@ -507,7 +521,8 @@ int omx_create_qp(struct ib_qp *base_qp, struct ib_qp_init_attr *attr,
 
 	/* Unique per device: endpoints are unique per device. */
 	base_qp->qp_num = uctx->endpoint << OMX_QPN_SLOT_BITS | slot;
-	omx_dbg_qp(qp, "created, type %d\n", attr->qp_type);
+	omx_dbg_qp(qp, "created, type %d%s\n", attr->qp_type,
+		   attr->srq ? ", on an SRQ" : "");
 
 	return 0;
 }
@@ -747,6 +762,7 @@ int omx_query_qp(struct ib_qp *base_qp, struct ib_qp_attr *attr,
 	init_attr->qp_type = base_qp->qp_type;
 	init_attr->send_cq = base_qp->send_cq;
 	init_attr->recv_cq = base_qp->recv_cq;
+	init_attr->srq = base_qp->srq;
 	init_attr->qp_context = base_qp->qp_context;
 	init_attr->cap = qp->cap;
 	init_attr->sq_sig_type = qp->sq_sig_type;
@@ -769,6 +785,68 @@ int omx_destroy_qp(struct ib_qp *base_qp, struct ib_udata *udata)
 	 * the core's rdma_restrack_del() returns, after this op.
 	 */
 	omx_uncharge(qp->user, OMX_RES_QP, &sdev->num_qp);
+
+	return 0;
+}
+
+/*
+ * A basic shared receive queue.  Its ring, its limit (srq_limit) and its
+ * state live in the provider, which also answers ibv_modify_srq and
+ * ibv_query_srq: the kernel validates the size, charges the SRQ to the
+ * context's user and lets uverbs and restrack track it (the core lists it
+ * in "rdma resource show srq" and keeps it alive while QPs use it).  XRC
+ * and tag-matching SRQs: -EOPNOTSUPP.  max_wr and max_sge are granted
+ * exactly as asked, so the values the core reports back are the request's.
+ */
+int omx_create_srq(struct ib_srq *base_srq, struct ib_srq_init_attr *attr,
+		   struct ib_udata *udata)
+{
+	struct omx_device *sdev = to_omx_dev(base_srq->device);
+	struct omx_srq *srq = to_omx_srq(base_srq);
+	struct ib_srq_attr *sa = &attr->attr;
+	struct omx_ucontext *uctx;
+	int rv;
+
+	uctx = rdma_udata_to_drv_context(udata, struct omx_ucontext,
+					 base_ucontext);
+	if (!uctx)
+		return -EOPNOTSUPP;	/* kernel SRQs have no data path */
+	rv = omx_udata_in_check(udata);
+	if (rv)
+		return rv;
+	if (attr->srq_type != IB_SRQT_BASIC)
+		return -EOPNOTSUPP;
+	if (sa->max_wr < 1 || sa->max_wr > OMX_MAX_SRQ_WR ||
+	    sa->max_sge < 1 || sa->max_sge > OMX_MAX_SRQ_SGE ||
+	    sa->srq_limit > sa->max_wr)
+		return -EINVAL;
+
+	rv = omx_charge(sdev, uctx->user, OMX_RES_SRQ, &sdev->num_srq,
+			OMX_MAX_SRQ);
+	if (rv)
+		return rv;
+
+	srq->user = uctx->user;
+	srq->max_wr = sa->max_wr;
+	srq->max_sge = sa->max_sge;
+	omx_dbg(base_srq->device, "EP[%u] max_wr %u max_sge %u limit %u\n",
+		uctx->endpoint, sa->max_wr, sa->max_sge, sa->srq_limit);
+
+	return 0;
+}
+
+/*
+ * The core calls this only once no QP uses the SRQ (usecnt, else -EBUSY
+ * before the driver is asked), with the SRQ held exclusively by uverbs.
+ * Never fails: uverbs' cleanup at close and disassociation relies on it.
+ */
+int omx_destroy_srq(struct ib_srq *base_srq, struct ib_udata *udata)
+{
+	struct omx_device *sdev = to_omx_dev(base_srq->device);
+	struct omx_srq *srq = to_omx_srq(base_srq);
+
+	omx_dbg_srq(srq, "destroyed\n");
+	omx_uncharge(srq->user, OMX_RES_SRQ, &sdev->num_srq);
 
 	return 0;
 }

@@ -3,9 +3,9 @@
  * rdma_omx: kernel side of the omx-verbs provider.
  *
  * The module registers one ib_device per Ethernet netdev and keeps shadow
- * objects (ucontext = endpoint, PD, CQ, QP, MR) so that libibverbs, uverbs
- * and restrack see a normal RDMA device.  It does no packet I/O: the data
- * path runs in user space over raw Ethernet (EtherType 0x86DF).
+ * objects (ucontext = endpoint, PD, CQ, QP, SRQ, MR) so that libibverbs,
+ * uverbs and restrack see a normal RDMA device.  It does no packet I/O: the
+ * data path runs in user space over raw Ethernet (EtherType 0x86DF).
  *
  * Objects, references and locks (see also docs/kmod.md and
  * docs/lifetime-and-locking.md, which holds the lock order):
@@ -34,6 +34,12 @@
  *  omx_qp       shadow attributes, epoch and event bookkeeping under
  *               qp->lock (a mutex, taken by modify/query/QP_EVENT and the
  *               event work).  event_work is cancelled by destroy_qp.
+ *  omx_srq      a basic SRQ whose ring lives in user space: the size it
+ *               was created with and its user's charge, nothing else.
+ *               Written once by create_srq, no lock.  The ib core counts
+ *               the QPs attached to it (ib_srq.usecnt) and refuses to
+ *               destroy it while any remains (-EBUSY), so a QP's srq
+ *               pointer never dangles.
  *  omx_mr       key index in sdev->mr_xa (xarray internal lock).
  *  endpoint_xa, qp_xa, mr_xa: cyclic id allocators; they only store
  *               pointers for debugging and future lookups, nobody
@@ -81,6 +87,9 @@
 #define OMX_MAX_MR		OMX_MR_INDEX_MAX
 #define OMX_MAX_PD		65536
 #define OMX_MAX_AH		65536
+#define OMX_MAX_SRQ		65536
+#define OMX_MAX_SRQ_WR		OMX_MAX_QP_WR	/* as deep as a QP's RQ */
+#define OMX_MAX_SRQ_SGE		OMX_MAX_SGE	/* the QP's max recv SGE */
 #define OMX_MAX_RD_ATOM		16
 #define OMX_MAX_RES_RD_ATOM	(OMX_MAX_QP * OMX_MAX_RD_ATOM)
 #define OMX_MAX_MSG_SZ		0x80000000U	/* 2 GiB, IBTA maximum */
@@ -169,6 +178,7 @@ enum omx_res {
 	OMX_RES_CQ,
 	OMX_RES_QP,
 	OMX_RES_MR,
+	OMX_RES_SRQ,
 	OMX_RES_NUM,
 };
 
@@ -216,6 +226,7 @@ struct omx_device {
 	atomic_t num_cq;
 	atomic_t num_qp;
 	atomic_t num_mr;
+	atomic_t num_srq;
 };
 
 /* An Open-MX endpoint: one per ib_ucontext (ibv_open_device()). */
@@ -297,6 +308,18 @@ struct omx_qp {
 	struct work_struct event_work;
 };
 
+/*
+ * A basic shared receive queue.  Its WQEs, its limit and its state live in
+ * the provider (which answers ibv_modify_srq and ibv_query_srq itself);
+ * the kernel keeps the size granted at creation, for debugging.
+ */
+struct omx_srq {
+	struct ib_srq base_srq;
+	struct omx_user *user;
+	u32 max_wr;			/* as created */
+	u32 max_sge;			/* as created */
+};
+
 struct omx_mr {
 	struct ib_mr base_mr;
 	struct omx_user *user;
@@ -330,6 +353,11 @@ static inline struct omx_qp *to_omx_qp(struct ib_qp *base_qp)
 	return container_of(base_qp, struct omx_qp, base_qp);
 }
 
+static inline struct omx_srq *to_omx_srq(struct ib_srq *base_srq)
+{
+	return container_of(base_srq, struct omx_srq, base_srq);
+}
+
 static inline struct omx_mr *to_omx_mr(struct ib_mr *base_mr)
 {
 	return container_of(base_mr, struct omx_mr, base_mr);
@@ -349,6 +377,10 @@ static inline struct omx_mr *to_omx_mr(struct ib_mr *base_mr)
 #define omx_dbg_qp(qp, fmt, ...)					\
 	ibdev_dbg((qp)->base_qp.device, "QP[%u] %s: " fmt,		\
 		  (qp)->base_qp.qp_num, __func__, ##__VA_ARGS__)
+
+#define omx_dbg_srq(srq, fmt, ...)					\
+	ibdev_dbg((srq)->base_srq.device, "SRQ[%u] %s: " fmt,		\
+		  (srq)->base_srq.res.id, __func__, ##__VA_ARGS__)
 
 #define omx_dbg_mr(mr, fmt, ...)					\
 	ibdev_dbg((mr)->base_mr.device, "MR[0x%08x] %s: " fmt,	\
@@ -407,6 +439,9 @@ int omx_modify_qp(struct ib_qp *base_qp, struct ib_qp_attr *attr,
 int omx_query_qp(struct ib_qp *base_qp, struct ib_qp_attr *attr,
 		 int attr_mask, struct ib_qp_init_attr *init_attr);
 int omx_destroy_qp(struct ib_qp *base_qp, struct ib_udata *udata);
+int omx_create_srq(struct ib_srq *base_srq, struct ib_srq_init_attr *attr,
+		   struct ib_udata *udata);
+int omx_destroy_srq(struct ib_srq *base_srq, struct ib_udata *udata);
 struct ib_mr *omx_reg_user_mr(struct ib_pd *base_pd, u64 start, u64 length,
 			      u64 virt, int access, struct ib_udata *udata);
 int omx_dereg_mr(struct ib_mr *base_mr, struct ib_udata *udata);

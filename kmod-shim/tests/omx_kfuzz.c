@@ -10,17 +10,19 @@
  * and re-added meanwhile) and runs THREADS (default 4) threads that pick
  * random operations:
  *  - PD, CQ (ioctl and write command, with and without a channel, random
- *    channel fds and sizes), QP (random types and capabilities), MR
- *    (mapped, read-only, PROT_NONE, unmapped, wrapping, huge, zero-length
- *    and on-demand ranges, random access bits) created and destroyed,
- *    on handles of the worker's tables or random ones;
+ *    channel fds and sizes), QP (random types and capabilities, on an
+ *    SRQ now and then), SRQ (write commands and ioctl, random types,
+ *    sizes, limits and driver data), MR (mapped, read-only, PROT_NONE,
+ *    unmapped, wrapping, huge, zero-length and on-demand ranges, random
+ *    access bits) created and destroyed, on handles of the worker's
+ *    tables or random ones (an SRQ still used by a QP stays);
  *  - modify_qp with random masks and values, sometimes the legal ladder;
  *    query_qp;
  *  - rdma_omx's driver methods (CQ_NOTIFY bursts, CQ_ERROR, QP_EVENT with
  *    random types and epochs, CTX_FATAL_FD with eventfds, pipes, the
  *    uverbs file itself and random numbers);
  *  - ioctls with random attributes on rdma_omx's methods and the core's
- *    CQ/QP/device methods, write commands with random bodies, sizes and
+ *    CQ/QP/SRQ/device methods, write commands with random bodies, sizes and
  *    driver data (responses go to a scratch buffer or to bad addresses);
  *  - mapping churn under the MR checks, closing and reopening a context.
  * Started as root, half of the workers run as one of three throwaway
@@ -127,8 +129,8 @@ struct ctx {
 	pthread_mutex_t lock;
 	int fd;
 	int chan[4];
-	uint32_t pd[TBL], cq[TBL], qp[TBL], mr[TBL];
-	int npd, ncq, nqp, nmr, nchan;
+	uint32_t pd[TBL], cq[TBL], qp[TBL], mr[TBL], srq[TBL];
+	int npd, ncq, nqp, nmr, nsrq, nchan;
 };
 
 struct worker {
@@ -159,7 +161,7 @@ static void ctx_open(uint64_t *s, struct ctx *c)
 	for (i = 0; i < c->nchan; i++)
 		close(c->chan[i]);
 	c->fd = -1;
-	c->npd = c->ncq = c->nqp = c->nmr = c->nchan = 0;
+	c->npd = c->ncq = c->nqp = c->nmr = c->nsrq = c->nchan = 0;
 	atomic_fetch_add(&st->opens, 1);
 	fd = raw_uverbs_path(ibdev, path, sizeof(path)) ?
 	     open(path, O_RDWR | O_CLOEXEC) : -1;
@@ -327,12 +329,58 @@ static int op_create_qp(uint64_t *s, struct ctx *c)
 	cmd.cmd.max_inline_data = edgy32(s);
 	cmd.cmd.sq_sig_all = rnd(s);
 	cmd.cmd.qp_type = chance(s, 85) ? types[below(s, 3)] : rnd(s);
-	cmd.cmd.is_srq = chance(s, 5);
+	cmd.cmd.is_srq = chance(s, 20);
+	if (cmd.cmd.is_srq)
+		cmd.cmd.srq_handle = pick(s, c, c->srq, c->nsrq);
 	memset(&r, 0, sizeof(r));
 	rv = raw_write(c->fd, IB_USER_VERBS_CMD_CREATE_QP, &cmd, sizeof(cmd),
 		       sizeof(r));
 	if (!rv)
 		keep(s, c, c->qp, &c->nqp, r.qp_handle);
+	return rv;
+}
+
+/*
+ * An SRQ: CREATE_SRQ (with random driver data now and then), CREATE_XSRQ
+ * or the SRQ_CREATE ioctl, any type (mostly basic; XRC and tag matching
+ * with a CQ, an XRCD number that names nothing), sizes and limits mostly
+ * valid.
+ */
+static int op_create_srq(uint64_t *s, struct ctx *c)
+{
+	static const uint32_t types[] = {
+		IB_UVERBS_SRQT_BASIC, IB_UVERBS_SRQT_BASIC, IB_UVERBS_SRQT_BASIC,
+		IB_UVERBS_SRQT_XRC, IB_UVERBS_SRQT_TM,
+	};
+	struct ib_uverbs_create_srq_resp r;
+	uint32_t pd = pick(s, c, c->pd, c->npd);
+	uint32_t wr = chance(s, 80) ? 1 + below(s, 1024) : edgy32(s);
+	uint32_t sge = chance(s, 80) ? 1 + below(s, 16) : edgy32(s);
+	uint32_t limit = chance(s, 70) ? below(s, wr) : edgy32(s);
+	uint32_t type = chance(s, 90) ? types[below(s, 5)] : edgy32(s);
+	uint64_t uhw = chance(s, 80) ? 0 : rnd(s);
+	uint32_t h = 0, rwr, rsge;
+	int rv;
+
+	switch (below(s, 3)) {
+	case 0:
+		rv = raw_create_srq_drv(c->fd, pd, wr, sge, limit, &uhw,
+					chance(s, 20) ? sizeof(uhw) : 0, &r);
+		h = r.srq_handle;
+		break;
+	case 1:
+		rv = raw_create_xsrq(c->fd, type, pd, pick(s, c, c->cq, c->ncq),
+				     below(s, 4), wr, &r);
+		h = r.srq_handle;
+		break;
+	default:
+		rv = raw_create_srq_ioctl(c->fd, type, pd,
+					  pick(s, c, c->cq, c->ncq), wr, sge,
+					  limit, chance(s, 20) ? &uhw : NULL,
+					  &h, &rwr, &rsge);
+	}
+	if (!rv)
+		keep(s, c, c->srq, &c->nsrq, h);
 	return rv;
 }
 
@@ -461,7 +509,8 @@ static int op_driver_method(uint64_t *s, struct ctx *c)
 static int op_garbage_ioctl(uint64_t *s, struct ctx *c)
 {
 	static const uint16_t objects[] = { UVERBS_OBJECT_CQ, UVERBS_OBJECT_QP,
-					    UVERBS_OBJECT_DEVICE };
+					    UVERBS_OBJECT_DEVICE,
+					    UVERBS_OBJECT_SRQ };
 	struct {
 		struct ib_uverbs_ioctl_hdr hdr;
 		struct ib_uverbs_attr a[10];
@@ -470,7 +519,7 @@ static int op_garbage_ioctl(uint64_t *s, struct ctx *c)
 	char *scr = W->scratch + below(s, SCRATCH / 2);
 
 	memset(&io, 0, sizeof(io));
-	io.hdr.object_id = chance(s, 90) ? objects[below(s, 3)] : rnd(s);
+	io.hdr.object_id = chance(s, 90) ? objects[below(s, 4)] : rnd(s);
 	io.hdr.method_id = chance(s, 80) ? OMX_UVERBS_ID_NS + below(s, 3) :
 					   (chance(s, 50) ? below(s, 4) : rnd(s));
 	/*
@@ -498,12 +547,15 @@ static int op_garbage_ioctl(uint64_t *s, struct ctx *c)
 		a->flags = chance(s, 80) ? below(s, 4) : rnd(s);
 		if (chance(s, 5))
 			a->attr_data.reserved = rnd(s);
-		switch (below(s, 5)) {
+		switch (below(s, 6)) {
 		case 0:
 			a->data = pick(s, c, c->cq, c->ncq);
 			break;
 		case 1:
 			a->data = pick(s, c, c->qp, c->nqp);
+			break;
+		case 5:
+			a->data = pick(s, c, c->srq, c->nsrq);
 			break;
 		case 2:
 			a->data = (uintptr_t)scr;	/* a pointer to junk */
@@ -533,6 +585,9 @@ static int op_garbage_write(uint64_t *s, struct ctx *c)
 		IB_USER_VERBS_CMD_CREATE_QP, IB_USER_VERBS_CMD_QUERY_QP,
 		IB_USER_VERBS_CMD_MODIFY_QP, IB_USER_VERBS_CMD_DESTROY_QP,
 		IB_USER_VERBS_CMD_GET_CONTEXT,
+		IB_USER_VERBS_CMD_CREATE_SRQ, IB_USER_VERBS_CMD_CREATE_XSRQ,
+		IB_USER_VERBS_CMD_MODIFY_SRQ, IB_USER_VERBS_CMD_QUERY_SRQ,
+		IB_USER_VERBS_CMD_DESTROY_SRQ,
 	};
 	uint32_t words[256];
 	struct ib_uverbs_cmd_hdr *h = (void *)words;
@@ -564,7 +619,9 @@ static int op_garbage_write(uint64_t *s, struct ctx *c)
 	 */
 	memcpy(&words[2], &resp, sizeof(resp));
 	if (chance(s, 70)) /* a handle that exists, where one may be */
-		words[4 + below(s, 4)] = pick(s, c, c->qp, c->nqp);
+		words[4 + below(s, 4)] = chance(s, 75) ?
+					 pick(s, c, c->qp, c->nqp) :
+					 pick(s, c, c->srq, c->nsrq);
 	r = write(c->fd, words, len);
 	return r < 0 ? -errno : 0;
 }
@@ -574,7 +631,14 @@ static int op_destroy(uint64_t *s, struct ctx *c)
 	uint32_t h;
 	int rv;
 
-	switch (below(s, 4)) {
+	switch (below(s, 5)) {
+	case 4:
+		h = pick(s, c, c->srq, c->nsrq);
+		rv = chance(s, 50) ? raw_destroy_srq(c->fd, h) :
+				     raw_destroy_srq_ioctl(c->fd, h);
+		if (!rv)
+			forget(c, c->srq, &c->nsrq, h);
+		return rv;
 	case 0:
 		h = pick(s, c, c->pd, c->npd);
 		rv = raw_dealloc_pd(c->fd, h);
@@ -613,7 +677,7 @@ static int one_op(uint64_t *s)
 		ctx_open(s, c);
 		return 0;
 	}
-	switch (below(s, 20)) {
+	switch (below(s, 21)) {
 	case 0: case 1:
 		rv = raw_alloc_pd(c->fd, &h);
 		if (!rv)
@@ -638,6 +702,8 @@ static int one_op(uint64_t *s)
 	case 17:
 		churn_buffer(s);
 		return 0;
+	case 18:
+		return op_create_srq(s, c);
 	default:
 		return op_destroy(s, c);
 	}

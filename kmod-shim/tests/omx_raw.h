@@ -98,16 +98,16 @@ static inline int raw_write(int fd, uint32_t command, void *buf, size_t len,
 	return 0;
 }
 
-/* One uverbs ioctl with up to 8 attributes. */
+/* One uverbs ioctl with up to 12 attributes. */
 static inline int raw_ioctl(int fd, uint16_t object, uint16_t method,
 			    struct ib_uverbs_attr *attrs, unsigned int n)
 {
 	struct {
 		struct ib_uverbs_ioctl_hdr hdr;
-		struct ib_uverbs_attr attrs[8];
+		struct ib_uverbs_attr attrs[12];
 	} io;
 
-	if (n > 8)
+	if (n > 12)
 		return -E2BIG;
 	memset(&io, 0, sizeof(io));
 	io.hdr.length = sizeof(io.hdr) + n * sizeof(io.attrs[0]);
@@ -261,6 +261,156 @@ static inline int raw_destroy_qp(int fd, uint32_t qp)
 	} c = { .cmd = { .response = (uintptr_t)&r, .qp_handle = qp } };
 
 	return raw_write(fd, IB_USER_VERBS_CMD_DESTROY_QP, &c, sizeof(c),
+			 sizeof(r));
+}
+
+/* CREATE_QP on the SRQ @srq: the receive queue attributes are ignored. */
+static inline int raw_create_qp_srq(int fd, uint32_t pd, uint32_t scq,
+				    uint32_t rcq, uint8_t type, uint32_t srq,
+				    uint32_t recv_wr,
+				    struct ib_uverbs_create_qp_resp *r)
+{
+	struct {
+		struct ib_uverbs_cmd_hdr hdr;
+		struct ib_uverbs_create_qp cmd;
+	} c = { .cmd = { .response = (uintptr_t)r, .user_handle = 8,
+			 .pd_handle = pd, .send_cq_handle = scq,
+			 .recv_cq_handle = rcq, .srq_handle = srq,
+			 .max_send_wr = 16, .max_recv_wr = recv_wr,
+			 .max_send_sge = 1, .max_recv_sge = recv_wr ? 1 : 0,
+			 .qp_type = type, .is_srq = 1 } };
+
+	memset(r, 0, sizeof(*r));
+	return raw_write(fd, IB_USER_VERBS_CMD_CREATE_QP, &c, sizeof(c),
+			 sizeof(*r));
+}
+
+/*
+ * CREATE_SRQ (a basic SRQ) with @drv_len bytes of driver data from @drv;
+ * the granted sizes in *r.
+ */
+static inline int raw_create_srq_drv(int fd, uint32_t pd, uint32_t max_wr,
+				     uint32_t max_sge, uint32_t limit,
+				     const void *drv, size_t drv_len,
+				     struct ib_uverbs_create_srq_resp *r)
+{
+	struct {
+		struct ib_uverbs_cmd_hdr hdr;
+		struct ib_uverbs_create_srq cmd;
+		uint8_t drv[64];
+	} c = { .cmd = { .response = (uintptr_t)r, .user_handle = 9,
+			 .pd_handle = pd, .max_wr = max_wr,
+			 .max_sge = max_sge, .srq_limit = limit } };
+
+	if (drv_len > sizeof(c.drv) || drv_len % 4)
+		return -E2BIG;
+	if (drv_len)
+		memcpy(c.drv, drv, drv_len);
+	memset(r, 0, sizeof(*r));
+	return raw_write(fd, IB_USER_VERBS_CMD_CREATE_SRQ, &c,
+			 offsetof(typeof(c), drv) + drv_len, sizeof(*r));
+}
+
+static inline int raw_create_srq(int fd, uint32_t pd, uint32_t max_wr,
+				 uint32_t max_sge, uint32_t limit,
+				 uint32_t *srq)
+{
+	struct ib_uverbs_create_srq_resp r;
+	int rv = raw_create_srq_drv(fd, pd, max_wr, max_sge, limit, NULL, 0,
+				    &r);
+
+	*srq = r.srq_handle;
+	return rv;
+}
+
+/* CREATE_XSRQ: any SRQ type (IB_UVERBS_SRQT_*), with a CQ and an XRCD. */
+static inline int raw_create_xsrq(int fd, uint32_t type, uint32_t pd,
+				  uint32_t cq, uint32_t xrcd, uint32_t max_wr,
+				  struct ib_uverbs_create_srq_resp *r)
+{
+	struct {
+		struct ib_uverbs_cmd_hdr hdr;
+		struct ib_uverbs_create_xsrq cmd;
+	} c = { .cmd = { .response = (uintptr_t)r, .user_handle = 10,
+			 .srq_type = type, .pd_handle = pd, .max_wr = max_wr,
+			 .max_sge = 1, .max_num_tags = 4, .xrcd_handle = xrcd,
+			 .cq_handle = cq } };
+
+	memset(r, 0, sizeof(*r));
+	return raw_write(fd, IB_USER_VERBS_CMD_CREATE_XSRQ, &c, sizeof(c),
+			 sizeof(*r));
+}
+
+/*
+ * SRQ_CREATE through the ioctl: any type; @cq and a number of tags are
+ * passed for XRC and tag matching SRQs (which need them), @uhw (NULL:
+ * none) as driver input.
+ */
+static inline int raw_create_srq_ioctl(int fd, uint32_t type, uint32_t pd,
+				       uint32_t cq, uint32_t max_wr,
+				       uint32_t max_sge, uint32_t limit,
+				       const uint64_t *uhw, uint32_t *srq,
+				       uint32_t *resp_wr, uint32_t *resp_sge)
+{
+	struct ib_uverbs_attr a[12] = {
+		{ .attr_id = UVERBS_ATTR_CREATE_SRQ_HANDLE },
+		{ .attr_id = UVERBS_ATTR_CREATE_SRQ_PD_HANDLE, .data = pd },
+		{ .attr_id = UVERBS_ATTR_CREATE_SRQ_TYPE, .len = 8,
+		  .data = type },
+		{ .attr_id = UVERBS_ATTR_CREATE_SRQ_USER_HANDLE, .len = 8,
+		  .data = 11 },
+		{ .attr_id = UVERBS_ATTR_CREATE_SRQ_MAX_WR, .len = 4,
+		  .data = max_wr },
+		{ .attr_id = UVERBS_ATTR_CREATE_SRQ_MAX_SGE, .len = 4,
+		  .data = max_sge },
+		{ .attr_id = UVERBS_ATTR_CREATE_SRQ_LIMIT, .len = 4,
+		  .data = limit },
+		{ .attr_id = UVERBS_ATTR_CREATE_SRQ_RESP_MAX_WR, .len = 4,
+		  .data = (uintptr_t)resp_wr },
+		{ .attr_id = UVERBS_ATTR_CREATE_SRQ_RESP_MAX_SGE, .len = 4,
+		  .data = (uintptr_t)resp_sge },
+	};
+	unsigned int n = 9;
+	int rv;
+
+	if (type != IB_UVERBS_SRQT_BASIC) {
+		a[n++] = (struct ib_uverbs_attr){
+			.attr_id = UVERBS_ATTR_CREATE_SRQ_CQ_HANDLE, .data = cq };
+		a[n++] = (struct ib_uverbs_attr){
+			.attr_id = UVERBS_ATTR_CREATE_SRQ_MAX_NUM_TAGS, .len = 4,
+			.data = 4 };
+	}
+	if (uhw)
+		a[n++] = (struct ib_uverbs_attr){
+			.attr_id = UVERBS_ATTR_UHW_IN, .len = 8,
+			.data = *uhw };
+	rv = raw_ioctl(fd, UVERBS_OBJECT_SRQ, UVERBS_METHOD_SRQ_CREATE, a, n);
+	*srq = rv ? 0 : (uint32_t)a[0].data;
+	return rv;
+}
+
+static inline int raw_destroy_srq_ioctl(int fd, uint32_t srq)
+{
+	struct ib_uverbs_destroy_srq_resp r = {};
+	struct ib_uverbs_attr a[2] = {
+		{ .attr_id = UVERBS_ATTR_DESTROY_SRQ_HANDLE, .data = srq },
+		{ .attr_id = UVERBS_ATTR_DESTROY_SRQ_RESP, .len = sizeof(r),
+		  .data = (uintptr_t)&r },
+	};
+
+	return raw_ioctl(fd, UVERBS_OBJECT_SRQ, UVERBS_METHOD_SRQ_DESTROY, a,
+			 2);
+}
+
+static inline int raw_destroy_srq(int fd, uint32_t srq)
+{
+	struct ib_uverbs_destroy_srq_resp r = {};
+	struct {
+		struct ib_uverbs_cmd_hdr hdr;
+		struct ib_uverbs_destroy_srq cmd;
+	} c = { .cmd = { .response = (uintptr_t)&r, .srq_handle = srq } };
+
+	return raw_write(fd, IB_USER_VERBS_CMD_DESTROY_SRQ, &c, sizeof(c),
 			 sizeof(r));
 }
 

@@ -5,11 +5,12 @@
  *   omx_ulimits /dev/infiniband/uverbsN IBDEV UID_A UID_B UID_C UID_D
  *
  * Run as root, with the module loaded with max_contexts_per_user=3 and
- * max_{pds,cqs,qps,mrs}_per_user=2 (max_pds_per_user is raised to 3 on
- * the way, through sysfs).  Children drop to throwaway uids:
+ * max_{pds,cqs,qps,mrs,srqs}_per_user=2 (max_pds_per_user is raised to 3
+ * on the way, through sysfs).  Children drop to throwaway uids:
  *  A  opens 3 contexts (a 4th fails with EDQUOT), then in them 2 PDs,
- *     2 CQs, 2 QPs and 2 MRs each (the 3rd of each fails with EDQUOT,
- *     whichever context asks: the limits are per user and device);
+ *     2 CQs, 2 QPs, 2 MRs and 2 SRQs each (the 3rd of each fails with
+ *     EDQUOT, whichever context asks: the limits are per user and device;
+ *     a destroyed SRQ gives its charge back);
  *  B  while A holds everything, opens a context and creates one of each:
  *     another user is not affected;
  *  C  opens a context and the same process, now running as D, keeps
@@ -76,14 +77,14 @@ static void fill_quota(const char *who, int fd, int fd2)
 {
 	struct ib_uverbs_create_qp_resp qr;
 	struct ib_uverbs_reg_mr_resp mr;
-	uint32_t pd, cq, h;
+	uint32_t pd, pd2, cq, h, srq;
 	char *buf = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int rv;
 
 	rv = raw_alloc_pd(fd, &pd);
 	CHECK(!rv, "%s: PD 1 rv=%d", who, rv);
-	rv = raw_alloc_pd(fd2, &h);
+	rv = raw_alloc_pd(fd2, &pd2);
 	CHECK(!rv, "%s: PD 2 (another context) rv=%d", who, rv);
 	rv = raw_alloc_pd(fd, &h);
 	CHECK(rv == -EDQUOT, "%s: PD 3 -> %d (want -EDQUOT)", who, rv);
@@ -106,6 +107,21 @@ static void fill_quota(const char *who, int fd, int fd2)
 		CHECK(i < 3 ? !rv : rv == -EDQUOT, "%s: MR %d -> %d", who, i,
 		      rv);
 	}
+
+	rv = raw_create_srq(fd, pd, 16, 1, 0, &srq);
+	CHECK(!rv, "%s: SRQ 1 rv=%d", who, rv);
+	rv = raw_create_srq(fd2, pd2, 16, 1, 0, &h);
+	CHECK(!rv, "%s: SRQ 2 (another context) rv=%d", who, rv);
+	rv = raw_create_srq(fd, pd, 16, 1, 0, &h);
+	CHECK(rv == -EDQUOT, "%s: SRQ 3 -> %d (want -EDQUOT)", who, rv);
+	rv = raw_create_srq(fd2, pd2, 16, 1, 0, &h);
+	CHECK(rv == -EDQUOT, "%s: SRQ 3 in the other context -> %d", who, rv);
+	rv = raw_destroy_srq(fd, srq);
+	CHECK(!rv, "%s: SRQ 1 destroyed rv=%d", who, rv);
+	rv = raw_create_srq(fd, pd, 16, 1, 0, &srq);
+	CHECK(!rv, "%s: SRQ 3 after a destroy rv=%d", who, rv);
+	rv = raw_create_srq(fd, pd, 16, 1, 0, &h);
+	CHECK(rv == -EDQUOT, "%s: SRQ 4 -> %d (want -EDQUOT)", who, rv);
 }
 
 /* User A: everything up to its limits, then hold until told. */
@@ -131,7 +147,7 @@ static void user_a(uid_t uid, int ready_fd, int go_fd)
 static void user_b(uid_t uid)
 {
 	struct ib_uverbs_create_qp_resp qr;
-	uint32_t pd, cq;
+	uint32_t pd, cq, srq;
 	int fd, rv;
 
 	become(uid);
@@ -143,6 +159,8 @@ static void user_b(uid_t uid)
 	CHECK(!rv, "B: CQ rv=%d", rv);
 	rv = raw_create_qp(fd, pd, cq, cq, IB_UVERBS_QPT_RC, 16, &qr);
 	CHECK(!rv, "B: QP rv=%d", rv);
+	rv = raw_create_srq(fd, pd, 16, 1, 0, &srq);
+	CHECK(!rv, "B: SRQ rv=%d", rv);
 	exit(failures ? 1 : 0);
 }
 
@@ -201,8 +219,8 @@ int main(int argc, char **argv)
 	}
 	CHECK(read(ready[0], buf, 1) == 1, "A is ready");
 	show_users("while A holds its objects", buf, sizeof(buf));
-	snprintf(want, sizeof(want), "%u 3 2 2 2 2\n", a);
-	CHECK(strstr(buf, want), "omx_users lists A with 3 2 2 2 2");
+	snprintf(want, sizeof(want), "%u 3 2 2 2 2 2\n", a);
+	CHECK(strstr(buf, want), "omx_users lists A with 3 2 2 2 2 2");
 
 	pb = fork();
 	if (!pb) {
@@ -269,7 +287,7 @@ int main(int argc, char **argv)
 	}
 	CHECK(read(ready[0], buf, 1) == 1, "C/D is ready");
 	show_users("while C's context is used by D", buf, sizeof(buf));
-	snprintf(want, sizeof(want), "%u 1 0 2 0 0\n", c);
+	snprintf(want, sizeof(want), "%u 1 0 2 0 0 0\n", c);
 	CHECK(strstr(buf, want), "omx_users charges D's CQ to C");
 	snprintf(want, sizeof(want), "%u ", d);
 	CHECK(!strstr(buf, want), "omx_users has no record for D");

@@ -75,13 +75,13 @@ static int query_port_dev(void)
 	rv = raw_write(ufd, IB_USER_VERBS_CMD_QUERY_DEVICE, &cd, sizeof(cd),
 		       sizeof(d));
 	CHECK(!rv, "QUERY_DEVICE rv=%d", rv);
-	printf("DEVICE node_guid=%016llx max_qp=%u max_qp_wr=%u max_sge=%u max_cq=%u max_cqe=%u max_mr=%u max_pd=%u max_mr_size=0x%llx page_size_cap=0x%llx hw_ver=%u vendor_id=%u max_qp_rd_atom=%u max_res_rd_atom=%u atomic_cap=%u max_srq=%u max_ah=%u phys_port_cnt=%u cap_flags=0x%x\n",
+	printf("DEVICE node_guid=%016llx max_qp=%u max_qp_wr=%u max_sge=%u max_cq=%u max_cqe=%u max_mr=%u max_pd=%u max_mr_size=0x%llx page_size_cap=0x%llx hw_ver=%u vendor_id=%u max_qp_rd_atom=%u max_res_rd_atom=%u atomic_cap=%u max_srq=%u max_srq_wr=%u max_srq_sge=%u max_ah=%u phys_port_cnt=%u cap_flags=0x%x\n",
 	       (unsigned long long)__builtin_bswap64(d.node_guid), d.max_qp,
 	       d.max_qp_wr, d.max_sge, d.max_cq, d.max_cqe, d.max_mr,
 	       d.max_pd, (unsigned long long)d.max_mr_size,
 	       (unsigned long long)d.page_size_cap, d.hw_ver, d.vendor_id,
 	       d.max_qp_rd_atom, d.max_res_rd_atom, d.atomic_cap, d.max_srq,
-	       d.max_ah, d.phys_port_cnt, d.device_cap_flags);
+	       d.max_srq_wr, d.max_srq_sge, d.max_ah, d.phys_port_cnt, d.device_cap_flags);
 	rv = raw_write(ufd, IB_USER_VERBS_CMD_QUERY_PORT, &cp, sizeof(cp),
 		       sizeof(p));
 	CHECK(!rv, "QUERY_PORT rv=%d", rv);
@@ -726,6 +726,160 @@ static bool eventfd_signalled(int efd, int ms)
 	return v > 0;
 }
 
+/*
+ * Basic SRQs: every attribute check, the SRQ types and driver data
+ * rdma_omx refuses, QPs of each type on an SRQ (their receive attributes
+ * ignored and reported as 0) and the core's -EBUSY while a QP uses one.
+ * Leaves an SRQ with an RC QP on it in *srq and *qp, for restrack and the
+ * cleanup at kill -9 and device removal.
+ */
+static void check_srq(uint32_t pd, uint32_t cq, uint32_t *srq, uint32_t *qp)
+{
+	static const struct {
+		uint32_t wr, sge, limit;
+		const char *what;
+	} bad[] = {
+		{ 0, 1, 0, "max_wr 0" },
+		{ 16385, 1, 0, "max_wr 16385" },
+		{ 0xffffffff, 1, 0, "max_wr 2^32-1" },
+		{ 16, 0, 0, "max_sge 0" },
+		{ 16, 17, 0, "max_sge 17" },
+		{ 16, 1, 17, "srq_limit 17 > max_wr 16" },
+		{ 16, 1, 0xffffffff, "srq_limit 2^32-1" },
+	};
+	struct ib_uverbs_create_qp_resp qr, ud, uc;
+	struct ib_uverbs_query_qp_resp q;
+	struct ib_uverbs_create_srq_resp r;
+	struct ib_uverbs_query_srq_resp sr;
+	struct {
+		struct ib_uverbs_cmd_hdr hdr;
+		struct ib_uverbs_query_srq cmd;
+	} qsrq = { .cmd.response = (uintptr_t)&sr };
+	uint64_t drv = 0;
+	uint32_t h, h2;
+	int rv;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		rv = raw_create_srq(ufd, pd, bad[i].wr, bad[i].sge,
+				    bad[i].limit, &h);
+		CHECK(rv == -EINVAL, "CREATE_SRQ %s -> %d (want -EINVAL)",
+		      bad[i].what, rv);
+	}
+	rv = raw_create_srq_drv(ufd, pd, 16384, 16, 16384, NULL, 0, &r);
+	CHECK(!rv && r.max_wr == 16384 && r.max_sge == 16,
+	      "CREATE_SRQ at the limits (16384 WRs, 16 SGEs, srq_limit = max_wr) rv=%d max_wr=%u max_sge=%u",
+	      rv, r.max_wr, r.max_sge);
+	if (!rv) {
+		rv = raw_destroy_srq(ufd, r.srq_handle);
+		CHECK(!rv, "DESTROY_SRQ rv=%d", rv);
+	}
+	rv = raw_create_srq_drv(ufd, pd, 100, 3, 10, &drv, sizeof(drv), &r);
+	CHECK(!rv && r.max_wr == 100 && r.max_sge == 3,
+	      "CREATE_SRQ with zero driver data rv=%d max_wr=%u max_sge=%u",
+	      rv, r.max_wr, r.max_sge);
+	if (!rv)
+		raw_destroy_srq(ufd, r.srq_handle);
+	drv = 1;
+	rv = raw_create_srq_drv(ufd, pd, 100, 3, 10, &drv, sizeof(drv), &r);
+	CHECK(rv == -EOPNOTSUPP,
+	      "CREATE_SRQ with unknown driver data -> %d (want -EOPNOTSUPP)",
+	      rv);
+
+	/* ib_uverbs wants an XRCD for an XRC SRQ: rdma_omx has none. */
+	rv = raw_create_xsrq(ufd, IB_UVERBS_SRQT_XRC, pd, cq, 0, 16, &r);
+	CHECK(rv == -EINVAL, "CREATE_XSRQ XRC -> %d (want -EINVAL, no XRCD)",
+	      rv);
+	rv = raw_create_xsrq(ufd, IB_UVERBS_SRQT_TM, pd, cq, 0, 16, &r);
+	CHECK(rv == -EOPNOTSUPP,
+	      "CREATE_XSRQ tag matching -> %d (want -EOPNOTSUPP)", rv);
+	rv = raw_create_xsrq(ufd, IB_UVERBS_SRQT_TM + 1, pd, cq, 0, 16, &r);
+	CHECK(rv == -EOPNOTSUPP,
+	      "CREATE_XSRQ unknown type -> %d (want -EOPNOTSUPP)", rv);
+	rv = raw_create_xsrq(ufd, IB_UVERBS_SRQT_BASIC, pd, cq, 0, 16, &r);
+	CHECK(!rv && r.max_wr == 16, "CREATE_XSRQ basic rv=%d max_wr=%u", rv,
+	      r.max_wr);
+	if (!rv) {
+		/* ibv_modify_srq/ibv_query_srq are the provider's. */
+		qsrq.cmd.srq_handle = r.srq_handle;
+		rv = raw_write(ufd, IB_USER_VERBS_CMD_QUERY_SRQ, &qsrq,
+			       sizeof(qsrq), sizeof(sr));
+		CHECK(rv == -EOPNOTSUPP,
+		      "QUERY_SRQ (no kernel op) -> %d (want -EOPNOTSUPP)", rv);
+		raw_destroy_srq(ufd, r.srq_handle);
+	}
+
+	/* The same through the SRQ_CREATE ioctl. */
+	drv = 0;
+	rv = raw_create_srq_ioctl(ufd, IB_UVERBS_SRQT_BASIC, pd, 0, 300, 5, 300,
+				  &drv, &h, &r.max_wr, &r.max_sge);
+	CHECK(!rv && r.max_wr == 300 && r.max_sge == 5,
+	      "SRQ_CREATE ioctl with zero driver input rv=%d max_wr=%u max_sge=%u",
+	      rv, r.max_wr, r.max_sge);
+	if (!rv) {
+		rv = raw_destroy_srq_ioctl(ufd, h);
+		CHECK(!rv, "SRQ_DESTROY ioctl rv=%d", rv);
+	}
+	drv = 1;
+	rv = raw_create_srq_ioctl(ufd, IB_UVERBS_SRQT_BASIC, pd, 0, 300, 5, 0,
+				  &drv, &h, &r.max_wr, &r.max_sge);
+	CHECK(rv == -EOPNOTSUPP,
+	      "SRQ_CREATE ioctl with unknown driver input -> %d (want -EOPNOTSUPP)",
+	      rv);
+	rv = raw_create_srq_ioctl(ufd, IB_UVERBS_SRQT_BASIC, pd, 0, 300, 5, 301,
+				  NULL, &h, &r.max_wr, &r.max_sge);
+	CHECK(rv == -EINVAL, "SRQ_CREATE ioctl srq_limit > max_wr -> %d (want -EINVAL)",
+	      rv);
+	rv = raw_create_srq_ioctl(ufd, IB_UVERBS_SRQT_TM, pd, cq, 16, 1, 0,
+				  NULL, &h, &r.max_wr, &r.max_sge);
+	CHECK(rv == -EOPNOTSUPP,
+	      "SRQ_CREATE ioctl tag matching -> %d (want -EOPNOTSUPP)", rv);
+	rv = raw_create_srq_ioctl(ufd, IB_UVERBS_SRQT_XRC, pd, cq, 16, 1, 0,
+				  NULL, &h, &r.max_wr, &r.max_sge);
+	CHECK(rv < 0, "SRQ_CREATE ioctl XRC (no XRCD) -> %d", rv);
+
+	/* A QP on an SRQ keeps it: -EBUSY until the last QP is gone. */
+	rv = raw_create_srq(ufd, pd, 64, 2, 8, &h2);
+	CHECK(!rv, "CREATE_SRQ #2 rv=%d", rv);
+	rv = raw_create_qp_srq(ufd, pd, cq, cq, IB_UVERBS_QPT_UD, h2, 4, &ud);
+	CHECK(!rv && !ud.max_recv_wr && !ud.max_recv_sge,
+	      "CREATE_QP UD on the SRQ rv=%d max_recv_wr=%u max_recv_sge=%u",
+	      rv, ud.max_recv_wr, ud.max_recv_sge);
+	rv = raw_create_qp_srq(ufd, pd, cq, cq, IB_UVERBS_QPT_UC, h2, 0, &uc);
+	CHECK(!rv && !uc.max_recv_wr, "CREATE_QP UC on the SRQ rv=%d", rv);
+	rv = raw_destroy_srq(ufd, h2);
+	CHECK(rv == -EBUSY, "DESTROY_SRQ with two QPs on it -> %d (want -EBUSY)",
+	      rv);
+	rv = raw_destroy_qp(ufd, ud.qp_handle);
+	CHECK(!rv, "DESTROY_QP UD rv=%d", rv);
+	rv = raw_destroy_srq(ufd, h2);
+	CHECK(rv == -EBUSY, "DESTROY_SRQ with one QP on it -> %d (want -EBUSY)",
+	      rv);
+	rv = raw_destroy_qp(ufd, uc.qp_handle);
+	CHECK(!rv, "DESTROY_QP UC rv=%d", rv);
+	rv = raw_destroy_srq(ufd, h2);
+	CHECK(!rv, "DESTROY_SRQ once no QP uses it rv=%d", rv);
+	rv = raw_destroy_srq(ufd, h2);
+	CHECK(rv < 0, "DESTROY_SRQ again -> %d", rv);
+
+	/* Kept: an SRQ and an RC QP whose RQ sizes would be refused alone. */
+	rv = raw_create_srq(ufd, pd, 64, 2, 8, srq);
+	CHECK(!rv, "CREATE_SRQ rv=%d handle=%u", rv, *srq);
+	rv = raw_create_qp_srq(ufd, pd, cq, cq, IB_UVERBS_QPT_RC, *srq,
+			       1 << 20, &qr);
+	CHECK(!rv && !qr.max_recv_wr && !qr.max_recv_sge &&
+	      qr.max_send_wr == 16,
+	      "CREATE_QP RC on the SRQ, max_recv_wr 2^20 ignored: rv=%d max_recv_wr=%u max_recv_sge=%u max_send_wr=%u",
+	      rv, qr.max_recv_wr, qr.max_recv_sge, qr.max_send_wr);
+	*qp = qr.qp_handle;
+	rv = raw_query_qp(ufd, *qp, &q);
+	CHECK(!rv && !q.max_recv_wr && !q.max_recv_sge,
+	      "QUERY_QP of the QP on the SRQ rv=%d max_recv_wr=%u max_recv_sge=%u",
+	      rv, q.max_recv_wr, q.max_recv_sge);
+	rv = raw_modify_qp(ufd, *qp, M_STATE | M_PKEY | M_PORT | M_ACCESS,
+			   S_INIT, 0);
+	CHECK(!rv, "MODIFY_QP of the QP on the SRQ to INIT rv=%d", rv);
+}
+
 static const char *const ev_names[] = {
 	"CQ_ERR", "QP_FATAL", "QP_REQ_ERR", "QP_ACCESS_ERR", "COMM_EST",
 	"SQ_DRAINED", "PATH_MIG", "PATH_MIG_ERR", "DEVICE_FATAL",
@@ -773,7 +927,7 @@ int main(int argc, char **argv)
 {
 	struct ib_uverbs_create_qp_resp qr, qr2, qr3;
 	struct ib_uverbs_reg_mr_resp mr, mr2;
-	uint32_t pd, cq, cq2, lone, events;
+	uint32_t pd, cq, cq2, lone, events, srq, srq_qp;
 	int chan, rv, n, efd, afd, read1, read2;
 	char line[64];
 	void *buf;
@@ -847,6 +1001,7 @@ int main(int argc, char **argv)
 	check_mr(pd, &mr, &mr2, buf);
 	check_comp_events(chan, cq, cq2, &read1, &read2);
 	check_cq_error(afd, cq);
+	check_srq(pd, cq2, &srq, &srq_qp);
 
 	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	check_fatal_fd(efd);
@@ -871,6 +1026,12 @@ int main(int argc, char **argv)
 	CHECK(!rv, "QP_EVENT on the UD QP rv=%d", rv);
 	rv = raw_destroy_qp(ufd, qr2.qp_handle);
 	CHECK(!rv, "DESTROY_QP UD right after QP_EVENT rv=%d", rv);
+	rv = raw_destroy_srq(ufd, srq);
+	CHECK(rv == -EBUSY, "DESTROY_SRQ under its QP -> %d (want -EBUSY)", rv);
+	rv = raw_destroy_qp(ufd, srq_qp);
+	CHECK(!rv, "DESTROY_QP on the SRQ rv=%d", rv);
+	rv = raw_destroy_srq(ufd, srq);
+	CHECK(!rv, "DESTROY_SRQ rv=%d", rv);
 	rv = raw_dereg_mr(ufd, mr.mr_handle);
 	CHECK(!rv, "DEREG_MR rv=%d", rv);
 	rv = raw_dereg_mr(ufd, mr2.mr_handle);

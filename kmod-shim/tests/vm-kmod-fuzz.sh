@@ -10,7 +10,7 @@
 #       kmod-shim/tests/vm-kmod-fuzz.sh
 # Fails on: a crashed worker, any kernel WARNING/BUG (the runner, and the
 # whole kernel log followed during the run, which a long run wraps), a PD,
-# CQ, QP or MR or a per-user record left once every worker is gone,
+# CQ, QP, SRQ or MR or a per-user record left once every worker is gone,
 # unreclaimable slab more than 16 MiB above its level after a warm-up run,
 # or rmmod failing.
 set -euo pipefail
@@ -26,7 +26,7 @@ args=(-d omx0 -p "${OMX_FUZZ_PROCS:-3}" -j "${OMX_FUZZ_THREADS:-4}")
 sunreclaim() { awk '/^SUnreclaim:/ {print $2}' /proc/meminfo; }
 objects_left() { # lines of rdma resource show for omx devices
 	local r
-	for r in pd cq qp mr; do
+	for r in pd cq qp mr srq; do
 		rdma resource show "$r" 2>/dev/null | grep -E '^(dev omx|link omx)' || true
 	done
 }
@@ -38,7 +38,7 @@ settle() {
 
 # Low per-user limits, so the fuzzer also runs into them (EDQUOT paths).
 load_rdma_omx max_contexts_per_user=16 max_pds_per_user=64 max_cqs_per_user=64 \
-	max_qps_per_user=64 max_mrs_per_user=256
+	max_qps_per_user=64 max_mrs_per_user=256 max_srqs_per_user=32
 omx_on_veth omx0 vethZ vethY
 
 # The kernel log of a long run outgrows the ring buffer the runner reads at

@@ -70,6 +70,8 @@ grep -q 'PORT state=4 phys_state=5 active_mtu=3 max_mtu=5 gid_tbl_len=64 pkey_tb
 	fail "port attributes"
 grep -q 'max_qp=65536 max_qp_wr=16384 max_sge=16 max_cq=65536 max_cqe=65536 max_mr=1048575' /out/port.txt ||
 	fail "device attributes"
+grep -q 'max_srq=65536 max_srq_wr=16384 max_srq_sge=16 ' /out/port.txt ||
+	fail "SRQ device attributes"
 ip netns exec nsA "$SMOKE" "$(uverbs_of omx0)" port >/out/port-nsA.txt
 grep -q 'flags=0x1 ' /out/port-nsA.txt || fail "no NETDEV_IN_CALLER_NS in nsA"
 grep -q 'flags=0x0 ' /out/port.txt || fail "NETDEV_IN_CALLER_NS outside nsA"
@@ -106,7 +108,7 @@ rm -f /tmp/fifo && mkfifo /tmp/fifo
 prog=$!
 exec 9>/tmp/fifo
 wait_for "grep -q READY /out/smoke-run.txt" 60 || { cat /out/smoke-run.txt >&2; fail "smoke run"; }
-for r in pd cq qp mr; do
+for r in pd cq qp mr srq; do
 	rdma resource show "$r" >"/out/res-$r.txt" 2>&1 || true
 	rdma -dd resource show "$r" >>"/out/res-$r.txt" 2>&1 || true
 	cat "/out/res-$r.txt" >&2
@@ -124,9 +126,10 @@ log "kill -9 cleanup"
 prog=$!
 wait_for "grep -q READY /out/smoke-kill.txt" 60 || fail "smoke hold"
 rdma resource show qp | grep -q omx_uverbs_smo || fail "no QP before kill"
+rdma resource show srq | grep -q omx_uverbs_smo || fail "no SRQ before kill"
 kill -9 "$prog"
 wait "$prog" 2>/dev/null || true
-for r in pd cq qp mr; do
+for r in pd cq qp mr srq; do
 	if rdma resource show "$r" 2>/dev/null | grep -q omx_uverbs_smo; then
 		fail "$r left after kill -9"
 	fi
