@@ -80,8 +80,9 @@
  */
 #define OMX_MAX_QP		65536
 #define OMX_MAX_QP_WR		16384
-#define OMX_MAX_SGE		16
-#define OMX_MAX_SGE_RD		16
+/* Scatter/gather entries per WR: the provider's omx_engine::MAX_SGE. */
+#define OMX_MAX_SGE		8
+#define OMX_MAX_SGE_RD		8
 #define OMX_MAX_CQ		65536
 #define OMX_MAX_CQE		65536
 #define OMX_MAX_MR		OMX_MR_INDEX_MAX

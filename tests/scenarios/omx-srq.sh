@@ -4,9 +4,9 @@
 # EBUSY while in use). Then Debian's unmodified ibv_srq_pingpong
 # (by default 16 RC QPs taking their receives from one SRQ), server in
 # nsA on omx0, client in nsB on omx1, then both on omx0: default options,
-# completion events (-e), validated buffers (-c), 1-byte and 64 KiB
-# messages, 10000 iterations (on 2 QPs, to bound the time under TCG), and
-# -q 16 -r 128 (16 QPs sharing 128 receives); then
+# completion events (-e), validated buffers (-c), 1-byte, 64 KiB
+# and 1 MiB messages, 10000 iterations, and -q 16 -r 128 (16 QPs sharing
+# 128 receives); then
 # perftest's ib_send_bw --use-srq, and ibv_xsrq_pingpong, which must stop
 # with the XRC domain refused (no XRC here).
 set -euo pipefail
@@ -30,7 +30,8 @@ pingpong srq-chk 300 -c -n 200
 pingpong srq-s1 300 -s 1
 pingpong srq-s64k 300 -s 65536 -n 20
 pingpong srq-q16-r128 300 -q 16 -r 128
-pingpong srq-n10k 900 -n 10000 -q 2
+pingpong srq-s1m 300 -s 1048576 -n 5
+pingpong srq-n10k 900 -n 10000
 pp_start srq-same 300 nsA omx0 nsA omx0 -c -n 200
 pp_wait srq-same
 unset PP_PROG

@@ -2,8 +2,8 @@
 # Two hosts: omx0 on each VM's virtio NIC, the VMs joined by a QEMU socket
 # netdev (run with `tests/vm/run --vms 2`). vm0 runs the ibv_rc_pingpong
 # servers, vm1 the clients, one pair at a time: default options, -e, -c
-# with 64 KiB messages, -N, and an IPv4 GID resolved through ARP across
-# the link. Under TCG the link adds millisecond artifacts: this checks
+# with 64 KiB messages, -N, an IPv4 GID resolved through ARP across the
+# link, ibv_srq_pingpong -c, and UCX's rc_verbs (ucx_perftest am_lat). Under TCG the link adds millisecond artifacts: this checks
 # correctness, not speed.
 set -euo pipefail
 . "$REPO/tests/vm/guest-lib.sh"
@@ -23,18 +23,19 @@ T=300
 
 # pair NAME PORT ARGS...: vm0 serves, vm1 connects (retrying while the
 # server is not listening yet); both must exit 0 and print "bytes in".
+# PROG: the program (default ibv_rc_pingpong).
 pair() {
-	local name=$1 port=$2 out rc tries=0
+	local name=$1 port=$2 out rc tries=0 prog=${PROG:-ibv_rc_pingpong}
 	shift 2
 	out="$OUT/$name-$ROLE.txt"
-	log "$ROLE: ibv_rc_pingpong $* ($name)"
+	log "$ROLE: $prog $* ($name)"
 	if [[ $ROLE == server ]]; then
-		timeout "$T" ibv_rc_pingpong -d omx0 -p "$port" "$@" >"$out" 2>&1 ||
+		timeout "$T" "$prog" -d omx0 -p "$port" "$@" >"$out" 2>&1 ||
 			{ cat "$out" >&2; fail "$name: server"; }
 	else
 		while :; do
 			rc=0
-			timeout "$T" ibv_rc_pingpong -d omx0 -p "$port" "$@" "$SERVER_IP" >"$out" 2>&1 || rc=$?
+			timeout "$T" "$prog" -d omx0 -p "$port" "$@" "$SERVER_IP" >"$out" 2>&1 || rc=$?
 			[[ $rc == 0 ]] && break
 			if ((++tries < 120)) && grep -qi "couldn't connect" "$out"; then
 				sleep 1
@@ -53,6 +54,27 @@ pair events 18602 -g 0 -e -n 200
 pair checked-64k 18603 -g 0 -c -s 65536 -n 50
 pair new-send 18604 -g 0 -N -n 200
 pair ipv4-gid 18605 -g "$V4" -n 200
+PROG=ibv_srq_pingpong pair srq 18606 -g 0 -c -n 100
+
+# UCX's rc_verbs between the hosts (UCT active messages over an SRQ).
+ucx_out="$OUT/ucx-am_lat-$ROLE.txt"
+log "$ROLE: ucx_perftest am_lat over rc_verbs"
+if [[ $ROLE == server ]]; then
+	timeout "$T" ucx_perftest -p 18607 -d omx0:1 -x rc_verbs -t am_lat -n 500 -w 50 \
+		>"$ucx_out" 2>&1 || { cat "$ucx_out" >&2; fail "ucx_perftest server"; }
+else
+	tries=0
+	until timeout "$T" ucx_perftest -p 18607 -d omx0:1 -x rc_verbs -t am_lat -n 500 -w 50 \
+		"$SERVER_IP" >"$ucx_out" 2>&1; do
+		if ((++tries >= 120)) || ! grep -qi "refused" "$ucx_out"; then
+			cat "$ucx_out" >&2
+			fail "ucx_perftest client"
+		fi
+		sleep 1
+	done
+	grep -q '^Final:' "$ucx_out" || { cat "$ucx_out" >&2; fail "ucx_perftest: no result"; }
+	result ucx_am_lat "$(grep '^Final:' "$ucx_out" | tr -s ' ')"
+fi
 ip neigh show | grep -q "$PEER_IP .*lladdr" || fail "no ARP entry for $PEER_IP"
 
 rdma link delete omx0

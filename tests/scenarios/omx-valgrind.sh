@@ -3,8 +3,9 @@
 # uninitialised memory and no definite leak, in
 #   - omx_loopback (two QPs of one process, a self-connected QP; SEND,
 #     RDMA WRITE with immediate, RDMA READ; everything destroyed at the end);
-#   - omx_objects (every object type created, queried and destroyed) and
-#     omx_cqev (completion channels and the event path).
+#   - omx_objects (every object type created, queried and destroyed),
+#     omx_cqev (completion channels and the event path) and omx_srq (two
+#     QPs taking receives from one SRQ).
 # Two processes where only one runs under valgrind do not work: valgrind
 # slows its process so much that the peer's RC retry budget
 # (ibv_rc_pingpong: 7 retries of 67 ms) runs out before it acknowledges.
@@ -46,5 +47,12 @@ ip netns exec nsA timeout 600 "${VG[@]}" --log-file="$OUT/vg-cqev.txt" \
 	"$PROGS/omx_cqev" -d omx0 -c 2 -T 2 -n 200 -t 300 >"$OUT/cqev.txt" 2>&1 ||
 	{ cat "$OUT/cqev.txt" "$OUT/vg-cqev.txt" >&2; fail "omx_cqev under valgrind"; }
 vg_check omx_cqev "$OUT/vg-cqev.txt"
+
+log "omx_srq under valgrind"
+ip netns exec nsA timeout 600 "${VG[@]}" --log-file="$OUT/vg-srq.txt" \
+	"$PROGS/omx_srq" -d omx0 -n 16 -w 400 >"$OUT/srq.txt" 2>&1 ||
+	{ cat "$OUT/srq.txt" "$OUT/vg-srq.txt" >&2; fail "omx_srq under valgrind"; }
+expect_file_contains "$OUT/srq.txt" "srq ok" "omx_srq"
+vg_check omx_srq "$OUT/vg-srq.txt"
 
 omx_teardown

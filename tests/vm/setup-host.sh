@@ -35,7 +35,7 @@ BPO=bookworm-backports
 # Packages from the default suites. qemu-system-x86 is handled separately (backports).
 BASE_PKGS=(
     busybox-static cpio kmod xz-utils coreutils util-linux procps iproute2 ethtool
-    ibverbs-utils perftest rdma-core libibverbs-dev ibverbs-providers
+    ibverbs-utils perftest rdma-core libibverbs-dev ibverbs-providers ucx-utils
     clang libclang-dev gcc make shellcheck valgrind
 )
 
