@@ -176,10 +176,11 @@ static int UVERBS_HANDLER(OMX_METHOD_CQ_ERROR)(struct uverbs_attr_bundle *attrs)
 	return 0;
 }
 
-static const enum ib_event_type omx_qp_event_type[OMX_QP_EVENT_MAX + 1] = {
+static const enum ib_event_type omx_qp_event_type[OMX_QP_EV_MAX + 1] = {
 	[OMX_QP_EVENT_FATAL] = IB_EVENT_QP_FATAL,
 	[OMX_QP_EVENT_REQ_ERR] = IB_EVENT_QP_REQ_ERR,
 	[OMX_QP_EVENT_ACCESS_ERR] = IB_EVENT_QP_ACCESS_ERR,
+	[OMX_QP_EV_LAST_WQE] = IB_EVENT_QP_LAST_WQE_REACHED,
 };
 
 /* Raises the affiliated events OMX_METHOD_QP_EVENT queued, outside qp->lock. */
@@ -199,7 +200,8 @@ void omx_qp_event_work(struct work_struct *work)
 	qp->ev_pending = 0;
 	mutex_unlock(&qp->lock);
 
-	for (type = OMX_QP_EVENT_FATAL; type <= OMX_QP_EVENT_MAX; type++) {
+	/* The error first, then that the SRQ's last WQE was consumed. */
+	for (type = OMX_QP_EVENT_FATAL; type <= OMX_QP_EV_MAX; type++) {
 		if (!(pending & BIT(type)) || !base_qp->event_handler)
 			continue;
 		ev.event = omx_qp_event_type[type];

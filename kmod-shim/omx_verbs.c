@@ -607,6 +607,34 @@ static bool omx_qp_transition_ok(enum ib_qp_state cur, enum ib_qp_state next,
 	       ib_modify_qp_is_ok(cur, next, type, mask | IB_QP_AV);
 }
 
+/*
+ * Hands event `type` (enum omx_qp_ev) to the QP's event work, unless it was
+ * raised in this epoch already or the QP's lifetime budget is spent: never
+ * raised in the caller's chain.  Called with qp->lock held.
+ */
+static void omx_qp_raise(struct omx_qp *qp, unsigned int type)
+{
+	lockdep_assert_held(&qp->lock);
+	if (qp->ev_raised & BIT(type) || qp->ev_count >= OMX_QP_MAX_EVENTS)
+		return;
+	qp->ev_raised |= BIT(type);
+	qp->ev_pending |= BIT(type);
+	qp->ev_count++;
+	queue_work(omx_wq, &qp->event_work);
+}
+
+/*
+ * The QP's shadow enters ERR (the application's modify or the engine's
+ * report): a QP on an SRQ takes no WQE from it any more, which IBTA
+ * signals with the Last WQE Reached event (as rxe does).  Called with
+ * qp->lock held, before the state changes.
+ */
+static void omx_qp_entering_err(struct omx_qp *qp)
+{
+	if (qp->attr.state != IB_QPS_ERR && qp->base_qp.srq)
+		omx_qp_raise(qp, OMX_QP_EV_LAST_WQE);
+}
+
 /* Record the attributes of a validated modify_qp.  Under qp->lock. */
 static void omx_qp_apply(struct omx_qp *qp, const struct ib_qp_attr *attr,
 			 int mask, enum ib_qp_state next)
@@ -655,6 +683,8 @@ static void omx_qp_apply(struct omx_qp *qp, const struct ib_qp_attr *attr,
 		sh->max_rd_atomic = attr->max_rd_atomic;
 	if (sh->state != next)
 		omx_dbg_qp(qp, "%d -> %d\n", sh->state, next);
+	if (next == IB_QPS_ERR)
+		omx_qp_entering_err(qp);
 	sh->state = next;
 }
 
@@ -703,9 +733,8 @@ out:
 /*
  * OMX_METHOD_QP_EVENT: the engine moved the QP to ERROR on its own.  A
  * request of an earlier epoch (the QP was reset since) changes nothing.
- * Otherwise the shadow follows to ERR and the event, if any and not yet
- * raised in this epoch and within the QP's lifetime budget, is handed to
- * the QP's event work: never raised in the caller's chain.
+ * Otherwise the shadow follows to ERR and the event, if any, is raised
+ * (omx_qp_raise).
  */
 void omx_qp_engine_error(struct omx_qp *qp, u32 type, u32 epoch)
 {
@@ -714,17 +743,13 @@ void omx_qp_engine_error(struct omx_qp *qp, u32 type, u32 epoch)
 		omx_dbg_qp(qp, "stale epoch %u (now %u)\n", epoch, qp->epoch);
 		goto out;
 	}
+	if (type != OMX_QP_EVENT_NONE)
+		omx_qp_raise(qp, type);
 	if (qp->attr.state != IB_QPS_ERR)
 		omx_dbg_qp(qp, "%d -> %d by the engine, event %u\n",
 			   qp->attr.state, IB_QPS_ERR, type);
+	omx_qp_entering_err(qp);
 	qp->attr.state = IB_QPS_ERR;
-	if (type == OMX_QP_EVENT_NONE || qp->ev_raised & BIT(type) ||
-	    qp->ev_count >= OMX_QP_MAX_EVENTS)
-		goto out;
-	qp->ev_raised |= BIT(type);
-	qp->ev_pending |= BIT(type);
-	qp->ev_count++;
-	queue_work(omx_wq, &qp->event_work);
 out:
 	mutex_unlock(&qp->lock);
 }

@@ -302,8 +302,8 @@ struct omx_qp {
 	struct omx_qp_shadow attr;
 	/* Successful modify_qp calls to RESET (the engine counts the same). */
 	u32 epoch;
-	u8 ev_raised;			/* BIT(omx_qp_event) raised this epoch */
-	u8 ev_pending;			/* BIT(omx_qp_event) for event_work */
+	u8 ev_raised;			/* BIT(omx_qp_ev) raised this epoch */
+	u8 ev_pending;			/* BIT(omx_qp_ev) for event_work */
 	u8 ev_count;			/* events requested in the QP's life */
 	/* Raises the affiliated events of OMX_METHOD_QP_EVENT, on omx_wq. */
 	struct work_struct event_work;
@@ -404,6 +404,17 @@ extern struct device_attribute omx_attr_users;
 /* omx_uapi.c: driver methods and the work items they feed */
 extern const struct uapi_definition omx_uapi_defs[];
 void omx_cq_work(struct work_struct *work);
+/*
+ * The events a QP's event work raises: the uapi's enum omx_qp_event (what
+ * the engine reports), then the module's own.  Bits of ev_raised and
+ * ev_pending.
+ */
+enum omx_qp_ev {
+	/* IB_EVENT_QP_LAST_WQE_REACHED: a QP on an SRQ entered ERROR. */
+	OMX_QP_EV_LAST_WQE = OMX_QP_EVENT_MAX + 1,
+	OMX_QP_EV_MAX = OMX_QP_EV_LAST_WQE,
+};
+
 void omx_qp_event_work(struct work_struct *work);
 
 /* omx_verbs.c: device and port */

@@ -19,11 +19,14 @@
  *     consumed once, oldest first per receiver, each buffer holding
  *     exactly what its sender sent and nothing around it, the completions
  *     naming the receiving QP;
+ *   - b1 moved to ERROR raises IBV_EVENT_QP_LAST_WQE_REACHED for b1; a1
+ *     (no SRQ) moved to ERROR raises nothing;
  *   - ibv_destroy_srq is EBUSY while b1 exists, and succeeds after the
  *     QPs are gone.
  * Prints "srq ok: N messages" and exits 0 on success.
  */
 #include <arpa/inet.h>
+#include <poll.h>
 #include <stdint.h>
 #include <unistd.h>
 #include "common.h"
@@ -140,6 +143,33 @@ static void poll_n(struct ibv_wc *wc, int n)
 			die("%d of %d completions after %.0f s\n", got, n,
 			    wait_s);
 	}
+}
+
+/* Moves qp to ERROR; the next async event (within wait_s) must be
+ * `want` for qp, or none at all within half a second when want is 0. */
+static void to_error_expect(struct ibv_qp *qp, enum ibv_event_type want)
+{
+	struct ibv_qp_attr a = { .qp_state = IBV_QPS_ERR };
+	struct pollfd p = { .fd = ctx->async_fd, .events = POLLIN };
+	struct ibv_async_event ev;
+	int n;
+
+	if (ibv_modify_qp(qp, &a, IBV_QP_STATE))
+		die("modify to ERR: %s\n", strerror(errno));
+	n = poll(&p, 1, want ? (int)(wait_s * 1000) : 500);
+	if (!want) {
+		if (n != 0)
+			die("an async event for a QP without an SRQ\n");
+		return;
+	}
+	if (n != 1 || ibv_get_async_event(ctx, &ev))
+		die("no async event after qp %#x went to ERR\n", qp->qp_num);
+	if (ev.event_type != want || ev.element.qp != qp)
+		die("async event %s (qp %#x), want %s for qp %#x\n",
+		    ibv_event_type_str(ev.event_type),
+		    ev.element.qp ? ev.element.qp->qp_num : 0,
+		    ibv_event_type_str(want), qp->qp_num);
+	ibv_ack_async_event(&ev);
 }
 
 static void check_post_rules(struct ibv_qp *b1)
@@ -344,6 +374,11 @@ int main(int argc, char **argv)
 				    i, j);
 	}
 	printf("exactly once: %u messages in %u distinct WQEs\n", n, n);
+
+	to_error_expect(a1, 0);
+	to_error_expect(b1, IBV_EVENT_QP_LAST_WQE_REACHED);
+	printf("last wqe reached: raised for a QP on the SRQ, not for the "
+	       "others\n");
 
 	rc = ibv_destroy_srq(srq);
 	if (rc != EBUSY)

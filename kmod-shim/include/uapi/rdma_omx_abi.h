@@ -117,7 +117,9 @@ struct omx_alloc_ucontext_resp {
  * is stale and ignored, so it never moves a QP the application has reset
  * since).  Each type is raised at most once per epoch, and a QP raises at
  * most OMX_QP_MAX_EVENTS events in its life; further requests succeed and
- * raise nothing.
+ * raise nothing.  A QP on an SRQ also raises IBV_EVENT_QP_LAST_WQE_REACHED
+ * when its shadow enters ERR, by this method or by modify_qp (counted in
+ * the same budget).
  *
  * OMX_METHOD_CTX_FATAL_FD on UVERBS_OBJECT_DEVICE (0): register an eventfd
  * that the kernel signals when the device is removed under the context
