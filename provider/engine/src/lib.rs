@@ -4,8 +4,11 @@
 //! completions: no sockets, threads or clocks inside, so every behaviour
 //! runs in deterministic tests with virtual time (see `tests/`).
 //!
-//! - [`RcQp`]: a reliable-connected QP (requester + responder), the only
-//!   transport so far. UC/UD/SRQ/atomics slot in as more state machines
+//! - [`RcQp`]: a reliable-connected QP (requester + responder).
+//! - [`UdQp`]: an unreliable-datagram QP (docs/wire.md §13), driven the
+//!   same way; each send WR names its destination ([`UdDest`]), each
+//!   completion says whether a GRH precedes the data and its form
+//!   ([`UdCompletion`]). UC and atomics slot in as more state machines
 //!   over the same wire crate, timers and [`MemoryAccess`].
 //! - Registered memory is reached only through [`MemoryAccess`], which
 //!   checks keys, rights and bounds.
@@ -87,6 +90,7 @@ mod state;
 pub mod testing;
 mod time;
 mod timer;
+mod ud;
 mod wr;
 
 pub use mem::{Access, MemError, MemoryAccess};
@@ -100,6 +104,10 @@ pub use state::{
 };
 pub use time::{Duration, Instant};
 pub use timer::{Timer, TimerTable};
+pub use ud::{
+    gid_is_ipv4, write_grh, UdCompletion, UdConfig, UdDest, UdQp, GRH_LEN, QKEY_CONTROLLED,
+    SL_IPV4_GRH,
+};
 pub use wr::{
     RecvWr, SendOp, SendWr, SgList, Sge, SharedRecv, WcOpcode, WcQueue, WcStatus, WorkCompletion,
     MAX_SGE,

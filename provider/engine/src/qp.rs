@@ -179,6 +179,20 @@ counters! {
         timeouts,
         /// Go-back-N rewinds.
         rewinds,
+        /// UD: dropped, the DETH's Q_Key is not the QP's.
+        rx_bad_qkey,
+        /// UD: dropped, no receive WQE (own receive queue or SRQ).
+        rx_no_wqe,
+        /// UD on an SRQ: dropped, the QP's completion queue already holds
+        /// `rq_depth` receive completions nobody polled (taking a WQE
+        /// would need room the QP was not sized for).
+        rx_cq_full,
+        /// UD: a receive WQE completed with IBV_WC_LOC_LEN_ERR, its
+        /// scatter list shorter than the 40-byte GRH plus the payload.
+        rx_wqe_too_small,
+        /// UD: a send WR completed with IBV_WC_LOC_PROT_ERR (gathering
+        /// its payload failed); the QP moved to SQE.
+        tx_gather_err,
     }
 }
 
@@ -346,10 +360,12 @@ pub struct Transmit {
 pub enum PostError {
     /// Queue full (ENOMEM).
     Full,
-    /// QP in RESET, or receive posted to a QP in RESET or with an SRQ
-    /// (EINVAL).
+    /// QP in RESET, or receive posted to a QP in RESET or with an SRQ;
+    /// on a UD QP also an operation other than SEND and SEND with
+    /// immediate (EINVAL).
     InvalidState,
-    /// Message longer than [`MAX_MSG_SIZE`] (EINVAL).
+    /// Message longer than [`MAX_MSG_SIZE`]; on a UD QP, longer than
+    /// its path MTU (EINVAL).
     TooLong,
     /// Operation not implemented yet: atomics (EOPNOTSUPP).
     Unsupported,
@@ -399,6 +415,12 @@ pub enum RxDrop {
     /// Duplicate READ request not answered: it matches no recorded READ,
     /// or no room is left to answer it again.
     DuplicateRead,
+    /// UD: the Q_Key is not the QP's.
+    BadQkey,
+    /// UD: no receive WQE (own receive queue or SRQ).
+    NoWqe,
+    /// UD on an SRQ: no room for another receive completion.
+    CqFull,
 }
 
 /// A reliable-connected QP as a sans-IO state machine.

@@ -350,6 +350,13 @@ pub struct QpAttr {
     pub max_dest_rd_atomic: Option<u8>,
     /// IBV_QP_AV (MACs).
     pub path: Option<PathInfo>,
+    /// IBV_QP_QKEY's value (UD QPs, [`crate::UdQp`]). `Some` puts
+    /// [`attr_mask::QKEY`] in [`QpAttr::mask`]; the bit may also come in
+    /// `extra_mask` (QKEY is not in [`QpAttr::MODELLED_MASK`], so a
+    /// provider that passes every unmodelled bit there keeps working),
+    /// but a UD QP refuses the bit without the value. An RC QP never
+    /// accepts QKEY (the kernel's table).
+    pub qkey: Option<u32>,
     /// The other `ibv_modify_qp` mask bits ([`attr_mask`]), for
     /// attributes the engine does not model: CUR_STATE,
     /// EN_SQD_ASYNC_NOTIFY, PKEY_INDEX, PORT, QKEY, ALT_PATH,
@@ -393,6 +400,7 @@ impl QpAttr {
             | bit(self.max_rd_atomic.is_some(), MAX_QP_RD_ATOMIC)
             | bit(self.max_dest_rd_atomic.is_some(), MAX_DEST_RD_ATOMIC)
             | bit(self.path.is_some(), AV)
+            | bit(self.qkey.is_some(), QKEY)
             | self.extra_mask
     }
 

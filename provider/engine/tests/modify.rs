@@ -350,6 +350,7 @@ fn attr_strategy() -> impl Strategy<Value = QpAttr> {
                 max_rd_atomic: e,
                 max_dest_rd_atomic: f,
                 path: path.then(|| conn().path()),
+                qkey: None,
                 extra_mask: extra,
             },
         )

@@ -1,5 +1,6 @@
 //! Extension headers (docs/wire.md §4): RETH, AtomicETH, AETH with its
-//! syndrome, ImmDt/IETH (plain `u32`s) and AtomicAckETH (a plain `u64`).
+//! syndrome, ImmDt/IETH (plain `u32`s), AtomicAckETH (a plain `u64`),
+//! and the DETH of UD datagrams (§13).
 //!
 //! Each `parse` takes the header's bytes (at least its length) and each
 //! `emit` writes into at least its length; both return
@@ -13,6 +14,7 @@ pub(crate) const ATOMIC_ETH_LEN: usize = atomic_field::COMPARE.end;
 pub(crate) const AETH_LEN: usize = aeth_field::RESERVED.end;
 pub(crate) const ATOMIC_ACK_LEN: usize = 8;
 pub(crate) const PAETH_LEN: usize = paeth_field::RESERVED.end;
+pub(crate) const DETH_LEN: usize = deth_field::SGID.end;
 
 mod reth_field {
     use core::ops::Range;
@@ -42,6 +44,15 @@ mod paeth_field {
     pub const PSN: Range<usize> = 0..4;
     pub const CREDITS: Range<usize> = 4..6;
     pub const RESERVED: Range<usize> = 6..8;
+}
+
+mod deth_field {
+    use core::ops::Range;
+    pub const QKEY: Range<usize> = 0..4;
+    pub const TRAFFIC_CLASS: usize = 4;
+    pub const HOP_LIMIT: usize = 5;
+    pub const RESERVED: Range<usize> = 6..8;
+    pub const SGID: Range<usize> = 8..24;
 }
 
 #[inline]
@@ -142,6 +153,56 @@ impl Paeth {
         b[paeth_field::PSN].copy_from_slice(&self.psn.value().to_be_bytes());
         b[paeth_field::CREDITS].copy_from_slice(&self.credits.to_be_bytes());
         b[paeth_field::RESERVED].fill(0);
+        Ok(())
+    }
+}
+
+/// Datagram extended transport header of a UD packet (docs/wire.md
+/// §13.2): IBTA's DETH (Q_Key; the source QPN is in our BTH) plus what
+/// the receiver needs to write a real GRH in front of the message: the
+/// sender's GID, traffic class and hop limit. Present exactly on UD
+/// packets, right after the BTH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Deth {
+    /// Q_Key the sender addressed (the destination QP drops the packet
+    /// unless it is its own).
+    pub qkey: u32,
+    /// Traffic class of the sender's address handle (GRH field).
+    pub traffic_class: u8,
+    /// Hop limit of the sender's address handle (GRH field).
+    pub hop_limit: u8,
+    /// The sender's GID (the GRH's source GID): 16 bytes as in
+    /// `ibv_gid`, an IPv4-mapped `::ffff:a.b.c.d` for an IPv4 address.
+    pub sgid: [u8; 16],
+}
+
+impl Deth {
+    /// Header length.
+    pub const LEN: usize = DETH_LEN;
+
+    /// Parses the first [`Deth::LEN`] bytes of `b` (the reserved bytes
+    /// 6..8 are ignored).
+    pub fn parse(b: &[u8]) -> Result<Self> {
+        let b = b.get(..Self::LEN).ok_or(Error::Truncated)?;
+        let mut sgid = [0u8; 16];
+        sgid.copy_from_slice(&b[deth_field::SGID]);
+        Ok(Deth {
+            qkey: be_u32(&b[deth_field::QKEY]),
+            traffic_class: b[deth_field::TRAFFIC_CLASS],
+            hop_limit: b[deth_field::HOP_LIMIT],
+            sgid,
+        })
+    }
+
+    /// Writes the header into the first [`Deth::LEN`] bytes of `b`
+    /// (reserved bytes zero).
+    pub fn emit(&self, b: &mut [u8]) -> Result<()> {
+        let b = b.get_mut(..Self::LEN).ok_or(Error::Truncated)?;
+        b[deth_field::QKEY].copy_from_slice(&self.qkey.to_be_bytes());
+        b[deth_field::TRAFFIC_CLASS] = self.traffic_class;
+        b[deth_field::HOP_LIMIT] = self.hop_limit;
+        b[deth_field::RESERVED].fill(0);
+        b[deth_field::SGID].copy_from_slice(&self.sgid);
         Ok(())
     }
 }
@@ -330,6 +391,32 @@ mod tests {
                     assert_eq!(s.to_byte(), b);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn deth_round_trip() {
+        let mut bytes = [0u8; 24];
+        bytes[..8].copy_from_slice(&[0x11, 0x11, 0x11, 0x11, 0x20, 0x40, 0xa5, 0xa5]);
+        for (i, b) in bytes[8..].iter_mut().enumerate() {
+            *b = 0xf0 | i as u8;
+        }
+        let d = Deth::parse(&bytes).unwrap();
+        assert_eq!(d.qkey, 0x1111_1111);
+        assert_eq!(d.traffic_class, 0x20);
+        assert_eq!(d.hop_limit, 0x40);
+        assert_eq!(d.sgid[0], 0xf0);
+        assert_eq!(d.sgid[15], 0xff);
+        let mut b = [0xa5u8; 24];
+        d.emit(&mut b).unwrap();
+        // Reserved bytes go out as zero.
+        assert_eq!(&b[6..8], &[0, 0]);
+        assert_eq!(&b[..6], &bytes[..6]);
+        assert_eq!(&b[8..], &bytes[8..]);
+        assert_eq!(Deth::parse(&b).unwrap(), d);
+        for n in 0..24 {
+            assert_eq!(Deth::parse(&bytes[..n]), Err(Error::Truncated));
+            assert_eq!(d.emit(&mut b[..n]), Err(Error::Truncated));
         }
     }
 

@@ -1,7 +1,13 @@
 //! The whole frame: Open-MX head, BTH, extension headers, payload, CRC32C
-//! (docs/wire.md §2, §3, §5, §6).
+//! (docs/wire.md §2, §3, §5, §6), as a view ([`Frame`]) and as values:
+//! [`FrameRepr`] for RC packets, [`UdRepr`] for UD datagrams (§13).
+//!
+//! Which extension headers follow the BTH is a function of the opcode,
+//! the transport (a UD packet carries a [`Deth`] first) and flag P,
+//! all three in the fixed part of the frame, so [`Frame::check_len`]
+//! knows every offset before any of them is read.
 
-use crate::ext::{self, Aeth, AtomicEth, Paeth, Reth};
+use crate::ext::{self, Aeth, AtomicEth, Deth, Paeth, Reth};
 use crate::opcode::{ExtLayout, Opcode, Transport};
 use crate::psn::{Psn, Qpn};
 use crate::{Error, Result};
@@ -52,6 +58,27 @@ fn be_u32(b: &[u8]) -> u32 {
     u32::from_be_bytes(a)
 }
 
+/// Length of the extension headers of a frame with this opcode,
+/// transport and flag P, or why no such frame exists: an unknown opcode,
+/// a UD packet other than SEND Only (with immediate) is unsupported; flag
+/// P on anything but an RC request, UD included, is malformed.
+fn ext_len_of(opcode: Opcode, transport: Transport, piggy: bool) -> Result<usize> {
+    let layout = opcode.layout().ok_or(Error::Unsupported)?;
+    if transport == Transport::Ud {
+        if !matches!(opcode, Opcode::SendOnly | Opcode::SendOnlyImm) {
+            return Err(Error::Unsupported);
+        }
+        if piggy {
+            return Err(Error::Malformed);
+        }
+        return Ok(Deth::LEN + layout.len());
+    }
+    if piggy && !opcode.is_request() {
+        return Err(Error::Malformed);
+    }
+    Ok(usize::from(piggy) * Paeth::LEN + layout.len())
+}
+
 /// A read/write view over an omx-verbs frame.
 #[derive(Debug, Clone)]
 pub struct Frame<T: AsRef<[u8]>> {
@@ -71,9 +98,10 @@ impl<T: AsRef<[u8]>> Frame<T> {
         Ok(f)
     }
 
-    /// Structural validation: EtherType, version, known opcode, and that
-    /// headers, payload and CRC fit the buffer exactly (docs/wire.md §5).
-    /// After `Ok`, no accessor panics.
+    /// Structural validation: EtherType, version, known opcode (for UD:
+    /// SEND Only with or without immediate), and that headers, payload
+    /// and CRC fit the buffer exactly (docs/wire.md §5, §13). After `Ok`,
+    /// no accessor panics.
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
         if b.len() < EXT_OFFSET {
@@ -86,16 +114,17 @@ impl<T: AsRef<[u8]>> Frame<T> {
             return Err(Error::Unsupported);
         }
         let opcode = Opcode::from(b[field::PTYPE]);
-        let layout = opcode.layout().ok_or(Error::Unsupported)?;
+        if opcode.layout().is_none() {
+            return Err(Error::Unsupported);
+        }
         let pay_len = usize::from(be_u16(&b[field::PAY_LEN]));
         if pay_len != 0 && !opcode.may_have_payload() {
             return Err(Error::Malformed);
         }
         let piggy = b[field::FLAGS] & FLAG_PIGGY_ACK != 0;
-        if piggy && !opcode.is_request() {
-            return Err(Error::Malformed);
-        }
-        let need = EXT_OFFSET + usize::from(piggy) * Paeth::LEN + layout.len() + pay_len + CRC_LEN;
+        let transport = Transport::from(b[field::TRANSPORT]);
+        let ext_len = ext_len_of(opcode, transport, piggy)?;
+        let need = EXT_OFFSET + ext_len + pay_len + CRC_LEN;
         if b.len() < need {
             return Err(Error::Truncated);
         }
@@ -199,7 +228,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     fn ext_len(&self) -> usize {
-        usize::from(self.piggy_ack()) * Paeth::LEN + self.opcode().layout().map_or(0, |l| l.len())
+        ext_len_of(self.opcode(), self.transport(), self.piggy_ack()).unwrap_or(0)
     }
 
     /// Offset of the payload.
@@ -230,7 +259,8 @@ impl<T: AsRef<[u8]>> Frame<T> {
         self.crc() == self.compute_crc()
     }
 
-    /// Extension header bytes (the [`Paeth`], if any, first).
+    /// Extension header bytes (the [`Paeth`] or the [`Deth`], if any,
+    /// first).
     pub fn ext(&self) -> &[u8] {
         &self.buffer.as_ref()[EXT_OFFSET..self.payload_offset()]
     }
@@ -523,6 +553,145 @@ impl FrameRepr {
     }
 }
 
+/// A validated UD datagram (docs/wire.md §13): SEND Only or SEND Only
+/// with Immediate, transport UD, a [`Deth`]; the payload stays in the
+/// buffer. No PAETH, no AETH, no AckReq (sent as 0, ignored on receive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdRepr {
+    /// Destination MAC (the address handle's).
+    pub dst_mac: [u8; 6],
+    /// Source MAC (the sending port's).
+    pub src_mac: [u8; 6],
+    /// Open-MX peer index.
+    pub peer_index: u16,
+    /// Destination QPN (the address handle's remote QPN).
+    pub dst_qpn: Qpn,
+    /// Source QPN (reported as `ibv_wc.src_qp`).
+    pub src_qpn: Qpn,
+    /// The sender's own counter, never checked by the receiver.
+    pub psn: Psn,
+    /// Solicited-event flag (IBV_SEND_SOLICITED).
+    pub solicited: bool,
+    /// Q_Key, the sender's GID, traffic class and hop limit.
+    pub deth: Deth,
+    /// ImmDt: `Some` makes the packet a SEND Only with Immediate.
+    pub imm: Option<u32>,
+    /// Payload length in bytes (at most the sender's path MTU).
+    pub payload_len: usize,
+}
+
+impl UdRepr {
+    /// The opcode this datagram travels as.
+    pub fn opcode(&self) -> Opcode {
+        if self.imm.is_some() {
+            Opcode::SendOnlyImm
+        } else {
+            Opcode::SendOnly
+        }
+    }
+
+    /// Parses a checked UD frame, CRC32C first. An RC (or UC) frame is
+    /// [`Error::Unsupported`], as is any UD opcode but SEND Only (with
+    /// immediate) ([`Frame::check_len`]).
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(frame: &Frame<&T>) -> Result<UdRepr> {
+        frame.check_len()?;
+        if !frame.check_crc() {
+            return Err(Error::BadCrc);
+        }
+        Self::parse_ignoring_crc(frame)
+    }
+
+    /// As [`UdRepr::parse`] without the CRC check (tests and fuzzing).
+    pub fn parse_ignoring_crc<T: AsRef<[u8]> + ?Sized>(frame: &Frame<&T>) -> Result<UdRepr> {
+        frame.check_len()?;
+        if frame.transport() != Transport::Ud {
+            return Err(Error::Unsupported);
+        }
+        let opcode = frame.opcode();
+        let ext = frame.ext();
+        let deth = Deth::parse(ext)?;
+        let imm = if opcode.has_imm() {
+            Some(ext::parse_u32(
+                ext.get(Deth::LEN..).ok_or(Error::Truncated)?,
+            )?)
+        } else {
+            None
+        };
+        Ok(UdRepr {
+            dst_mac: frame.dst_mac(),
+            src_mac: frame.src_mac(),
+            peer_index: frame.peer_index(),
+            dst_qpn: frame.dst_qpn(),
+            src_qpn: frame.src_qpn(),
+            psn: frame.psn(),
+            solicited: frame.solicited(),
+            deth,
+            imm,
+            payload_len: frame.pay_len(),
+        })
+    }
+
+    /// Bytes in front of the payload: head, BTH, DETH and ImmDt.
+    pub fn header_len(&self) -> usize {
+        EXT_OFFSET + Deth::LEN + if self.imm.is_some() { 4 } else { 0 }
+    }
+
+    /// Length of the emitted frame, padding included.
+    pub fn buffer_len(&self) -> usize {
+        (self.header_len() + self.payload_len + CRC_LEN).max(MIN_FRAME_LEN)
+    }
+
+    /// Writes head, BTH, DETH and ImmDt. The caller then fills
+    /// [`Frame::payload_mut`] and calls [`Frame::fill_crc_and_pad`].
+    /// [`Error::Truncated`] if the buffer is shorter than
+    /// [`UdRepr::buffer_len`], [`Error::Malformed`] if the payload does
+    /// not fit the 16-bit length field; never panics.
+    pub fn emit_header<T: AsRef<[u8]> + AsMut<[u8]>>(&self, frame: &mut Frame<T>) -> Result<()> {
+        if self.payload_len > usize::from(u16::MAX) {
+            return Err(Error::Malformed);
+        }
+        if frame.buffer.as_ref().len() < self.buffer_len() {
+            return Err(Error::Truncated);
+        }
+        let b = frame.buffer.as_mut();
+        b[field::DST_MAC].copy_from_slice(&self.dst_mac);
+        b[field::SRC_MAC].copy_from_slice(&self.src_mac);
+        b[field::ETHERTYPE].copy_from_slice(&ETHERTYPE.to_be_bytes());
+        b[field::PEER_INDEX].copy_from_slice(&self.peer_index.to_be_bytes());
+        b[field::PTYPE] = u8::from(self.opcode());
+        b[field::VERSION] = VERSION;
+        b[field::FLAGS] = if self.solicited { FLAG_SOLICITED } else { 0 };
+        b[field::TRANSPORT] = u8::from(Transport::Ud);
+        b[field::DST_QPN].copy_from_slice(&self.dst_qpn.value().to_be_bytes());
+        b[field::SRC_QPN].copy_from_slice(&self.src_qpn.value().to_be_bytes());
+        b[field::PSN].copy_from_slice(&self.psn.value().to_be_bytes());
+        b[field::PAY_LEN].copy_from_slice(&(self.payload_len as u16).to_be_bytes());
+        b[field::RESERVED].fill(0);
+        let ext = &mut b[EXT_OFFSET..];
+        self.deth.emit(ext)?;
+        if let Some(v) = self.imm {
+            ext[Deth::LEN..Deth::LEN + 4].copy_from_slice(&v.to_be_bytes());
+        }
+        Ok(())
+    }
+
+    /// Emits a whole frame: header, payload via `fill`, CRC and padding.
+    /// Returns the frame length.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        frame: &mut Frame<T>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<usize> {
+        self.emit_header(frame)?;
+        fill(frame.payload_mut());
+        Ok(frame.fill_crc_and_pad())
+    }
+}
+
+// A UD header (head + BTH + DETH + ImmDt) is no longer than the largest
+// RC one, so `max_frame_len(path_mtu)` holds for UD too (docs/wire.md §5).
+const _: () = assert!(EXT_OFFSET + ext::DETH_LEN + 4 <= crate::MAX_PAYLOAD_HEADER_LEN);
+
 /// Packet type of the same-host wake frame (docs/wire.md §3.1, §11): in
 /// the verbs range, so the loopback tap's filter passes it; the packet-I/O
 /// layer drops it before the engine.
@@ -553,7 +722,7 @@ pub fn is_local_wake(frame: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{NakCode, Syndrome};
+    use crate::{Deth, NakCode, Syndrome};
 
     /// RDMA WRITE Only with Immediate, 4 payload bytes, AckReq, PSN 0x123456,
     /// dst QPN 0x001002 (endpoint 1, slot 2), src QPN 0x002005.
@@ -724,11 +893,167 @@ mod tests {
         let f = Frame::new_checked(&b[..]).unwrap();
         assert_eq!(FrameRepr::parse(&f).unwrap_err(), Error::BadCrc);
         let mut b = good;
-        b[19] = 3; // UD
+        b[19] = 3; // UD carries no RDMA WRITE
+        assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::Unsupported);
+        let mut b = good;
+        b[19] = 1; // UC: structurally an RC frame, not for us
         let crc = crate::crc32c(&b[16..60]);
         b[60..].copy_from_slice(&crc.to_be_bytes());
         let f = Frame::new_checked(&b[..]).unwrap();
         assert_eq!(FrameRepr::parse(&f).unwrap_err(), Error::Unsupported);
+        assert_eq!(UdRepr::parse(&f).unwrap_err(), Error::Unsupported);
+    }
+
+    /// SEND Only with Immediate as UD, 4 payload bytes, SE, PSN 0x000007,
+    /// dst QPN 0x001002, src QPN 0x002005, Q_Key 0x11111111, traffic
+    /// class 0x20, hop limit 64, sender GID fe80::1:2:3:4.
+    static UD_IMM: [u8; 72] = [
+        // head
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x86, 0xdf, 0xff,
+        0xff, //
+        // BTH: ptype 0x85, version 2, flags SE, transport 3 (UD)
+        0x85, 0x02, 0x40, 0x03, 0x00, 0x00, 0x10, 0x02, 0x00, 0x00, 0x20, 0x05, 0x00, 0x00, 0x00,
+        0x07, 0x00, 0x04, 0x00, 0x00, //
+        // DETH: Q_Key, traffic class, hop limit, reserved, SGID
+        0x11, 0x11, 0x11, 0x11, 0x20, 0x40, 0x00, 0x00, 0xfe, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x01, 0x00, 0x02, 0x00, 0x03, 0x00, 0x04, //
+        // ImmDt
+        0xca, 0xfe, 0xba, 0xbe, //
+        // payload
+        0x01, 0x02, 0x03, 0x04, //
+        // CRC32C over abs 16..68
+        0x00, 0x00, 0x00, 0x00,
+    ];
+
+    fn ud_fixture() -> [u8; 72] {
+        let mut b = UD_IMM;
+        let crc = crate::crc32c(&b[16..68]);
+        b[68..72].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn ud_repr() -> UdRepr {
+        UdRepr {
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src_mac: [2, 0, 0, 0, 0, 1],
+            peer_index: 0xFFFF,
+            dst_qpn: Qpn::new(0x1002),
+            src_qpn: Qpn::new(0x2005),
+            psn: Psn::new(7),
+            solicited: true,
+            deth: Deth {
+                qkey: 0x1111_1111,
+                traffic_class: 0x20,
+                hop_limit: 64,
+                sgid: [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 0, 3, 0, 4],
+            },
+            imm: Some(0xcafe_babe),
+            payload_len: 4,
+        }
+    }
+
+    #[test]
+    fn ud_construct_and_parse() {
+        let mut b = [0xa5u8; 72];
+        let n = ud_repr()
+            .emit(&mut Frame::new_unchecked(&mut b[..]), |p| {
+                p.copy_from_slice(&[1, 2, 3, 4])
+            })
+            .unwrap();
+        assert_eq!(n, 72);
+        assert_eq!(b, ud_fixture());
+        let f = Frame::new_checked(&b[..]).unwrap();
+        assert_eq!(f.transport(), Transport::Ud);
+        assert_eq!(f.payload_offset(), 36 + 24 + 4);
+        assert_eq!(f.payload(), &[1, 2, 3, 4]);
+        assert_eq!(UdRepr::parse(&f).unwrap(), ud_repr());
+        assert_eq!(ud_repr().buffer_len(), 72);
+        // RC's parser does not take it.
+        assert_eq!(FrameRepr::parse(&f).unwrap_err(), Error::Unsupported);
+        // Nor does UD's parser take an RC frame.
+        let rc = fixture();
+        let f = Frame::new_checked(&rc[..]).unwrap();
+        assert_eq!(UdRepr::parse(&f).unwrap_err(), Error::Unsupported);
+    }
+
+    #[test]
+    fn ud_without_immediate_is_padded_and_round_trips() {
+        let r = UdRepr {
+            imm: None,
+            solicited: false,
+            payload_len: 0,
+            ..ud_repr()
+        };
+        assert_eq!(r.opcode(), Opcode::SendOnly);
+        assert_eq!(r.header_len(), 60);
+        assert_eq!(r.buffer_len(), 64);
+        let mut b = [0xa5u8; 64];
+        let n = r
+            .emit(&mut Frame::new_unchecked(&mut b[..]), |_| ())
+            .unwrap();
+        assert_eq!(n, 64);
+        assert_eq!(b[16], 0x84);
+        assert_eq!(b[18], 0);
+        let f = Frame::new_checked(&b[..]).unwrap();
+        assert_eq!(UdRepr::parse(&f).unwrap(), r);
+        // The largest UD header fits the RC bound of max_frame_len.
+        let big = UdRepr {
+            payload_len: 1024,
+            ..ud_repr()
+        };
+        assert!(big.buffer_len() <= crate::max_frame_len(1024));
+    }
+
+    #[test]
+    fn ud_rejects_malformed() {
+        let good = ud_fixture();
+        for n in 0..72 {
+            assert!(Frame::new_checked(&good[..n]).is_err(), "len {n}");
+        }
+        let mut long = [0u8; 73];
+        long[..72].copy_from_slice(&good);
+        assert_eq!(Frame::new_checked(&long[..]).unwrap_err(), Error::Malformed);
+        let mut b = good;
+        b[18] |= FLAG_PIGGY_ACK; // no PAETH on UD
+        assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::Malformed);
+        // Every opcode but SEND Only (with immediate) is unsupported on UD.
+        for code in 0x80..=0xff_u8 {
+            let mut b = good;
+            b[16] = code;
+            let r = Frame::new_checked(&b[..]);
+            match Opcode::from(code) {
+                Opcode::SendOnlyImm => assert!(r.is_ok()),
+                // The same length minus ImmDt: 4 excess bytes.
+                Opcode::SendOnly => assert_eq!(r.unwrap_err(), Error::Malformed),
+                // With a payload where none may be: malformed first.
+                op if op.layout().is_some() && !op.may_have_payload() => {
+                    assert_eq!(r.unwrap_err(), Error::Malformed, "{code:#x}")
+                }
+                _ => assert_eq!(r.unwrap_err(), Error::Unsupported, "{code:#x}"),
+            }
+        }
+        let mut b = good;
+        b[33] = 5; // payload longer than the frame
+        assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::Truncated);
+        let mut b = good;
+        b[46] ^= 1; // corrupted SGID
+        let f = Frame::new_checked(&b[..]).unwrap();
+        assert_eq!(UdRepr::parse(&f).unwrap_err(), Error::BadCrc);
+        // A short buffer or a payload beyond 16 bits: an error, no panic.
+        let mut b = [0u8; 71];
+        assert_eq!(
+            ud_repr().emit(&mut Frame::new_unchecked(&mut b[..]), |_| ()),
+            Err(Error::Truncated)
+        );
+        let huge = UdRepr {
+            payload_len: 70_000,
+            ..ud_repr()
+        };
+        let mut b = vec![0u8; 70_200];
+        assert_eq!(
+            huge.emit(&mut Frame::new_unchecked(&mut b[..]), |_| ()),
+            Err(Error::Malformed)
+        );
     }
 
     /// The piggybacked ACK sits right after the BTH, before the RETH, and

@@ -10,7 +10,10 @@
 //!   field. Offsets live in a private `field` module per header.
 //! - [`FrameRepr`] (with [`Bth`], [`Ext`], [`Reth`], [`Aeth`],
 //!   [`AtomicEth`]) is a small validated value: [`FrameRepr::parse`] checks
-//!   semantics and the CRC32C, [`FrameRepr::emit`] writes a frame.
+//!   semantics and the CRC32C, [`FrameRepr::emit`] writes a frame. It
+//!   holds RC packets only; UD datagrams (SEND Only with a [`Deth`]) are
+//!   [`UdRepr`]s, and each parser refuses the other's frames as
+//!   [`Error::Unsupported`].
 //!
 //! # Panic contract
 //!
@@ -36,8 +39,10 @@ mod opcode;
 mod psn;
 
 pub use crc::crc32c;
-pub use ext::{Aeth, AtomicEth, NakCode, Paeth, Reth, Syndrome, ACK_CREDIT_INVALID};
-pub use frame::{is_local_wake, local_wake_frame, Bth, Ext, Frame, FrameRepr, PTYPE_LOCAL_WAKE};
+pub use ext::{Aeth, AtomicEth, Deth, NakCode, Paeth, Reth, Syndrome, ACK_CREDIT_INVALID};
+pub use frame::{
+    is_local_wake, local_wake_frame, Bth, Ext, Frame, FrameRepr, UdRepr, PTYPE_LOCAL_WAKE,
+};
 pub use opcode::{ExtLayout, Opcode, Position, Transport};
 pub use psn::{Psn, Qpn, PSN_MODULUS};
 
@@ -100,7 +105,10 @@ pub enum Error {
     /// payload where none is allowed, reserved syndrome, ...
     Malformed,
     /// Well-formed but not for us: other protocol version, packet type
-    /// outside the verbs range or unknown opcode, non-RC transport.
+    /// outside the verbs range or unknown opcode, UC or RD transport, a
+    /// UD opcode other than SEND Only (with immediate), or a frame of
+    /// the other transport than the parser's ([`FrameRepr`]: RC,
+    /// [`UdRepr`]: UD).
     Unsupported,
     /// CRC32C mismatch.
     BadCrc,

@@ -10,6 +10,18 @@ fn decode(bytes: &[u8]) {
         let _ = f.check_crc();
         let _ = FrameRepr::parse(&f);
         let _ = FrameRepr::parse_ignoring_crc(&f);
+        let _ = UdRepr::parse(&f);
+        if let Ok(r) = UdRepr::parse_ignoring_crc(&f) {
+            // Whatever UD accepts re-emits to the same value.
+            let mut buf = vec![0u8; r.buffer_len()];
+            let n = r
+                .emit(&mut Frame::new_unchecked(&mut buf[..]), |p| {
+                    p.copy_from_slice(f.payload())
+                })
+                .expect("a parsed UD repr re-emits");
+            let again = Frame::new_checked(&buf[..n]).expect("valid");
+            assert_eq!(UdRepr::parse(&again).expect("fresh CRC"), r);
+        }
     }
 }
 
@@ -40,6 +52,62 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         decode(&bytes);
+    }
+
+    /// UD frames: SEND Only (with immediate) plus any other type byte,
+    /// any flags, any length, with and without a correct CRC.
+    #[test]
+    fn plausible_ud_frames_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 36..400),
+        ptype in prop_oneof![Just(0x84u8), Just(0x85u8), 0x80u8..0xa0],
+    ) {
+        let mut b = with_valid_head(bytes, ptype);
+        if b.len() >= EXT_OFFSET {
+            b[19] = 3;
+        }
+        decode(&b);
+        if let Ok(f) = Frame::new_checked(&b[..]) {
+            let (o, crc) = (f.crc_offset(), f.compute_crc());
+            b[o..o + 4].copy_from_slice(&crc.to_be_bytes());
+            decode(&b);
+        }
+    }
+
+    #[test]
+    fn ud_emit_parse_round_trip(
+        psn in any::<u32>(),
+        dst in any::<u32>(),
+        src in any::<u32>(),
+        solicited in any::<bool>(),
+        qkey in any::<u32>(),
+        tc_hop in any::<(u8, u8)>(),
+        sgid in any::<[u8; 16]>(),
+        imm in any::<Option<u32>>(),
+        payload in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let repr = UdRepr {
+            dst_mac: [1, 2, 3, 4, 5, 6],
+            src_mac: [6, 5, 4, 3, 2, 1],
+            peer_index: 7,
+            dst_qpn: Qpn::new(dst),
+            src_qpn: Qpn::new(src),
+            psn: Psn::new(psn),
+            solicited,
+            deth: Deth { qkey, traffic_class: tc_hop.0, hop_limit: tc_hop.1, sgid },
+            imm,
+            payload_len: payload.len(),
+        };
+        let mut buf = vec![0xa5u8; repr.buffer_len()];
+        let n = repr.emit(&mut Frame::new_unchecked(&mut buf[..]), |p| p.copy_from_slice(&payload)).unwrap();
+        prop_assert_eq!(n, buf.len());
+        let f = Frame::new_checked(&buf[..]).unwrap();
+        prop_assert_eq!(UdRepr::parse(&f).unwrap(), repr);
+        prop_assert_eq!(FrameRepr::parse(&f).unwrap_err(), Error::Unsupported);
+        prop_assert_eq!(f.payload(), &payload[..]);
+        // Every truncation is an error.
+        for k in 0..n.min(repr.header_len() + payload.len() + 4) {
+            prop_assert!(Frame::new_checked(&buf[..k]).and_then(|f| UdRepr::parse(&f)).is_err());
+        }
     }
 
     #[test]

@@ -337,6 +337,38 @@ pub fn seeds() -> Vec<(String, Vec<Vec<u8>>)> {
         peer.frame(Opcode::SendLast, e + 2, Ext::default(), &data[2 * mtu..]),
     ];
     out.push(("exchange-send".into(), send));
+    // UD datagrams (docs/wire.md §13) aimed at the RC QP: dropped as
+    // unsupported there, and seeds of the DETH layout for wire_decode.
+    for imm in [None, Some(0x0102_0304)] {
+        let repr = omx_wire::UdRepr {
+            dst_mac: peer.dst_mac,
+            src_mac: peer.src_mac,
+            peer_index: omx_wire::PEER_INDEX_UNKNOWN,
+            dst_qpn: omx_wire::Qpn::new(peer.dst_qpn),
+            src_qpn: omx_wire::Qpn::new(peer.src_qpn),
+            psn: omx_wire::Psn::new(e),
+            solicited: false,
+            deth: omx_wire::Deth {
+                qkey: 0x1111_1111,
+                traffic_class: 0,
+                hop_limit: 64,
+                sgid: [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            },
+            imm,
+            payload_len: 100,
+        };
+        let mut f = vec![0; repr.buffer_len()];
+        let n = repr
+            .emit(&mut Frame::new_unchecked(&mut f[..]), |p| p.fill(0x55))
+            .expect("sized");
+        f.truncate(n);
+        let name = if imm.is_some() {
+            "ud-send-imm"
+        } else {
+            "ud-send"
+        };
+        out.push((name.into(), vec![f]));
+    }
     let wext = |len: u32| Ext {
         reth: Some(Reth {
             va: REMOTE_VA,
