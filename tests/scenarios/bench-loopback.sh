@@ -14,6 +14,8 @@
 #   {omx,rxe}_{send_lat,write_lat}_{typical,avg}_us   ib_*_lat -s 2
 #   {omx,rxe}_write_bw_MB_s                           ib_write_bw -s 65536
 #   {omx,rxe}_rc_pingpong_us                          ibv_rc_pingpong -s 64
+#   {omx,rxe}_srq_pingpong_us                         ibv_srq_pingpong -s 64
+#   {omx,rxe}_ucx_am_lat_us                           ucx_perftest am_lat, rc_verbs
 #   raw_lat_{typical,avg}_us, raw_bw_MB_s             omx_rawpp, the floor
 set -euo pipefail
 . "$REPO/tests/vm/guest-lib.sh"
@@ -82,6 +84,12 @@ for dev in omx0 rxe0; do
 	result "${k}_write_bw_MB_s" "$(awk '$1 == 65536 { print $4; exit }' "$OUT/$k-write_bw.txt")"
 	pair "$k-rc_pingpong" ibv_rc_pingpong -d "$dev" -g "$gid" -s 64 -n "$ITERS"
 	result "${k}_rc_pingpong_us" "$(sed -n 's/.* = \([0-9.]*\) usec\/iter/\1/p' "$OUT/$k-rc_pingpong.txt")"
+	pair "$k-srq_pingpong" ibv_srq_pingpong -d "$dev" -g "$gid" -s 64 -n "$((ITERS / 4))"
+	result "${k}_srq_pingpong_us" "$(sed -n 's/.* = \([0-9.]*\) usec\/iter/\1/p' "$OUT/$k-srq_pingpong.txt")"
+	if command -v ucx_perftest >/dev/null; then
+		pair "$k-ucx_am_lat" ucx_perftest -d "$dev:1" -x rc_verbs -t am_lat -n "$ITERS" -w 100
+		result "${k}_ucx_am_lat_us" "$(awk '$1 == "Final:" { print $3 }' "$OUT/$k-ucx_am_lat.txt")"
+	fi
 done
 
 log "raw AF_PACKET floor on bench0"

@@ -46,6 +46,8 @@ for k in "${kernels[@]}"; do
     row "ib_send_lat 2 B avg (us)" "$(v omx_send_lat_avg_us)" "$(v rxe_send_lat_avg_us)" "$(v raw_lat_avg_us)"
     row "ib_write_lat 2 B typical (us)" "$(v omx_write_lat_typical_us)" "$(v rxe_write_lat_typical_us)" "$(v raw_lat_typical_us)"
     row "ibv_rc_pingpong 64 B (us/iter)" "$(v omx_rc_pingpong_us)" "$(v rxe_rc_pingpong_us)" ""
+    row "ibv_srq_pingpong 64 B, 16 QPs (us/iter)" "$(v omx_srq_pingpong_us)" "$(v rxe_srq_pingpong_us)" ""
+    row "ucx_perftest am_lat rc_verbs 8 B median (us)" "$(v omx_ucx_am_lat_us)" "$(v rxe_ucx_am_lat_us)" ""
     # For bandwidth the ratios are plain fractions: omx's MB/s over rxe's and the floor's.
     row "ib_write_bw 64 KiB (MB/s)" "$(v omx_write_bw_MB_s)" "$(v rxe_write_bw_MB_s)" "$(v raw_bw_MB_s)"
 done
