@@ -1192,6 +1192,7 @@ mod tests {
                 sq_depth: 4,
                 rq_depth: 4,
                 window: w,
+                uc: false,
             },
             cq.clone(),
             cq,
