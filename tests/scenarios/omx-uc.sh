@@ -55,7 +55,10 @@ perf() {
 
 perf uc_send_lat ib_send_lat -s 2 -n 2000 -F
 perf uc_write_lat ib_write_lat -s 2 -n 2000 -F
-perf uc_send_bw ib_send_bw -s 4096 -n 2000 -F
+# A UC sender never waits: a SEND that finds no posted receive is lost,
+# and a server counting iterations would then wait for it forever.
+# Duration mode ends both sides by time.
+perf uc_send_bw ib_send_bw -s 4096 -D 4 -F
 perf uc_write_bw ib_write_bw -s 65536 -n 2000 -F
 
 omx_teardown
