@@ -1,6 +1,7 @@
 //! The engine's receive path: arbitrary frames (aimed at the QP and with
 //! a fresh CRC, so that the fuzzer gets past the source check and the
-//! CRC) into a connected RC QP with posted send and receive WRs,
+//! CRC) into a connected RC QP with posted send and receive WRs (or its
+//! UC twin, for a frame whose transport byte says UC),
 //! interleaved with transmit polls and timer expiries, over the fake
 //! memory (with a faulting range, and the remote region deregistered
 //! when a frame says so). Must never panic, never send without bound,

@@ -130,6 +130,7 @@ impl Node {
             sq_depth: 256,
             rq_depth: RQ_DEPTH,
             window: ep.reserve_window(),
+            uc: false,
         };
         let qp = Arc::new(Qp::new(me.qpn(), PD, caps, cq.clone(), cq.clone(), false));
         ep.insert_qp(qp.clone());

@@ -1,5 +1,8 @@
-//! The RC queue pair: owns a requester and a responder, the timers and
-//! the completion staging queue, and exposes the sans-IO API.
+//! The connected queue pair, RC or UC: owns a requester and a responder,
+//! the timers and the completion staging queue, and exposes the sans-IO
+//! API. UC (docs/wire.md §14) is a mode of the same machines: the same
+//! segmentation and placement, without ACKs, NAKs, credits, windows or
+//! retransmission.
 
 use std::collections::VecDeque;
 
@@ -19,7 +22,7 @@ use crate::wr::{RecvWr, SendOp, SendWr, SharedRecv, WcQueue, WcStatus, WorkCompl
 /// Largest message (`ibv_port_attr.max_msg_sz`).
 pub const MAX_MSG_SIZE: u64 = 1 << 31;
 
-/// Creation-time parameters of an RC QP (sizes every ring).
+/// Creation-time parameters of an RC or UC QP (sizes every ring).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QpConfig {
     /// This QP's number (from the kernel).
@@ -42,6 +45,11 @@ pub struct QpConfig {
     /// of this QP's own transport timer, on the assumption that both ends
     /// use similar timeouts.
     pub ack_hold: Duration,
+    /// [`QpType::Rc`] or [`QpType::Uc`] (docs/wire.md §14). A UC QP
+    /// ignores `rx_window`, `ack_coalesce`, `ack_delay` and `ack_hold`.
+    /// [`QpType::Ud`] is not a connected QP ([`crate::UdQp`]) and is
+    /// taken as RC here.
+    pub qp_type: QpType,
 }
 
 impl QpConfig {
@@ -56,6 +64,7 @@ impl QpConfig {
             ack_coalesce: 0,
             ack_delay: Duration::from_micros(20),
             ack_hold: Duration::from_millis(1),
+            qp_type: QpType::Rc,
         }
     }
 }
@@ -181,18 +190,43 @@ counters! {
         rewinds,
         /// UD: dropped, the DETH's Q_Key is not the QP's.
         rx_bad_qkey,
-        /// UD: dropped, no receive WQE (own receive queue or SRQ).
+        /// UD, UC: dropped, no receive WQE (own receive queue or SRQ);
+        /// for UC, the SEND (or WRITE with immediate) packet that needed
+        /// one (the rest of its message counts as `rx_uc_dropped`).
         rx_no_wqe,
         /// UD on an SRQ: dropped, the QP's completion queue already holds
         /// `rq_depth` receive completions nobody polled (taking a WQE
         /// would need room the QP was not sized for).
         rx_cq_full,
         /// UD: a receive WQE completed with IBV_WC_LOC_LEN_ERR, its
-        /// scatter list shorter than the 40-byte GRH plus the payload.
+        /// scatter list shorter than the 40-byte GRH plus the payload. UC:
+        /// a SEND longer than its receive WQE, dropped (the WQE is kept
+        /// for the next message; taken from an SRQ, it completes with
+        /// IBV_WC_REM_INV_REQ_ERR, as rxe).
         rx_wqe_too_small,
         /// UD: a send WR completed with IBV_WC_LOC_PROT_ERR (gathering
         /// its payload failed); the QP moved to SQE.
         tx_gather_err,
+        /// UC: dropped, an opcode UC does not carry at this QP (a frame of
+        /// the other connected transport, an RC frame at a UC QP or a UC
+        /// frame at an RC QP, is `rx_unsupported`).
+        rx_uc_bad_opcode,
+        /// UC: dropped, a Middle or Last packet of a message that is not
+        /// being received: a PSN gap before it, its message's start was
+        /// dropped or abandoned, or no message in progress.
+        rx_uc_dropped,
+        /// UC: messages abandoned part-way (a gap, or a new First/Only):
+        /// a SEND's receive WQE is kept for the next message, a WRITE's
+        /// data so far stays written, nothing completes.
+        rx_uc_abandoned,
+        /// UC: dropped with the rest of its message, a packet RC would
+        /// NAK as an invalid request (payload length, a WRITE without
+        /// RETH or beyond its RETH length, a SEND packet inside a WRITE
+        /// or the reverse).
+        rx_uc_invalid,
+        /// UC: dropped with the rest of its message, an RDMA WRITE the
+        /// MR refused (rkey, rights, bounds) or whose memory faulted.
+        rx_uc_access_err,
     }
 }
 
@@ -270,6 +304,9 @@ pub(crate) struct Ctx {
     pub(crate) path: PathInfo,
     pub(crate) mtu: u32,
     pub(crate) rx_window: u16,
+    /// RC or UC: the BTH transport of every frame this QP sends and
+    /// accepts.
+    pub(crate) transport: Transport,
     pub(crate) timers: TimerTable,
     pub(crate) stats: Stats,
     cq: VecDeque<WorkCompletion>,
@@ -292,6 +329,7 @@ impl Ctx {
             },
             mtu,
             rx_window,
+            transport: Transport::Rc,
             timers: TimerTable::default(),
             stats: Stats::default(),
             cq: VecDeque::new(),
@@ -324,7 +362,7 @@ impl Ctx {
             peer_index: self.path.peer_index,
             bth: omx_wire::Bth {
                 opcode,
-                transport: Transport::Rc,
+                transport: self.transport,
                 ack_req,
                 solicited,
                 dst_qpn: self.remote_qpn,
@@ -362,7 +400,7 @@ pub enum PostError {
     Full,
     /// QP in RESET, or receive posted to a QP in RESET or with an SRQ;
     /// on a UD QP also an operation other than SEND and SEND with
-    /// immediate (EINVAL).
+    /// immediate, on a UC QP an RDMA READ or an atomic (EINVAL).
     InvalidState,
     /// Message longer than [`MAX_MSG_SIZE`]; on a UD QP, longer than
     /// its path MTU (EINVAL).
@@ -421,9 +459,13 @@ pub enum RxDrop {
     NoWqe,
     /// UD on an SRQ: no room for another receive completion.
     CqFull,
+    /// UC: the packet was dropped, and with it the rest of its message
+    /// (the reason is counted in [`Stats`]).
+    UcDropped,
 }
 
-/// A reliable-connected QP as a sans-IO state machine.
+/// A connected QP (reliable, or unreliable: [`QpConfig::qp_type`]) as a
+/// sans-IO state machine.
 ///
 /// # API (quinn-proto's four kinds)
 ///
@@ -473,7 +515,11 @@ impl RcQp {
             u32::from(cfg.ack_coalesce)
         };
         let cap = (cfg.sq_depth + cfg.rq_depth) as usize;
-        let req = Requester::new(cfg.sq_depth as usize);
+        let uc = cfg.qp_type == QpType::Uc;
+        let mut req = Requester::new(cfg.sq_depth as usize);
+        if uc {
+            req.set_uc();
+        }
         let hold = ack_hold(cfg.ack_hold, req.timeout);
         RcQp {
             state: QpState::Reset,
@@ -486,6 +532,7 @@ impl RcQp {
                 },
                 mtu: PathMtu::Mtu1024.bytes(),
                 rx_window: cfg.rx_window.max(omx_wire::INITIAL_CREDITS),
+                transport: if uc { Transport::Uc } else { Transport::Rc },
                 timers: TimerTable::default(),
                 stats: Stats::default(),
                 cq: VecDeque::with_capacity(cap),
@@ -525,6 +572,19 @@ impl RcQp {
         self.cfg.qpn
     }
 
+    /// [`QpType::Rc`] or [`QpType::Uc`].
+    pub fn qp_type(&self) -> QpType {
+        if self.is_uc() {
+            QpType::Uc
+        } else {
+            QpType::Rc
+        }
+    }
+
+    fn is_uc(&self) -> bool {
+        self.ctx.transport == Transport::Uc
+    }
+
     /// Current state.
     pub fn state(&self) -> QpState {
         self.state
@@ -554,7 +614,7 @@ impl RcQp {
 
     /// Validates `ibv_modify_qp` with these attributes without changing
     /// anything: the transition and its attribute mask (the kernel's
-    /// table, [`crate::qp_attr_mask_ok`] with [`QpType::Rc`]), then every
+    /// table, [`crate::qp_attr_mask_ok`] with [`RcQp::qp_type`]), then every
     /// value ([`QpAttr::values_ok`]).
     pub fn check_modify(&self, attr: &QpAttr) -> Result<(), ModifyError> {
         let from = self.state;
@@ -566,7 +626,7 @@ impl RcQp {
         if attr.extra_mask & QpAttr::MODELLED_MASK != 0 {
             return Err(ModifyError::InvalidAttribute);
         }
-        if !qp_attr_mask_ok(QpType::Rc, from, to, mask) {
+        if !qp_attr_mask_ok(self.qp_type(), from, to, mask) {
             return Err(ModifyError::InvalidMask { from, to, mask });
         }
         if !attr.values_ok() {
@@ -746,10 +806,21 @@ impl RcQp {
     }
 
     /// `ibv_post_send` for one WR. In ERROR the WR completes at once with
-    /// IBV_WC_WR_FLUSH_ERR.
+    /// IBV_WC_WR_FLUSH_ERR. A UC QP refuses RDMA READ and atomics
+    /// (EINVAL, as rxe).
     pub fn post_send(&mut self, wr: SendWr) -> Result<(), PostError> {
         self.resp.new_input();
         if self.state == QpState::Reset {
+            return Err(PostError::InvalidState);
+        }
+        if self.is_uc()
+            && matches!(
+                wr.op,
+                SendOp::RdmaRead { .. }
+                    | SendOp::AtomicCmpSwap { .. }
+                    | SendOp::AtomicFetchAdd { .. }
+            )
+        {
             return Err(PostError::InvalidState);
         }
         if matches!(
@@ -845,6 +916,12 @@ impl RcQp {
                 return Err(RxDrop::Wire(e));
             }
         };
+        if repr.bth.transport != self.ctx.transport {
+            // An RC frame at a UC QP or the reverse: not a protocol this
+            // QP speaks.
+            self.ctx.stats.rx_unsupported += 1;
+            return Err(RxDrop::Wire(omx_wire::Error::Unsupported));
+        }
         if repr.bth.dst_qpn != self.cfg.qpn || repr.bth.src_qpn != self.ctx.remote_qpn {
             self.ctx.stats.rx_wrong_qp += 1;
             return Err(RxDrop::WrongQp);
@@ -854,6 +931,31 @@ impl RcQp {
             return Err(RxDrop::WrongMac);
         }
         let op = repr.bth.opcode;
+        if self.is_uc() {
+            // UC (§14): requests only (the wire decoder refuses anything
+            // else), no PAETH, no ACK; never an error for the QP.
+            if !self.state.receives() {
+                self.ctx.stats.rx_wrong_state += 1;
+                return Err(RxDrop::WrongState);
+            }
+            if repr.payload_len > self.ctx.mtu as usize {
+                self.ctx.stats.rx_too_long += 1;
+                return Err(RxDrop::TooLong);
+            }
+            let r = self
+                .resp
+                .handle_uc_request(&mut self.ctx, &repr, frame.payload(), mem);
+            let out = match r {
+                Ok(()) => Ok(()),
+                Err(RxError::Drop(d)) => Err(d),
+                Err(RxError::Fatal(Fatal(kind))) => {
+                    self.enter_error(Some(kind));
+                    Ok(())
+                }
+            };
+            self.release_silent();
+            return out;
+        }
         let accepts = if op.is_request() {
             self.state.receives()
         } else {
@@ -947,6 +1049,20 @@ impl RcQp {
         buf: &mut [u8],
         mem: &M,
     ) -> Option<usize> {
+        if self.is_uc() {
+            // UC: requests only, never an ACK or a NAK.
+            if !self.state.sends() {
+                return None;
+            }
+            return match self.req.poll_transmit(&mut self.ctx, now, buf, mem, None) {
+                Ok(Some((n, _))) => Some(n),
+                Ok(None) => None,
+                Err(Fatal(kind)) => {
+                    self.enter_error(Some(kind));
+                    None
+                }
+            };
+        }
         if self.state == QpState::Err {
             return match self.resp.poll_nak(&mut self.ctx, buf) {
                 Some(n) => Some(n),

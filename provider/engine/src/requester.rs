@@ -1,6 +1,11 @@
 //! RC requester: segmentation, credits, go-back-N retransmission, ACK/NAK
 //! and READ response processing (docs/wire.md §5, §9, §10.2).
 //!
+//! UC mode ([`Requester::set_uc`], docs/wire.md §14): the same
+//! segmentation, no credits, window, AckReq or transport timer; a WQE
+//! completes as soon as its last packet is built (`una` and `sent_end`
+//! follow `next_psn`), and the QP never sees a response.
+//!
 //! Invariants:
 //! - `sq` holds every posted, not yet completed WQE in posting order;
 //!   entries `< cursor` and the cursor entry (if started) have PSNs.
@@ -76,6 +81,8 @@ pub(crate) struct Requester {
     nak_guard: Option<Psn>,
     /// Last PSN of every outstanding READ request (chunk).
     read_chunks: VecDeque<Psn>,
+    /// UC: nothing is acknowledged; a WQE is done once sent.
+    uc: bool,
 }
 
 impl Requester {
@@ -97,7 +104,15 @@ impl Requester {
             rnr_wait: false,
             nak_guard: None,
             read_chunks: VecDeque::with_capacity(256),
+            uc: false,
         }
+    }
+
+    /// UC mode (for a requester just created): no transport timer, no
+    /// credits, no window, no ACK request.
+    pub(crate) fn set_uc(&mut self) {
+        self.uc = true;
+        self.timeout = None;
     }
 
     /// RTR→RTS: start sending at `sq_psn`.
@@ -241,11 +256,12 @@ impl Requester {
                 e.npsn = npackets(e.len, mtu);
             }
         }
-        if psn.diff(self.limit) > 0 {
+        if !self.uc && psn.diff(self.limit) > 0 {
             ctx.stats.tx_blocked_credits += 1;
             return Ok(None);
         }
         let window = u32::from(ctx.rx_window);
+        // UC: una follows next_psn, nothing is in flight.
         let inflight = psn.diff(self.una).max(0) as u32;
         if inflight >= window {
             ctx.stats.tx_blocked_window += 1;
@@ -330,9 +346,10 @@ impl Requester {
             }
         };
         let last_pkt = pkt + consumed >= e.npsn;
-        let ack_req = (last_pkt && opcode != Opcode::ReadRequest)
-            || psn == self.limit
-            || inflight + 1 >= window;
+        let ack_req = !self.uc
+            && ((last_pkt && opcode != Opcode::ReadRequest)
+                || psn == self.limit
+                || inflight + 1 >= window);
         let solicited = e.wr.solicited && last_pkt && opcode.is_send();
         ext.ack = ack.filter(|_| last_pkt);
         let repr = ctx.repr(opcode, psn, ack_req, solicited, plen as usize, ext);
@@ -368,6 +385,14 @@ impl Requester {
         if self.cursor_pkt >= npsn {
             self.cursor += 1;
             self.cursor_pkt = 0;
+        }
+        if self.uc {
+            // Handed to the wire is done: complete the WQE if this was
+            // its last packet.
+            self.una = self.next_psn;
+            self.sent_end = self.next_psn;
+            self.retire(ctx);
+            return Ok(Some((n, false)));
         }
         if self.next_psn.diff(self.sent_end) > 0 {
             self.sent_end = self.next_psn;

@@ -12,6 +12,12 @@
 //!   last [`READ_HISTORY`] READs executed (its PSN, address, rkey and
 //!   length, see [`ReadRecord::matches`]), otherwise dropped;
 //! - at most [`READ_BURST`] READ response packets per input.
+//!
+//! UC ([`Responder::handle_uc_request`], docs/wire.md §14): SEND and RDMA
+//! WRITE placed as for RC, but nothing is ever NAKed or acknowledged and
+//! nothing a peer sends moves the QP to ERROR: a packet RC would refuse is
+//! dropped with the rest of its message, and a PSN gap abandons the
+//! message in progress until the next First or Only.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -132,6 +138,9 @@ pub(crate) struct Responder {
     /// packets then repeat the cumulative ACK even when nothing is owed
     /// (see `piggyback`).
     pub(crate) acked: bool,
+    /// UC: the Middle and Last packets that arrive are dropped until the
+    /// next First or Only.
+    uc_dropping: bool,
 }
 
 impl Responder {
@@ -155,6 +164,7 @@ impl Responder {
             nak: None,
             ack,
             acked: false,
+            uc_dropping: false,
         }
     }
 
@@ -231,6 +241,7 @@ impl Responder {
         self.gap_nak_sent = false;
         self.msn = 0;
         self.acked = false;
+        self.uc_dropping = false;
     }
 
     /// Queues the NAK that ends the connection; the QP goes to ERROR with
@@ -324,6 +335,259 @@ impl Responder {
                     self.ack.on_executed(repr.bth.ack_req, now, &mut ctx.timers);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// UC: gives up the message in progress, if any (counted): a SEND
+    /// keeps its receive WQE for the next message, a WRITE's data so far
+    /// stays written; nothing completes.
+    fn uc_abandon(&mut self, ctx: &mut Ctx) {
+        if self.recv_off.take().is_some() | self.write.take().is_some() {
+            ctx.stats.rx_uc_abandoned += 1;
+        }
+    }
+
+    /// UC: drops this packet and the rest of its message.
+    fn uc_drop(&mut self, ctx: &mut Ctx) -> RxError {
+        self.uc_abandon(ctx);
+        self.uc_dropping = true;
+        RxDrop::UcDropped.into()
+    }
+
+    /// A UC request packet addressed to this QP (docs/wire.md §14.3): its
+    /// opcode is SEND or RDMA WRITE (the wire decoder refuses anything
+    /// else on UC), its payload at most the path MTU.
+    ///
+    /// PSNs: a packet at the expected PSN continues or starts a message.
+    /// A First or Only after a gap (a PSN ahead of the expected one)
+    /// abandons the message in progress and starts anew from its PSN; a
+    /// Middle or Last after a gap is dropped, and so is every packet up
+    /// to the next First or Only. A PSN behind the expected one (within
+    /// half the PSN space) is a duplicate or a packet overtaken by later
+    /// ones: dropped without disturbing the message in progress, so a
+    /// message is never delivered twice or out of order.
+    ///
+    /// Only a local error moves the QP to ERROR (its own memory faulted
+    /// while a SEND was placed: as RC, IBV_WC_LOC_PROT_ERR); whatever the
+    /// peer sends is at worst dropped with its message.
+    pub(crate) fn handle_uc_request<M: MemoryAccess + ?Sized>(
+        &mut self,
+        ctx: &mut Ctx,
+        repr: &FrameRepr,
+        payload: &[u8],
+        mem: &mut M,
+    ) -> Result<(), RxError> {
+        let psn = repr.bth.psn;
+        let op = repr.bth.opcode;
+        if !omx_wire::uc_opcode(op) {
+            // Unreachable through the wire decoder; kept for the engine's
+            // own sake.
+            ctx.stats.rx_uc_bad_opcode += 1;
+            return Err(RxDrop::UcDropped.into());
+        }
+        let pos = op.position();
+        let d = psn.diff(self.epsn);
+        if d < 0 {
+            ctx.stats.rx_duplicate += 1;
+            return Err(RxDrop::UcDropped.into());
+        }
+        if d > 0 {
+            ctx.stats.rx_out_of_sequence += 1;
+            if !pos.is_first() {
+                ctx.stats.rx_uc_dropped += 1;
+                return Err(self.uc_drop(ctx));
+            }
+        }
+        // In sequence from here on (a First or Only resynchronises).
+        self.epsn = psn.add(1);
+        if pos.is_first() {
+            self.uc_abandon(ctx);
+            self.uc_dropping = false;
+        } else if self.uc_dropping
+            || (op.is_send() && self.recv_off.is_none())
+            || (op.is_write() && self.write.is_none())
+        {
+            if self.recv_off.is_some() || self.write.is_some() {
+                // A SEND packet inside a WRITE, or the reverse.
+                ctx.stats.rx_uc_invalid += 1;
+            } else {
+                ctx.stats.rx_uc_dropped += 1;
+            }
+            return Err(self.uc_drop(ctx));
+        }
+        if !Self::length_ok(pos, payload.len(), ctx.mtu as usize) {
+            ctx.stats.rx_uc_invalid += 1;
+            return Err(self.uc_drop(ctx));
+        }
+        if op.is_send() {
+            self.uc_send(ctx, repr, pos, payload, mem)
+        } else {
+            self.uc_write(ctx, repr, pos, payload, mem)
+        }
+    }
+
+    fn uc_send<M: MemoryAccess + ?Sized>(
+        &mut self,
+        ctx: &mut Ctx,
+        repr: &FrameRepr,
+        pos: Position,
+        payload: &[u8],
+        mem: &mut M,
+    ) -> Result<(), RxError> {
+        if pos.is_first() {
+            if self.claim().is_none() {
+                ctx.stats.rx_no_wqe += 1;
+                self.uc_dropping = true;
+                return Err(RxDrop::NoWqe.into());
+            }
+            self.recv_off = Some(0);
+        }
+        let (Some(off), Some(wqe)) = (self.recv_off, self.cur) else {
+            // Checked by the caller.
+            return Err(self.uc_drop(ctx));
+        };
+        let end = off + payload.len() as u64;
+        if end > wqe.sg.total_len() {
+            // rxe: class D1 (the WQE is reused) on the QP's own queue,
+            // class E (completed in error) for a WQE of an SRQ.
+            ctx.stats.rx_wqe_too_small += 1;
+            if self.has_srq() {
+                self.cur = None;
+                ctx.push_wc(recv_wc(
+                    ctx,
+                    &wqe,
+                    WcStatus::RemInvReqErr,
+                    0,
+                    None,
+                    WcOpcode::Recv,
+                    false,
+                ));
+            }
+            return Err(self.uc_drop(ctx));
+        }
+        if !payload.is_empty() && mem::scatter(mem, &wqe.sg, off, payload).is_err() {
+            // Our own memory: a local error, as for RC (no NAK on UC).
+            self.cur = None;
+            self.recv_off = None;
+            ctx.push_wc(recv_wc(
+                ctx,
+                &wqe,
+                WcStatus::LocProtErr,
+                0,
+                None,
+                WcOpcode::Recv,
+                false,
+            ));
+            return Err(Fatal(QpEventKind::Fatal).into());
+        }
+        if pos.is_last() {
+            self.cur = None;
+            self.recv_off = None;
+            let wc = recv_wc(
+                ctx,
+                &wqe,
+                WcStatus::Success,
+                end as u32,
+                repr.ext.imm,
+                WcOpcode::Recv,
+                repr.bth.solicited,
+            );
+            ctx.push_wc(wc);
+        } else {
+            self.recv_off = Some(end);
+        }
+        Ok(())
+    }
+
+    fn uc_write<M: MemoryAccess + ?Sized>(
+        &mut self,
+        ctx: &mut Ctx,
+        repr: &FrameRepr,
+        pos: Position,
+        payload: &[u8],
+        mem: &mut M,
+    ) -> Result<(), RxError> {
+        if self.access & access::REMOTE_WRITE == 0 {
+            ctx.stats.rx_qp_access_denied += 1;
+            return Err(self.uc_drop(ctx));
+        }
+        if pos.is_first() {
+            let Some(reth) = repr.ext.reth else {
+                ctx.stats.rx_uc_invalid += 1;
+                return Err(self.uc_drop(ctx));
+            };
+            if u64::from(reth.dma_len) > MAX_MSG_SIZE {
+                ctx.stats.rx_too_large += 1;
+                return Err(self.uc_drop(ctx));
+            }
+            if reth.dma_len > 0
+                && mem
+                    .check(
+                        reth.rkey,
+                        reth.va,
+                        u64::from(reth.dma_len),
+                        Access::RemoteWrite,
+                    )
+                    .is_err()
+            {
+                ctx.stats.rx_uc_access_err += 1;
+                return Err(self.uc_drop(ctx));
+            }
+            self.write = Some(WriteCtx {
+                va: reth.va,
+                rkey: reth.rkey,
+                len: reth.dma_len,
+                off: 0,
+            });
+        }
+        let Some(mut w) = self.write else {
+            // Checked by the caller.
+            return Err(self.uc_drop(ctx));
+        };
+        let end = u64::from(w.off) + payload.len() as u64;
+        if end > u64::from(w.len) || (pos.is_last() && end != u64::from(w.len)) {
+            ctx.stats.rx_uc_invalid += 1;
+            return Err(self.uc_drop(ctx));
+        }
+        // The immediate needs a WQE: without one the message is dropped
+        // before its last bytes land (its earlier data stays written).
+        if repr.bth.opcode.has_imm() && self.claim().is_none() {
+            ctx.stats.rx_no_wqe += 1;
+            return Err(self.uc_drop(ctx));
+        }
+        if !payload.is_empty()
+            && mem
+                .write(
+                    w.rkey,
+                    w.va.wrapping_add(u64::from(w.off)),
+                    payload,
+                    Access::RemoteWrite,
+                )
+                .is_err()
+        {
+            ctx.stats.rx_uc_access_err += 1;
+            return Err(self.uc_drop(ctx));
+        }
+        w.off = end as u32;
+        if pos.is_last() {
+            self.write = None;
+            if let Some(imm) = repr.ext.imm {
+                if let Some(wqe) = self.cur.take() {
+                    let wc = recv_wc(
+                        ctx,
+                        &wqe,
+                        WcStatus::Success,
+                        w.len,
+                        Some(imm),
+                        WcOpcode::RecvRdmaWithImm,
+                        repr.bth.solicited,
+                    );
+                    ctx.push_wc(wc);
+                }
+            }
+        } else {
+            self.write = Some(w);
         }
         Ok(())
     }

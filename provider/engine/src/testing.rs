@@ -405,9 +405,25 @@ impl Conn {
         ]
     }
 
+    /// The attributes of RESET → INIT, INIT → RTR and RTR → RTS for a QP
+    /// of type `t`: for UC, [`Conn::steps`] without the attributes UC
+    /// does not have (RNR timer, READ limits, timeout, retries).
+    pub fn steps_for(&self, t: crate::QpType) -> [QpAttr; 3] {
+        let mut s = self.steps();
+        if t == crate::QpType::Uc {
+            s[1].min_rnr_timer = None;
+            s[1].max_dest_rd_atomic = None;
+            s[2].timeout = None;
+            s[2].retry_cnt = None;
+            s[2].rnr_retry = None;
+            s[2].max_rd_atomic = None;
+        }
+        s
+    }
+
     /// Moves `qp` (in RESET) to RTS. Panics if a step is refused.
     pub fn connect(&self, qp: &mut RcQp) {
-        for a in self.steps() {
+        for a in self.steps_for(qp.qp_type()) {
             if let Err(e) = qp.modify(&a) {
                 panic!("connect {:#x}: {a:?}: {e:?}", self.qpn);
             }
@@ -449,6 +465,8 @@ pub struct Crafter {
     pub src_qpn: u32,
     /// Destination QPN.
     pub dst_qpn: u32,
+    /// BTH transport (RC unless [`Crafter::uc`]).
+    pub transport: Transport,
 }
 
 impl Crafter {
@@ -459,6 +477,15 @@ impl Crafter {
             dst_mac: mac_of(dst_qpn),
             src_qpn,
             dst_qpn,
+            transport: Transport::Rc,
+        }
+    }
+
+    /// The same crafter sending UC frames (docs/wire.md §14): no AckReq.
+    pub const fn uc(self) -> Self {
+        Crafter {
+            transport: Transport::Uc,
+            ..self
         }
     }
 
@@ -472,8 +499,8 @@ impl Crafter {
             peer_index: omx_wire::PEER_INDEX_UNKNOWN,
             bth: Bth {
                 opcode,
-                transport: Transport::Rc,
-                ack_req: opcode.is_request(),
+                transport: self.transport,
+                ack_req: opcode.is_request() && matches!(self.transport, Transport::Rc),
                 solicited: false,
                 dst_qpn: Qpn::new(self.dst_qpn),
                 src_qpn: Qpn::new(self.src_qpn),

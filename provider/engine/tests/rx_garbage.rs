@@ -9,7 +9,8 @@ use omx_wire::Opcode;
 use proptest::prelude::*;
 
 /// A frame that passes the decoder: known opcode, PSN near the expected
-/// ones, any flags (the harness aims it at the QP and fixes the CRC).
+/// ones, any flags, RC or UC (the harness aims it at the QP, or its UC
+/// twin, and fixes the CRC).
 fn plausible_frame() -> impl Strategy<Value = Vec<u8>> {
     (
         0x80u8..0x98,
@@ -17,11 +18,13 @@ fn plausible_frame() -> impl Strategy<Value = Vec<u8>> {
         any::<u8>(),
         proptest::collection::vec(any::<u8>(), 0..300),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(ptype, psn, flags, body, fix_len)| {
+        .prop_map(|(ptype, psn, flags, body, fix_len, uc)| {
             let mut f = vec![0u8; 36];
             f[16] = ptype;
             f[18] = flags;
+            f[19] = u8::from(uc);
             f[28..32].copy_from_slice(&psn.to_be_bytes());
             f.extend_from_slice(&body);
             if fix_len {
@@ -102,4 +105,28 @@ fn fuzz_seeds_reach_deep() {
     let (h, _) = run("sendonly-paeth");
     assert_eq!(h.qp.stats().rx_piggy_acks, 1);
     assert_eq!(h.qp.stats().rx_ack_out_of_window, 0);
+}
+
+/// The UC seeds reach the UC twin's responder: a whole SEND completes,
+/// and the gap seed drops a Last and abandons its message before the
+/// resynchronised one lands.
+#[test]
+fn uc_seeds_reach_the_uc_responder() {
+    let seeds = rx::seeds();
+    let get = |n: &str| seeds.iter().find(|(k, _)| k == n).unwrap().1.clone();
+    let mut mem = rx::fake_memory();
+    let mut h = Harness::new();
+    for f in &get("uc-exchange-send") {
+        h.input(f, &mut mem);
+    }
+    assert_eq!(h.uc.stats().rx_frames, 3);
+    assert_eq!(h.uc.sq_free(), 16, "the UC sends completed on transmit");
+    let mut h = Harness::new();
+    for f in &get("uc-gap-resync") {
+        h.input(f, &mut mem);
+    }
+    let s = *h.uc.stats();
+    assert_eq!((s.rx_frames, s.rx_uc_dropped, s.rx_uc_abandoned), (4, 1, 1));
+    assert_eq!(h.qp.stats().rx_frames, 0);
+    assert_eq!(h.uc.state(), QpState::Rts);
 }

@@ -31,7 +31,8 @@ use core::ptr;
 use std::sync::{Arc, Mutex};
 
 use omx_engine::{
-    PathInfo, PathMtu, PostError, QpAttr, QpState, RecvWr, SendOp, SendWr, SgList, Sge, MAX_SGE,
+    PathInfo, PathMtu, PostError, QpAttr, QpState, QpType, RecvWr, SendOp, SendWr, SgList, Sge,
+    MAX_SGE,
 };
 use omx_rdma_sys::*;
 use omx_verbs::qp::QpInner;
@@ -198,10 +199,11 @@ pub(crate) fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mu
         let o = &mut *qp;
         let scq = crate::cq::from_ibv((*attr).send_cq).and_then(|c| c.cq.clone());
         let rcq = crate::cq::from_ibv((*attr).recv_cq).and_then(|c| c.cq.clone());
-        // Only RC has an engine so far; UC/UD QPs exist for the control
-        // path and their post verbs return EOPNOTSUPP.
-        let rc = qp_type == IBV_QPT_RC;
-        if let (true, Some(rt), Some(scq), Some(rcq)) = (rc, &o.rt, scq, rcq) {
+        // RC and UC run on the connected engine (UC in its unreliable
+        // mode, docs/wire.md §14); UD QPs exist for the control path only
+        // so far and their post verbs return EOPNOTSUPP.
+        let connected = matches!(qp_type, IBV_QPT_RC | IBV_QPT_UC);
+        if let (true, Some(rt), Some(scq), Some(rcq)) = (connected, &o.rt, scq, rcq) {
             let q = Qp::new(
                 Qpn::new(qpn),
                 (*pd).handle,
@@ -209,6 +211,7 @@ pub(crate) fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mu
                     sq_depth: (*attr).cap.max_send_wr,
                     rq_depth: (*attr).cap.max_recv_wr,
                     window: rt.ep.reserve_window(),
+                    uc: qp_type == IBV_QPT_UC,
                 },
                 scq,
                 rcq,
@@ -757,8 +760,18 @@ pub(crate) fn drive_send(rt: &Runtime, v: &Arc<Qp>, g: &mut QpInner) -> Drive {
     rt.ep.drive(v, g, rt.now(), &rt.sink())
 }
 
-/// Posts one `ibv_send_wr` to a locked QP.
+/// Posts one `ibv_send_wr` to a locked QP. A UC QP refuses RDMA READ
+/// and atomics with EINVAL, as rxe (the engine, and here for atomics,
+/// which an RC QP refuses with EOPNOTSUPP as not implemented).
 fn post_one_send(v: &Qp, g: &mut QpInner, w: &ibv_send_wr) -> Result<(), i32> {
+    if g.rc.qp_type() == QpType::Uc
+        && matches!(
+            w.opcode,
+            IBV_WR_ATOMIC_CMP_AND_SWP | IBV_WR_ATOMIC_FETCH_AND_ADD
+        )
+    {
+        return Err(libc::EINVAL);
+    }
     let op = send_op(w)?;
     // SAFETY: sg_list readable for num_sge entries (the caller's list, as
     // post_send's contract says).

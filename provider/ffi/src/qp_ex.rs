@@ -87,8 +87,14 @@ pub fn check_qp_init_attr_ex(a: &ibv_qp_init_attr_ex) -> Result<(), Errno> {
         if a.send_ops_flags & !KNOWN_SEND_OPS != 0 {
             return Err(Errno::EINVAL);
         }
-        // Only RC has a data path; its atomics come with a later issue.
-        if a.qp_type != IBV_QPT_RC || a.send_ops_flags & !SUPPORTED_SEND_OPS != 0 {
+        // RC and UC have a data path (UC without RDMA READ, docs/wire.md
+        // §14); atomics come with a later issue.
+        let supported = match a.qp_type {
+            IBV_QPT_RC => SUPPORTED_SEND_OPS,
+            IBV_QPT_UC => SUPPORTED_SEND_OPS & !u64::from(IBV_QP_EX_WITH_RDMA_READ),
+            _ => 0,
+        };
+        if supported == 0 || a.send_ops_flags & !supported != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
     }
@@ -695,6 +701,13 @@ mod tests {
         let mut ud = attr(pd_ops, 4);
         ud.qp_type = IBV_QPT_UD;
         assert_eq!(check_qp_init_attr_ex(&ud), Err(Errno::EOPNOTSUPP));
+        // UC: SEND and WRITE (with immediate), no READ (perftest -c UC
+        // creates its QPs this way).
+        let mut uc = attr(pd_ops, SUPPORTED_SEND_OPS);
+        uc.qp_type = IBV_QPT_UC;
+        assert_eq!(check_qp_init_attr_ex(&uc), Err(Errno::EOPNOTSUPP));
+        uc.send_ops_flags &= !u64::from(IBV_QP_EX_WITH_RDMA_READ);
+        assert_eq!(check_qp_init_attr_ex(&uc), Ok(()));
     }
 
     fn qp(depth: u32) -> Qp {

@@ -597,6 +597,17 @@ mod tests {
     }
 
     fn connect_with(ep: &Endpoint, qpn: u32, peer: u32, depth: u32, cqe: usize) -> Arc<Qp> {
+        connect_typed(ep, qpn, peer, depth, cqe, false)
+    }
+
+    fn connect_typed(
+        ep: &Endpoint,
+        qpn: u32,
+        peer: u32,
+        depth: u32,
+        cqe: usize,
+        uc: bool,
+    ) -> Arc<Qp> {
         let cq = Arc::new(Cq::new(1, cqe));
         ep.insert_cq(cq.clone());
         let qp = Arc::new(
@@ -606,6 +617,7 @@ mod tests {
                 QpCaps {
                     sq_depth: depth,
                     rq_depth: depth,
+                    uc,
                     ..Default::default()
                 },
                 cq.clone(),
@@ -620,7 +632,7 @@ mod tests {
             min_rnr_timer: 1,
             ..omx_engine::testing::Conn::new(qpn, peer)
         };
-        for a in conn.steps() {
+        for a in conn.steps_for(g.rc.qp_type()) {
             g.modify(&a).unwrap();
         }
         drop(g);
@@ -655,6 +667,56 @@ mod tests {
                 a.handle_frame(Instant::ZERO, &f, wa);
             }
         }
+    }
+
+    /// UC through the endpoint (docs/wire.md §14): an inline SEND leaves
+    /// as one UC frame, completes at the sender on transmit (nothing
+    /// left pending there once polled), lands in B's CQ, and B sends
+    /// nothing back.
+    #[test]
+    fn uc_send_through_the_endpoint() {
+        let a = Endpoint::new(1);
+        let b = Endpoint::new(2);
+        let qa = connect_typed(&a, 1 << 12, 2 << 12, 4, 16, true);
+        let qb = connect_typed(&b, 2 << 12, 1 << 12, 4, 16, true);
+        let mut mb = vec![0u8; 64];
+        reg(&b, &mut mb, 0x200, 64, ACCESS_LOCAL_WRITE);
+        qb.lock()
+            .post_recv(RecvWr {
+                wr_id: 7,
+                sg: SgList::single(mb.as_mut_ptr() as u64, 64, 0x200),
+            })
+            .unwrap();
+        let (wa, wb) = (Wire::default(), Wire::default());
+        {
+            let mut g = qa.lock();
+            let wr = SendWr {
+                wr_id: 1,
+                op: SendOp::Send,
+                sg: SgList::default(),
+                signaled: true,
+                solicited: false,
+            };
+            g.post_send_inline(wr, 2, |d| d.copy_from_slice(b"hi"))
+                .unwrap();
+            a.drive(&qa, &mut g, Instant::ZERO, &wa);
+        }
+        let frames: Vec<_> = wa.0.borrow_mut().drain(..).collect();
+        assert_eq!(frames.len(), 1);
+        let f = omx_wire::Frame::new_checked(&frames[0][..]).unwrap();
+        assert_eq!(
+            (f.opcode(), f.transport(), f.ack_req()),
+            (omx_wire::Opcode::SendOnly, omx_wire::Transport::Uc, false)
+        );
+        let (wc, _) = qa.send_cq.poll_one().expect("completed on transmit");
+        assert_eq!((wc.wr_id, wc.status), (1, WcStatus::Success));
+        a.drive(&qa, &mut qa.lock(), Instant::ZERO, &wa);
+        assert!(!qa.pending.load(SeqCst), "nothing left once polled");
+        b.handle_frame(Instant::ZERO, &frames[0], &wb);
+        assert!(wb.0.borrow().is_empty(), "UC sends no ACK");
+        let (wc, _) = qb.recv_cq.poll_one().expect("received");
+        assert_eq!((wc.wr_id, wc.byte_len), (7, 2));
+        assert_eq!(&mb[..2], b"hi");
     }
 
     /// A QP in interactive mode holds the ACK of a frame a busy-polling
@@ -1192,6 +1254,7 @@ mod tests {
                 sq_depth: 4,
                 rq_depth: 4,
                 window: w,
+                uc: false,
             },
             cq.clone(),
             cq,

@@ -1,5 +1,5 @@
-//! Queue pairs: an [`RcQp`] plus the buffers the data path needs, all
-//! allocated at creation.
+//! Queue pairs: an [`RcQp`] (RC, or UC in its unreliable mode) plus the
+//! buffers the data path needs, all allocated at creation.
 //!
 //! Who holds references: the ffi QP object (`Arc<Qp>`) and the endpoint's
 //! demux table (`Arc<Qp>`, from `insert` to `remove`), and transiently a
@@ -30,7 +30,8 @@
 //! IBV_SEND_INLINE copies its data into slot *n mod sq_depth* and points
 //! its SGE at it under [`crate::INLINE_LKEY`]. The engine refuses more than
 //! `sq_depth` outstanding send WRs and frees a WR's slot only once it is
-//! acknowledged, so a slot is never reused while its data may still be
+//! acknowledged (UC: once its last packet was built, and it is never
+//! sent again), so a slot is never reused while its data may still be
 //! (re)transmitted.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -97,6 +98,9 @@ pub struct QpCaps {
     pub rq_depth: u32,
     /// Receive window.
     pub window: Window,
+    /// Unreliable connected (docs/wire.md §14) instead of RC: no ACKs,
+    /// no retransmission, a send WR completes once its last packet left.
+    pub uc: bool,
 }
 
 /// A queue pair.
@@ -190,6 +194,9 @@ impl Qp {
         cfg.rq_depth = caps.rq_depth.max(1);
         cfg.rx_window = caps.window.packets;
         cfg.ack_hold = ACK_HOLD;
+        if caps.uc {
+            cfg.qp_type = omx_engine::QpType::Uc;
+        }
         Qp {
             qpn,
             pd,

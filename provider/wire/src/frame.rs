@@ -58,12 +58,30 @@ fn be_u32(b: &[u8]) -> u32 {
     u32::from_be_bytes(a)
 }
 
+/// The opcodes a UC frame may carry (IBTA 9.8, docs/wire.md §14): SEND and
+/// RDMA WRITE, First/Middle/Last/Only, with immediate; no SEND with
+/// invalidate, READ, atomics or responses.
+pub const fn uc_opcode(opcode: Opcode) -> bool {
+    (opcode.is_send() || opcode.is_write())
+        && !matches!(opcode, Opcode::SendLastInv | Opcode::SendOnlyInv)
+}
+
 /// Length of the extension headers of a frame with this opcode,
 /// transport and flag P, or why no such frame exists: an unknown opcode,
-/// a UD packet other than SEND Only (with immediate) is unsupported; flag
-/// P on anything but an RC request, UD included, is malformed.
+/// a UD packet other than SEND Only (with immediate), a UC packet other
+/// than SEND and RDMA WRITE (without invalidate) are unsupported; flag P on anything but an RC request, UC and UD included,
+/// is malformed.
 fn ext_len_of(opcode: Opcode, transport: Transport, piggy: bool) -> Result<usize> {
     let layout = opcode.layout().ok_or(Error::Unsupported)?;
+    if transport == Transport::Uc {
+        if !uc_opcode(opcode) {
+            return Err(Error::Unsupported);
+        }
+        if piggy {
+            return Err(Error::Malformed);
+        }
+        return Ok(layout.len());
+    }
     if transport == Transport::Ud {
         if !matches!(opcode, Opcode::SendOnly | Opcode::SendOnlyImm) {
             return Err(Error::Unsupported);
@@ -425,7 +443,7 @@ impl FrameRepr {
         let opcode = frame.opcode();
         let layout = opcode.layout().ok_or(Error::Unsupported)?;
         let transport = frame.transport();
-        if transport != Transport::Rc {
+        if !matches!(transport, Transport::Rc | Transport::Uc) {
             return Err(Error::Unsupported);
         }
         let mut rest = frame.ext();
@@ -499,6 +517,8 @@ impl FrameRepr {
         let layout = self.bth.opcode.layout().ok_or(Error::Malformed)?;
         if !self.ext.matches(&layout)
             || (self.ext.ack.is_some() && !self.bth.opcode.is_request())
+            || (self.bth.transport == Transport::Uc
+                && (!uc_opcode(self.bth.opcode) || self.ext.ack.is_some()))
             || self.payload_len > usize::from(u16::MAX)
             || (self.payload_len != 0 && !self.bth.opcode.may_have_payload())
         {
@@ -896,12 +916,17 @@ mod tests {
         b[19] = 3; // UD carries no RDMA WRITE
         assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::Unsupported);
         let mut b = good;
-        b[19] = 1; // UC: structurally an RC frame, not for us
+        b[19] = 1; // UC: the same frame with transport UC (§14)
+        let crc = crate::crc32c(&b[16..60]);
+        b[60..].copy_from_slice(&crc.to_be_bytes());
+        let f = Frame::new_checked(&b[..]).unwrap();
+        assert_eq!(FrameRepr::parse(&f).unwrap().bth.transport, Transport::Uc);
+        assert_eq!(UdRepr::parse(&f).unwrap_err(), Error::Unsupported);
+        b[19] = 2; // RD: never
         let crc = crate::crc32c(&b[16..60]);
         b[60..].copy_from_slice(&crc.to_be_bytes());
         let f = Frame::new_checked(&b[..]).unwrap();
         assert_eq!(FrameRepr::parse(&f).unwrap_err(), Error::Unsupported);
-        assert_eq!(UdRepr::parse(&f).unwrap_err(), Error::Unsupported);
     }
 
     /// SEND Only with Immediate as UD, 4 payload bytes, SE, PSN 0x000007,
@@ -1058,6 +1083,60 @@ mod tests {
 
     /// The piggybacked ACK sits right after the BTH, before the RETH, and
     /// sets flag P; byte for byte against the fixture.
+    /// UC frames (§14): SEND and RDMA WRITE round-trip with transport 1;
+    /// READ, atomics, responses and SEND with invalidate are unsupported,
+    /// flag P malformed, on the wire and at emit.
+    #[test]
+    fn uc_frames() {
+        let mut r = repr();
+        r.bth.transport = Transport::Uc;
+        r.bth.ack_req = false;
+        let mut b = [0u8; 128];
+        let n = r
+            .emit(&mut Frame::new_unchecked(&mut b[..]), |p| {
+                p.copy_from_slice(&[1, 2, 3, 4])
+            })
+            .unwrap();
+        assert_eq!(b[19], 1);
+        let f = Frame::new_checked(&b[..n]).unwrap();
+        assert_eq!(FrameRepr::parse(&f).unwrap(), r);
+        // The same bytes with another opcode (CRC refreshed): refused.
+        for op in [
+            Opcode::ReadRequest,
+            Opcode::CompareSwap,
+            Opcode::Acknowledge,
+            Opcode::ReadResponseOnly,
+            Opcode::SendOnlyInv,
+        ] {
+            let mut c = b;
+            c[16] = op.into();
+            let g = Frame::new_unchecked(&c[..n]);
+            assert!(FrameRepr::parse_ignoring_crc(&g).is_err(), "{op:?}");
+            let mut e = r;
+            e.bth.opcode = op;
+            e.ext = Ext::default();
+            e.payload_len = 0;
+            assert!(e
+                .emit_header(&mut Frame::new_unchecked(&mut [0u8; 128][..]))
+                .is_err());
+        }
+        let mut c = b;
+        c[18] |= FLAG_PIGGY_ACK;
+        assert_eq!(
+            FrameRepr::parse_ignoring_crc(&Frame::new_unchecked(&c[..n])),
+            Err(Error::Malformed)
+        );
+        let mut e = r;
+        e.ext.ack = Some(Paeth {
+            psn: Psn::new(1),
+            credits: 1,
+        });
+        assert_eq!(
+            e.emit_header(&mut Frame::new_unchecked(&mut [0u8; 128][..])),
+            Err(Error::Malformed)
+        );
+    }
+
     #[test]
     fn piggy_ack_layout() {
         let mut r = repr();

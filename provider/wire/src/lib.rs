@@ -41,7 +41,8 @@ mod psn;
 pub use crc::crc32c;
 pub use ext::{Aeth, AtomicEth, Deth, NakCode, Paeth, Reth, Syndrome, ACK_CREDIT_INVALID};
 pub use frame::{
-    is_local_wake, local_wake_frame, Bth, Ext, Frame, FrameRepr, UdRepr, PTYPE_LOCAL_WAKE,
+    is_local_wake, local_wake_frame, uc_opcode, Bth, Ext, Frame, FrameRepr, UdRepr,
+    PTYPE_LOCAL_WAKE,
 };
 pub use opcode::{ExtLayout, Opcode, Position, Transport};
 pub use psn::{Psn, Qpn, PSN_MODULUS};

@@ -2,7 +2,9 @@
 //! fuzz targets (fuzz/) and the `rx_garbage` property test: a connected
 //! QP with send and receive WRs posted, a way to turn arbitrary bytes
 //! into frames aimed at it, the checks run after every frame, and the
-//! seed frames the fuzz corpus is generated from.
+//! seed frames the fuzz corpus is generated from. The connected QP
+//! exists twice, RC and UC (docs/wire.md §14): a frame whose transport
+//! byte (abs 19) says UC goes to the UC twin, any other to the RC QP.
 //!
 //! Memory layout (the same keys and addresses in every memory model):
 //! [`LOCAL_KEY`] at [`LOCAL_VA`] (receive buffers, send sources, READ
@@ -16,7 +18,7 @@ use omx_wire::{Aeth, AtomicEth, Ext, Frame, NakCode, Opcode, Paeth, Position, Re
 use super::{rts_qp, Conn, FakeMemory};
 use crate::mem::{Access, MemoryAccess};
 use crate::qp::{QpConfig, RcQp, READ_BURST};
-use crate::state::PathMtu;
+use crate::state::{PathMtu, QpType};
 use crate::time::{Duration, Instant};
 use crate::wr::{RecvWr, SendOp, SendWr, SgList, WcQueue};
 
@@ -149,11 +151,14 @@ fn aim(frame: &mut [u8]) {
 /// The QP under test with its traffic, and what the checks remember.
 #[derive(Debug)]
 pub struct Harness {
-    /// The QP.
+    /// The QP (RC).
     pub qp: RcQp,
+    /// Its UC twin: same QPN and connection, the frames with transport
+    /// UC.
+    pub uc: RcQp,
     now: Instant,
     buf: Vec<u8>,
-    seen: Vec<(WcQueue, u64)>,
+    seen: Vec<(bool, WcQueue, u64)>,
 }
 
 impl Default for Harness {
@@ -164,11 +169,23 @@ impl Default for Harness {
 
 impl Harness {
     /// The QP in RTS with four receive WRs and four send WRs (SEND,
-    /// READ, WRITE, SEND with immediate) posted.
+    /// READ, WRITE, SEND with immediate) posted, and its UC twin alike
+    /// (WRITE with immediate instead of the READ UC does not have).
     pub fn new() -> Self {
+        Harness {
+            qp: Self::qp(QpType::Rc),
+            uc: Self::qp(QpType::Uc),
+            now: Instant::from_micros(1),
+            buf: vec![0; omx_wire::max_frame_len(256)],
+            seen: Vec::new(),
+        }
+    }
+
+    fn qp(t: QpType) -> RcQp {
         let mut cfg = QpConfig::new(omx_wire::Qpn::new(QPN));
         cfg.sq_depth = 16;
         cfg.rq_depth = 16;
+        cfg.qp_type = t;
         let mut qp = rts_qp(cfg, &conn());
         for i in 0..4u64 {
             let at = LOCAL_VA + i * 1024;
@@ -177,6 +194,11 @@ impl Harness {
             let sg = SgList::single(at, 512, LOCAL_KEY);
             let op = match i {
                 0 => SendOp::Send,
+                1 if t == QpType::Uc => SendOp::RdmaWriteWithImm {
+                    remote_addr: 0,
+                    rkey: PEER_RKEY,
+                    imm: 6,
+                },
                 1 => SendOp::RdmaRead {
                     remote_addr: 0,
                     rkey: PEER_RKEY,
@@ -196,12 +218,7 @@ impl Harness {
             };
             qp.post_send(wr).expect("room for 4");
         }
-        Harness {
-            qp,
-            now: Instant::from_micros(1),
-            buf: vec![0; omx_wire::max_frame_len(256)],
-            seen: Vec::new(),
-        }
+        qp
     }
 
     /// Hands `frame` to the QP, then drains its output, runs its timers
@@ -212,30 +229,32 @@ impl Harness {
         // What the posts left to send goes first (the provider drives
         // after every post).
         self.drain(mem);
-        let _ = self.qp.handle_frame(self.now, frame, mem);
+        let uc = frame.get(19) == Some(&u8::from(omx_wire::Transport::Uc));
+        let qp = if uc { &mut self.uc } else { &mut self.qp };
+        let _ = qp.handle_frame(self.now, frame, mem);
         self.drain(mem);
         let dt = frame.get(14).map_or(1, |b| u64::from(*b));
         self.now = self.now + Duration::from_micros(dt);
         self.qp.handle_timeout(self.now);
+        self.uc.handle_timeout(self.now);
         self.drain(mem);
     }
 
     fn drain<M: MemoryAccess + ?Sized>(&mut self, mem: &M) {
-        let mut sent = 0;
-        while self
-            .qp
-            .poll_transmit(self.now, &mut self.buf, mem)
-            .is_some()
-        {
-            sent += 1;
-            assert!(sent <= READ_BURST + 256, "poll_transmit never ends");
+        for uc in [false, true] {
+            let qp = if uc { &mut self.uc } else { &mut self.qp };
+            let mut sent = 0;
+            while qp.poll_transmit(self.now, &mut self.buf, mem).is_some() {
+                sent += 1;
+                assert!(sent <= READ_BURST + 256, "poll_transmit never ends");
+            }
+            while let Some(wc) = qp.poll_completion() {
+                let id = (uc, wc.queue, wc.wr_id);
+                assert!(!self.seen.contains(&id), "completed twice: {wc:?}");
+                self.seen.push(id);
+            }
+            let _ = qp.poll_event();
         }
-        while let Some(wc) = self.qp.poll_completion() {
-            let id = (wc.queue, wc.wr_id);
-            assert!(!self.seen.contains(&id), "completed twice: {wc:?}");
-            self.seen.push(id);
-        }
-        let _ = self.qp.poll_event();
     }
 }
 
@@ -337,6 +356,46 @@ pub fn seeds() -> Vec<(String, Vec<Vec<u8>>)> {
         peer.frame(Opcode::SendLast, e + 2, Ext::default(), &data[2 * mtu..]),
     ];
     out.push(("exchange-send".into(), send));
+    // UC (docs/wire.md §14), to the UC twin: every opcode UC carries
+    // alone, a whole SEND and WRITE, and a SEND cut by a gap then
+    // resynchronised by a First.
+    let uc = peer.uc();
+    for code in 0x80u8..0xa0 {
+        let op = Opcode::from(code);
+        if !omx_wire::uc_opcode(op) {
+            continue;
+        }
+        let len = if matches!(op.position(), Position::First | Position::Middle) {
+            mtu
+        } else {
+            100
+        };
+        let f = uc.frame(op, e, seed_ext(op, false), &vec![0x42; len]);
+        out.push((format!("uc-{op:?}").to_lowercase(), vec![f]));
+    }
+    let uc_send = vec![
+        uc.frame(Opcode::SendFirst, e, Ext::default(), &data[..mtu]),
+        uc.frame(
+            Opcode::SendMiddle,
+            e + 1,
+            Ext::default(),
+            &data[mtu..2 * mtu],
+        ),
+        uc.frame(Opcode::SendLast, e + 2, Ext::default(), &data[2 * mtu..]),
+    ];
+    out.push(("uc-exchange-send".into(), uc_send));
+    let uc_gap = vec![
+        uc.frame(Opcode::SendFirst, e, Ext::default(), &data[..mtu]),
+        uc.frame(Opcode::SendLast, e + 2, Ext::default(), &data[..50]),
+        uc.frame(Opcode::SendFirst, e + 5, Ext::default(), &data[..mtu]),
+        uc.frame(
+            Opcode::SendLastImm,
+            e + 6,
+            seed_ext(Opcode::SendLastImm, false),
+            &data[..50],
+        ),
+    ];
+    out.push(("uc-gap-resync".into(), uc_gap));
     // UD datagrams (docs/wire.md §13) aimed at the RC QP: dropped as
     // unsupported there, and seeds of the DETH layout for wire_decode.
     for imm in [None, Some(0x0102_0304)] {
@@ -392,7 +451,18 @@ pub fn seeds() -> Vec<(String, Vec<Vec<u8>>)> {
             &data[2 * mtu..],
         ),
     ];
+    let uc_write = write
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            f[18] &= 0x7f; // no AckReq on UC
+            f[19] = omx_wire::Transport::Uc.into();
+            aim(&mut f);
+            f
+        })
+        .collect();
     out.push(("exchange-write".into(), write));
+    out.push(("uc-exchange-write".into(), uc_write));
     let odp = Ext {
         reth: Some(Reth {
             va: ODP_VA,

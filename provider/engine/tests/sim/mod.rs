@@ -68,6 +68,8 @@ pub struct Params {
     pub min_rnr_timer: u8,
     pub rx_window: u16,
     pub depth: u32,
+    /// RC or UC (docs/wire.md §14) for both QPs.
+    pub qp_type: QpType,
 }
 
 impl Default for Params {
@@ -82,6 +84,7 @@ impl Default for Params {
             min_rnr_timer: 1, // 10 µs
             rx_window: 64,
             depth: 256,
+            qp_type: QpType::Rc,
         }
     }
 }
@@ -121,6 +124,7 @@ impl Node {
         cfg.rx_window = p.rx_window;
         cfg.sq_depth = p.depth;
         cfg.rq_depth = p.depth;
+        cfg.qp_type = p.qp_type;
         Node {
             qp: rts_qp(cfg, c),
             mem: FakeMemory::default(),
@@ -211,6 +215,7 @@ impl Net {
         cfg.rx_window = p.rx_window;
         cfg.sq_depth = p.depth;
         cfg.rq_depth = 1;
+        cfg.qp_type = p.qp_type;
         let mut qp = RcQp::new(cfg).with_srq(srq);
         conn(&p).peer().connect(&mut qp);
         net.b.qp = qp;
