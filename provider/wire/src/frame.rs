@@ -69,8 +69,8 @@ pub const fn uc_opcode(opcode: Opcode) -> bool {
 /// Length of the extension headers of a frame with this opcode,
 /// transport and flag P, or why no such frame exists: an unknown opcode,
 /// a UD packet other than SEND Only (with immediate), a UC packet other
-/// than SEND and RDMA WRITE (without invalidate) are unsupported; flag P on anything but an RC request, UC and UD included,
-/// is malformed.
+/// than SEND and RDMA WRITE (without invalidate) are unsupported; flag P
+/// on anything but an RC request, UC and UD included, is malformed.
 fn ext_len_of(opcode: Opcode, transport: Transport, piggy: bool) -> Result<usize> {
     let layout = opcode.layout().ok_or(Error::Unsupported)?;
     if transport == Transport::Uc {
@@ -1081,8 +1081,6 @@ mod tests {
         );
     }
 
-    /// The piggybacked ACK sits right after the BTH, before the RETH, and
-    /// sets flag P; byte for byte against the fixture.
     /// UC frames (§14): SEND and RDMA WRITE round-trip with transport 1;
     /// READ, atomics, responses and SEND with invalidate are unsupported,
     /// flag P malformed, on the wire and at emit.
@@ -1137,6 +1135,8 @@ mod tests {
         );
     }
 
+    /// The piggybacked ACK sits right after the BTH, before the RETH, and
+    /// sets flag P; byte for byte against the fixture.
     #[test]
     fn piggy_ack_layout() {
         let mut r = repr();
