@@ -945,16 +945,7 @@ impl RcQp {
             let r = self
                 .resp
                 .handle_uc_request(&mut self.ctx, &repr, frame.payload(), mem);
-            let out = match r {
-                Ok(()) => Ok(()),
-                Err(RxError::Drop(d)) => Err(d),
-                Err(RxError::Fatal(Fatal(kind))) => {
-                    self.enter_error(Some(kind));
-                    Ok(())
-                }
-            };
-            self.release_silent();
-            return out;
+            return self.settle(r);
         }
         let accepts = if op.is_request() {
             self.state.receives()
@@ -986,6 +977,13 @@ impl RcQp {
             self.req
                 .handle_response(&mut self.ctx, now, &repr, payload, mem)
         };
+        self.settle(r)
+    }
+
+    /// The end of every `handle_frame`: a drop is returned, a fatal
+    /// outcome moves the QP to ERROR with its event (not a drop), and
+    /// unsignaled send WQEs retired meanwhile release their slots.
+    fn settle(&mut self, r: Result<(), RxError>) -> Result<(), RxDrop> {
         let out = match r {
             Ok(()) => Ok(()),
             Err(RxError::Drop(d)) => Err(d),
