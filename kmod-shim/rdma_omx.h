@@ -87,7 +87,6 @@
 #define OMX_MAX_CQE		65536
 #define OMX_MAX_MR		OMX_MR_INDEX_MAX
 #define OMX_MAX_PD		65536
-#define OMX_MAX_AH		65536
 #define OMX_MAX_SRQ		65536
 #define OMX_MAX_SRQ_WR		OMX_MAX_QP_WR	/* as deep as a QP's RQ */
 #define OMX_MAX_SRQ_SGE		OMX_MAX_SGE	/* the QP's max recv SGE */

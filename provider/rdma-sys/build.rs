@@ -74,6 +74,7 @@ fn main() {
         .allowlist_function("ibv_cmd_.*")
         .allowlist_function("ibv_read_ibdev_sysfs_file")
         .allowlist_function("ibv_query_gid_type")
+        .allowlist_function("ibv_query_gid")
         .allowlist_function("ibv_resolve_eth_l2_from_gid")
         .allowlist_function("execute_ioctl")
         .allowlist_var("OMX_.*")

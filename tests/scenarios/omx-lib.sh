@@ -122,3 +122,31 @@ pingpong() {
 	pp_start "$name" "$t" nsA omx0 nsB omx1 "$@"
 	pp_wait "$name"
 }
+
+# perftest_pair NAME PROG ARGS...: perftest PROG's server in nsA on omx0,
+# client in nsB on omx1, with -c $PERF_CONN (default RC); each must exit 0,
+# and the client's last result row (first field the message size) becomes
+# result NAME. Each pair takes its own TCP port.
+PERF_PORT=18600
+perftest_pair() {
+	local name=$1 prog=$2 conn=${PERF_CONN:-RC} s
+	shift 2
+	PERF_PORT=$((PERF_PORT + 1))
+	log "perftest: $prog -c $conn $* ($name)"
+	ip netns exec nsA timeout 240 "$prog" -d omx0 -x 0 -c "$conn" -p "$PERF_PORT" "$@" \
+		>"$OUT/$name-server.txt" 2>&1 &
+	s=$!
+	wait_for "ip netns exec nsA ss -ltn | grep -q :$PERF_PORT" 30 ||
+		{ cat "$OUT/$name-server.txt" >&2; fail "$name: server did not listen"; }
+	ip netns exec nsB timeout 240 "$prog" -d omx1 -x 0 -c "$conn" -p "$PERF_PORT" "$@" \
+		10.78.0.1 >"$OUT/$name-client.txt" 2>&1 || {
+		cat "$OUT/$name-server.txt" "$OUT/$name-client.txt" >&2
+		fail "$name: $prog -c $conn client"
+	}
+	wait "$s" || { cat "$OUT/$name-server.txt" >&2; fail "$name: $prog -c $conn server"; }
+	cat "$OUT/$name-client.txt" >&2
+	local row
+	row=$(awk '$1 ~ /^[0-9]+$/ && NF >= 4 { r = $0 } END { print r }' "$OUT/$name-client.txt")
+	[[ -n $row ]] || fail "$name: no result row"
+	result "$name" "$(tr -s ' ' <<<"$row")"
+}

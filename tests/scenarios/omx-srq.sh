@@ -7,7 +7,7 @@
 # completion events (-e), validated buffers (-c), 1-byte, 64 KiB
 # and 1 MiB messages, 10000 iterations, and -q 16 -r 128 (16 QPs sharing
 # 128 receives); then
-# perftest's ib_send_bw --use-srq, and ibv_xsrq_pingpong, which must stop
+# perftest's ib_send_bw --use-srq and -q 8, and ibv_xsrq_pingpong, which must stop
 # with the XRC domain refused (no XRC here).
 set -euo pipefail
 . "$REPO/tests/vm/guest-lib.sh"
@@ -36,21 +36,9 @@ pp_start srq-same 300 nsA omx0 nsA omx0 -c -n 200
 pp_wait srq-same
 unset PP_PROG
 
-log "perftest: ib_send_bw --use-srq"
-ip netns exec nsA timeout 240 ib_send_bw -d omx0 -x 0 --use-srq -n 2000 -s 4096 \
-	>"$OUT/sendbw-srq-server.txt" 2>&1 &
-s=$!
-wait_for "ip netns exec nsA ss -ltn | grep -q :18515" 30 ||
-	{ cat "$OUT/sendbw-srq-server.txt" >&2; fail "ib_send_bw server did not listen"; }
-ip netns exec nsB timeout 240 ib_send_bw -d omx1 -x 0 --use-srq -n 2000 -s 4096 10.78.0.1 \
-	>"$OUT/sendbw-srq-client.txt" 2>&1 || {
-	cat "$OUT/sendbw-srq-client.txt" >&2
-	fail "ib_send_bw --use-srq client"
-}
-wait "$s" || { cat "$OUT/sendbw-srq-server.txt" >&2; fail "ib_send_bw --use-srq server"; }
-row=$(awk '$1 == 4096 && NF >= 4 { print }' "$OUT/sendbw-srq-client.txt" | tail -n1)
-[[ -n $row ]] || { cat "$OUT/sendbw-srq-client.txt" >&2; fail "ib_send_bw --use-srq: no result row"; }
-result sendbw_srq_4096 "$(tr -s ' ' <<<"$row")"
+perftest_pair sendbw_srq_4096 ib_send_bw --use-srq -n 2000 -s 4096
+# Eight RC QPs between the same two processes.
+perftest_pair sendbw_q8 ib_send_bw -q 8 -n 1000 -s 4096
 
 log "ibv_xsrq_pingpong: XRC is refused with a clear error"
 ip netns exec nsA timeout 60 ibv_xsrq_pingpong -d omx0 -g 0 >"$OUT/xsrq.txt" 2>&1 &&

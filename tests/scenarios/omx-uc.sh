@@ -30,39 +30,13 @@ pp_start uc-same 300 nsA omx0 nsA omx0 -n 1000
 pp_wait uc-same
 unset PP_PROG
 
-# perf NAME PROG ARGS...: PROG's server in nsA on omx0, client in nsB on
-# omx1 with -c UC; the client's last result row (first field the message
-# size) becomes result NAME.
-PERF_PORT=18600
-perf() {
-	local name=$1 prog=$2 s
-	shift 2
-	PERF_PORT=$((PERF_PORT + 1))
-	log "perftest: $prog -c UC $* ($name)"
-	ip netns exec nsA timeout 240 "$prog" -d omx0 -x 0 -c UC -p "$PERF_PORT" "$@" \
-		>"$OUT/$name-server.txt" 2>&1 &
-	s=$!
-	wait_for "ip netns exec nsA ss -ltn | grep -q :$PERF_PORT" 30 ||
-		{ cat "$OUT/$name-server.txt" >&2; fail "$name: server did not listen"; }
-	ip netns exec nsB timeout 240 "$prog" -d omx1 -x 0 -c UC -p "$PERF_PORT" "$@" 10.78.0.1 \
-		>"$OUT/$name-client.txt" 2>&1 || {
-		cat "$OUT/$name-server.txt" "$OUT/$name-client.txt" >&2
-		fail "$name: $prog -c UC client"
-	}
-	wait "$s" || { cat "$OUT/$name-server.txt" >&2; fail "$name: $prog -c UC server"; }
-	cat "$OUT/$name-client.txt" >&2
-	local row
-	row=$(awk '$1 ~ /^[0-9]+$/ && NF >= 4 { r = $0 } END { print r }' "$OUT/$name-client.txt")
-	[[ -n $row ]] || fail "$name: no result row"
-	result "$name" "$(tr -s ' ' <<<"$row")"
-}
-
-perf uc_send_lat ib_send_lat -s 2 -n 2000 -F
-perf uc_write_lat ib_write_lat -s 2 -n 2000 -F
+PERF_CONN=UC
+perftest_pair uc_send_lat ib_send_lat -s 2 -n 2000 -F
+perftest_pair uc_write_lat ib_write_lat -s 2 -n 2000 -F
 # A UC sender never waits: a SEND that finds no posted receive is lost,
 # and a server counting iterations would then wait for it forever.
 # Duration mode ends both sides by time.
-perf uc_send_bw ib_send_bw -s 4096 -D 4 -F
-perf uc_write_bw ib_write_bw -s 65536 -n 2000 -F
+perftest_pair uc_send_bw ib_send_bw -s 4096 -D 4 -F
+perftest_pair uc_write_bw ib_write_bw -s 65536 -n 2000 -F
 
 omx_teardown

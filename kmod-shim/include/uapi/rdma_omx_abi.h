@@ -59,6 +59,13 @@
 #define OMX_ENDPOINT_MIN 1
 #define OMX_ENDPOINT_MAX ((1U << (24 - OMX_QPN_SLOT_BITS)) - 1)
 
+/*
+ * Address handles live in user space only (the provider resolves and
+ * keeps them); the device reports this as max_ah and the provider holds
+ * each context to it.
+ */
+#define OMX_MAX_AH 65536U
+
 static inline __u32 omx_qpn_endpoint(__u32 qpn)
 {
 	return (qpn & 0xffffff) >> OMX_QPN_SLOT_BITS;

@@ -63,6 +63,8 @@ const ZERO: WorkCompletion = WorkCompletion {
     qp_num: Qpn::new(0),
     src_qp: Qpn::new(0),
     solicited: false,
+    grh: false,
+    sl: 0,
 };
 
 /// What the bandwidth test's sender saw.
@@ -228,8 +230,8 @@ impl Node {
         let now = self.now();
         let mut g = self.qp.lock();
         let r = match inline {
-            Some(d) => g.post_send_inline(wr, d.len(), |dst| dst.copy_from_slice(d)),
-            None => g.post_send(wr),
+            Some(d) => g.post_send_inline(wr, None, d.len(), |dst| dst.copy_from_slice(d)),
+            None => g.post_send(wr, None),
         };
         let d = self.ep.drive(&self.qp, &mut g, now, &self.sock);
         drop(g);
@@ -376,7 +378,7 @@ impl Node {
             return None;
         }
         let mut out = [ZERO; 16];
-        let stats0 = *self.qp.lock().rc.stats();
+        let stats0 = *self.qp.lock().eng.stats();
         let (mut posted, mut done) = (0usize, 0usize);
         let t = StdInstant::now();
         while done < msgs {
@@ -395,7 +397,7 @@ impl Node {
             }
         }
         let secs = t.elapsed().as_secs_f64();
-        let stats = *self.qp.lock().rc.stats();
+        let stats = *self.qp.lock().eng.stats();
         stop.store(true, Ordering::Relaxed);
         self.drain(b);
         Some(Bw {

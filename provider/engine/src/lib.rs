@@ -8,8 +8,7 @@
 //! - [`UdQp`]: an unreliable-datagram QP (docs/wire.md §13), driven the
 //!   same way; each send WR names its destination ([`UdDest`]), each
 //!   completion says whether a GRH precedes the data and its form
-//!   ([`UdCompletion`]). UC and atomics slot in as more state machines
-//!   over the same wire crate, timers and [`MemoryAccess`].
+//!   (`WorkCompletion::grh`). UC is a mode of [`RcQp`].
 //! - Registered memory is reached only through [`MemoryAccess`], which
 //!   checks keys, rights and bounds.
 //! - Time is the engine's own [`Instant`]/[`Duration`], passed in.
@@ -105,8 +104,7 @@ pub use state::{
 pub use time::{Duration, Instant};
 pub use timer::{Timer, TimerTable};
 pub use ud::{
-    gid_is_ipv4, write_grh, UdCompletion, UdConfig, UdDest, UdQp, GRH_LEN, QKEY_CONTROLLED,
-    SL_IPV4_GRH,
+    gid_is_ipv4, write_grh, UdConfig, UdDest, UdQp, GRH_LEN, QKEY_CONTROLLED, SL_IPV4_GRH,
 };
 pub use wr::{
     RecvWr, SendOp, SendWr, SgList, Sge, SharedRecv, WcOpcode, WcQueue, WcStatus, WorkCompletion,

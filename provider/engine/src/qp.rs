@@ -848,6 +848,8 @@ impl RcQp {
                 qp_num: self.cfg.qpn,
                 src_qp: self.ctx.remote_qpn,
                 solicited: false,
+                grh: false,
+                sl: 0,
             });
             return Ok(());
         }
@@ -878,6 +880,8 @@ impl RcQp {
                 qp_num: self.cfg.qpn,
                 src_qp: self.ctx.remote_qpn,
                 solicited: false,
+                grh: false,
+                sl: 0,
             });
             return Ok(());
         }

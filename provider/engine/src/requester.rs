@@ -673,6 +673,8 @@ fn send_wc(ctx: &Ctx, e: &SqEntry, status: WcStatus) -> WorkCompletion {
         qp_num: ctx.qpn,
         src_qp: ctx.remote_qpn,
         solicited: false,
+        grh: false,
+        sl: 0,
     }
 }
 

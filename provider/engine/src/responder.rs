@@ -1013,6 +1013,8 @@ fn recv_wc(
         qp_num: ctx.qpn,
         src_qp: ctx.remote_qpn,
         solicited,
+        grh: false,
+        sl: 0,
     }
 }
 

@@ -51,9 +51,22 @@ pub struct UdConfig {
     pub rq_depth: u32,
     /// The port's MAC: the source MAC of every frame.
     pub mac: [u8; 6],
-    /// The port's GID this QP receives on: the destination GID of the GRH
-    /// written in front of every message.
+    /// The port's GID this QP receives on (GID index 0, link-local): the
+    /// destination GID of the GRH written in front of a message from an
+    /// IPv6 or link-local GID.
     pub gid: [u8; 16],
+    /// The port's first IPv4-mapped GID, if it has one: the destination
+    /// GID of a message from an IPv4-mapped GID (the GRH then takes the
+    /// IPv4 form). Our GID table is not on the wire, so the receiver
+    /// names the GID of the sender's family, which is the one the sender
+    /// addressed whenever the port has a single address of that family.
+    pub gid_v4: Option<[u8; 16]>,
+    /// The port's GIDs are RoCE v2 (UDP-encapsulated) GIDs: the GRH
+    /// takes the form RoCE v2 hardware writes ([`write_grh`]). A port of
+    /// RoCE v1 GIDs (ours: docs/wire.md §13.4) gets the IPv6 form with
+    /// the IBTA next header for every message, which is what
+    /// `ibv_init_ah_from_wc` matches against a v1 GID table.
+    pub roce_v2: bool,
     /// The port's active MTU: the largest payload sent and accepted.
     pub mtu: PathMtu,
 }
@@ -67,6 +80,8 @@ impl UdConfig {
             rq_depth: 256,
             mac,
             gid,
+            gid_v4: None,
+            roce_v2: false,
             mtu: PathMtu::Mtu1024,
         }
     }
@@ -92,21 +107,6 @@ pub struct UdDest {
     pub hop_limit: u8,
 }
 
-/// A completion of a UD QP: the [`WorkCompletion`] RC QPs produce, plus
-/// the two `ibv_wc` fields only UD receives set. (They are kept out of
-/// [`WorkCompletion`] so that its users, the provider's CQ rings, build
-/// unchanged; a provider CQ that holds UD completions stores them too.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UdCompletion {
-    /// The completion.
-    pub wc: WorkCompletion,
-    /// IBV_WC_GRH: the first [`GRH_LEN`] bytes of the receive buffer hold
-    /// a GRH (every successful UD receive).
-    pub grh: bool,
-    /// `ibv_wc.sl`: [`SL_IPV4_GRH`] when the GRH is in IPv4 form, else 0.
-    pub sl: u8,
-}
-
 /// Whether `gid` is IPv4-mapped (`::ffff:a.b.c.d`).
 pub fn gid_is_ipv4(gid: &[u8; 16]) -> bool {
     gid[..10].iter().all(|b| *b == 0) && gid[10..12] == [0xff, 0xff]
@@ -125,9 +125,13 @@ fn ipv4_checksum(b: &[u8]) -> u16 {
 }
 
 /// Writes the GRH of a UD message (docs/wire.md §13.4) and returns the
-/// `ibv_wc.sl` that tells its form: the IPv4 form (sl 2) when both GIDs
-/// are IPv4-mapped, else the IPv6 form (sl 0). `imm` and `payload_len`
-/// give the length fields.
+/// `ibv_wc.sl` that tells its form. On a port of RoCE v2 GIDs
+/// (`roce_v2`): the IPv4 form (sl 2) when both GIDs are IPv4-mapped,
+/// else the IPv6 form with next header UDP (sl 0). On a port of RoCE v1
+/// GIDs: always the IPv6 form with the IBTA next header (sl 0), as RoCE
+/// v1 puts an IPv6-format GRH on the wire whatever the GIDs hold. `imm`
+/// and `payload_len` give the length fields.
+#[allow(clippy::too_many_arguments)]
 pub fn write_grh(
     out: &mut [u8; GRH_LEN],
     sgid: &[u8; 16],
@@ -136,11 +140,12 @@ pub fn write_grh(
     hop_limit: u8,
     imm: bool,
     payload_len: usize,
+    roce_v2: bool,
 ) -> u8 {
     // IBTA BTH + DETH + ImmDt + payload padded to 4 + ICRC.
     let ib_len = 12 + 8 + 4 * usize::from(imm) + payload_len.div_ceil(4) * 4 + 4;
     *out = [0; GRH_LEN];
-    if gid_is_ipv4(sgid) && gid_is_ipv4(dgid) {
+    if roce_v2 && gid_is_ipv4(sgid) && gid_is_ipv4(dgid) {
         let ip = &mut out[20..];
         ip[0] = 0x45;
         ip[1] = traffic_class;
@@ -157,9 +162,15 @@ pub fn write_grh(
     } else {
         out[0] = 0x60 | traffic_class >> 4;
         out[1] = traffic_class << 4;
-        let len = ib_len.min(usize::from(u16::MAX)) as u16;
+        // RoCE v2 carries a UDP header (8 bytes) before the BTH.
+        let (len, next) = if roce_v2 {
+            (8 + ib_len, 17)
+        } else {
+            (ib_len, 0x1B)
+        };
+        let len = len.min(usize::from(u16::MAX)) as u16;
         out[4..6].copy_from_slice(&len.to_be_bytes());
-        out[6] = 0x1B;
+        out[6] = next;
         out[7] = hop_limit;
         out[8..24].copy_from_slice(sgid);
         out[24..40].copy_from_slice(dgid);
@@ -179,7 +190,7 @@ pub fn write_grh(
 ///   [`UdQp::post_send`] (with the WR's [`UdDest`]), [`UdQp::post_recv`],
 ///   [`UdQp::fail`].
 /// - (D) outputs: [`UdQp::poll_transmit`], [`UdQp::poll_completion`]
-///   ([`UdCompletion`]), [`UdQp::poll_event`], [`UdQp::poll_timeout`]
+///   ([`WorkCompletion`] with `grh` and `sl` set for receives), [`UdQp::poll_event`], [`UdQp::poll_timeout`]
 ///   (always `None`).
 ///
 /// States: RESET refuses posts; INIT accepts them (sends wait for RTS);
@@ -197,7 +208,7 @@ pub struct UdQp {
     sq: VecDeque<(SendWr, UdDest)>,
     rq: VecDeque<RecvWr>,
     srq: Option<Arc<dyn SharedRecv>>,
-    cq: VecDeque<UdCompletion>,
+    cq: VecDeque<WorkCompletion>,
     sq_outstanding: u32,
     rq_outstanding: u32,
     /// Receive completions of SRQ WQEs not polled yet.
@@ -232,8 +243,13 @@ impl UdQp {
     /// The QP takes its receive WQEs from `srq` ([`SharedRecv`]);
     /// [`UdQp::post_recv`] is then refused. For a QP just created.
     pub fn with_srq(mut self, srq: Arc<dyn SharedRecv>) -> Self {
-        self.srq = Some(srq);
+        self.use_srq(srq);
         self
+    }
+
+    /// [`UdQp::with_srq`] in place.
+    pub fn use_srq(&mut self, srq: Arc<dyn SharedRecv>) {
+        self.srq = Some(srq);
     }
 
     /// This QP's number.
@@ -266,14 +282,33 @@ impl UdQp {
         self.reset_epoch
     }
 
+    /// How many more send WRs [`UdQp::post_send`] would accept now (0 in
+    /// RESET, where posting is refused).
+    pub fn sq_free(&self) -> u32 {
+        if self.state == QpState::Reset {
+            return 0;
+        }
+        self.cfg.sq_depth.saturating_sub(self.sq_outstanding)
+    }
+
     /// Some posted WR has not completed yet.
     pub fn work_pending(&self) -> bool {
         self.sq_outstanding != 0 || self.rq_outstanding != 0
     }
 
-    /// The GID the QP receives on changed (the port's GID table did).
-    pub fn set_gid(&mut self, gid: [u8; 16]) {
+    /// The GIDs the QP receives on changed (the port's GID table did):
+    /// see [`UdConfig::gid`] and [`UdConfig::gid_v4`].
+    pub fn set_gids(&mut self, gid: [u8; 16], gid_v4: Option<[u8; 16]>) {
         self.cfg.gid = gid;
+        self.cfg.gid_v4 = gid_v4;
+    }
+
+    /// The destination GID of the GRH of a message from `sgid`.
+    fn dgid_for(&self, sgid: &[u8; 16]) -> [u8; 16] {
+        match self.cfg.gid_v4 {
+            Some(g) if gid_is_ipv4(sgid) => g,
+            _ => self.cfg.gid,
+        }
     }
 
     /// Validates `ibv_modify_qp` without changing anything: the
@@ -351,14 +386,14 @@ impl UdQp {
         self.flush_sq();
         while let Some(wr) = self.rq.pop_front() {
             let wc = self.recv_wc(wr.wr_id, WcStatus::WrFlushErr, 0, None, Qpn::new(0));
-            self.cq.push_back(plain(wc));
+            self.cq.push_back(wc);
         }
     }
 
     fn flush_sq(&mut self) {
         while let Some((wr, _)) = self.sq.pop_front() {
             let wc = self.send_wc(&wr, WcStatus::WrFlushErr);
-            self.cq.push_back(plain(wc));
+            self.cq.push_back(wc);
         }
     }
 
@@ -387,6 +422,8 @@ impl UdQp {
             qp_num: self.cfg.qpn,
             src_qp: Qpn::new(0),
             solicited: false,
+            grh: false,
+            sl: 0,
         }
     }
 
@@ -408,6 +445,8 @@ impl UdQp {
             qp_num: self.cfg.qpn,
             src_qp,
             solicited: false,
+            grh: false,
+            sl: 0,
         }
     }
 
@@ -429,7 +468,7 @@ impl UdQp {
         self.sq_outstanding += 1;
         if matches!(self.state, QpState::Err | QpState::Sqe) {
             let wc = self.send_wc(&wr, WcStatus::WrFlushErr);
-            self.cq.push_back(plain(wc));
+            self.cq.push_back(wc);
             return Ok(());
         }
         self.sq.push_back((wr, dest));
@@ -448,7 +487,7 @@ impl UdQp {
         self.rq_outstanding += 1;
         if self.state == QpState::Err {
             let wc = self.recv_wc(wr.wr_id, WcStatus::WrFlushErr, 0, None, Qpn::new(0));
-            self.cq.push_back(plain(wc));
+            self.cq.push_back(wc);
             return Ok(());
         }
         self.rq.push_back(wr);
@@ -518,18 +557,19 @@ impl UdQp {
         if u64::from(byte_len) > wqe.sg.total_len() {
             self.stats.rx_wqe_too_small += 1;
             let wc = self.recv_wc(wqe.wr_id, WcStatus::LocLenErr, byte_len, None, src);
-            self.cq.push_back(plain(wc));
+            self.cq.push_back(wc);
             return Ok(());
         }
         let mut grh = [0u8; GRH_LEN];
         let sl = write_grh(
             &mut grh,
             &repr.deth.sgid,
-            &self.cfg.gid,
+            &self.dgid_for(&repr.deth.sgid),
             repr.deth.traffic_class,
             repr.deth.hop_limit,
             repr.imm.is_some(),
             payload.len(),
+            self.cfg.roce_v2,
         );
         let wrote = mem::scatter(mem, &wqe.sg, 0, &grh).and_then(|()| {
             if payload.is_empty() {
@@ -540,13 +580,15 @@ impl UdQp {
         });
         if wrote.is_err() {
             let wc = self.recv_wc(wqe.wr_id, WcStatus::LocProtErr, 0, None, src);
-            self.cq.push_back(plain(wc));
+            self.cq.push_back(wc);
             self.enter_error(Some(QpEventKind::Fatal));
             return Ok(());
         }
         let mut wc = self.recv_wc(wqe.wr_id, WcStatus::Success, byte_len, repr.imm, src);
         wc.solicited = repr.solicited;
-        self.cq.push_back(UdCompletion { wc, grh: true, sl });
+        wc.grh = true;
+        wc.sl = sl;
+        self.cq.push_back(wc);
         Ok(())
     }
 
@@ -609,7 +651,7 @@ impl UdQp {
         if mem::gather(mem, &wr.sg, 0, frame.payload_mut(), Access::LocalRead).is_err() {
             self.stats.tx_gather_err += 1;
             let wc = self.send_wc(&wr, WcStatus::LocProtErr);
-            self.cq.push_back(plain(wc));
+            self.cq.push_back(wc);
             self.state = QpState::Sqe;
             self.flush_sq();
             return None;
@@ -619,7 +661,7 @@ impl UdQp {
         self.stats.tx_frames += 1;
         if wr.signaled {
             let wc = self.send_wc(&wr, WcStatus::Success);
-            self.cq.push_back(plain(wc));
+            self.cq.push_back(wc);
         } else {
             self.sq_outstanding -= 1;
         }
@@ -629,9 +671,9 @@ impl UdQp {
     /// Next completion (send or receive queue). Polling releases the
     /// WQE's slot.
     #[must_use]
-    pub fn poll_completion(&mut self) -> Option<UdCompletion> {
+    pub fn poll_completion(&mut self) -> Option<WorkCompletion> {
         let c = self.cq.pop_front()?;
-        match c.wc.queue {
+        match c.queue {
             WcQueue::Send => self.sq_outstanding = self.sq_outstanding.saturating_sub(1),
             WcQueue::Recv if self.srq.is_some() => {
                 self.srq_unpolled = self.srq_unpolled.saturating_sub(1)
@@ -639,14 +681,5 @@ impl UdQp {
             WcQueue::Recv => self.rq_outstanding = self.rq_outstanding.saturating_sub(1),
         }
         Some(c)
-    }
-}
-
-/// A completion without GRH (sends, errors, flushes).
-fn plain(wc: WorkCompletion) -> UdCompletion {
-    UdCompletion {
-        wc,
-        grh: false,
-        sl: 0,
     }
 }

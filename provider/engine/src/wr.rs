@@ -250,4 +250,10 @@ pub struct WorkCompletion {
     pub src_qp: Qpn,
     /// The SEND carried the solicited-event bit.
     pub solicited: bool,
+    /// IBV_WC_GRH: the receive buffer starts with a 40-byte GRH (every
+    /// successful UD receive, [`crate::GRH_LEN`]).
+    pub grh: bool,
+    /// `ibv_wc.sl`: for a UD receive, the GRH's form
+    /// ([`crate::SL_IPV4_GRH`] for IPv4, else 0); 0 otherwise.
+    pub sl: u8,
 }

@@ -87,6 +87,14 @@ fn side(qpn: u32, gid: [u8; 16]) -> Side {
     side_with(UdConfig::new(Qpn::new(qpn), mac(qpn), gid))
 }
 
+/// A side on a port of RoCE v2 GIDs ([`UdConfig::roce_v2`]).
+fn side_v2(qpn: u32, gid: [u8; 16]) -> Side {
+    side_with(UdConfig {
+        roce_v2: true,
+        ..UdConfig::new(Qpn::new(qpn), mac(qpn), gid)
+    })
+}
+
 fn dest_to(to: &Side, from: &Side) -> UdDest {
     UdDest {
         dmac: mac(to.qp.qpn().value()),
@@ -111,7 +119,7 @@ fn frames(s: &mut Side) -> Vec<Vec<u8>> {
     out
 }
 
-fn wcs(s: &mut Side) -> Vec<UdCompletion> {
+fn wcs(s: &mut Side) -> Vec<WorkCompletion> {
     core::iter::from_fn(|| s.qp.poll_completion()).collect()
 }
 
@@ -161,18 +169,18 @@ fn a_datagram_arrives_after_an_ipv6_form_grh() {
     assert_eq!(r.src_mac, mac(A));
     let sent = wcs(&mut a);
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].wc.status, WcStatus::Success);
-    assert_eq!(sent[0].wc.queue, WcQueue::Send);
+    assert_eq!(sent[0].status, WcStatus::Success);
+    assert_eq!(sent[0].queue, WcQueue::Send);
     deliver(&mut b, &f[0]).unwrap();
     let got = wcs(&mut b);
     assert_eq!(got.len(), 1);
     let c = got[0];
-    assert_eq!(c.wc.status, WcStatus::Success);
-    assert_eq!(c.wc.wr_id, 9);
-    assert_eq!(c.wc.byte_len, 140);
-    assert_eq!(c.wc.imm, Some(0xabcd));
-    assert_eq!(c.wc.src_qp, Qpn::new(A));
-    assert_eq!(c.wc.qp_num, Qpn::new(B));
+    assert_eq!(c.status, WcStatus::Success);
+    assert_eq!(c.wr_id, 9);
+    assert_eq!(c.byte_len, 140);
+    assert_eq!(c.imm, Some(0xabcd));
+    assert_eq!(c.src_qp, Qpn::new(A));
+    assert_eq!(c.qp_num, Qpn::new(B));
     assert!(c.grh);
     assert_eq!(c.sl, 0);
     let grh = expected_grh6(gid6(1), gid6(2), 0x28, 64, true, 100);
@@ -190,8 +198,8 @@ fn a_datagram_arrives_after_an_ipv6_form_grh() {
 
 #[test]
 fn ipv4_mapped_gids_get_the_ipv4_form_and_sl_2() {
-    let mut a = side(A, gid4(1));
-    let mut b = side(B, gid4(2));
+    let mut a = side_v2(A, gid4(1));
+    let mut b = side_v2(B, gid4(2));
     b.qp.post_recv(recv_wr(1, 0, 1024, KEY)).unwrap();
     let d = dest_to(&b, &a);
     a.qp.post_send(send_wr(1, SendOp::Send, 0x100, 33, KEY), d)
@@ -200,7 +208,7 @@ fn ipv4_mapped_gids_get_the_ipv4_form_and_sl_2() {
     let c = wcs(&mut b)[0];
     assert!(c.grh);
     assert_eq!(c.sl, 2);
-    assert_eq!(c.wc.byte_len, 73);
+    assert_eq!(c.byte_len, 73);
     let g = &region(&b)[..40];
     assert_eq!(&g[..20], &[0u8; 20]);
     let ip = &g[20..40];
@@ -223,7 +231,8 @@ fn ipv4_mapped_gids_get_the_ipv4_form_and_sl_2() {
     }
     assert_eq!(sum, 0xffff);
     assert_eq!(&region(&b)[40..73], &region(&a)[0x100..0x100 + 33]);
-    // An IPv4 sender and an IPv6 receiver: the IPv6 form, sl 0.
+    // An IPv4 sender and an IPv6 receiver (RoCE v1 port): the IPv6 form,
+    // sl 0.
     let mut c6 = side(0x3001, gid6(3));
     c6.qp.post_recv(recv_wr(1, 0, 1024, KEY)).unwrap();
     let d = dest_to(&c6, &a);
@@ -234,6 +243,42 @@ fn ipv4_mapped_gids_get_the_ipv4_form_and_sl_2() {
     assert_eq!(c.sl, 0);
     let grh = expected_grh6(gid4(1), gid6(3), 0x28, 64, false, 5);
     assert_eq!(&region(&c6)[..40], &grh[..]);
+    // A receiver whose port has both: the GID of the sender's family.
+    let mut both = side_v2(0x3002, gid6(4));
+    both.qp.set_gids(gid6(4), Some(gid4(4)));
+    both.qp.post_recv(recv_wr(1, 0, 1024, KEY)).unwrap();
+    both.qp.post_recv(recv_wr(2, 0x800, 1024, KEY)).unwrap();
+    let d = dest_to(&both, &a);
+    a.qp.post_send(send_wr(3, SendOp::Send, 0x100, 5, KEY), d)
+        .unwrap();
+    deliver(&mut both, &frames(&mut a)[0]).unwrap();
+    assert_eq!(wcs(&mut both)[0].sl, 2);
+    assert_eq!(&region(&both)[36..40], &gid4(4)[12..]);
+    let d = dest_to(&both, &c6);
+    c6.qp
+        .post_send(send_wr(4, SendOp::Send, 0x100, 5, KEY), d)
+        .unwrap();
+    deliver(&mut both, &frames(&mut c6)[0]).unwrap();
+    assert_eq!(wcs(&mut both)[0].sl, 0);
+    let g = &region(&both)[0x800..0x800 + 40];
+    // RoCE v2's IPv6 form: next header UDP, the length counts its header.
+    assert_eq!(
+        (g[6], u16::from_be_bytes([g[4], g[5]])),
+        (17, 8 + 12 + 8 + 8 + 4)
+    );
+    assert_eq!(&g[24..40], &gid6(4)[..]);
+    // A port of RoCE v1 GIDs (ours) writes the IPv6 form with the IBTA
+    // next header whatever the GIDs hold: what ibv_init_ah_from_wc
+    // matches against a v1 GID table.
+    let mut v1 = side(0x3003, gid4(5));
+    v1.qp.post_recv(recv_wr(1, 0, 1024, KEY)).unwrap();
+    let d = dest_to(&v1, &a);
+    a.qp.post_send(send_wr(5, SendOp::Send, 0x100, 5, KEY), d)
+        .unwrap();
+    deliver(&mut v1, &frames(&mut a)[0]).unwrap();
+    assert_eq!(wcs(&mut v1)[0].sl, 0);
+    let grh = expected_grh6(gid4(1), gid4(5), 0x28, 64, false, 5);
+    assert_eq!(&region(&v1)[..40], &grh[..]);
 }
 
 #[test]
@@ -255,7 +300,7 @@ fn a_wrong_qkey_is_dropped_and_a_controlled_one_uses_the_qps() {
         .unwrap();
     let f = frames(&mut a);
     deliver(&mut b, &f[0]).unwrap();
-    assert_eq!(wcs(&mut b)[0].wc.status, WcStatus::Success);
+    assert_eq!(wcs(&mut b)[0].status, WcStatus::Success);
 }
 
 #[test]
@@ -291,8 +336,8 @@ fn no_wqe_too_long_and_a_small_wqe_are_handled_as_hardware_does() {
         deliver(&mut b2, &f).unwrap();
     }
     let got = wcs(&mut b2);
-    assert_eq!(got[0].wc.status, WcStatus::LocLenErr);
-    assert_eq!(got[0].wc.byte_len, 140);
+    assert_eq!(got[0].status, WcStatus::LocLenErr);
+    assert_eq!(got[0].byte_len, 140);
     assert!(!got[0].grh);
     assert_eq!(b2.qp.stats().rx_wqe_too_small, 1);
     assert_eq!(
@@ -300,7 +345,7 @@ fn no_wqe_too_long_and_a_small_wqe_are_handled_as_hardware_does() {
         QpState::Rts,
         "a remote length never kills the QP"
     );
-    assert_eq!(got[1].wc.status, WcStatus::Success);
+    assert_eq!(got[1].status, WcStatus::Success);
 }
 
 #[test]
@@ -415,7 +460,7 @@ fn posting_rules() {
     assert_eq!(frames(&mut s).len(), 2);
     let w = wcs(&mut s);
     assert_eq!(w.len(), 1, "the unsignaled WR retires silently");
-    assert_eq!(w[0].wc.wr_id, 1);
+    assert_eq!(w[0].wr_id, 1);
     // Both slots are free again.
     s.qp.post_send(wr, d).unwrap();
     s.qp.post_send(wr, d).unwrap();
@@ -490,13 +535,11 @@ fn error_flushes_everything_and_reset_forgets_it() {
     assert!(frames(&mut a).is_empty());
     let w = wcs(&mut a);
     assert_eq!(w.len(), 8);
-    assert!(w
-        .iter()
-        .all(|c| c.wc.status == WcStatus::WrFlushErr && !c.grh));
+    assert!(w.iter().all(|c| c.status == WcStatus::WrFlushErr && !c.grh));
     let sends: Vec<u64> = w
         .iter()
-        .filter(|c| c.wc.queue == WcQueue::Send)
-        .map(|c| c.wc.wr_id)
+        .filter(|c| c.queue == WcQueue::Send)
+        .map(|c| c.wr_id)
         .collect();
     assert_eq!(sends, [0, 1, 2, 3]);
     assert!(!a.qp.work_pending());
@@ -538,15 +581,15 @@ fn a_failed_gather_stops_the_send_queue_only() {
     assert!(frames(&mut a).is_empty());
     assert_eq!(a.qp.state(), QpState::Sqe);
     let w = wcs(&mut a);
-    assert_eq!(w[0].wc.status, WcStatus::LocProtErr);
-    assert_eq!(w[1].wc.status, WcStatus::WrFlushErr);
+    assert_eq!(w[0].status, WcStatus::LocProtErr);
+    assert_eq!(w[1].status, WcStatus::WrFlushErr);
     assert_eq!(a.qp.stats().tx_gather_err, 1);
     // Receiving goes on in SQE.
     a.qp.post_recv(recv_wr(5, 0, 100, KEY)).unwrap();
     b.qp.post_send(send_wr(1, SendOp::Send, 0, 8, KEY), dest_to(&a, &b))
         .unwrap();
     deliver(&mut a, &frames(&mut b)[0]).unwrap();
-    assert_eq!(wcs(&mut a)[0].wc.status, WcStatus::Success);
+    assert_eq!(wcs(&mut a)[0].status, WcStatus::Success);
     a.qp.modify(&QpAttr {
         state: Some(QpState::Rts),
         ..QpAttr::default()
@@ -567,8 +610,8 @@ fn a_bad_receive_wqe_moves_the_qp_to_error() {
         .unwrap();
     deliver(&mut b, &frames(&mut a)[0]).unwrap();
     let w = wcs(&mut b);
-    assert_eq!(w[0].wc.status, WcStatus::LocProtErr);
-    assert_eq!(w[1].wc.status, WcStatus::WrFlushErr);
+    assert_eq!(w[0].status, WcStatus::LocProtErr);
+    assert_eq!(w[1].status, WcStatus::WrFlushErr);
     assert_eq!(b.qp.state(), QpState::Err);
     assert_eq!(b.qp.poll_event().unwrap().kind, QpEventKind::Fatal);
 }
@@ -606,8 +649,8 @@ fn ud_qps_on_one_srq() {
     deliver(&mut b2, &f[1]).unwrap();
     deliver(&mut b1, &f[2]).unwrap();
     assert_eq!(srq.taken(), 3);
-    let ids1: Vec<u64> = wcs(&mut b1).iter().map(|c| c.wc.wr_id).collect();
-    let ids2: Vec<u64> = wcs(&mut b2).iter().map(|c| c.wc.wr_id).collect();
+    let ids1: Vec<u64> = wcs(&mut b1).iter().map(|c| c.wr_id).collect();
+    let ids2: Vec<u64> = wcs(&mut b2).iter().map(|c| c.wr_id).collect();
     assert_eq!(ids1, [0, 2]);
     assert_eq!(ids2, [1]);
     // Empty SRQ: no WQE.
@@ -656,8 +699,8 @@ proptest! {
         v4 in any::<bool>(),
     ) {
         let (ga, gb) = if v4 { (gid4(1), gid4(2)) } else { (gid6(1), gid6(2)) };
-        let mut a = side(A, ga);
-        let mut b = side(B, gb);
+        let mut a = side_v2(A, ga);
+        let mut b = side_v2(B, gb);
         let slot = 1024 + 64;
         for i in 0..msgs.len() {
             b.qp.post_recv(recv_wr(i as u64, (i * slot) as u64, slot as u32, KEY)).unwrap();
@@ -676,7 +719,7 @@ proptest! {
         prop_assert_eq!(out.len(), msgs.len());
         let done = wcs(&mut a);
         prop_assert_eq!(done.len(), msgs.len());
-        prop_assert!(done.iter().all(|c| c.wc.status == WcStatus::Success));
+        prop_assert!(done.iter().all(|c| c.status == WcStatus::Success));
         // The network.
         let mut wire: Vec<(usize, bool, Vec<u8>)> = Vec::new();
         let mut corrupted = 0u64;
@@ -722,18 +765,18 @@ proptest! {
             *budget.entry(key(m, imm)).or_insert(0usize) += good_copies[j];
         }
         for c in &got {
-            prop_assert_eq!(c.wc.status, WcStatus::Success);
+            prop_assert_eq!(c.status, WcStatus::Success);
             prop_assert!(c.grh);
-            let at = c.wc.wr_id as usize * slot;
-            let buf = &region(&b)[at..at + c.wc.byte_len as usize];
+            let at = c.wr_id as usize * slot;
+            let buf = &region(&b)[at..at + c.byte_len as usize];
             let payload = &buf[40..];
-            let left = budget.get_mut(&key(payload, c.wc.imm));
+            let left = budget.get_mut(&key(payload, c.imm));
             prop_assert!(left.is_some(), "received bytes nobody sent");
             let left = left.unwrap();
             prop_assert!(*left > 0, "more copies than the network made");
             *left -= 1;
             let mut grh = [0u8; 40];
-            let sl = write_grh(&mut grh, &ga, &gb, 0x28, 64, c.wc.imm.is_some(), payload.len());
+            let sl = write_grh(&mut grh, &ga, &gb, 0x28, 64, c.imm.is_some(), payload.len(), true);
             prop_assert_eq!(&buf[..40], &grh[..]);
             prop_assert_eq!(c.sl, sl);
             prop_assert_eq!(sl == 2, v4);

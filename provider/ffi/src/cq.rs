@@ -392,16 +392,17 @@ cq_reader!(
     read_src_qp -> u32, |w, _t| w.src_qp.value()
 );
 cq_reader!(
-    /// `ibv_wc_read_wc_flags`: IBV_WC_WITH_IMM when immediate data came.
-    read_wc_flags -> u32, |w, _t| if w.imm.is_some() { IBV_WC_WITH_IMM } else { 0 }
+    /// `ibv_wc_read_wc_flags` ([`wc_flags`]).
+    read_wc_flags -> u32, |w, _t| wc_flags(w)
 );
 cq_reader!(
     /// `ibv_wc_read_slid`: no LIDs on Ethernet, 0.
     read_slid -> u32, |_w, _t| 0
 );
 cq_reader!(
-    /// `ibv_wc_read_sl`: 0.
-    read_sl -> u8, |_w, _t| 0
+    /// `ibv_wc_read_sl`: the GRH's form for a UD receive (docs/wire.md
+    /// §13.4), else 0.
+    read_sl -> u8, |w, _t| w.sl
 );
 cq_reader!(
     /// `ibv_wc_read_dlid_path_bits`: 0.
@@ -486,9 +487,24 @@ pub fn to_ibv_wc(w: &WorkCompletion) -> ibv_wc {
     };
     if let Some(imm) = w.imm {
         wc.__bindgen_anon_1.imm_data = imm.to_be();
-        wc.wc_flags |= IBV_WC_WITH_IMM;
     }
+    wc.wc_flags = wc_flags(w);
+    wc.sl = w.sl;
     wc
+}
+
+/// `ibv_wc.wc_flags`: IBV_WC_WITH_IMM when immediate data came, IBV_WC_GRH
+/// when a GRH precedes the data (UD receives). `pkey_index`, `slid` and
+/// `dlid_path_bits` stay 0, as rdma-core documents for an Ethernet port.
+fn wc_flags(w: &WorkCompletion) -> u32 {
+    let mut f = 0;
+    if w.imm.is_some() {
+        f |= IBV_WC_WITH_IMM;
+    }
+    if w.grh {
+        f |= IBV_WC_GRH;
+    }
+    f
 }
 
 /// Moves up to `n` completions of `ring` to `wc`; returns how many.
@@ -561,6 +577,8 @@ mod tests {
         qp_num: omx_wire::Qpn::new(0),
         src_qp: omx_wire::Qpn::new(0),
         solicited: false,
+        grh: false,
+        sl: 0,
     };
 
     #[test]
@@ -596,6 +614,16 @@ mod tests {
             unsafe { c.__bindgen_anon_1.imm_data },
             0x0102_0304u32.to_be()
         );
+        assert_eq!(c.wc_flags & IBV_WC_GRH, 0);
+        assert_eq!(c.sl, 0);
+        // A UD receive: the GRH flag and its form in sl.
+        let c = to_ibv_wc(&WorkCompletion {
+            grh: true,
+            sl: 2,
+            ..w
+        });
+        assert_eq!(c.wc_flags, IBV_WC_WITH_IMM | IBV_WC_GRH);
+        assert_eq!((c.sl, c.pkey_index, c.slid, c.dlid_path_bits), (2, 0, 0, 0));
     }
 
     #[test]

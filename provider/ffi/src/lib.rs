@@ -15,6 +15,7 @@
 //! code; `int` verbs return a positive errno, constructors return NULL and
 //! set `errno`; nothing panics across the boundary ([`guard`]).
 
+pub mod ah;
 pub mod clock;
 pub mod context;
 pub mod cq;

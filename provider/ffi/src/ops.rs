@@ -10,7 +10,7 @@
 
 use omx_rdma_sys::verbs_context_ops;
 
-use crate::{context, cq, mr, pd, qp, qp_ex, srq};
+use crate::{ah, context, cq, mr, pd, qp, qp_ex, srq};
 
 pub static OMX_CTX_OPS: verbs_context_ops = ctx_ops();
 
@@ -20,6 +20,7 @@ const fn ctx_ops() -> verbs_context_ops {
     let mut o: verbs_context_ops = unsafe { core::mem::zeroed() };
     o.advise_mr = Some(mr::advise_mr);
     o.alloc_pd = Some(pd::alloc_pd);
+    o.create_ah = Some(ah::create_ah);
     o.create_cq = Some(cq::create_cq);
     o.create_cq_ex = Some(cq::create_cq_ex);
     o.create_qp = Some(qp::create_qp);
@@ -27,6 +28,7 @@ const fn ctx_ops() -> verbs_context_ops {
     o.create_srq = Some(srq::create_srq);
     o.dealloc_pd = Some(pd::dealloc_pd);
     o.dereg_mr = Some(mr::dereg_mr);
+    o.destroy_ah = Some(ah::destroy_ah);
     o.destroy_cq = Some(cq::destroy_cq);
     o.destroy_qp = Some(qp::destroy_qp);
     o.destroy_srq = Some(srq::destroy_srq);
@@ -56,8 +58,9 @@ mod tests {
         assert!(o.alloc_pd.is_some() && o.free_context.is_some() && o.poll_cq.is_some());
         assert!(o.create_cq_ex.is_some() && o.create_qp_ex.is_some() && o.advise_mr.is_some());
         assert!(o.create_srq.is_some() && o.post_srq_recv.is_some() && o.destroy_srq.is_some());
+        assert!(o.create_ah.is_some() && o.destroy_ah.is_some());
         // Left to libibverbs' dummies for now (EOPNOTSUPP): XRC and
-        // tag-matching SRQs, address handles, device memory.
-        assert!(o.create_srq_ex.is_none() && o.create_ah.is_none() && o.alloc_dm.is_none());
+        // tag-matching SRQs, multicast, device memory.
+        assert!(o.create_srq_ex.is_none() && o.attach_mcast.is_none() && o.alloc_dm.is_none());
     }
 }

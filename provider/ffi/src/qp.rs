@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use omx_engine::{
     PathInfo, PathMtu, PostError, QpAttr, QpState, QpType, RecvWr, SendOp, SendWr, SgList, Sge,
-    MAX_SGE,
+    UdDest, MAX_SGE,
 };
 use omx_rdma_sys::*;
 use omx_verbs::qp::QpInner;
@@ -200,23 +200,26 @@ pub(crate) fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mu
         let scq = crate::cq::from_ibv((*attr).send_cq).and_then(|c| c.cq.clone());
         let rcq = crate::cq::from_ibv((*attr).recv_cq).and_then(|c| c.cq.clone());
         // RC and UC run on the connected engine (UC in its unreliable
-        // mode, docs/wire.md §14); UD QPs exist for the control path only
-        // so far and their post verbs return EOPNOTSUPP.
-        let connected = matches!(qp_type, IBV_QPT_RC | IBV_QPT_UC);
-        if let (true, Some(rt), Some(scq), Some(rcq)) = (connected, &o.rt, scq, rcq) {
-            let q = Qp::new(
-                Qpn::new(qpn),
-                (*pd).handle,
-                QpCaps {
-                    sq_depth: (*attr).cap.max_send_wr,
-                    rq_depth: (*attr).cap.max_recv_wr,
+        // mode, docs/wire.md §14), UD on the datagram one (§13).
+        if let (Some(rt), Some(scq), Some(rcq)) = (&o.rt, scq, rcq) {
+            let caps = QpCaps {
+                sq_depth: (*attr).cap.max_send_wr,
+                rq_depth: (*attr).cap.max_recv_wr,
+                window: omx_verbs::Window::default(),
+                uc: qp_type == IBV_QPT_UC,
+            };
+            let pdh = (*pd).handle;
+            let sig = (*attr).sq_sig_all != 0;
+            let q = if qp_type == IBV_QPT_UD {
+                let port = ud_port((*pd).context, rt);
+                Qp::new_ud(Qpn::new(qpn), pdh, caps, port, scq, rcq, sig)
+            } else {
+                let caps = QpCaps {
                     window: rt.ep.reserve_window(),
-                    uc: qp_type == IBV_QPT_UC,
-                },
-                scq,
-                rcq,
-                (*attr).sq_sig_all != 0,
-            )
+                    ..caps
+                };
+                Qp::new(Qpn::new(qpn), pdh, caps, scq, rcq, sig)
+            }
             .with_handle(o.vqp.__bindgen_anon_1.qp.handle);
             let v = Arc::new(match srq {
                 Some(r) => q.with_srq(r),
@@ -235,6 +238,54 @@ pub(crate) fn create(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mu
         qpn & OMX_QPN_SLOT_MASK
     ));
     Ok(qp.cast())
+}
+
+/// What a new UD QP takes from port 1: the netdev's MAC, GID index 0 and
+/// the first IPv4-mapped GID (the destination GIDs of the GRHs it writes,
+/// docs/wire.md §13.4), and the port's active MTU (the largest datagram).
+/// Read once, at creation (control path); the GID table entries are
+/// RoCE v1 (the module registers `RDMA_CORE_CAP_PROT_ROCE`).
+///
+/// # Safety
+/// `ctx` is a live context of ours.
+unsafe fn ud_port(ctx: *mut ibv_context, rt: &Runtime) -> omx_verbs::UdPort {
+    let mac = rt.netdev.mac;
+    // SAFETY: ctx live (contract).
+    let gid = unsafe { crate::ah::port_gid(ctx, 0) }.unwrap_or_else(|_| {
+        let mut g = [0u8; 16];
+        g[0] = 0xfe;
+        g[1] = 0x80;
+        g[8..].copy_from_slice(&[
+            mac[0] ^ 2,
+            mac[1],
+            mac[2],
+            0xff,
+            0xfe,
+            mac[3],
+            mac[4],
+            mac[5],
+        ]);
+        g
+    });
+    let mut pa = ibv_port_attr::default();
+    let mut cmd = ibv_query_port::default();
+    // SAFETY: ctx live; pa is at least as large as the running library's
+    // ibv_port_attr (see context::query_port), cmd correctly sized.
+    let r = unsafe { ibv_cmd_query_port(ctx, 1, &mut pa, &mut cmd, size_of::<ibv_query_port>()) };
+    if r != 0 {
+        pa = ibv_port_attr::default();
+    }
+    let mtu = PathMtu::from_ibv(pa.active_mtu as u8).unwrap_or(PathMtu::Mtu1024);
+    let gid_v4 = (1..pa.gid_tbl_len)
+        // SAFETY: ctx live (contract).
+        .filter_map(|i| unsafe { crate::ah::port_gid(ctx, i) }.ok())
+        .find(omx_engine::gid_is_ipv4);
+    omx_verbs::UdPort {
+        mac,
+        gid,
+        gid_v4,
+        mtu,
+    }
 }
 
 /// # Safety
@@ -281,7 +332,7 @@ pub unsafe extern "C" fn destroy_qp(qp: *mut ibv_qp) -> i32 {
         }
         if let (Some(rt), Some(v)) = (&o.rt, &o.qp) {
             let g = v.lock();
-            let stats = g.rc.stats();
+            let stats = g.eng.stats();
             log::stats("qp", &format!("{:#x}", v.qpn.value()), stats.fields());
             rt.ep.retire_stats(stats);
         }
@@ -306,11 +357,13 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
         let (kmask, _, _) = split_mask(mask);
         // SAFETY: attr valid (checked non-null; caller's contract).
         let a = unsafe { &*attr };
+        // SAFETY: qp is live (contract), so its context is.
+        let ctx = unsafe { (*qp).context };
         let eattr = match oqp
             .rt
             .as_ref()
             .filter(|_| oqp.qp.is_some())
-            .map(|rt| engine_attr(a, mask, rt.netdev.mac, |ah| resolve_neighbour(qp, ah)))
+            .map(|rt| engine_attr(a, mask, rt.netdev.mac, |ah| resolve_neighbour(ctx, ah)))
         {
             Some(Ok(e)) => Some(e),
             Some(Err(e)) => return e.0,
@@ -324,7 +377,7 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
         // engine's table is the kernel's (ib_modify_qp_is_ok), so a
         // transition the engine refuses never reaches the kernel's shadow.
         if let (Some(v), Some(e)) = (&oqp.qp, &eattr) {
-            if let Err(err) = v.lock().rc.check_modify(e) {
+            if let Err(err) = v.lock().eng.check_modify(e) {
                 log::error(format_args!(
                     "modify_qp: qp {:#x}: {err:?}: refused, nothing changed",
                     v.qpn.value()
@@ -362,6 +415,17 @@ pub unsafe extern "C" fn modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr
             // The data path needs the packet socket from now on.
             if let Err(e) = rt.io() {
                 return e.0;
+            }
+            // A UD QP hears from anyone, other contexts on this device
+            // included, whose frames to our MAC only the tap sees.
+            if oqp
+                .qp
+                .as_ref()
+                .is_some_and(|v| v.lock().eng.qp_type() == QpType::Ud)
+            {
+                if let Err(e) = rt.enable_loopback() {
+                    return e.0;
+                }
             }
         }
         if let (Some(rt), Some(p)) = (&oqp.rt, eattr.and_then(|e| e.path)) {
@@ -451,7 +515,7 @@ pub unsafe extern "C" fn query_qp(
         unsafe { (*init_attr).cap.max_inline_data = MAX_INLINE_DATA };
         if let Some(v) = &oqp.qp {
             // The engine may have moved to ERROR on its own.
-            a.qp_state = v.lock().rc.state() as u32;
+            a.qp_state = v.lock().eng.state() as u32;
         }
         to_ret(Ok(()))
     })
@@ -528,6 +592,9 @@ pub fn engine_attr(
     if has(IBV_QP_MAX_DEST_RD_ATOMIC) {
         e.max_dest_rd_atomic = Some(a.max_dest_rd_atomic);
     }
+    if has(IBV_QP_QKEY) {
+        e.qkey = Some(a.qkey);
+    }
     if has(IBV_QP_AV) {
         if a.ah_attr.is_global == 0 {
             log::notice(format_args!(
@@ -560,30 +627,29 @@ pub fn engine_attr(
 /// The MAC of an IP-address GID (IPv4-mapped at GID index ≥ 1, or IPv6),
 /// from the neighbour table through libibverbs's own resolver, which asks
 /// the kernel (ARP / neighbour discovery, in the caller's network
-/// namespace) and may wait for the answer: control path only.
-fn resolve_neighbour(qp: *mut ibv_qp, ah: &ibv_ah_attr) -> Result<[u8; 6], Errno> {
+/// namespace) and may wait for the answer: control path only
+/// (`modify_qp`'s address vector, `create_ah`).
+pub(crate) fn resolve_neighbour(ctx: *mut ibv_context, ah: &ibv_ah_attr) -> Result<[u8; 6], Errno> {
     let mut attr = *ah;
     let mut mac = [0u8; 6];
     let mut vid: u16 = 0xffff;
-    // SAFETY: qp is a live QP of ours (modify_qp's contract), so its
-    // context is open; attr, mac (6 bytes) and vid are live locals.
-    let r = unsafe {
-        ibv_resolve_eth_l2_from_gid((*qp).context, &mut attr, mac.as_mut_ptr(), &mut vid)
-    };
+    // SAFETY: ctx is a live context of ours (the callers' contract);
+    // attr, mac (6 bytes) and vid are live locals.
+    let r = unsafe { ibv_resolve_eth_l2_from_gid(ctx, &mut attr, mac.as_mut_ptr(), &mut vid) };
     if r != 0 {
         // SAFETY: the GID union is plain bytes.
         let gid = std::net::Ipv6Addr::from(unsafe { ah.grh.dgid.raw });
         log::notice(format_args!(
-            "modify_qp: no neighbour entry for GID {gid} (sgid index {}): is the peer's \
-             address reachable from this network namespace?",
+            "no neighbour entry for GID {gid} (sgid index {}): is the peer's address \
+             reachable from this network namespace?",
             ah.grh.sgid_index
         ));
         return Err(Errno(libc::EHOSTUNREACH));
     }
     if vid < 0x1000 {
         log::notice(format_args!(
-            "modify_qp: the GID's netdev is VLAN {vid}; omx sends untagged frames on the \
-             device's own netdev only"
+            "the GID's netdev is VLAN {vid}; omx sends untagged frames on the device's own \
+             netdev only"
         ));
         return Err(Errno::EOPNOTSUPP);
     }
@@ -760,11 +826,38 @@ pub(crate) fn drive_send(rt: &Runtime, v: &Arc<Qp>, g: &mut QpInner) -> Drive {
     rt.ep.drive(v, g, rt.now(), &rt.sink())
 }
 
-/// Posts one `ibv_send_wr` to a locked QP. A UC QP refuses RDMA READ
-/// and atomics with EINVAL, as rxe (the engine, and here for atomics,
-/// which an RC QP refuses with EOPNOTSUPP as not implemented).
-fn post_one_send(v: &Qp, g: &mut QpInner, w: &ibv_send_wr) -> Result<(), i32> {
-    if g.rc.qp_type() == QpType::Uc
+/// The destination of a send WR on a UD QP of context `ctx`: its AH's
+/// (which must be one of that context's), with the WR's remote QPN and
+/// Q_Key.
+fn ud_dest(ctx: *mut ibv_context, w: &ibv_send_wr) -> Result<UdDest, i32> {
+    // SAFETY: plain data; `wr.ud` is the member a UD send WR uses.
+    let ud = unsafe { w.wr.ud };
+    // SAFETY: the application's AH for this WR, live during the call (the
+    // verbs contract); NULL is refused.
+    let ah = unsafe { crate::ah::from_ibv(ud.ah) }.ok_or(libc::EINVAL)?;
+    if ah.ibv_ah.context != ctx {
+        return Err(libc::EINVAL);
+    }
+    Ok(UdDest {
+        remote_qpn: ud.remote_qpn,
+        remote_qkey: ud.remote_qkey,
+        ..ah.dest
+    })
+}
+
+/// Posts one `ibv_send_wr` to a locked QP of context `ctx`. A UC QP
+/// refuses RDMA READ and atomics with EINVAL, as rxe (the engine, and
+/// here for atomics, which an RC QP refuses with EOPNOTSUPP as not
+/// implemented); a UD QP takes SEND and SEND with immediate to the WR's
+/// address handle.
+fn post_one_send(
+    ctx: *mut ibv_context,
+    v: &Qp,
+    g: &mut QpInner,
+    w: &ibv_send_wr,
+) -> Result<(), i32> {
+    let ty = g.eng.qp_type();
+    if ty == QpType::Uc
         && matches!(
             w.opcode,
             IBV_WR_ATOMIC_CMP_AND_SWP | IBV_WR_ATOMIC_FETCH_AND_ADD
@@ -772,6 +865,13 @@ fn post_one_send(v: &Qp, g: &mut QpInner, w: &ibv_send_wr) -> Result<(), i32> {
     {
         return Err(libc::EINVAL);
     }
+    if ty == QpType::Ud && !matches!(w.opcode, IBV_WR_SEND | IBV_WR_SEND_WITH_IMM) {
+        return Err(libc::EINVAL);
+    }
+    let dest = match ty {
+        QpType::Ud => Some(ud_dest(ctx, w)?),
+        _ => None,
+    };
     let op = send_op(w)?;
     // SAFETY: sg_list readable for num_sge entries (the caller's list, as
     // post_send's contract says).
@@ -785,13 +885,13 @@ fn post_one_send(v: &Qp, g: &mut QpInner, w: &ibv_send_wr) -> Result<(), i32> {
     };
     let inline = w.send_flags & IBV_SEND_INLINE != 0 && !matches!(op, SendOp::RdmaRead { .. });
     if !inline {
-        return g.post_send(swr).map_err(post_errno);
+        return g.post_send(swr, dest).map_err(post_errno);
     }
     let len = sg.total_len();
     if len > u64::from(MAX_INLINE_DATA) {
         return Err(libc::EINVAL);
     }
-    g.post_send_inline(swr, len as usize, |dst| {
+    g.post_send_inline(swr, dest, len as usize, |dst| {
         let mut off = 0;
         for s in sg.as_slice() {
             let n = s.length as usize;
@@ -823,8 +923,11 @@ pub unsafe extern "C" fn post_send(
     wr: *mut ibv_send_wr,
     bad_wr: *mut *mut ibv_send_wr,
 ) -> i32 {
+    // SAFETY: qp is NULL or ours (contract).
+    let ctx = unsafe { qp.as_ref() }.map_or(ptr::null_mut(), |q| q.context);
+    let post = |v: &Qp, g: &mut QpInner, w: &ibv_send_wr| post_one_send(ctx, v, g, w);
     // SAFETY: per the contract.
-    unsafe { post_list("post_send", qp, wr, bad_wr, post_one_send, drive_send) }
+    unsafe { post_list("post_send", qp, wr, bad_wr, post, drive_send) }
 }
 
 /// `ibv_post_recv` ([`post_list`]).

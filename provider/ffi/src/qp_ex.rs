@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use omx_verbs::lock::SpinLock;
 
-use omx_engine::{SendOp, SendWr, SgList, Sge, MAX_SGE};
+use omx_engine::{SendOp, SendWr, SgList, Sge, UdDest, MAX_SGE};
 use omx_rdma_sys::*;
 use omx_verbs::qp::QpInner;
 use omx_verbs::MAX_INLINE_DATA;
@@ -87,11 +87,12 @@ pub fn check_qp_init_attr_ex(a: &ibv_qp_init_attr_ex) -> Result<(), Errno> {
         if a.send_ops_flags & !KNOWN_SEND_OPS != 0 {
             return Err(Errno::EINVAL);
         }
-        // RC and UC have a data path (UC without RDMA READ, docs/wire.md
-        // §14); atomics come with a later issue.
+        // RC, UC (without RDMA READ, docs/wire.md §14) and UD (SENDs,
+        // §13); atomics come with a later issue.
         let supported = match a.qp_type {
             IBV_QPT_RC => SUPPORTED_SEND_OPS,
             IBV_QPT_UC => SUPPORTED_SEND_OPS & !u64::from(IBV_QP_EX_WITH_RDMA_READ),
+            IBV_QPT_UD => u64::from(IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM),
             _ => 0,
         };
         if supported == 0 || a.send_ops_flags & !supported != 0 {
@@ -107,6 +108,8 @@ pub struct Staged {
     pub wr: SendWr,
     /// Some(len): the data is `len` bytes in this WR's inline slot.
     pub inline_len: Option<u32>,
+    /// `ibv_wr_set_ud_addr`'s destination (UD QPs: required).
+    pub dest: Option<UdDest>,
 }
 
 /// The WRs built since `wr_start`.
@@ -130,6 +133,7 @@ const EMPTY: Staged = Staged {
         solicited: false,
     },
     inline_len: None,
+    dest: None,
 };
 
 impl Staging {
@@ -186,6 +190,7 @@ impl Staging {
                 solicited: wr_flags & IBV_SEND_SOLICITED != 0,
             },
             inline_len: None,
+            dest: None,
         };
         self.n += 1;
         self.open = true;
@@ -201,6 +206,20 @@ impl Staging {
         }
         self.open = false;
         self.wrs.get_mut(self.n.checked_sub(1)?)
+    }
+
+    /// `ibv_wr_set_ud_addr`: the destination of the WR being built, before
+    /// or after its data setter (`None`: an AH that is not one of the QP's
+    /// context's, EINVAL at `wr_complete`).
+    pub fn set_ud_addr(&mut self, dest: Option<UdDest>) {
+        let Some(w) = self.n.checked_sub(1).and_then(|i| self.wrs.get_mut(i)) else {
+            self.fail(libc::EINVAL);
+            return;
+        };
+        match dest {
+            Some(d) => w.dest = Some(d),
+            None => self.fail(libc::EINVAL),
+        }
     }
 
     /// `ibv_wr_set_sge` / `ibv_wr_set_sge_list`.
@@ -259,12 +278,25 @@ impl Staging {
         if self.n == 0 {
             return 0;
         }
-        let free = g.rc.sq_free() as usize;
-        if free == 0 && g.rc.state() == omx_engine::QpState::Reset {
+        let free = g.eng.sq_free() as usize;
+        if free == 0 && g.eng.state() == omx_engine::QpState::Reset {
             return libc::EINVAL;
         }
         if self.n > free {
             return libc::ENOMEM;
+        }
+        // Every WR of a UD QP names its destination (none of a connected
+        // QP's does) and fits one datagram: checked before any is posted.
+        let ud_mtu = g.eng.ud_mtu();
+        let fits = |s: &Staged| match (ud_mtu, s.dest) {
+            (Some(m), Some(_)) => {
+                u64::from(s.inline_len.unwrap_or(0)) + s.wr.sg.total_len() <= u64::from(m)
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if !self.wrs[..self.n].iter().all(fits) {
+            return libc::EINVAL;
         }
         for (i, s) in self.wrs[..self.n].iter().enumerate() {
             let mut wr = s.wr;
@@ -273,9 +305,9 @@ impl Staging {
                 Some(len) => {
                     let off = i * MAX_INLINE_DATA as usize;
                     let src = &self.inline[off..off + len as usize];
-                    g.post_send_inline(wr, len as usize, |dst| dst.copy_from_slice(src))
+                    g.post_send_inline(wr, s.dest, len as usize, |dst| dst.copy_from_slice(src))
                 }
-                None => g.post_send(wr),
+                None => g.post_send(wr, s.dest),
             };
             if let Err(e) = r {
                 // Not reached: every check the engine makes was made above.
@@ -499,6 +531,31 @@ pub unsafe extern "C" fn wr_set_sge_list(
     ex.with(|s| s.set_sges(&sges[..num_sge]));
 }
 
+/// `ibv_wr_set_ud_addr`.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs; `ah` NULL or a live AH.
+pub unsafe extern "C" fn wr_set_ud_addr(
+    qp: *mut ibv_qp_ex,
+    ah: *mut ibv_ah,
+    remote_qpn: u32,
+    remote_qkey: u32,
+) {
+    // SAFETY: per the contract.
+    let Some((o, ex)) = (unsafe { from_ex(qp) }) else {
+        return;
+    };
+    // SAFETY: per the contract.
+    let dest = unsafe { crate::ah::from_ibv(ah) }
+        .filter(|a| a.ibv_ah.context == o.vqp.__bindgen_anon_1.qp.context)
+        .map(|a| UdDest {
+            remote_qpn,
+            remote_qkey,
+            ..a.dest
+        });
+    ex.with(|s| s.set_ud_addr(dest));
+}
+
 /// Most inline buffers one call takes (the total is at most
 /// `MAX_INLINE_DATA` bytes anyway).
 const MAX_INLINE_BUFS: usize = 16;
@@ -580,6 +637,7 @@ fn set_ops(x: &mut ibv_qp_ex, ops: u64) {
     }
     x.wr_set_sge = Some(wr_set_sge);
     x.wr_set_sge_list = Some(wr_set_sge_list);
+    x.wr_set_ud_addr = Some(wr_set_ud_addr);
     x.wr_set_inline_data = Some(wr_set_inline_data);
     x.wr_set_inline_data_list = Some(wr_set_inline_data_list);
     x.wr_start = Some(wr_start);
@@ -698,8 +756,14 @@ mod tests {
         assert_eq!(check_qp_init_attr_ex(&a), Ok(()));
         a.create_flags = 1;
         assert_eq!(check_qp_init_attr_ex(&a), Err(Errno::EOPNOTSUPP));
-        let mut ud = attr(pd_ops, 4);
+        // UD: SEND with or without immediate only.
+        let mut ud = attr(
+            pd_ops,
+            u64::from(IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM),
+        );
         ud.qp_type = IBV_QPT_UD;
+        assert_eq!(check_qp_init_attr_ex(&ud), Ok(()));
+        ud.send_ops_flags |= u64::from(IBV_QP_EX_WITH_RDMA_WRITE);
         assert_eq!(check_qp_init_attr_ex(&ud), Err(Errno::EOPNOTSUPP));
         // UC: SEND and WRITE (with immediate), no READ (perftest -c UC
         // creates its QPs this way).
@@ -757,7 +821,7 @@ mod tests {
         );
         assert_eq!(s.len(), 2);
         assert_eq!(s.complete(&mut q.lock(), false), 0);
-        assert_eq!(q.lock().rc.sq_free(), 0);
+        assert_eq!(q.lock().eng.sq_free(), 0);
         // A third WR does not fit: the whole batch fails.
         s.begin(3, 0, SendOp::Send);
         assert_eq!(s.complete(&mut q.lock(), false), libc::ENOMEM);
@@ -789,7 +853,82 @@ mod tests {
         s.begin(1, 0, SendOp::Send);
         s.set_inline(&[&[0u8; MAX_INLINE_DATA as usize + 1]]);
         assert_eq!(s.complete(&mut q.lock(), false), libc::EINVAL);
-        assert_eq!(q.lock().rc.sq_free(), 4);
+        assert_eq!(q.lock().eng.sq_free(), 4);
+    }
+
+    #[test]
+    fn ud_batches_need_a_destination_per_wr_and_fit_the_mtu() {
+        let cq = Arc::new(Cq::new(1, 64));
+        let port = omx_verbs::UdPort {
+            mac: [2, 0, 0, 0, 0, 1],
+            gid: [0xfe; 16],
+            gid_v4: None,
+            mtu: omx_engine::PathMtu::Mtu1024,
+        };
+        let caps = QpCaps {
+            sq_depth: 4,
+            rq_depth: 4,
+            ..Default::default()
+        };
+        let q = Qp::new_ud(Qpn::new(0x1001), 1, caps, port, cq.clone(), cq, false);
+        let init = omx_engine::QpAttr {
+            state: Some(omx_engine::QpState::Init),
+            qkey: Some(0x11),
+            extra_mask: omx_engine::attr_mask::PKEY_INDEX | omx_engine::attr_mask::PORT,
+            ..Default::default()
+        };
+        q.lock().modify(&init).unwrap();
+        let d = UdDest {
+            dmac: [2, 0, 0, 0, 0, 2],
+            remote_qpn: 0x2001,
+            remote_qkey: 0x11,
+            ..Default::default()
+        };
+        let sge = |len| Sge {
+            addr: 0x1000,
+            length: len,
+            lkey: 0x101,
+        };
+        let mut s = Staging::new(4);
+        // No destination on the second WR: nothing is posted.
+        s.begin(1, 0, SendOp::Send);
+        s.set_ud_addr(Some(d));
+        s.set_sges(&[sge(8)]);
+        s.begin(2, 0, SendOp::Send);
+        s.set_sges(&[sge(8)]);
+        assert_eq!(s.complete(&mut q.lock(), false), libc::EINVAL);
+        assert_eq!(q.lock().eng.sq_free(), 4);
+        // An AH of another context: EINVAL.
+        s.begin(1, 0, SendOp::Send);
+        s.set_ud_addr(None);
+        assert_eq!(s.complete(&mut q.lock(), false), libc::EINVAL);
+        // Larger than the MTU (inline or not): nothing is posted.
+        s.begin(1, 0, SendOp::Send);
+        s.set_sges(&[sge(8)]);
+        s.set_ud_addr(Some(d));
+        s.begin(2, 0, SendOp::Send);
+        s.set_ud_addr(Some(d));
+        s.set_sges(&[sge(1025)]);
+        assert_eq!(s.complete(&mut q.lock(), false), libc::EINVAL);
+        assert_eq!(q.lock().eng.sq_free(), 4);
+        // The setter before or after the data; both post.
+        s.begin(1, 0, SendOp::Send);
+        s.set_sges(&[sge(1024)]);
+        s.set_ud_addr(Some(d));
+        s.begin(2, 0, SendOp::SendWithImm(3));
+        s.set_ud_addr(Some(d));
+        s.set_inline(&[b"abc"]);
+        assert_eq!(s.complete(&mut q.lock(), false), 0);
+        assert_eq!(q.lock().eng.sq_free(), 2);
+        // A destination on a connected QP's WR: EINVAL.
+        let rc = qp(2);
+        to_init(&rc);
+        s.begin(1, 0, SendOp::Send);
+        s.set_ud_addr(Some(d));
+        assert_eq!(s.complete(&mut rc.lock(), false), libc::EINVAL);
+        // A setter with no WR begun.
+        s.set_ud_addr(Some(d));
+        assert_eq!(s.complete(&mut rc.lock(), false), libc::EINVAL);
     }
 
     #[test]

@@ -250,6 +250,9 @@ pub struct Runtime {
     /// [`crate::clock::engine_resolution_ns`].
     resolution: u64,
     rx_frames: AtomicU64,
+    /// Address handles of this context ([`crate::ah`], at most
+    /// `OMX_MAX_AH`).
+    pub ahs: AtomicU32,
     /// Diagnostics: progress-thread loop passes and the frames it took.
     progress_passes: AtomicU64,
     progress_frames: AtomicU64,
@@ -284,6 +287,7 @@ impl Runtime {
             base: crate::clock::engine_ns(),
             resolution: crate::clock::engine_resolution_ns(),
             rx_frames: AtomicU64::new(0),
+            ahs: AtomicU32::new(0),
             progress_passes: AtomicU64::new(0),
             progress_frames: AtomicU64::new(0),
             spin_streak: AtomicU32::new(0),

@@ -321,6 +321,8 @@ mod tests {
             qp_num: Qpn::new(1),
             src_qp: Qpn::new(2),
             solicited: false,
+            grh: false,
+            sl: 0,
         };
         let _ = cq.push(wc);
         assert_eq!(cq.len(), 1);
@@ -341,6 +343,8 @@ mod tests {
             qp_num: Qpn::new(1),
             src_qp: Qpn::new(2),
             solicited,
+            grh: false,
+            sl: 0,
         }
     }
 

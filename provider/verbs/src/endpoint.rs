@@ -352,7 +352,7 @@ impl Endpoint {
         let t = self.qps.read().unwrap_or_else(|p| p.into_inner());
         for qp in &t.live {
             let g = qp.lock();
-            for (t, (_, v)) in tot.iter_mut().zip(g.rc.stats().fields()) {
+            for (t, (_, v)) in tot.iter_mut().zip(g.eng.stats().fields()) {
                 t.1 += v;
             }
         }
@@ -364,7 +364,7 @@ impl Endpoint {
     /// next deadline.
     pub fn drive(&self, qp: &Qp, g: &mut QpInner, now: Instant, tx: &impl FrameSink) -> Drive {
         let QpInner {
-            rc,
+            eng: rc,
             tx: buf,
             inline,
             ..
@@ -466,7 +466,7 @@ impl Endpoint {
         now: Instant,
         tx: &impl FrameSink,
     ) -> Drive {
-        if g.rc.state() != omx_engine::QpState::Err && qp.pending.load(SeqCst) {
+        if g.eng.state() != omx_engine::QpState::Err && qp.pending.load(SeqCst) {
             return Drive::default();
         }
         self.drive(qp, g, now, tx)
@@ -507,7 +507,9 @@ impl Endpoint {
         };
         let mut g = qp.lock();
         {
-            let QpInner { rc, inline, .. } = &mut *g;
+            let QpInner {
+                eng: rc, inline, ..
+            } = &mut *g;
             rc.set_ack_hold(by.may_hold_ack());
             self.mrs.with_pd(qp.pd, inline, |mem| {
                 let _ = rc.handle_frame(now, frame, mem);
@@ -522,7 +524,7 @@ impl Endpoint {
         let t = self.qps.read().unwrap_or_else(|p| p.into_inner());
         for qp in &t.live {
             let mut g = qp.lock();
-            g.rc.flush_acks();
+            g.eng.flush_acks();
             let _ = self.drive(qp, &mut g, now, tx);
         }
     }
@@ -566,8 +568,8 @@ impl Endpoint {
                 )));
                 continue;
             };
-            if g.rc.poll_timeout().is_some_and(|t| t <= now) {
-                g.rc.handle_timeout(now);
+            if g.eng.poll_timeout().is_some_and(|t| t <= now) {
+                g.eng.handle_timeout(now);
             }
             d = d.merge(self.drive(qp, &mut g, now, tx));
         }
@@ -632,7 +634,7 @@ mod tests {
             min_rnr_timer: 1,
             ..omx_engine::testing::Conn::new(qpn, peer)
         };
-        for a in conn.steps_for(g.rc.qp_type()) {
+        for a in conn.steps_for(g.eng.qp_type()) {
             g.modify(&a).unwrap();
         }
         drop(g);
@@ -697,7 +699,7 @@ mod tests {
                 signaled: true,
                 solicited: false,
             };
-            g.post_send_inline(wr, 2, |d| d.copy_from_slice(b"hi"))
+            g.post_send_inline(wr, None, 2, |d| d.copy_from_slice(b"hi"))
                 .unwrap();
             a.drive(&qa, &mut g, Instant::ZERO, &wa);
         }
@@ -759,7 +761,7 @@ mod tests {
                 signaled: false,
                 solicited: false,
             };
-            g.post_send_inline(wr, 2, |d| d.copy_from_slice(b"hi"))
+            g.post_send_inline(wr, None, 2, |d| d.copy_from_slice(b"hi"))
                 .unwrap();
             ep.drive(qp, &mut g, Instant::ZERO, w);
         };
@@ -879,7 +881,7 @@ mod tests {
         assert!(d.idle, "the last pending WRs completed");
         assert!(!ep.work_pending());
         for (qp, id) in [(&a, 10), (&b, 20)] {
-            assert_eq!(qp.lock().rc.state(), QpState::Err);
+            assert_eq!(qp.lock().eng.state(), QpState::Err);
             let mut got = Vec::new();
             qp.recv_cq
                 .poll_with(16, |_, wc| got.push((wc.wr_id, wc.status)));
@@ -918,6 +920,7 @@ mod tests {
                         signaled: true,
                         solicited: false,
                     },
+                    None,
                     2,
                     |d| d.copy_from_slice(b"hi"),
                 )
@@ -927,7 +930,7 @@ mod tests {
         }
         pump(&a, &b, &wa, &wb);
         assert!(qb.recv_cq.in_error());
-        assert_eq!(qb.lock().rc.state(), QpState::Err, "the QP failed");
+        assert_eq!(qb.lock().eng.state(), QpState::Err, "the QP failed");
         let mut calls = Vec::new();
         b.kernel_pass(|c| calls.push(c));
         assert_eq!(
@@ -1003,6 +1006,7 @@ mod tests {
                     signaled: true,
                     solicited: false,
                 },
+                None,
                 4,
                 |d| d.copy_from_slice(b"evil"),
             )
@@ -1118,13 +1122,16 @@ mod tests {
         }
         {
             let mut g = qa.lock();
-            g.post_send(SendWr {
-                wr_id: 10,
-                op: SendOp::Send,
-                sg: SgList::single(src.as_ptr() as u64, 3000, 0x100),
-                signaled: true,
-                solicited: false,
-            })
+            g.post_send(
+                SendWr {
+                    wr_id: 10,
+                    op: SendOp::Send,
+                    sg: SgList::single(src.as_ptr() as u64, 3000, 0x100),
+                    signaled: true,
+                    solicited: false,
+                },
+                None,
+            )
             .unwrap();
             g.post_send_inline(
                 SendWr {
@@ -1134,6 +1141,7 @@ mod tests {
                     signaled: true,
                     solicited: false,
                 },
+                None,
                 5,
                 |d| d.copy_from_slice(b"hello"),
             )
@@ -1151,6 +1159,8 @@ mod tests {
             qp_num: Qpn::new(0),
             src_qp: Qpn::new(0),
             solicited: false,
+            grh: false,
+            sl: 0,
         }; 4];
         assert_eq!(qb.recv_cq.poll(&mut out), 2);
         assert_eq!(out[0].status, WcStatus::Success);
@@ -1185,13 +1195,16 @@ mod tests {
         assert!(b.work_pending(), "a posted receive is pending work");
         {
             let mut g = qa.lock();
-            g.post_send(SendWr {
-                wr_id: 2,
-                op: SendOp::Send,
-                sg: SgList::single(buf.as_ptr() as u64, 8, 0x100),
-                signaled: true,
-                solicited: false,
-            })
+            g.post_send(
+                SendWr {
+                    wr_id: 2,
+                    op: SendOp::Send,
+                    sg: SgList::single(buf.as_ptr() as u64, 8, 0x100),
+                    signaled: true,
+                    solicited: false,
+                },
+                None,
+            )
             .unwrap();
             assert!(!a.drive(&qa, &mut g, Instant::ZERO, &wa).idle);
         }
@@ -1212,13 +1225,16 @@ mod tests {
         // A QP removed with work pending no longer counts.
         {
             let mut g = qa.lock();
-            g.post_send(SendWr {
-                wr_id: 3,
-                op: SendOp::Send,
-                sg: SgList::single(buf.as_ptr() as u64, 8, 0x100),
-                signaled: true,
-                solicited: false,
-            })
+            g.post_send(
+                SendWr {
+                    wr_id: 3,
+                    op: SendOp::Send,
+                    sg: SgList::single(buf.as_ptr() as u64, 8, 0x100),
+                    signaled: true,
+                    solicited: false,
+                },
+                None,
+            )
             .unwrap();
             a.drive(&qa, &mut g, Instant::ZERO, &wa);
         }
@@ -1276,13 +1292,16 @@ mod tests {
         let _qb = connect(&b, 2 << 12, 1 << 12);
         let wa = Wire::default();
         let mut g = qa.lock();
-        g.post_send(SendWr {
-            wr_id: 1,
-            op: SendOp::Send,
-            sg: SgList::single(0x1000, 64, 0x999),
-            signaled: true,
-            solicited: false,
-        })
+        g.post_send(
+            SendWr {
+                wr_id: 1,
+                op: SendOp::Send,
+                sg: SgList::single(0x1000, 64, 0x999),
+                signaled: true,
+                solicited: false,
+            },
+            None,
+        )
         .unwrap();
         a.drive(&qa, &mut g, Instant::ZERO, &wa);
         drop(g);
@@ -1333,13 +1352,16 @@ mod tests {
                 .unwrap();
             {
                 let mut g = qa.lock();
-                g.post_send(SendWr {
-                    wr_id: 1,
-                    op,
-                    sg: SgList::single(src, 100, 0x100),
-                    signaled: true,
-                    solicited: false,
-                })
+                g.post_send(
+                    SendWr {
+                        wr_id: 1,
+                        op,
+                        sg: SgList::single(src, 100, 0x100),
+                        signaled: true,
+                        solicited: false,
+                    },
+                    None,
+                )
                 .unwrap();
                 a.drive(&qa, &mut g, Instant::ZERO, &wa);
             }
@@ -1468,6 +1490,7 @@ mod tests {
                                     signaled: true,
                                     solicited: false,
                                 },
+                                None,
                                 8,
                                 |d| {
                                     d[..4].copy_from_slice(&k.to_le_bytes());
@@ -1534,5 +1557,7 @@ mod tests {
         qp_num: Qpn::new(0),
         src_qp: Qpn::new(0),
         solicited: false,
+        grh: false,
+        sl: 0,
     };
 }

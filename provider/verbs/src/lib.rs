@@ -7,8 +7,8 @@
 //!   checks ([`mr`]).
 //! - [`Cq`]: a completion ring pre-sized at creation, with the
 //!   completion-event arm state ([`cq`]).
-//! - [`Qp`]: an [`omx_engine::RcQp`] behind a mutex with its transmit
-//!   buffer and inline-data slab ([`qp`]).
+//! - [`Qp`]: an [`Engine`] (connected or datagram) behind a spin lock
+//!   with its transmit buffer and inline-data slab ([`qp`], [`engine`]).
 //! - [`Endpoint`]: one per device context; the demux QP slot → QP and the
 //!   drivers that feed frames and time into QPs ([`endpoint`]).
 //! - [`Srq`]: a shared receive queue QPs take receive WQEs from
@@ -26,6 +26,7 @@
 pub mod addr;
 pub mod cq;
 pub mod endpoint;
+pub mod engine;
 pub mod fault;
 pub mod lock;
 pub mod mr;
@@ -37,8 +38,9 @@ pub(crate) mod test_pages;
 pub use addr::{mac_from_gid, AddrError};
 pub use cq::{Cq, Pushed};
 pub use endpoint::{Drive, Endpoint, KernelCall, RxBy};
+pub use engine::Engine;
 pub use mr::{AdviseError, MrEntry, MrTable, PdMem, INLINE_LKEY};
-pub use qp::{Qp, QpCaps, Window, ACK_HOLD, MAX_INLINE_DATA};
+pub use qp::{Qp, QpCaps, UdPort, Window, ACK_HOLD, MAX_INLINE_DATA};
 pub use srq::{Srq, SrqRing};
 
 /// Where the verbs layer sends frames (implemented by packet I/O).

@@ -1,5 +1,6 @@
-//! Queue pairs: an [`RcQp`] (RC, or UC in its unreliable mode) plus the
-//! buffers the data path needs, all allocated at creation.
+//! Queue pairs: an [`Engine`] (RC, UC in the connected engine's
+//! unreliable mode, or UD) plus the buffers the data path needs, all
+//! allocated at creation.
 //!
 //! Who holds references: the ffi QP object (`Arc<Qp>`) and the endpoint's
 //! demux table (`Arc<Qp>`, from `insert` to `remove`), and transiently a
@@ -40,11 +41,13 @@ use std::sync::Arc;
 use crate::lock::{SpinGuard, SpinLock};
 
 use omx_engine::{
-    Duration, ModifyError, PostError, QpAttr, QpConfig, RcQp, RecvWr, SendWr, SgList,
+    Duration, ModifyError, PathMtu, PostError, QpAttr, QpConfig, RcQp, RecvWr, SendWr, SgList,
+    UdConfig, UdDest, UdQp,
 };
 use omx_wire::Qpn;
 
 use crate::cq::Cq;
+use crate::engine::Engine;
 use crate::mr::INLINE_LKEY;
 
 /// Largest IBV_SEND_INLINE payload (reported as `max_inline_data`).
@@ -101,6 +104,21 @@ pub struct QpCaps {
     /// Unreliable connected (docs/wire.md §14) instead of RC: no ACKs,
     /// no retransmission, a send WR completes once its last packet left.
     pub uc: bool,
+}
+
+/// What a UD QP takes from its port: the source MAC of every frame, the
+/// GIDs of the GRH it writes ([`UdConfig::gid`], [`UdConfig::gid_v4`])
+/// and the largest datagram (the port's active MTU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdPort {
+    /// The netdev's MAC.
+    pub mac: [u8; 6],
+    /// GID index 0.
+    pub gid: [u8; 16],
+    /// The port's first IPv4-mapped GID.
+    pub gid_v4: Option<[u8; 16]>,
+    /// The port's active MTU.
+    pub mtu: PathMtu,
 }
 
 /// A queue pair.
@@ -171,7 +189,7 @@ pub(crate) fn unpack_event(w: u64) -> Option<omx_engine::QpEvent> {
 #[derive(Debug)]
 pub struct QpInner {
     /// The engine.
-    pub rc: RcQp,
+    pub eng: Engine,
     pub(crate) tx: Box<[u8]>,
     pub(crate) inline: Box<[u8]>,
     inline_next: u64,
@@ -179,7 +197,7 @@ pub struct QpInner {
 }
 
 impl Qp {
-    /// Creates a QP in RESET with all buffers sized.
+    /// Creates a connected (RC or UC) QP in RESET with all buffers sized.
     pub fn new(
         qpn: Qpn,
         pd: u32,
@@ -188,15 +206,55 @@ impl Qp {
         recv_cq: Arc<Cq>,
         sq_sig_all: bool,
     ) -> Self {
-        let sq = caps.sq_depth.max(1);
         let mut cfg = QpConfig::new(qpn);
-        cfg.sq_depth = sq;
+        cfg.sq_depth = caps.sq_depth.max(1);
         cfg.rq_depth = caps.rq_depth.max(1);
         cfg.rx_window = caps.window.packets;
         cfg.ack_hold = ACK_HOLD;
         if caps.uc {
             cfg.qp_type = omx_engine::QpType::Uc;
         }
+        let eng = Engine::Conn(RcQp::new(cfg));
+        Self::with_engine(qpn, pd, eng, caps, send_cq, recv_cq, sq_sig_all)
+    }
+
+    /// Creates a UD QP in RESET with all buffers sized (`caps.window`
+    /// and `caps.uc` do not apply: UD has no credits).
+    pub fn new_ud(
+        qpn: Qpn,
+        pd: u32,
+        caps: QpCaps,
+        port: UdPort,
+        send_cq: Arc<Cq>,
+        recv_cq: Arc<Cq>,
+        sq_sig_all: bool,
+    ) -> Self {
+        let mut cfg = UdConfig::new(qpn, port.mac, port.gid);
+        cfg.gid_v4 = port.gid_v4;
+        cfg.mtu = port.mtu;
+        cfg.sq_depth = caps.sq_depth.max(1);
+        cfg.rq_depth = caps.rq_depth.max(1);
+        let eng = Engine::Ud(UdQp::new(cfg));
+        let caps = QpCaps {
+            window: Window {
+                packets: 0,
+                taken: 0,
+            },
+            ..caps
+        };
+        Self::with_engine(qpn, pd, eng, caps, send_cq, recv_cq, sq_sig_all)
+    }
+
+    fn with_engine(
+        qpn: Qpn,
+        pd: u32,
+        eng: Engine,
+        caps: QpCaps,
+        send_cq: Arc<Cq>,
+        recv_cq: Arc<Cq>,
+        sq_sig_all: bool,
+    ) -> Self {
+        let sq = caps.sq_depth.max(1);
         Qp {
             qpn,
             pd,
@@ -210,7 +268,7 @@ impl Qp {
             handle: 0,
             event: AtomicU64::new(0),
             inner: SpinLock::new(QpInner {
-                rc: RcQp::new(cfg),
+                eng,
                 tx: vec![0u8; TX_BATCH * TX_SLOT].into_boxed_slice(),
                 inline: vec![0u8; sq as usize * MAX_INLINE_DATA as usize].into_boxed_slice(),
                 inline_next: 0,
@@ -222,7 +280,7 @@ impl Qp {
     /// The QP takes its receive WQEs from `srq` (created with one:
     /// `ibv_qp_init_attr.srq`); its own receive queue is unused.
     pub fn with_srq(self, srq: Arc<crate::Srq>) -> Self {
-        self.inner.lock().rc.use_srq(srq);
+        self.inner.lock().eng.use_srq(srq);
         self
     }
 
@@ -254,9 +312,10 @@ impl Qp {
 }
 
 impl QpInner {
-    /// Posts a send WR whose SGEs name registered memory.
-    pub fn post_send(&mut self, wr: SendWr) -> Result<(), PostError> {
-        self.rc.post_send(wr)
+    /// Posts a send WR whose SGEs name registered memory; `dest` is the
+    /// UD destination (`None` for a connected QP).
+    pub fn post_send(&mut self, wr: SendWr, dest: Option<UdDest>) -> Result<(), PostError> {
+        self.eng.post_send(wr, dest)
     }
 
     /// Posts a send WR with IBV_SEND_INLINE: `fill` copies the `len` bytes
@@ -264,6 +323,7 @@ impl QpInner {
     pub fn post_send_inline(
         &mut self,
         mut wr: SendWr,
+        dest: Option<UdDest>,
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), PostError> {
@@ -277,7 +337,7 @@ impl QpInner {
         // outstanding WR and must not be touched. The engine reads the data
         // only in poll_transmit, which cannot run before we return (we hold
         // the QP lock).
-        self.rc.post_send(wr)?;
+        self.eng.post_send(wr, dest)?;
         fill(&mut self.inline[off..off + len]);
         self.inline_next += 1;
         Ok(())
@@ -285,11 +345,11 @@ impl QpInner {
 
     /// Posts a receive WR.
     pub fn post_recv(&mut self, wr: RecvWr) -> Result<(), PostError> {
-        self.rc.post_recv(wr)
+        self.eng.post_recv(wr)
     }
 
     /// `ibv_modify_qp` on the engine.
     pub fn modify(&mut self, attr: &QpAttr) -> Result<(), ModifyError> {
-        self.rc.modify(attr)
+        self.eng.modify(attr)
     }
 }
