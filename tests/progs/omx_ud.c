@@ -27,6 +27,15 @@
  *   - a WQE too small for GRH + payload completes with
  *     IBV_WC_LOC_LEN_ERR and the QP goes on receiving.
  * Prints "ud ok: N datagrams" and exits 0 on success.
+ *
+ *   omx_ud -d DEV -L DATAGRAMS
+ *
+ * Loss mode, for a netdev under netem: a sends DATAGRAMS numbered
+ * datagrams to b in bursts of 64, b reposts each receive as it checks it.
+ * Every datagram b gets must be one that was sent, byte for byte; the
+ * program prints how many were lost, duplicated and reordered (UD shows
+ * the network's faults to the application, nothing else) as
+ * "lossy: sent N received R lost L duplicated D reordered O".
  */
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -46,6 +55,7 @@ static uint8_t *buf;
 static struct ibv_mr *mr;
 static unsigned int mtu;
 static size_t slot;		/* one receive slot: GRH + mtu */
+static int sends_done;		/* send completions next_recv passed over */
 
 /* Buffer layout: send area (mtu + 1 bytes) then MAXN + 4 receive slots. */
 static uint8_t *send_area(void) { return buf; }
@@ -161,6 +171,7 @@ static int next_recv(struct ibv_wc *wc, double t)
 		if (wc->status != IBV_WC_SUCCESS)
 			die("send wr %llu: %s", (unsigned long long)wc->wr_id,
 			    ibv_wc_status_str(wc->status));
+		sends_done++;
 	}
 	return 0;
 }
@@ -205,6 +216,101 @@ static void expect_datagram(struct ibv_wc *wc, struct ibv_qp *from,
 		die("datagram %d: written past its end", seed);
 }
 
+/* Datagram s of the loss mode: 4 + s * 13 % (mtu - 3) bytes, s in the
+ * first 4, then byte k = (s + k) & 0xff.
+ */
+static uint32_t lossy_len(uint32_t s) { return 4 + s * 13 % (mtu - 3); }
+
+static void lossy_fill(uint8_t *p, uint32_t s)
+{
+	uint32_t k;
+
+	memcpy(p, &s, 4);
+	for (k = 4; k < lossy_len(s); k++)
+		p[k] = (uint8_t)(s + k);
+}
+
+/* Loss mode (see the top of the file). */
+static void lossy(struct ibv_qp *a, struct ibv_qp *b, struct ibv_ah *ah, int n)
+{
+	unsigned int *seen = calloc(n, sizeof(*seen));
+	uint8_t *out = calloc(64, mtu), *want = malloc(mtu);
+	struct ibv_mr *omr = out ? ibv_reg_mr(pd, out, 64 * mtu, 0) : NULL;
+	int sent = 0, received = 0, lost = 0, dups = 0, reordered = 0;
+	int last = -1, i;
+	struct ibv_wc wc;
+
+	if (!seen || !want || !omr)
+		die("lossy buffers: %s", strerror(errno));
+	for (i = 0; i < MAXN; i++)
+		post_recv(b, i, slot);
+	sends_done = 0;
+	while (sent < n) {
+		int burst = n - sent < 64 ? n - sent : 64;
+		double quiet;
+
+		for (i = 0; i < burst; i++, sent++) {
+			struct ibv_sge sg = {
+				.addr = (uintptr_t)(out + i * mtu),
+				.length = lossy_len(sent), .lkey = omr->lkey,
+			};
+			struct ibv_send_wr wr = {
+				.wr_id = sent, .sg_list = &sg, .num_sge = 1,
+				.opcode = IBV_WR_SEND,
+				.send_flags = IBV_SEND_SIGNALED,
+				.wr.ud = { .ah = ah, .remote_qpn = b->qp_num,
+					   .remote_qkey = QK },
+			}, *bad;
+
+			lossy_fill(out + i * mtu, sent);
+			if (ibv_post_send(a, &wr, &bad))
+				die("post datagram %d: %s", sent, strerror(errno));
+		}
+		/* Drain until 100 ms pass without a datagram and the burst's
+		 * sends completed (its buffers are then free for the next).
+		 */
+		quiet = now_s() + 0.1;
+		while (now_s() < quiet || sends_done < sent) {
+			if (now_s() > quiet + wait_s)
+				die("lossy: %d of %d sends completed", sends_done, sent);
+			const uint8_t *p;
+			uint32_t seq;
+
+			if (!next_recv(&wc, 0.01))
+				continue;
+			quiet = now_s() + 0.1;
+			if (wc.status != IBV_WC_SUCCESS || wc.byte_len < GRH + 4)
+				die("lossy: %s, byte_len %u",
+				    ibv_wc_status_str(wc.status), wc.byte_len);
+			p = recv_slot(wc.wr_id) + GRH;
+			memcpy(&seq, p, 4);
+			if (seq >= (uint32_t)sent || wc.byte_len - GRH != lossy_len(seq))
+				die("lossy: a datagram (number %u, %u bytes) that was never sent",
+				    seq, wc.byte_len - GRH);
+			lossy_fill(want, seq);
+			if (memcmp(p, want, lossy_len(seq)))
+				die("lossy: datagram %u corrupted", seq);
+			if (seen[seq]++)
+				dups++;
+			else if ((int)seq < last)
+				reordered++;
+			if ((int)seq > last)
+				last = seq;
+			received++;
+			post_recv(b, wc.wr_id, slot);
+		}
+	}
+	for (i = 0; i < n; i++)
+		lost += !seen[i];
+	printf("lossy: sent %d received %d lost %d duplicated %d reordered %d\n",
+	       n, received, lost, dups, reordered);
+	if (ibv_dereg_mr(omr))
+		die("ibv_dereg_mr: %s", strerror(errno));
+	free(out);
+	free(want);
+	free(seen);
+}
+
 int main(int argc, char **argv)
 {
 	const char *dev = NULL;
@@ -214,19 +320,21 @@ int main(int argc, char **argv)
 	struct ibv_ah *ah, *back;
 	struct ibv_qp_ex *qx;
 	struct ibv_wc wc, keep;
-	int n = 32, i, c, r;
+	int n = 32, loss = 0, i, c, r;
 
 	memset(&keep, 0, sizeof(keep));
-	while ((c = getopt(argc, argv, "d:n:w:")) != -1) {
+	while ((c = getopt(argc, argv, "d:n:w:L:")) != -1) {
 		switch (c) {
 		case 'd': dev = optarg; break;
+		case 'L': loss = atoi(optarg); break;
 		case 'n': n = atoi(optarg); break;
 		case 'w': wait_s = atof(optarg); break;
 		default: return 2;
 		}
 	}
-	if (!dev || n < 2 || n > MAXN) {
-		fprintf(stderr, "usage: omx_ud -d DEV [-n 2..%d] [-w SECONDS]\n", MAXN);
+	if (!dev || n < 2 || n > MAXN || loss < 0) {
+		fprintf(stderr, "usage: omx_ud -d DEV [-n 2..%d] [-w SECONDS] [-L DATAGRAMS]\n",
+			MAXN);
 		return 2;
 	}
 	ctx = open_by_name(dev);
@@ -250,6 +358,10 @@ int main(int argc, char **argv)
 	ah = ibv_create_ah(pd, &aa);
 	if (!ah)
 		die("ibv_create_ah: %s", strerror(errno));
+	if (loss) {
+		lossy(a, b, ah, loss);
+		return 0;
+	}
 
 	/* Datagrams of every size class up to the MTU. */
 	for (i = 0; i < n; i++)

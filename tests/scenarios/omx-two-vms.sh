@@ -3,8 +3,10 @@
 # netdev (run with `tests/vm/run --vms 2`). vm0 runs the ibv_rc_pingpong
 # servers, vm1 the clients, one pair at a time: default options, -e, -c
 # with 64 KiB messages, -N, an IPv4 GID resolved through ARP across the
-# link, ibv_srq_pingpong -c, and UCX's rc_verbs (ucx_perftest am_lat). Under TCG the link adds millisecond artifacts: this checks
-# correctness, not speed.
+# link, ibv_srq_pingpong -c, ibv_uc_pingpong -c, ibv_ud_pingpong -c with
+# GID 0 and with the IPv4 GID, and UCX's rc_verbs and ud_verbs
+# (ucx_perftest am_lat). Under TCG the link adds millisecond artifacts:
+# this checks correctness, not speed.
 set -euo pipefail
 . "$REPO/tests/vm/guest-lib.sh"
 
@@ -56,25 +58,33 @@ pair new-send 18604 -g 0 -N -n 200
 pair ipv4-gid 18605 -g "$V4" -n 200
 PROG=ibv_srq_pingpong pair srq 18606 -g 0 -c -n 100
 
-# UCX's rc_verbs between the hosts (UCT active messages over an SRQ).
-ucx_out="$OUT/ucx-am_lat-$ROLE.txt"
-log "$ROLE: ucx_perftest am_lat over rc_verbs"
-if [[ $ROLE == server ]]; then
-	timeout "$T" ucx_perftest -p 18607 -d omx0:1 -x rc_verbs -t am_lat -n 500 -w 50 \
-		>"$ucx_out" 2>&1 || { cat "$ucx_out" >&2; fail "ucx_perftest server"; }
-else
-	tries=0
-	until timeout "$T" ucx_perftest -p 18607 -d omx0:1 -x rc_verbs -t am_lat -n 500 -w 50 \
-		"$SERVER_IP" >"$ucx_out" 2>&1; do
-		if ((++tries >= 120)) || ! grep -qi "refused" "$ucx_out"; then
-			cat "$ucx_out" >&2
-			fail "ucx_perftest client"
+PROG=ibv_uc_pingpong pair uc 18607 -g 0 -c -n 200
+PROG=ibv_ud_pingpong pair ud 18608 -g 0 -s 1024 -c -n 200
+PROG=ibv_ud_pingpong pair ud-ipv4-gid 18609 -g "$V4" -s 512 -n 200
+
+# ucx_am_lat TL PORT: UCX's TL between the hosts (UCT active messages).
+ucx_am_lat() {
+	local tl=$1 port=$2 tries=0
+	local out="$OUT/ucx-$tl-am_lat-$ROLE.txt"
+	log "$ROLE: ucx_perftest am_lat over $tl"
+	if [[ $ROLE == server ]]; then
+		timeout "$T" ucx_perftest -p "$port" -d omx0:1 -x "$tl" -t am_lat -n 500 -w 50 \
+			>"$out" 2>&1 || { cat "$out" >&2; fail "ucx_perftest $tl server"; }
+		return
+	fi
+	until timeout "$T" ucx_perftest -p "$port" -d omx0:1 -x "$tl" -t am_lat -n 500 -w 50 \
+		"$SERVER_IP" >"$out" 2>&1; do
+		if ((++tries >= 120)) || ! grep -qi "refused" "$out"; then
+			cat "$out" >&2
+			fail "ucx_perftest $tl client"
 		fi
 		sleep 1
 	done
-	grep -q '^Final:' "$ucx_out" || { cat "$ucx_out" >&2; fail "ucx_perftest: no result"; }
-	result ucx_am_lat "$(grep '^Final:' "$ucx_out" | tr -s ' ')"
-fi
+	grep -q '^Final:' "$out" || { cat "$out" >&2; fail "ucx_perftest $tl: no result"; }
+	result "ucx_${tl}_am_lat" "$(grep '^Final:' "$out" | tr -s ' ')"
+}
+ucx_am_lat rc_verbs 18610
+ucx_am_lat ud_verbs 18611
 ip neigh show | grep -q "$PEER_IP .*lladdr" || fail "no ARP entry for $PEER_IP"
 
 rdma link delete omx0

@@ -34,35 +34,6 @@ for tl in rc_verbs ud_verbs; do
 	log "ucx_info: $tl on omx0:1"
 done
 
-UCX_PORT=13400
-# ucx_pair NAME SNS CNS TIMEOUT SENV CENV ARGS...: ucx_perftest server in
-# SNS with environment SENV (VAR=value ...), client in CNS with CENV
-# against the server's address (10.78.0.1 in nsA), ARGS on both; the
-# client's "Final:" line is the result.
-ucx_pair() {
-	local name=$1 sns=$2 cns=$3 t=$4 senv=$5 cenv=$6 addr=10.78.0.1 s rc=0
-	shift 6
-	[[ $sns == nsA ]] || addr=10.78.0.2
-	UCX_PORT=$((UCX_PORT + 1))
-	local so="$OUT/ucx-$name-server.txt" co="$OUT/ucx-$name-client.txt"
-	log "ucx_perftest $* ($name)"
-	# shellcheck disable=SC2086
-	ip netns exec "$sns" env $senv timeout "$t" ucx_perftest -p "$UCX_PORT" "$@" >"$so" 2>&1 &
-	s=$!
-	wait_for "ip netns exec $sns ss -ltn | grep -q :$UCX_PORT" 30 ||
-		{ cat "$so" >&2; fail "$name: ucx_perftest server did not listen"; }
-	# shellcheck disable=SC2086
-	ip netns exec "$cns" env $cenv timeout "$t" ucx_perftest -p "$UCX_PORT" "$@" "$addr" \
-		>"$co" 2>&1 || rc=$?
-	wait "$s" || rc=$((rc ? rc : 100 + $?))
-	if ((rc != 0)) || ! grep -q '^Final:' "$co"; then
-		log "--- server"; tail -n 30 "$so" >&2
-		log "--- client"; tail -n 30 "$co" >&2
-		fail "$name: ucx_perftest $* (exit $rc)"
-	fi
-	result "ucx_$name" "$(grep '^Final:' "$co" | tr -s ' ')"
-}
-
 uct=(-d omx0:1 -x rc_verbs -w 100)
 ucx_pair am_lat nsA nsA 300 "" "" -t am_lat -n 2000 "${uct[@]}"
 ucx_pair am_bw nsA nsA 300 "" "" -t am_bw -D bcopy -n 20000 -s 4096 "${uct[@]}"

@@ -9,8 +9,12 @@
 # and ib_send_bw with -c UD, and ib_send_bw -c UD --use-srq. omx_ud
 # checks what the programs do not look at: the GRH in front of each
 # message, ibv_create_ah_from_wc, wc fields, the ibv_wr_* API on a UD QP
-# and the refusals. The veth link loses nothing; loss is tested over the
-# simulated network (provider/engine/tests/ud.rs).
+# and the refusals. Last, under netem (5% loss, 2% duplication,
+# reordering): omx_ud's loss mode sees every fault as it is and no
+# corrupted or invented datagram, UCX's ud_verbs (its own reliability)
+# completes UCP tag_bw, and ibv_ud_pingpong works again once netem is
+# gone. (ibv_ud_pingpong itself cannot run under loss: it waits forever
+# for a datagram the network dropped.)
 set -euo pipefail
 . "$REPO/tests/vm/guest-lib.sh"
 . "$REPO/tests/scenarios/omx-lib.sh"
@@ -50,5 +54,40 @@ perftest_pair ud_send_lat ib_send_lat -s 2 -n 2000 -F
 # Duration mode ends both sides by time.
 perftest_pair ud_send_bw ib_send_bw -s 4096 -D 4 -F
 perftest_pair ud_send_bw_srq ib_send_bw -s 4096 -D 4 -F --use-srq
+
+# The network's faults reach the application as they are, and nothing
+# else breaks: omx_ud's loss mode on omx0 (its frames to itself cross
+# vethA's qdisc before the loopback tap sees them), then UCX's ud_verbs,
+# which has its own reliability, between the namespaces.
+modprobe sch_netem
+for side in "nsA vethA" "nsB vethB"; do
+	set -- $side
+	ip netns exec "$1" tc qdisc add dev "$2" root netem delay 1ms reorder 75% \
+		loss 5% duplicate 2%
+done
+log "netem: omx_ud -L 2000 (5% loss, 2% duplication, reordering)"
+ip netns exec nsA timeout 300 "$PROGS/omx_ud" -d omx0 -L 2000 >"$OUT/omx_ud-lossy.txt" 2>&1 ||
+	{ cat "$OUT/omx_ud-lossy.txt" >&2; fail "omx_ud -L"; }
+cat "$OUT/omx_ud-lossy.txt" >&2
+read -r lost dup reord < <(sed -n \
+	's/^lossy: sent 2000 received [0-9]* lost \([0-9]*\) duplicated \([0-9]*\) reordered \([0-9]*\)$/\1 \2 \3/p' \
+	"$OUT/omx_ud-lossy.txt")
+[[ -n ${lost:-} ]] || fail "omx_ud -L: no summary line"
+# 2000 datagrams at 5% loss and 2% duplication: seeing none of either
+# has a probability below 1e-17.
+((lost > 0 && lost < 400)) || fail "omx_ud -L: $lost lost of 2000 at 5% loss"
+((dup > 0)) || fail "omx_ud -L: no duplicate at 2% duplication"
+((reord > 0)) || fail "omx_ud -L: nothing reordered"
+result ud_netem "lost $lost duplicated $dup reordered $reord of 2000"
+if command -v ucx_perftest >/dev/null; then
+	ucp_ud() { echo "UCX_TLS=ud_verbs,self UCX_NET_DEVICES=$1:1"; }
+	ucx_pair ud_netem_tag_bw nsA nsB 600 "$(ucp_ud omx0)" "$(ucp_ud omx1)" \
+		-t tag_bw -n 300 -s 16384 -w 20
+fi
+for side in "nsA vethA" "nsB vethB"; do
+	set -- $side
+	ip netns exec "$1" tc qdisc del dev "$2" root
+done
+pingpong ud-after-netem 300 -s 1024 -c -n 200
 
 omx_teardown

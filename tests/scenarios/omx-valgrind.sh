@@ -4,8 +4,9 @@
 #   - omx_loopback (two QPs of one process, a self-connected QP; SEND,
 #     RDMA WRITE with immediate, RDMA READ; everything destroyed at the end);
 #   - omx_objects (every object type created, queried and destroyed),
-#     omx_cqev (completion channels and the event path) and omx_srq (two
-#     QPs taking receives from one SRQ).
+#     omx_cqev (completion channels and the event path), omx_srq (two
+#     QPs taking receives from one SRQ) and omx_ud (UD datagrams, address
+#     handles, ibv_create_ah_from_wc, the ibv_wr_* API on a UD QP).
 # Two processes where only one runs under valgrind do not work: valgrind
 # slows its process so much that the peer's RC retry budget
 # (ibv_rc_pingpong: 7 retries of 67 ms) runs out before it acknowledges.
@@ -54,5 +55,12 @@ ip netns exec nsA timeout 600 "${VG[@]}" --log-file="$OUT/vg-srq.txt" \
 	{ cat "$OUT/srq.txt" "$OUT/vg-srq.txt" >&2; fail "omx_srq under valgrind"; }
 expect_file_contains "$OUT/srq.txt" "srq ok" "omx_srq"
 vg_check omx_srq "$OUT/vg-srq.txt"
+
+log "omx_ud under valgrind"
+ip netns exec nsA timeout 600 "${VG[@]}" --log-file="$OUT/vg-ud.txt" \
+	"$PROGS/omx_ud" -d omx0 -n 8 -w 400 >"$OUT/ud.txt" 2>&1 ||
+	{ cat "$OUT/ud.txt" "$OUT/vg-ud.txt" >&2; fail "omx_ud under valgrind"; }
+expect_file_contains "$OUT/ud.txt" "ud ok" "omx_ud"
+vg_check omx_ud "$OUT/vg-ud.txt"
 
 omx_teardown
