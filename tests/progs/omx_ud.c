@@ -30,6 +30,15 @@
  *
  *   omx_ud -d DEV -L DATAGRAMS
  *
+ *   omx_ud -d DEV -U UID
+ *
+ * Privilege mode: a UD QP created as root, then, as UID (no
+ * capabilities), INIT with a controlled Q_Key (bit 31) is refused with
+ * EPERM (IBTA: privileged; ib_core asks for CAP_NET_RAW) and with an
+ * ordinary Q_Key accepted. Prints "privilege ok".
+ *
+ *   omx_ud -d DEV -L DATAGRAMS
+ *
  * Loss mode, for a netdev under netem: a sends DATAGRAMS numbered
  * datagrams to b in bursts of 64, b reposts each receive as it checks it.
  * Every datagram b gets must be one that was sent, byte for byte; the
@@ -37,6 +46,7 @@
  * the network's faults to the application, nothing else) as
  * "lossy: sent N received R lost L duplicated D reordered O".
  */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -216,6 +226,37 @@ static void expect_datagram(struct ibv_wc *wc, struct ibv_qp *from,
 		die("datagram %d: written past its end", seed);
 }
 
+/* Privilege mode (see the top of the file). */
+static void privilege(uid_t uid)
+{
+	struct ibv_qp_init_attr ia = {
+		.send_cq = cq, .recv_cq = cq, .qp_type = IBV_QPT_UD,
+		.cap = { .max_send_wr = 1, .max_recv_wr = 1,
+			 .max_send_sge = 1, .max_recv_sge = 1 },
+	};
+	struct ibv_qp_attr a = {
+		.qp_state = IBV_QPS_INIT, .port_num = 1, .qkey = 0x80000001u,
+	};
+	int mask = IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_QKEY;
+	struct ibv_qp *qp = ibv_create_qp(pd, &ia);
+	int r;
+
+	if (!qp)
+		die("ibv_create_qp(UD): %s", strerror(errno));
+	if (setresgid(uid, uid, uid) || setresuid(uid, uid, uid))
+		die("drop to uid %u: %s", (unsigned int)uid, strerror(errno));
+	r = ibv_modify_qp(qp, &a, mask);
+	if (r != EPERM)
+		die("controlled Q_Key without CAP_NET_RAW: %s, expected EPERM",
+		    strerror(r));
+	a.qkey = QK;
+	r = ibv_modify_qp(qp, &a, mask);
+	if (r)
+		die("an ordinary Q_Key as uid %u: %s", (unsigned int)uid, strerror(r));
+	printf("privilege ok: controlled Q_Key EPERM for uid %u, ordinary accepted\n",
+	       (unsigned int)uid);
+}
+
 /* Datagram s of the loss mode: 4 + s * 13 % (mtu - 3) bytes, s in the
  * first 4, then byte k = (s + k) & 0xff.
  */
@@ -320,20 +361,21 @@ int main(int argc, char **argv)
 	struct ibv_ah *ah, *back;
 	struct ibv_qp_ex *qx;
 	struct ibv_wc wc, keep;
-	int n = 32, loss = 0, i, c, r;
+	int n = 32, loss = 0, uid = -1, i, c, r;
 
 	memset(&keep, 0, sizeof(keep));
-	while ((c = getopt(argc, argv, "d:n:w:L:")) != -1) {
+	while ((c = getopt(argc, argv, "d:n:w:L:U:")) != -1) {
 		switch (c) {
 		case 'd': dev = optarg; break;
 		case 'L': loss = atoi(optarg); break;
+		case 'U': uid = atoi(optarg); break;
 		case 'n': n = atoi(optarg); break;
 		case 'w': wait_s = atof(optarg); break;
 		default: return 2;
 		}
 	}
 	if (!dev || n < 2 || n > MAXN || loss < 0) {
-		fprintf(stderr, "usage: omx_ud -d DEV [-n 2..%d] [-w SECONDS] [-L DATAGRAMS]\n",
+		fprintf(stderr, "usage: omx_ud -d DEV [-n 2..%d] [-w SECONDS] [-L DATAGRAMS] [-U UID]\n",
 			MAXN);
 		return 2;
 	}
@@ -350,6 +392,10 @@ int main(int argc, char **argv)
 	mr = ibv_reg_mr(pd, buf, 8192 + (MAXN + 4) * slot, IBV_ACCESS_LOCAL_WRITE);
 	if (!mr)
 		die("ibv_reg_mr: %s", strerror(errno));
+	if (uid > 0) {
+		privilege(uid);
+		return 0;
+	}
 	a = make_qp();
 	b = make_qp();
 	x = make_qp_ex();

@@ -28,6 +28,10 @@ ip netns exec nsA timeout 120 "$PROGS/omx_ud" -d omx0 -n 32 >"$OUT/omx_ud.txt" 2
 	{ cat "$OUT/omx_ud.txt" >&2; fail "omx_ud"; }
 cat "$OUT/omx_ud.txt" >&2
 expect_file_contains "$OUT/omx_ud.txt" "ud ok: 32 datagrams" "omx_ud"
+log "omx_ud -U: a controlled Q_Key needs CAP_NET_RAW"
+ip netns exec nsA timeout 60 "$PROGS/omx_ud" -d omx0 -U 40100 >"$OUT/omx_ud-priv.txt" 2>&1 ||
+	{ cat "$OUT/omx_ud-priv.txt" >&2; fail "omx_ud -U"; }
+expect_file_contains "$OUT/omx_ud-priv.txt" "privilege ok" "omx_ud -U"
 
 PP_PROG=ibv_ud_pingpong
 pingpong ud-s1024 300 -s 1024
