@@ -3,7 +3,8 @@
 #   tests/vm/bench-loopback.sh [--kernel 6.1|6.12|all] [--iters N]
 # Runs tests/scenarios/bench-loopback.sh once per kernel (all by default) and prints a
 # markdown table: each number of omx and rxe, and the ratios omx/rxe and omx/floor.
-# Latencies are perftest's 2-byte t_typical (median); bandwidth is ib_write_bw 64 KiB.
+# Latencies are perftest's 2-byte t_typical (median); bandwidth is ib_write_bw 64 KiB
+# and ib_send_bw -c UD 1 KiB.
 # TCG inflates absolute times many-fold: only the ratios of one run mean anything.
 set -euo pipefail
 LOG_TAG=bench-loopback
@@ -45,11 +46,15 @@ for k in "${kernels[@]}"; do
     row "ib_send_lat 2 B typical (us)" "$(v omx_send_lat_typical_us)" "$(v rxe_send_lat_typical_us)" "$(v raw_lat_typical_us)"
     row "ib_send_lat 2 B avg (us)" "$(v omx_send_lat_avg_us)" "$(v rxe_send_lat_avg_us)" "$(v raw_lat_avg_us)"
     row "ib_write_lat 2 B typical (us)" "$(v omx_write_lat_typical_us)" "$(v rxe_write_lat_typical_us)" "$(v raw_lat_typical_us)"
+    row "ib_send_lat -c UD 2 B typical (us)" "$(v omx_ud_send_lat_typical_us)" "$(v rxe_ud_send_lat_typical_us)" "$(v raw_lat_typical_us)"
+    row "ib_send_lat -c UC 2 B typical (us)" "$(v omx_uc_send_lat_typical_us)" "$(v rxe_uc_send_lat_typical_us)" "$(v raw_lat_typical_us)"
     row "ibv_rc_pingpong 64 B (us/iter)" "$(v omx_rc_pingpong_us)" "$(v rxe_rc_pingpong_us)" ""
     row "ibv_srq_pingpong 64 B, 16 QPs (us/iter)" "$(v omx_srq_pingpong_us)" "$(v rxe_srq_pingpong_us)" ""
     row "ucx_perftest am_lat rc_verbs 8 B median (us)" "$(v omx_ucx_am_lat_us)" "$(v rxe_ucx_am_lat_us)" ""
+    row "ucx_perftest am_lat ud_verbs 8 B median (us)" "$(v omx_ucx_ud_am_lat_us)" "$(v rxe_ucx_ud_am_lat_us)" ""
     # For bandwidth the ratios are plain fractions: omx's MB/s over rxe's and the floor's.
     row "ib_write_bw 64 KiB (MB/s)" "$(v omx_write_bw_MB_s)" "$(v rxe_write_bw_MB_s)" "$(v raw_bw_MB_s)"
+    row "ib_send_bw -c UD 1 KiB (MB/s)" "$(v omx_ud_send_bw_MB_s)" "$(v rxe_ud_send_bw_MB_s)" "$(v raw_bw_MB_s)"
 done
 echo
 echo "Host: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1))," \

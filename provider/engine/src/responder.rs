@@ -105,6 +105,33 @@ enum Exec {
     Rnr,
 }
 
+/// Why a SEND or RDMA WRITE packet was not placed
+/// ([`Responder::place_send`], [`Responder::place_write`]). The checks are
+/// the same for RC and UC, the consequences are not: RC answers with an
+/// RNR NAK or a NAK and moves the QP to ERROR, UC drops the rest of the
+/// message (docs/wire.md §14.3).
+#[derive(Debug)]
+enum Refused {
+    /// No receive WQE for a SEND or a WRITE with immediate.
+    NoWqe,
+    /// The QP lacks the remote-write right (counted `rx_qp_access_denied`).
+    Denied,
+    /// A WRITE longer than `MAX_MSG_SIZE` (counted `rx_too_large`).
+    TooLarge,
+    /// Not a packet of the message in progress, no message in progress,
+    /// a missing RETH, or a WRITE whose packets do not add up to its
+    /// length.
+    Invalid,
+    /// The WRITE's rkey, range or rights, or a fault in its memory.
+    Access,
+    /// The SEND is longer than its WQE (`end` bytes so far); the WQE is
+    /// still the message's (`cur`).
+    TooSmall { end: u64 },
+    /// The WQE's own memory faulted; the WQE completed with
+    /// IBV_WC_LOC_PROT_ERR.
+    LocalFault,
+}
+
 #[derive(Debug)]
 pub(crate) struct Responder {
     epsn: Psn,
@@ -427,6 +454,8 @@ impl Responder {
         }
     }
 
+    /// UC's answer to a SEND packet: [`Responder::place_send`], a
+    /// refusal drops the rest of the message (docs/wire.md §14.3).
     fn uc_send<M: MemoryAccess + ?Sized>(
         &mut self,
         ctx: &mut Ctx,
@@ -435,42 +464,94 @@ impl Responder {
         payload: &[u8],
         mem: &mut M,
     ) -> Result<(), RxError> {
-        if pos.is_first() {
-            if self.claim().is_none() {
+        match self.place_send(ctx, repr, pos, payload, mem) {
+            Ok(()) => Ok(()),
+            Err(Refused::NoWqe) => {
                 ctx.stats.rx_no_wqe += 1;
                 self.uc_dropping = true;
-                return Err(RxDrop::NoWqe.into());
+                Err(RxDrop::NoWqe.into())
+            }
+            Err(Refused::TooSmall { .. }) => {
+                // rxe: class D1 (the WQE is reused) on the QP's own
+                // queue, class E (completed in error) for a WQE of an SRQ.
+                ctx.stats.rx_wqe_too_small += 1;
+                if let Some(wqe) = self.cur.filter(|_| self.has_srq()) {
+                    self.cur = None;
+                    let wc = recv_wc(
+                        ctx,
+                        &wqe,
+                        WcStatus::RemInvReqErr,
+                        0,
+                        None,
+                        WcOpcode::Recv,
+                        false,
+                    );
+                    ctx.push_wc(wc);
+                }
+                Err(self.uc_drop(ctx))
+            }
+            // Our own memory: a local error, as for RC (no NAK on UC).
+            Err(Refused::LocalFault) => Err(Fatal(QpEventKind::Fatal).into()),
+            Err(_) => Err(self.uc_drop(ctx)),
+        }
+    }
+
+    /// UC's answer to an RDMA WRITE packet: [`Responder::place_write`], a
+    /// refusal drops the rest of the message (the data so far stays
+    /// written).
+    fn uc_write<M: MemoryAccess + ?Sized>(
+        &mut self,
+        ctx: &mut Ctx,
+        repr: &FrameRepr,
+        pos: Position,
+        payload: &[u8],
+        mem: &mut M,
+    ) -> Result<(), RxError> {
+        match self.place_write(ctx, repr, pos, payload, mem) {
+            Ok(()) => return Ok(()),
+            Err(Refused::NoWqe) => ctx.stats.rx_no_wqe += 1,
+            Err(Refused::Access) => ctx.stats.rx_uc_access_err += 1,
+            Err(Refused::Invalid) => ctx.stats.rx_uc_invalid += 1,
+            // Counted where they were found.
+            Err(Refused::Denied | Refused::TooLarge) => {}
+            // Not produced for a WRITE.
+            Err(Refused::TooSmall { .. } | Refused::LocalFault) => {}
+        }
+        Err(self.uc_drop(ctx))
+    }
+
+    /// Places one SEND packet (its position `pos`, its length already
+    /// checked) into the receive WQE of its message: the first packet
+    /// claims the WQE, the last completes it. The checks and effects RC
+    /// and UC share; what a refusal means is theirs
+    /// ([`Responder::exec_send`], [`Responder::uc_send`]). A fault in the
+    /// WQE's own memory completes it with IBV_WC_LOC_PROT_ERR before
+    /// [`Refused::LocalFault`] is returned.
+    fn place_send<M: MemoryAccess + ?Sized>(
+        &mut self,
+        ctx: &mut Ctx,
+        repr: &FrameRepr,
+        pos: Position,
+        payload: &[u8],
+        mem: &mut M,
+    ) -> Result<(), Refused> {
+        if pos.is_first() {
+            if self.claim().is_none() {
+                return Err(Refused::NoWqe);
             }
             self.recv_off = Some(0);
         }
         let (Some(off), Some(wqe)) = (self.recv_off, self.cur) else {
-            // Checked by the caller.
-            return Err(self.uc_drop(ctx));
+            return Err(Refused::Invalid);
         };
         let end = off + payload.len() as u64;
         if end > wqe.sg.total_len() {
-            // rxe: class D1 (the WQE is reused) on the QP's own queue,
-            // class E (completed in error) for a WQE of an SRQ.
-            ctx.stats.rx_wqe_too_small += 1;
-            if self.has_srq() {
-                self.cur = None;
-                ctx.push_wc(recv_wc(
-                    ctx,
-                    &wqe,
-                    WcStatus::RemInvReqErr,
-                    0,
-                    None,
-                    WcOpcode::Recv,
-                    false,
-                ));
-            }
-            return Err(self.uc_drop(ctx));
+            return Err(Refused::TooSmall { end });
         }
         if !payload.is_empty() && mem::scatter(mem, &wqe.sg, off, payload).is_err() {
-            // Our own memory: a local error, as for RC (no NAK on UC).
             self.cur = None;
             self.recv_off = None;
-            ctx.push_wc(recv_wc(
+            let wc = recv_wc(
                 ctx,
                 &wqe,
                 WcStatus::LocProtErr,
@@ -478,8 +559,9 @@ impl Responder {
                 None,
                 WcOpcode::Recv,
                 false,
-            ));
-            return Err(Fatal(QpEventKind::Fatal).into());
+            );
+            ctx.push_wc(wc);
+            return Err(Refused::LocalFault);
         }
         if pos.is_last() {
             self.cur = None;
@@ -500,39 +582,45 @@ impl Responder {
         Ok(())
     }
 
-    fn uc_write<M: MemoryAccess + ?Sized>(
+    /// Places one RDMA WRITE packet (its position `pos`, its length
+    /// already checked): the QP's remote-write right for every packet; a
+    /// packet with immediate data claims its WQE before anything else
+    /// changes (so an RNR-refused packet leaves no trace); the first
+    /// packet's RETH (length, rkey, range, rights); then the data, and
+    /// the last packet ends the message (exactly its length) and
+    /// completes the WQE of an immediate. The checks and effects RC and
+    /// UC share; what a refusal means is theirs ([`Responder::exec_write`],
+    /// [`Responder::uc_write`]).
+    fn place_write<M: MemoryAccess + ?Sized>(
         &mut self,
         ctx: &mut Ctx,
         repr: &FrameRepr,
         pos: Position,
         payload: &[u8],
         mem: &mut M,
-    ) -> Result<(), RxError> {
+    ) -> Result<(), Refused> {
         if self.access & access::REMOTE_WRITE == 0 {
             ctx.stats.rx_qp_access_denied += 1;
-            return Err(self.uc_drop(ctx));
+            return Err(Refused::Denied);
+        }
+        if repr.bth.opcode.has_imm() && self.claim().is_none() {
+            return Err(Refused::NoWqe);
         }
         if pos.is_first() {
             let Some(reth) = repr.ext.reth else {
-                ctx.stats.rx_uc_invalid += 1;
-                return Err(self.uc_drop(ctx));
+                return Err(Refused::Invalid);
             };
             if u64::from(reth.dma_len) > MAX_MSG_SIZE {
                 ctx.stats.rx_too_large += 1;
-                return Err(self.uc_drop(ctx));
+                return Err(Refused::TooLarge);
             }
-            if reth.dma_len > 0
+            let len = u64::from(reth.dma_len);
+            if len > 0
                 && mem
-                    .check(
-                        reth.rkey,
-                        reth.va,
-                        u64::from(reth.dma_len),
-                        Access::RemoteWrite,
-                    )
+                    .check(reth.rkey, reth.va, len, Access::RemoteWrite)
                     .is_err()
             {
-                ctx.stats.rx_uc_access_err += 1;
-                return Err(self.uc_drop(ctx));
+                return Err(Refused::Access);
             }
             self.write = Some(WriteCtx {
                 va: reth.va,
@@ -542,52 +630,33 @@ impl Responder {
             });
         }
         let Some(mut w) = self.write else {
-            // Checked by the caller.
-            return Err(self.uc_drop(ctx));
+            return Err(Refused::Invalid);
         };
         let end = u64::from(w.off) + payload.len() as u64;
         if end > u64::from(w.len) || (pos.is_last() && end != u64::from(w.len)) {
-            ctx.stats.rx_uc_invalid += 1;
-            return Err(self.uc_drop(ctx));
+            return Err(Refused::Invalid);
         }
-        // The immediate needs a WQE: without one the message is dropped
-        // before its last bytes land (its earlier data stays written).
-        if repr.bth.opcode.has_imm() && self.claim().is_none() {
-            ctx.stats.rx_no_wqe += 1;
-            return Err(self.uc_drop(ctx));
-        }
-        if !payload.is_empty()
-            && mem
-                .write(
-                    w.rkey,
-                    w.va.wrapping_add(u64::from(w.off)),
-                    payload,
-                    Access::RemoteWrite,
-                )
-                .is_err()
-        {
-            ctx.stats.rx_uc_access_err += 1;
-            return Err(self.uc_drop(ctx));
+        let va = w.va.wrapping_add(u64::from(w.off));
+        if !payload.is_empty() && mem.write(w.rkey, va, payload, Access::RemoteWrite).is_err() {
+            return Err(Refused::Access);
         }
         w.off = end as u32;
-        if pos.is_last() {
-            self.write = None;
-            if let Some(imm) = repr.ext.imm {
-                if let Some(wqe) = self.cur.take() {
-                    let wc = recv_wc(
-                        ctx,
-                        &wqe,
-                        WcStatus::Success,
-                        w.len,
-                        Some(imm),
-                        WcOpcode::RecvRdmaWithImm,
-                        repr.bth.solicited,
-                    );
-                    ctx.push_wc(wc);
-                }
-            }
-        } else {
+        if !pos.is_last() {
             self.write = Some(w);
+            return Ok(());
+        }
+        self.write = None;
+        if let (Some(imm), Some(wqe)) = (repr.ext.imm, self.cur.take()) {
+            let wc = recv_wc(
+                ctx,
+                &wqe,
+                WcStatus::Success,
+                w.len,
+                Some(imm),
+                WcOpcode::RecvRdmaWithImm,
+                repr.bth.solicited,
+            );
+            ctx.push_wc(wc);
         }
         Ok(())
     }
@@ -600,6 +669,9 @@ impl Responder {
         }
     }
 
+    /// RC's answer to a SEND packet in sequence: the packet's shape,
+    /// then [`Responder::place_send`]; a refusal is an RNR NAK (no WQE)
+    /// or a NAK that moves the QP to ERROR.
     fn exec_send<M: MemoryAccess + ?Sized>(
         &mut self,
         ctx: &mut Ctx,
@@ -612,71 +684,36 @@ impl Responder {
         let pos = op.position();
         if !Self::length_ok(pos, payload.len(), ctx.mtu as usize)
             || matches!(op, Opcode::SendLastInv | Opcode::SendOnlyInv)
+            || (pos.is_first() && (self.recv_off.is_some() || self.write.is_some()))
         {
             return Err(self.fatal(psn, NakCode::InvalidRequest));
         }
-        if pos.is_first() {
-            if self.recv_off.is_some() || self.write.is_some() {
-                return Err(self.fatal(psn, NakCode::InvalidRequest));
+        match self.place_send(ctx, repr, pos, payload, mem) {
+            Ok(()) => Ok(self.executed(pos)),
+            Err(Refused::NoWqe) => Ok(Exec::Rnr),
+            Err(Refused::TooSmall { end }) => {
+                if let Some(wqe) = self.cur.take() {
+                    let wc = recv_wc(
+                        ctx,
+                        &wqe,
+                        WcStatus::LocLenErr,
+                        end as u32,
+                        None,
+                        WcOpcode::Recv,
+                        false,
+                    );
+                    ctx.push_wc(wc);
+                }
+                Err(self.fatal(psn, NakCode::InvalidRequest))
             }
-            if self.claim().is_none() {
-                return Ok(Exec::Rnr);
-            }
-            self.recv_off = Some(0);
+            Err(Refused::LocalFault) => Err(self.fatal(psn, NakCode::RemoteOperationalError)),
+            Err(_) => Err(self.fatal(psn, NakCode::InvalidRequest)),
         }
-        let Some(off) = self.recv_off else {
-            return Err(self.fatal(psn, NakCode::InvalidRequest));
-        };
-        let Some(wqe) = self.cur else {
-            return Err(self.fatal(psn, NakCode::InvalidRequest));
-        };
-        let end = off + payload.len() as u64;
-        if end > wqe.sg.total_len() {
-            self.cur = None;
-            ctx.push_wc(recv_wc(
-                ctx,
-                &wqe,
-                WcStatus::LocLenErr,
-                end as u32,
-                None,
-                WcOpcode::Recv,
-                false,
-            ));
-            return Err(self.fatal(psn, NakCode::InvalidRequest));
-        }
-        if !payload.is_empty() && mem::scatter(mem, &wqe.sg, off, payload).is_err() {
-            self.cur = None;
-            ctx.push_wc(recv_wc(
-                ctx,
-                &wqe,
-                WcStatus::LocProtErr,
-                0,
-                None,
-                WcOpcode::Recv,
-                false,
-            ));
-            return Err(self.fatal(psn, NakCode::RemoteOperationalError));
-        }
-        if pos.is_last() {
-            self.cur = None;
-            self.recv_off = None;
-            self.msn = (self.msn + 1) & 0xFF_FFFF;
-            let wc = recv_wc(
-                ctx,
-                &wqe,
-                WcStatus::Success,
-                end as u32,
-                repr.ext.imm,
-                WcOpcode::Recv,
-                repr.bth.solicited,
-            );
-            ctx.push_wc(wc);
-        } else {
-            self.recv_off = Some(end);
-        }
-        Ok(Exec::Advance(1, false))
     }
 
+    /// RC's answer to an RDMA WRITE packet in sequence: the packet's
+    /// shape, then [`Responder::place_write`]; a refusal is an RNR NAK
+    /// (no WQE for the immediate) or a NAK that moves the QP to ERROR.
     fn exec_write<M: MemoryAccess + ?Sized>(
         &mut self,
         ctx: &mut Ctx,
@@ -685,90 +722,27 @@ impl Responder {
         mem: &mut M,
     ) -> Result<Exec, Fatal> {
         let psn = repr.bth.psn;
-        let op = repr.bth.opcode;
-        let pos = op.position();
-        if !Self::length_ok(pos, payload.len(), ctx.mtu as usize) {
-            return Err(self.fatal(psn, NakCode::InvalidRequest));
-        }
-        // Every packet of the message, zero-length and with immediate
-        // included (the flags may change between packets: RTS→RTS).
-        self.allowed(ctx, psn, access::REMOTE_WRITE)?;
-        // Only a last or only packet carries the immediate: it takes the
-        // WQE now, before the payload lands.
-        if op.has_imm() && self.claim().is_none() {
-            return Ok(Exec::Rnr);
-        }
-        if pos.is_first() {
-            let Some(reth) = repr.ext.reth else {
-                return Err(self.fatal(psn, NakCode::InvalidRequest));
-            };
-            if self.recv_off.is_some() || self.write.is_some() {
-                return Err(self.fatal(psn, NakCode::InvalidRequest));
-            }
-            self.length_allowed(ctx, psn, &reth)?;
-            if reth.dma_len > 0
-                && mem
-                    .check(
-                        reth.rkey,
-                        reth.va,
-                        u64::from(reth.dma_len),
-                        Access::RemoteWrite,
-                    )
-                    .is_err()
-            {
-                return Err(self.fatal(psn, NakCode::RemoteAccessError));
-            }
-            self.write = Some(WriteCtx {
-                va: reth.va,
-                rkey: reth.rkey,
-                len: reth.dma_len,
-                off: 0,
-            });
-        }
-        let Some(mut w) = self.write else {
-            return Err(self.fatal(psn, NakCode::InvalidRequest));
-        };
-        let end = u64::from(w.off) + payload.len() as u64;
-        if end > u64::from(w.len) {
-            return Err(self.fatal(psn, NakCode::InvalidRequest));
-        }
-        if !payload.is_empty()
-            && mem
-                .write(
-                    w.rkey,
-                    w.va.wrapping_add(u64::from(w.off)),
-                    payload,
-                    Access::RemoteWrite,
-                )
-                .is_err()
+        let pos = repr.bth.opcode.position();
+        if !Self::length_ok(pos, payload.len(), ctx.mtu as usize)
+            || (pos.is_first() && (self.recv_off.is_some() || self.write.is_some()))
         {
-            return Err(self.fatal(psn, NakCode::RemoteAccessError));
+            return Err(self.fatal(psn, NakCode::InvalidRequest));
         }
-        w.off = end as u32;
+        match self.place_write(ctx, repr, pos, payload, mem) {
+            Ok(()) => Ok(self.executed(pos)),
+            Err(Refused::NoWqe) => Ok(Exec::Rnr),
+            Err(Refused::Access) => Err(self.fatal(psn, NakCode::RemoteAccessError)),
+            Err(_) => Err(self.fatal(psn, NakCode::InvalidRequest)),
+        }
+    }
+
+    /// A SEND or WRITE packet was placed: the last one of a message
+    /// advances the MSN.
+    fn executed(&mut self, pos: Position) -> Exec {
         if pos.is_last() {
-            if w.off != w.len {
-                return Err(self.fatal(psn, NakCode::InvalidRequest));
-            }
-            self.write = None;
             self.msn = (self.msn + 1) & 0xFF_FFFF;
-            if let Some(imm) = repr.ext.imm {
-                if let Some(wqe) = self.cur.take() {
-                    let wc = recv_wc(
-                        ctx,
-                        &wqe,
-                        WcStatus::Success,
-                        w.len,
-                        Some(imm),
-                        WcOpcode::RecvRdmaWithImm,
-                        repr.bth.solicited,
-                    );
-                    ctx.push_wc(wc);
-                }
-            }
-        } else {
-            self.write = Some(w);
         }
-        Ok(Exec::Advance(1, false))
+        Exec::Advance(1, false)
     }
 
     fn exec_read<M: MemoryAccess + ?Sized>(
