@@ -106,8 +106,16 @@ for dev in omx0 rxe0; do
 	if command -v ucx_perftest >/dev/null; then
 		pair "$k-ucx_am_lat" ucx_perftest -d "$dev:1" -x rc_verbs -t am_lat -n "$ITERS" -w 100
 		result "${k}_ucx_am_lat_us" "$(awk '$1 == "Final:" { print $3 }' "$OUT/$k-ucx_am_lat.txt")"
-		pair "$k-ucx_ud_am_lat" ucx_perftest -d "$dev:1" -x ud_verbs -t am_lat -n "$ITERS" -w 100
-		result "${k}_ucx_ud_am_lat_us" "$(awk '$1 == "Final:" { print $3 }' "$OUT/$k-ucx_ud_am_lat.txt")"
+		# Debian's UCX 1.13 drops rxe's UD receives (rxe leaves wc.sl 0
+		# for an IPv4 GRH; UCX PR #10209): its ud_verbs endpoint times
+		# out. A failure is recorded, not fatal.
+		if (T=90 pair "$k-ucx_ud_am_lat" ucx_perftest -d "$dev:1" -x ud_verbs -t am_lat \
+			-n "$ITERS" -w 100); then
+			result "${k}_ucx_ud_am_lat_us" \
+				"$(awk '$1 == "Final:" { print $3 }' "$OUT/$k-ucx_ud_am_lat.txt")"
+		else
+			result "${k}_ucx_ud_am_lat_us" failed
+		fi
 	fi
 done
 

@@ -131,15 +131,80 @@ pub struct Io {
     fatal: Option<Waker>,
 }
 
+/// Endpoints of this device that frames of ours reached through the
+/// netdev because we had no outbox to them: UD peers, which no connect
+/// step names (an RC QP opens its outbox in `modify_qp`). The [`Sink`]
+/// marks them (an atomic load, and an OR the first time); the progress
+/// thread opens their outboxes ([`Runtime::connect_wanted`]), so the
+/// frames that follow take shared memory. An endpoint whose inbox could
+/// not be opened (another user's, `OMX_LOCAL=0`, no free lane) is not
+/// asked for again by this context: its frames keep the netdev.
+#[derive(Debug)]
+pub struct Wanted {
+    bits: [AtomicU64; WANTED_WORDS],
+    tried: [AtomicU64; WANTED_WORDS],
+    any: AtomicBool,
+}
+
+/// 64-bit words for one bit per endpoint number.
+const WANTED_WORDS: usize = (omx_rdma_sys::OMX_ENDPOINT_MAX as usize + 1).div_ceil(64);
+
+impl Default for Wanted {
+    fn default() -> Self {
+        Wanted {
+            bits: core::array::from_fn(|_| AtomicU64::new(0)),
+            tried: core::array::from_fn(|_| AtomicU64::new(0)),
+            any: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Wanted {
+    fn word_bit(ep: u32) -> (usize, u64) {
+        ((ep as usize / 64) % WANTED_WORDS, 1 << (ep % 64))
+    }
+
+    /// A frame went to `ep` through the netdev.
+    pub fn mark(&self, ep: u32) {
+        let (w, b) = Self::word_bit(ep);
+        if (self.bits[w].load(Relaxed) | self.tried[w].load(Relaxed)) & b != 0 {
+            return;
+        }
+        self.bits[w].fetch_or(b, Relaxed);
+        self.any.store(true, SeqCst);
+    }
+
+    /// Calls `f` with every endpoint marked since the last call and not
+    /// given up on; `f` says whether its outbox is open now.
+    pub fn take(&self, mut f: impl FnMut(u32) -> bool) {
+        if !self.any.swap(false, SeqCst) {
+            return;
+        }
+        for (w, word) in self.bits.iter().enumerate() {
+            let mut x = word.swap(0, Relaxed);
+            while x != 0 {
+                let ep = (w * 64) as u32 + x.trailing_zeros();
+                x &= x - 1;
+                if !f(ep) {
+                    let (tw, b) = Self::word_bit(ep);
+                    self.tried[tw].fetch_or(b, Relaxed);
+                }
+            }
+        }
+    }
+}
+
 /// The context's [`FrameSink`]: a frame for an endpoint on this device
 /// whose inbox we opened goes into that inbox (same-host delivery,
-/// [`omx_pktio::local`]), every other frame through the packet socket.
-/// Drops frames while there is no socket (nothing is sent before RTR
-/// anyway). `N` is the netdev side: the packet socket (tests put a
-/// recorder there).
+/// [`omx_pktio::local`]), every other frame through the packet socket;
+/// one for an endpoint on this device without an outbox is marked in
+/// `wanted`. Drops frames while there is no socket (nothing is sent
+/// before RTR anyway). `N` is the netdev side: the packet socket (tests
+/// put a recorder there).
 pub struct Sink<'a, N: FrameSink = PacketSocket> {
     sock: Option<&'a N>,
     local: Option<&'a Outboxes>,
+    wanted: Option<&'a Wanted>,
     mac: [u8; 6],
 }
 
@@ -147,13 +212,13 @@ impl<N: FrameSink> Sink<'_, N> {
     /// Queues `frame` in a local inbox if it is for one we opened (and
     /// wakes its owner if it sleeps). False: it must go out the netdev.
     fn deliver_locally(&self, frame: &[u8]) -> bool {
-        let Some(local) = self.local else {
-            return false;
-        };
         let Some(ep) = local::local_destination(frame, &self.mac) else {
             return false;
         };
-        let Some(outbox) = local.get(ep) else {
+        let Some(outbox) = self.local.and_then(|l| l.get(ep)) else {
+            if let Some(w) = self.wanted {
+                w.mark(ep);
+            }
             return false;
         };
         match outbox.push(frame) {
@@ -186,7 +251,7 @@ impl<N: FrameSink> FrameSink for Sink<'_, N> {
                 s.send_batch(wire);
             }
         };
-        if self.local.is_none() {
+        if self.local.is_none() && self.wanted.is_none() {
             return out(frames);
         }
         // The frames that stay on the netdev, in order, a batch at a time.
@@ -234,6 +299,8 @@ pub struct Runtime {
     /// Outboxes to the inboxes of endpoints on this device our QPs
     /// connected to (created with the first such QP).
     outboxes: OnceLock<Outboxes>,
+    /// Endpoints of this device our frames reached through the netdev.
+    wanted: Wanted,
     /// Whether this context sends same-device frames through shared
     /// memory (`OMX_LOCAL=0` turns it off: everything takes the netdev).
     local_tx: bool,
@@ -278,6 +345,7 @@ impl Runtime {
             tap: OnceLock::new(),
             inbox: OnceLock::new(),
             outboxes: OnceLock::new(),
+            wanted: Wanted::default(),
             local_tx: std::env::var_os("OMX_LOCAL").is_none_or(|v| v != "0"),
             cmd_fd,
             stop: AtomicBool::new(false),
@@ -302,6 +370,7 @@ impl Runtime {
         Sink {
             sock: self.io.get().map(|io| &io.sock),
             local: self.outboxes.get(),
+            wanted: self.local_tx.then_some(&self.wanted),
             mac: self.netdev.mac,
         }
     }
@@ -345,17 +414,17 @@ impl Runtime {
     /// A QP connects to the endpoint `peer` on this very device: open (or
     /// refresh) our outbox to its inbox. Control path. Failure is not an
     /// error: frames then go through the netdev and the peer's loopback
-    /// tap.
-    pub fn connect_local(&self, peer: u32) {
+    /// tap. Returns whether frames to `peer` now take shared memory.
+    pub fn connect_local(&self, peer: u32) -> bool {
         if !self.local_tx {
             log::debug(format_args!(
                 "endpoint {} -> local endpoint {peer}: netdev (OMX_LOCAL=0)",
                 self.ep.endpoint
             ));
-            return;
+            return false;
         }
         let Some(dir) = local::InboxDir::system(self.netdev.ifindex) else {
-            return;
+            return false;
         };
         let outboxes = self.outboxes.get_or_init(Outboxes::default);
         let ok = outboxes.connect(peer, &dir, self.ep.endpoint, &mut report_squat);
@@ -364,6 +433,13 @@ impl Runtime {
             self.ep.endpoint,
             if ok { "shared memory" } else { "netdev" }
         ));
+        ok
+    }
+
+    /// Opens the outboxes the sink asked for ([`Wanted`]). Progress
+    /// thread only (it opens files; never a post or poll call).
+    fn connect_wanted(&self) {
+        self.wanted.take(|ep| self.connect_local(ep));
     }
 
     /// Packet I/O, opened (and the progress thread started) on first use.
@@ -725,6 +801,7 @@ impl Runtime {
             }
             self.progress_passes.fetch_add(1, Relaxed);
             self.notify_pass();
+            self.connect_wanted();
             let now = self.now().as_nanos();
             let frames = self.rx_frames.load(Relaxed);
             if frames != seen_frames || app_receives {
@@ -967,6 +1044,7 @@ mod tests {
         let sink: Sink<'_> = Sink {
             sock: None,
             local: Some(&outboxes),
+            wanted: None,
             mac,
         };
         // dst MAC, src MAC, EtherType, peer index, ptype, 3 bytes, then
@@ -1004,6 +1082,53 @@ mod tests {
         assert!(!inbox.prepare_sleep(), "the frame is waiting");
         drop(inbox);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Frames to an endpoint of our MAC without an outbox go out the
+    /// netdev and mark it once; the progress thread's pass then connects
+    /// it, and an endpoint that could not be connected is not asked for
+    /// again.
+    #[test]
+    fn frames_to_local_endpoints_without_an_outbox_ask_for_one() {
+        let netdev = Netdev::default();
+        let wanted = Wanted::default();
+        let mac = [2, 0, 0, 0, 0, 1];
+        let sink = Sink {
+            sock: Some(&netdev),
+            local: None,
+            wanted: Some(&wanted),
+            mac,
+        };
+        let frame = |dmac: [u8; 6], ep: u32| {
+            let mut f = vec![0u8; 64];
+            f[0..6].copy_from_slice(&dmac);
+            f[20..24].copy_from_slice(&(ep << 12 | 5).to_be_bytes());
+            f
+        };
+        let (to7, to4095, remote) = (
+            frame(mac, 7),
+            frame(mac, 4095),
+            frame([2, 0, 0, 0, 0, 2], 9),
+        );
+        sink.send_batch(&[&to7, &remote, &to4095, &to7]);
+        sink.send(&to7);
+        assert_eq!(netdev.0.borrow().len(), 5, "every frame took the netdev");
+        let mut asked = Vec::new();
+        wanted.take(|ep| {
+            asked.push(ep);
+            ep == 7
+        });
+        assert_eq!(asked, [7, 4095]);
+        wanted.take(|_| panic!("nothing new"));
+        // 4095 could not be connected: not asked for again; 7 can be
+        // asked again (its outbox may go stale).
+        sink.send_batch(&[&to4095, &to7]);
+        let mut asked = Vec::new();
+        wanted.take(|ep| {
+            asked.push(ep);
+            true
+        });
+        assert_eq!(asked, [7]);
     }
 
     fn no_squat(s: &local::Squat) {
@@ -1044,6 +1169,7 @@ mod tests {
         let sink = Sink {
             sock: Some(&netdev),
             local: Some(&outboxes),
+            wanted: None,
             mac,
         };
         let mut f = vec![0u8; 64];
