@@ -138,6 +138,7 @@ static const struct ib_device_ops omx_device_ops = {
 	.destroy_cq = omx_destroy_cq,
 	.destroy_qp = omx_destroy_qp,
 	.destroy_srq = omx_destroy_srq,
+	.modify_srq = omx_modify_srq,
 	.device_group = &omx_attr_group,
 	.disassociate_ucontext = omx_disassociate_ucontext,
 	.fill_res_cq_entry = omx_fill_res_cq_entry,

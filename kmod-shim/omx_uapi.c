@@ -7,6 +7,7 @@
  *  OMX_METHOD_CQ_ERROR    IB_EVENT_CQ_ERR, once per CQ
  *  OMX_METHOD_QP_EVENT    the engine's own move to ERROR (omx_verbs.c keeps
  *                         the shadow) and the QP's affiliated event
+ *  OMX_METHOD_SRQ_LIMIT   IB_EVENT_SRQ_LIMIT_REACHED, once per arm
  *  OMX_METHOD_CTX_FATAL_FD  eventfd signalled at disassociation
  *
  * The provider arms CQs and produces completions in user space.  When it
@@ -25,7 +26,7 @@
  *    (OMX_CQ_MAX_UNREAD, see omx_cq_work()); below the bound every
  *    successful CQ_NOTIFY raises exactly one event.
  *
- * References: the methods hold their CQ/QP uobject with READ access, so
+ * References: the methods hold their CQ/QP/SRQ uobject with READ access, so
  * the object cannot be destroyed while they run.  A queued work item needs
  * no reference: destroy_cq/destroy_qp cancel it synchronously before the
  * core frees the object.  The CQ's channel file is pinned by the CQ
@@ -232,6 +233,37 @@ static int UVERBS_HANDLER(OMX_METHOD_QP_EVENT)(struct uverbs_attr_bundle *attrs)
 	return 0;
 }
 
+/* Raises the SRQ limit event OMX_METHOD_SRQ_LIMIT queued. */
+void omx_srq_event_work(struct work_struct *work)
+{
+	struct omx_srq *srq = container_of(work, struct omx_srq, event_work);
+	struct ib_srq *base_srq = &srq->base_srq;
+	struct ib_event ev = {
+		.device = base_srq->device,
+		.element.srq = base_srq,
+		.event = IB_EVENT_SRQ_LIMIT_REACHED,
+	};
+
+	omx_dbg_srq(srq, "limit reached\n");
+	if (base_srq->event_handler)
+		base_srq->event_handler(&ev, base_srq->srq_context);
+}
+
+static int UVERBS_HANDLER(OMX_METHOD_SRQ_LIMIT)(struct uverbs_attr_bundle *attrs)
+{
+	struct ib_srq *base_srq;
+	struct omx_srq *srq;
+
+	base_srq = uverbs_attr_get_obj(attrs, OMX_ATTR_SRQ_LIMIT_HANDLE);
+	if (IS_ERR(base_srq))
+		return PTR_ERR(base_srq);
+	srq = to_omx_srq(base_srq);
+	/* One event per arm: with nothing armed, nothing is raised. */
+	if (xchg(&srq->limit, 0))
+		queue_work(omx_wq, &srq->event_work);
+	return 0;
+}
+
 static int UVERBS_HANDLER(OMX_METHOD_CTX_FATAL_FD)(struct uverbs_attr_bundle *attrs)
 {
 	struct ib_ucontext *base_ctx;
@@ -282,6 +314,12 @@ DECLARE_UVERBS_NAMED_METHOD(OMX_METHOD_QP_EVENT,
 					       UVERBS_ATTR_TYPE(u32),
 					       UA_MANDATORY));
 
+DECLARE_UVERBS_NAMED_METHOD(OMX_METHOD_SRQ_LIMIT,
+			    UVERBS_ATTR_IDR(OMX_ATTR_SRQ_LIMIT_HANDLE,
+					    UVERBS_OBJECT_SRQ,
+					    UVERBS_ACCESS_READ,
+					    UA_MANDATORY));
+
 DECLARE_UVERBS_NAMED_METHOD(OMX_METHOD_CTX_FATAL_FD,
 			    UVERBS_ATTR_PTR_IN(OMX_ATTR_CTX_FATAL_FD_FD,
 					       UVERBS_ATTR_TYPE(s32),
@@ -296,6 +334,10 @@ ADD_UVERBS_METHODS(omx_qp_methods,
 		   UVERBS_OBJECT_QP,
 		   &UVERBS_METHOD(OMX_METHOD_QP_EVENT));
 
+ADD_UVERBS_METHODS(omx_srq_methods,
+		   UVERBS_OBJECT_SRQ,
+		   &UVERBS_METHOD(OMX_METHOD_SRQ_LIMIT));
+
 ADD_UVERBS_METHODS(omx_device_methods,
 		   UVERBS_OBJECT_DEVICE,
 		   &UVERBS_METHOD(OMX_METHOD_CTX_FATAL_FD));
@@ -303,6 +345,7 @@ ADD_UVERBS_METHODS(omx_device_methods,
 const struct uapi_definition omx_uapi_defs[] = {
 	UAPI_DEF_CHAIN_OBJ_TREE(UVERBS_OBJECT_CQ, &omx_cq_methods),
 	UAPI_DEF_CHAIN_OBJ_TREE(UVERBS_OBJECT_QP, &omx_qp_methods),
+	UAPI_DEF_CHAIN_OBJ_TREE(UVERBS_OBJECT_SRQ, &omx_srq_methods),
 	UAPI_DEF_CHAIN_OBJ_TREE(UVERBS_OBJECT_DEVICE, &omx_device_methods),
 	{},
 };

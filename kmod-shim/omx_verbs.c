@@ -815,13 +815,15 @@ int omx_destroy_qp(struct ib_qp *base_qp, struct ib_udata *udata)
 }
 
 /*
- * A basic shared receive queue.  Its ring, its limit (srq_limit) and its
- * state live in the provider, which also answers ibv_modify_srq and
- * ibv_query_srq: the kernel validates the size, charges the SRQ to the
- * context's user and lets uverbs and restrack track it (the core lists it
- * in "rdma resource show srq" and keeps it alive while QPs use it).  XRC
- * and tag-matching SRQs: -EOPNOTSUPP.  max_wr and max_sge are granted
- * exactly as asked, so the values the core reports back are the request's.
+ * A basic shared receive queue.  Its ring and its state live in the
+ * provider, which also answers ibv_query_srq: the kernel validates the
+ * size, charges the SRQ to the context's user, keeps the armed limit (so
+ * that OMX_METHOD_SRQ_LIMIT raises one event per arm) and lets uverbs and
+ * restrack track it (the core lists it in "rdma resource show srq" and
+ * keeps it alive while QPs use it).  XRC and tag-matching SRQs:
+ * -EOPNOTSUPP.  max_wr and max_sge are granted exactly as asked, so the
+ * values the core reports back are the request's; the srq_limit of the
+ * creation is not an arm (ibv_create_srq(3): irrelevant there).
  */
 int omx_create_srq(struct ib_srq *base_srq, struct ib_srq_init_attr *attr,
 		   struct ib_udata *udata)
@@ -854,6 +856,7 @@ int omx_create_srq(struct ib_srq *base_srq, struct ib_srq_init_attr *attr,
 	srq->user = uctx->user;
 	srq->max_wr = sa->max_wr;
 	srq->max_sge = sa->max_sge;
+	INIT_WORK(&srq->event_work, omx_srq_event_work);
 	omx_dbg(base_srq->device, "EP[%u] max_wr %u max_sge %u limit %u\n",
 		uctx->endpoint, sa->max_wr, sa->max_sge, sa->srq_limit);
 
@@ -870,8 +873,32 @@ int omx_destroy_srq(struct ib_srq *base_srq, struct ib_udata *udata)
 	struct omx_device *sdev = to_omx_dev(base_srq->device);
 	struct omx_srq *srq = to_omx_srq(base_srq);
 
+	/* uverbs holds the SRQ exclusively: no SRQ_LIMIT can queue it again. */
+	cancel_work_sync(&srq->event_work);
 	omx_dbg_srq(srq, "destroyed\n");
 	omx_uncharge(srq->user, OMX_RES_SRQ, &sdev->num_srq);
+
+	return 0;
+}
+
+/*
+ * ibv_modify_srq: arming (or, with 0, disarming) the limit is all that
+ * reaches the kernel.  No resize (IB_SRQ_MAX_WR: -EINVAL, as the device
+ * reports no IB_DEVICE_SRQ_RESIZE); a limit above max_wr: -EINVAL.
+ */
+int omx_modify_srq(struct ib_srq *base_srq, struct ib_srq_attr *attr,
+		   enum ib_srq_attr_mask mask, struct ib_udata *udata)
+{
+	struct omx_srq *srq = to_omx_srq(base_srq);
+	int rv;
+
+	rv = omx_udata_in_check(udata);
+	if (rv)
+		return rv;
+	if (mask & ~IB_SRQ_LIMIT || attr->srq_limit > srq->max_wr)
+		return -EINVAL;
+	WRITE_ONCE(srq->limit, attr->srq_limit);
+	omx_dbg_srq(srq, "limit %u\n", attr->srq_limit);
 
 	return 0;
 }

@@ -318,6 +318,13 @@ struct omx_srq {
 	struct omx_user *user;
 	u32 max_wr;			/* as created */
 	u32 max_sge;			/* as created */
+	/*
+	 * The armed srq_limit, 0 = disarmed: written by modify_srq, taken
+	 * (xchg to 0) by OMX_METHOD_SRQ_LIMIT, which then queues event_work.
+	 */
+	u32 limit;
+	/* Raises IB_EVENT_SRQ_LIMIT_REACHED, on omx_wq. */
+	struct work_struct event_work;
 };
 
 struct omx_mr {
@@ -453,6 +460,9 @@ int omx_destroy_qp(struct ib_qp *base_qp, struct ib_udata *udata);
 int omx_create_srq(struct ib_srq *base_srq, struct ib_srq_init_attr *attr,
 		   struct ib_udata *udata);
 int omx_destroy_srq(struct ib_srq *base_srq, struct ib_udata *udata);
+int omx_modify_srq(struct ib_srq *base_srq, struct ib_srq_attr *attr,
+		   enum ib_srq_attr_mask mask, struct ib_udata *udata);
+void omx_srq_event_work(struct work_struct *work);
 struct ib_mr *omx_reg_user_mr(struct ib_pd *base_pd, u64 start, u64 length,
 			      u64 virt, int access, struct ib_udata *udata);
 int omx_dereg_mr(struct ib_mr *base_mr, struct ib_udata *udata);

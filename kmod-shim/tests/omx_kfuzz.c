@@ -474,7 +474,19 @@ static int op_driver_method(uint64_t *s, struct ctx *c)
 	uint32_t h;
 	int rv = 0, efd, n;
 
-	switch (below(s, 5)) {
+	switch (below(s, 6)) {
+	case 5:
+		/* Arm (any mask, any limit) and fire an SRQ's limit. */
+		h = pick(s, c, c->srq, c->nsrq);
+		if (chance(s, 70))
+			raw_modify_srq(c->fd, h,
+				       chance(s, 80) ? 2 : (uint32_t)rnd(s),
+				       below(s, 70000), chance(s, 80) ?
+				       below(s, 64) : edgy32(s));
+		n = chance(s, 20) ? 1 + below(s, 200) : 1;
+		for (int i = 0; i < n; i++)
+			rv = raw_srq_limit(c->fd, h);
+		return rv;
 	case 0:
 		h = pick(s, c, c->cq, c->ncq);
 		n = chance(s, 20) ? 1 + below(s, 2000) : 1;

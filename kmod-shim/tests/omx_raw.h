@@ -543,6 +543,27 @@ static inline int raw_qp_event(int fd, uint32_t qp, uint32_t type,
 	return raw_ioctl(fd, UVERBS_OBJECT_QP, OMX_METHOD_QP_EVENT, a, 3);
 }
 
+static inline int raw_modify_srq(int fd, uint32_t srq, uint32_t mask,
+				 uint32_t max_wr, uint32_t limit)
+{
+	struct {
+		struct ib_uverbs_cmd_hdr hdr;
+		struct ib_uverbs_modify_srq cmd;
+	} c = { .cmd = { .srq_handle = srq, .attr_mask = mask,
+			 .max_wr = max_wr, .srq_limit = limit } };
+
+	return raw_write(fd, IB_USER_VERBS_CMD_MODIFY_SRQ, &c, sizeof(c), 0);
+}
+
+static inline int raw_srq_limit(int fd, uint32_t srq)
+{
+	struct ib_uverbs_attr a = { .attr_id = OMX_ATTR_SRQ_LIMIT_HANDLE,
+				    .flags = UVERBS_ATTR_F_MANDATORY,
+				    .data = srq };
+
+	return raw_ioctl(fd, UVERBS_OBJECT_SRQ, OMX_METHOD_SRQ_LIMIT, &a, 1);
+}
+
 static inline int raw_ctx_fatal_fd(int fd, int32_t efd)
 {
 	struct ib_uverbs_attr a = { .attr_id = OMX_ATTR_CTX_FATAL_FD_FD,

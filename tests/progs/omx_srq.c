@@ -11,7 +11,7 @@
  *     reports it; a WR with more SGEs than max_sge is EINVAL and a WR past
  *     max_wr is ENOMEM, each with *bad_wr naming it and the WRs before it
  *     posted; ibv_modify_srq with IBV_SRQ_MAX_WR is EINVAL (no resize
- *     capability), with IBV_SRQ_LIMIT EOPNOTSUPP (no limit event yet);
+ *     capability), with IBV_SRQ_LIMIT above max_wr EINVAL;
  *   - ibv_post_recv on a QP with an SRQ is EINVAL;
  *   - with the SRQ empty, a SEND waits (RNR) and completes once a receive
  *     is posted to the SRQ;
@@ -19,6 +19,10 @@
  *     consumed once, oldest first per receiver, each buffer holding
  *     exactly what its sender sent and nothing around it, the completions
  *     naming the receiving QP;
+ *   - the limit: armed at 2 with 4 WQEs in the SRQ, the SEND that leaves
+ *     fewer than 2 raises IBV_EVENT_SRQ_LIMIT_REACHED for the SRQ, once,
+ *     disarming it (ibv_query_srq then reports limit 0); armed again, the
+ *     next crossing raises it again;
  *   - b1 moved to ERROR raises IBV_EVENT_QP_LAST_WQE_REACHED for b1; a1
  *     (no SRQ) moved to ERROR raises nothing;
  *   - ibv_destroy_srq is EBUSY while b1 exists, and succeeds after the
@@ -172,6 +176,79 @@ static void to_error_expect(struct ibv_qp *qp, enum ibv_event_type want)
 	ibv_ack_async_event(&ev);
 }
 
+/* The next async event within `secs` must be `want` for the SRQ, or there
+ * must be none when want is 0. */
+static void expect_srq_event(enum ibv_event_type want, double secs)
+{
+	struct pollfd p = { .fd = ctx->async_fd, .events = POLLIN };
+	struct ibv_async_event ev;
+	int n = poll(&p, 1, (int)(secs * 1000));
+
+	if (!want) {
+		if (n != 0)
+			die("an async event without a crossed, armed limit\n");
+		return;
+	}
+	if (n != 1 || ibv_get_async_event(ctx, &ev))
+		die("no IBV_EVENT_SRQ_LIMIT_REACHED within %.0f s\n", secs);
+	if (ev.event_type != want || ev.element.srq != srq)
+		die("async event %s, want %s for the SRQ\n",
+		    ibv_event_type_str(ev.event_type), ibv_event_type_str(want));
+	ibv_ack_async_event(&ev);
+}
+
+/* Posts `k` WQEs to the SRQ and arms its limit at `limit`. */
+static void fill_and_arm(unsigned int k, unsigned int limit)
+{
+	struct ibv_srq_attr sa = { .srq_limit = limit };
+	struct ibv_recv_wr w, *bad;
+	struct ibv_sge sge;
+	unsigned int i;
+
+	for (i = 0; i < k; i++) {
+		w = srq_wr(i, &sge);
+		if (ibv_post_srq_recv(srq, &w, &bad))
+			die("post_srq_recv: %s\n", strerror(errno));
+	}
+	if (ibv_modify_srq(srq, &sa, IBV_SRQ_LIMIT))
+		die("modify_srq IBV_SRQ_LIMIT %u: %s\n", limit, strerror(errno));
+	if (ibv_query_srq(srq, &sa) || sa.srq_limit != limit)
+		die("ibv_query_srq: limit %u, armed %u\n", sa.srq_limit, limit);
+}
+
+/* `k` SENDs from a1 into the SRQ (through b1), each completed. */
+static void consume(struct ibv_qp *a1, unsigned int k)
+{
+	struct ibv_wc wc[8];
+	unsigned int i;
+
+	for (i = 0; i < k; i++)
+		send_msg(a1, 0);
+	poll_n(wc, 2 * (int)k);
+}
+
+static void check_limit(struct ibv_qp *a1)
+{
+	struct ibv_srq_attr sa;
+
+	fill_and_arm(4, 2);
+	consume(a1, 2);			/* 2 left: not below 2 */
+	expect_srq_event(0, 0.3);
+	consume(a1, 1);			/* 1 left: crossed */
+	expect_srq_event(IBV_EVENT_SRQ_LIMIT_REACHED, wait_s);
+	if (ibv_query_srq(srq, &sa) || sa.srq_limit != 0)
+		die("after the event the limit is %u, want 0\n", sa.srq_limit);
+	consume(a1, 1);			/* disarmed: nothing */
+	expect_srq_event(0, 0.3);
+	fill_and_arm(4, 4);
+	consume(a1, 1);			/* 3 left: crossed again */
+	expect_srq_event(IBV_EVENT_SRQ_LIMIT_REACHED, wait_s);
+	consume(a1, 3);
+	expect_srq_event(0, 0.3);
+	printf("srq limit: one IBV_EVENT_SRQ_LIMIT_REACHED per arm, "
+	       "disarmed after it\n");
+}
+
 static void check_post_rules(struct ibv_qp *b1)
 {
 	struct ibv_sge sge[3], many[32];
@@ -214,9 +291,11 @@ static void check_post_rules(struct ibv_qp *b1)
 	sa.max_wr = 2 * sa.max_wr;
 	if (ibv_modify_srq(srq, &sa, IBV_SRQ_MAX_WR) != EINVAL)
 		die("modify_srq IBV_SRQ_MAX_WR: want EINVAL\n");
-	sa.srq_limit = 1;
-	if (ibv_modify_srq(srq, &sa, IBV_SRQ_LIMIT) != EOPNOTSUPP)
-		die("modify_srq IBV_SRQ_LIMIT: want EOPNOTSUPP\n");
+	if (ibv_query_srq(srq, &sa))
+		die("ibv_query_srq: %s\n", strerror(errno));
+	sa.srq_limit = sa.max_wr + 1;
+	if (ibv_modify_srq(srq, &sa, IBV_SRQ_LIMIT) != EINVAL)
+		die("modify_srq IBV_SRQ_LIMIT above max_wr: want EINVAL\n");
 
 	w[0] = srq_wr(0, &sge[0]);
 	bad = NULL;
@@ -228,7 +307,7 @@ static void check_post_rules(struct ibv_qp *b1)
 			die("ibv_post_recv on an SRQ QP: %d (want EINVAL)\n",
 			    rc);
 	}
-	printf("modify_srq: EINVAL (resize), EOPNOTSUPP (limit); "
+	printf("modify_srq: EINVAL (resize, limit above max_wr); "
 	       "post_recv on an SRQ QP: EINVAL\n");
 }
 
@@ -374,6 +453,8 @@ int main(int argc, char **argv)
 				    i, j);
 	}
 	printf("exactly once: %u messages in %u distinct WQEs\n", n, n);
+
+	check_limit(a1);
 
 	to_error_expect(a1, 0);
 	to_error_expect(b1, IBV_EVENT_QP_LAST_WQE_REACHED);

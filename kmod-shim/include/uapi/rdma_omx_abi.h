@@ -128,6 +128,13 @@ struct omx_alloc_ucontext_resp {
  * when its shadow enters ERR, by this method or by modify_qp (counted in
  * the same budget).
  *
+ * OMX_METHOD_SRQ_LIMIT on UVERBS_OBJECT_SRQ (5): the provider's SRQ ring
+ * fell below the limit armed by ibv_modify_srq(IBV_SRQ_LIMIT) (which the
+ * kernel records).  Raises IB_EVENT_SRQ_LIMIT_REACHED on the context's
+ * async event file and disarms, so one arm raises at most one event; a
+ * request with nothing armed succeeds and raises nothing.  Attribute
+ * OMX_ATTR_SRQ_LIMIT_HANDLE (the SRQ's uverbs handle), mandatory.
+ *
  * OMX_METHOD_CTX_FATAL_FD on UVERBS_OBJECT_DEVICE (0): register an eventfd
  * that the kernel signals when the device is removed under the context
  * (disassociation: netdev unregistered, rdma link delete, rmmod), so the
@@ -171,6 +178,14 @@ enum omx_qp_event {
 
 /* Affiliated events one QP may raise in its whole life. */
 #define OMX_QP_MAX_EVENTS 64
+
+enum omx_srq_methods {
+	OMX_METHOD_SRQ_LIMIT = OMX_UVERBS_ID_NS,
+};
+
+enum omx_srq_limit_attrs {
+	OMX_ATTR_SRQ_LIMIT_HANDLE = OMX_UVERBS_ID_NS,
+};
 
 enum omx_device_methods {
 	OMX_METHOD_CTX_FATAL_FD = OMX_UVERBS_ID_NS,

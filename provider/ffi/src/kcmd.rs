@@ -10,9 +10,10 @@
 use omx_rdma_sys::{
     ib_uverbs_attr, ib_uverbs_ioctl_hdr, OMX_ATTR_CQ_ERROR_HANDLE, OMX_ATTR_CQ_NOTIFY_HANDLE,
     OMX_ATTR_CTX_FATAL_FD_FD, OMX_ATTR_QP_EVENT_EPOCH, OMX_ATTR_QP_EVENT_HANDLE,
-    OMX_ATTR_QP_EVENT_TYPE, OMX_DRIVER_ID, OMX_METHOD_CQ_ERROR, OMX_METHOD_CQ_NOTIFY,
-    OMX_METHOD_CTX_FATAL_FD, OMX_METHOD_QP_EVENT, UVERBS_ATTR_F_MANDATORY, UVERBS_OBJECT_CQ,
-    UVERBS_OBJECT_DEVICE, UVERBS_OBJECT_QP,
+    OMX_ATTR_QP_EVENT_TYPE, OMX_ATTR_SRQ_LIMIT_HANDLE, OMX_DRIVER_ID, OMX_METHOD_CQ_ERROR,
+    OMX_METHOD_CQ_NOTIFY, OMX_METHOD_CTX_FATAL_FD, OMX_METHOD_QP_EVENT, OMX_METHOD_SRQ_LIMIT,
+    UVERBS_ATTR_F_MANDATORY, UVERBS_OBJECT_CQ, UVERBS_OBJECT_DEVICE, UVERBS_OBJECT_QP,
+    UVERBS_OBJECT_SRQ,
 };
 
 use crate::errno::Errno;
@@ -115,6 +116,15 @@ pub(crate) fn qp_event(handle: u32, event: u32, epoch: u32) -> MethodCall {
         .attr(OMX_ATTR_QP_EVENT_EPOCH, 4, epoch.into())
 }
 
+/// OMX_METHOD_SRQ_LIMIT: the SRQ `handle` fell below its armed limit.
+pub(crate) fn srq_limit(handle: u32) -> MethodCall {
+    MethodCall::new(UVERBS_OBJECT_SRQ, OMX_METHOD_SRQ_LIMIT).attr(
+        OMX_ATTR_SRQ_LIMIT_HANDLE,
+        0,
+        handle.into(),
+    )
+}
+
 /// OMX_METHOD_CTX_FATAL_FD: the kernel signals the eventfd `fd` when the
 /// device is removed under this context.
 pub(crate) fn fatal_fd(fd: i32) -> MethodCall {
@@ -165,6 +175,15 @@ mod tests {
 
         let c = cq_error(5);
         assert_eq!((c.hdr.object_id, c.hdr.method_id), (3, 0x1001));
+        let c = srq_limit(6);
+        assert_eq!(
+            (c.hdr.object_id, c.hdr.method_id),
+            (5, 0x1000),
+            "UVERBS_OBJECT_SRQ"
+        );
+        assert_eq!((c.attrs[0].attr_id, c.attrs[0].len), (0x1000, 0));
+        // SAFETY: as above.
+        assert_eq!(unsafe { c.attrs[0].__bindgen_anon_1.data }, 6);
         let c = fatal_fd(11);
         assert_eq!((c.hdr.object_id, c.hdr.method_id), (0, 0x1000));
         assert_eq!(c.attrs[0].len, 4);

@@ -740,6 +740,7 @@ impl Runtime {
                     "QP_EVENT",
                     kcmd::qp_event(handle, event.kind as u32, event.epoch),
                 ),
+                KernelCall::SrqLimit(h) => ("SRQ_LIMIT", kcmd::srq_limit(h)),
             };
             // cmd_fd is the context's uverbs fd, open until free_context,
             // which joins this thread first.

@@ -17,10 +17,15 @@
 //! `srq` module and docs/lifetime-and-locking.md). `post_srq_recv` never
 //! sleeps or allocates.
 //!
-//! Not supported yet: the SRQ limit event (`ibv_modify_srq` with
-//! IBV_SRQ_LIMIT returns EOPNOTSUPP), resizing (IBV_SRQ_MAX_WR: EINVAL,
-//! as for a device without IBV_DEVICE_SRQ_RESIZE), XRC and tag-matching
-//! SRQs (`ibv_create_srq_ex` stays libibverbs' EOPNOTSUPP dummy).
+//! The limit: `ibv_modify_srq(IBV_SRQ_LIMIT)` arms it in the kernel's
+//! shadow (`ibv_cmd_modify_srq`), then in the ring; the take that crosses
+//! it disarms the ring, and the progress thread asks the kernel
+//! (OMX_METHOD_SRQ_LIMIT), which raises IBV_EVENT_SRQ_LIMIT_REACHED once
+//! per arm on the async event file, from its work item.
+//!
+//! Not supported: resizing (IBV_SRQ_MAX_WR: EINVAL, as for a device
+//! without IBV_DEVICE_SRQ_RESIZE), XRC and tag-matching SRQs
+//! (`ibv_create_srq_ex` stays libibverbs' EOPNOTSUPP dummy).
 
 use core::mem::size_of;
 use core::ptr;
@@ -32,7 +37,6 @@ use omx_verbs::Srq;
 
 use crate::errno::{to_ptr, to_ret, Errno};
 use crate::guard::guard;
-use crate::log;
 use crate::qp::{post_errno, refuse, sg_list, walk};
 
 /// Our SRQ: `verbs_srq` (whose first field is the `ibv_srq` libibverbs
@@ -83,10 +87,11 @@ fn create(pd: *mut ibv_pd, attr: *mut ibv_srq_init_attr) -> Result<*mut ibv_srq,
     }
     // SAFETY: ibv_cmd_create_srq wrote the granted sizes into attr.
     let granted = unsafe { (*attr).attr };
-    let ring = Arc::new(Srq::new(
-        granted.max_wr.max(a.max_wr),
-        granted.max_sge.max(a.max_sge),
-    ));
+    // SAFETY: ibv_cmd_create_srq filled the ibv_srq.
+    let handle = unsafe { (*srq).vsrq.srq.handle };
+    let ring = Arc::new(
+        Srq::new(granted.max_wr.max(a.max_wr), granted.max_sge.max(a.max_sge)).with_handle(handle),
+    );
     // SAFETY: srq is ours, not yet returned to the application.
     unsafe { (*srq).srq = Some(ring) };
     Ok(srq.cast())
@@ -124,31 +129,53 @@ pub unsafe extern "C" fn destroy_srq(srq: *mut ibv_srq) -> i32 {
     })
 }
 
-/// `ibv_modify_srq`: nothing to change yet. IBV_SRQ_MAX_WR is EINVAL (we
-/// do not report IBV_DEVICE_SRQ_RESIZE); IBV_SRQ_LIMIT is EOPNOTSUPP (no
-/// IBV_EVENT_SRQ_LIMIT_REACHED yet); any other bit is EINVAL.
+/// `ibv_modify_srq`: IBV_SRQ_LIMIT arms the limit (0 disarms; more than
+/// `max_wr` is EINVAL), first in the kernel's shadow, then in the ring.
+/// IBV_SRQ_MAX_WR is EINVAL (we do not report IBV_DEVICE_SRQ_RESIZE), as
+/// is any other bit.
 ///
 /// # Safety
 /// `srq` NULL or ours; `attr` NULL or valid.
 pub unsafe extern "C" fn modify_srq(srq: *mut ibv_srq, attr: *mut ibv_srq_attr, mask: i32) -> i32 {
     // SAFETY: per the contract.
-    if unsafe { from_ibv(srq) }.is_none() || attr.is_null() {
+    let Some(ring) = (unsafe { from_ibv(srq) }).and_then(|o| o.srq.as_ref()) else {
+        return libc::EINVAL;
+    };
+    if attr.is_null() {
         return libc::EINVAL;
     }
     let mask = mask as u32;
-    if mask & !(IBV_SRQ_MAX_WR | IBV_SRQ_LIMIT) != 0 || mask & IBV_SRQ_MAX_WR != 0 {
+    if mask != IBV_SRQ_LIMIT {
         return libc::EINVAL;
     }
-    if mask & IBV_SRQ_LIMIT != 0 {
-        log::error(format_args!(
-            "ibv_modify_srq: the SRQ limit event is not supported yet (EOPNOTSUPP)"
-        ));
-        return libc::EOPNOTSUPP;
+    // SAFETY: attr is the caller's valid ibv_srq_attr.
+    let limit = unsafe { (*attr).srq_limit };
+    if limit > ring.max_wr {
+        return libc::EINVAL;
     }
-    0
+    guard("modify_srq", libc::EIO, || {
+        let mut cmd = ibv_modify_srq::default();
+        // SAFETY: srq is ours and alive, attr valid; the kernel reads the
+        // limit only.
+        let ret = unsafe {
+            ibv_cmd_modify_srq(
+                srq,
+                attr,
+                mask as i32,
+                &mut cmd,
+                size_of::<ibv_modify_srq>(),
+            )
+        };
+        if let Err(e) = Errno::check(ret) {
+            return e.0;
+        }
+        ring.arm(limit);
+        0
+    })
 }
 
-/// `ibv_query_srq`: the granted sizes; the limit is 0 (never armed).
+/// `ibv_query_srq`: the granted sizes and the armed limit (0 once it
+/// fired).
 ///
 /// # Safety
 /// `srq` NULL or ours; `attr` NULL or writable.
@@ -165,7 +192,7 @@ pub unsafe extern "C" fn query_srq(srq: *mut ibv_srq, attr: *mut ibv_srq_attr) -
         *attr = ibv_srq_attr {
             max_wr: ring.max_wr,
             max_sge: ring.max_sge,
-            srq_limit: 0,
+            srq_limit: ring.limit(),
         }
     };
     0

@@ -97,6 +97,9 @@ pub enum KernelCall {
         /// Why, and in which reset epoch.
         event: omx_engine::QpEvent,
     },
+    /// The SRQ with this uverbs handle fell below its armed limit:
+    /// IBV_EVENT_SRQ_LIMIT_REACHED (OMX_METHOD_SRQ_LIMIT).
+    SrqLimit(u32),
 }
 
 /// What driving a QP left to do for the caller.
@@ -178,6 +181,9 @@ pub struct Endpoint {
     /// Some QP has an event for the kernel pass (set by drive after it
     /// stored the QP's `event`, taken by the pass before it looks).
     qp_events: AtomicBool,
+    /// Some QP's SRQ crossed its limit (set by drive, taken by the kernel
+    /// pass before it looks at the SRQs).
+    srq_events: AtomicBool,
     /// Engine counters of the QPs destroyed so far, by the index of
     /// [`omx_engine::Stats::fields`] (control path only).
     retired: Mutex<Vec<u64>>,
@@ -205,6 +211,7 @@ impl Endpoint {
             rx_unparsable: AtomicU64::new(0),
             rx_unknown_qp: AtomicU64::new(0),
             qp_events: AtomicBool::new(false),
+            srq_events: AtomicBool::new(false),
             retired: Mutex::new(Vec::new()),
         }
     }
@@ -316,6 +323,15 @@ impl Endpoint {
                 }
             }
         }
+        if self.srq_events.swap(false, SeqCst) {
+            // Several QPs may share the SRQ: its own flag is taken once.
+            let t = self.qps.read().unwrap_or_else(|p| p.into_inner());
+            for srq in t.live.iter().filter_map(|qp| qp.srq.as_ref()) {
+                if srq.take_limit_event() {
+                    f(KernelCall::SrqLimit(srq.handle));
+                }
+            }
+        }
         let v = self.cqs.read().unwrap_or_else(|p| p.into_inner());
         for c in v.iter() {
             if c.take_error_event() {
@@ -424,6 +440,12 @@ impl Endpoint {
             // shadow must follow, and the application gets the event.
             qp.event.store(pack_event(e), SeqCst);
             self.qp_events.store(true, SeqCst);
+            notify = true;
+        }
+        if qp.srq.as_ref().is_some_and(|s| s.limit_event_pending()) {
+            // A take of this drive crossed the SRQ's limit: the event is
+            // the progress thread's to ask for.
+            self.srq_events.store(true, SeqCst);
             notify = true;
         }
         let deadline_ns = rc.poll_timeout().map_or(u64::MAX, |t| t.as_nanos());

@@ -153,6 +153,9 @@ pub struct Qp {
     /// The kernel's uverbs handle of the QP (`ibv_qp.handle`), for the
     /// calls the progress thread makes about it (OMX_METHOD_QP_EVENT).
     pub handle: u32,
+    /// The SRQ the QP takes its receive WQEs from (also inside its
+    /// engine): the endpoint looks at its limit after each drive.
+    pub srq: Option<Arc<crate::Srq>>,
     /// The engine moved the QP to ERROR on its own and the kernel has not
     /// been told yet ([`omx_engine::QpEvent`] packed by [`pack_event`];
     /// 0 = none). Written under `inner` by drive, taken by the endpoint's
@@ -266,6 +269,7 @@ impl Qp {
             removed: AtomicBool::new(false),
             window_taken: AtomicU32::new(caps.window.taken),
             handle: 0,
+            srq: None,
             event: AtomicU64::new(0),
             inner: SpinLock::new(QpInner {
                 eng,
@@ -279,8 +283,9 @@ impl Qp {
 
     /// The QP takes its receive WQEs from `srq` (created with one:
     /// `ibv_qp_init_attr.srq`); its own receive queue is unused.
-    pub fn with_srq(self, srq: Arc<crate::Srq>) -> Self {
-        self.inner.lock().eng.use_srq(srq);
+    pub fn with_srq(mut self, srq: Arc<crate::Srq>) -> Self {
+        self.inner.lock().eng.use_srq(srq.clone());
+        self.srq = Some(srq);
         self
     }
 

@@ -15,10 +15,16 @@
 //! Receive buffers are checked against the QP's PD when a message lands,
 //! as rxe does (an SRQ and its QPs normally share one PD).
 //!
+//! The limit (`ibv_modify_srq` with IBV_SRQ_LIMIT) lives in the ring,
+//! under its lock: a take that leaves fewer WQEs than the armed limit
+//! disarms it and sets `limit_reached`, which the endpoint's kernel pass
+//! takes (once) to ask the kernel for IBV_EVENT_SRQ_LIMIT_REACHED.
+//!
 //! Nothing allocates after [`Srq::new`]: the ring holds `max_wr` WQEs and
 //! posting past that is refused.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
 use omx_engine::{PostError, RecvWr, SharedRecv};
 
@@ -27,17 +33,29 @@ use crate::lock::{SpinGuard, SpinLock};
 /// A shared receive queue.
 #[derive(Debug)]
 pub struct Srq {
-    ring: SpinLock<VecDeque<RecvWr>>,
+    ring: SpinLock<Ring>,
     /// WQEs it holds at most (`max_wr` as granted).
     pub max_wr: u32,
     /// Scatter entries per WQE at most (`max_sge` as granted).
     pub max_sge: u32,
+    /// The kernel's uverbs handle (`ibv_srq.handle`), for the limit event.
+    pub handle: u32,
+    /// The armed limit was crossed and the kernel has not been asked for
+    /// the event yet.
+    limit_reached: AtomicBool,
+}
+
+/// The WQEs and the armed limit (0: not armed).
+#[derive(Debug)]
+struct Ring {
+    q: VecDeque<RecvWr>,
+    limit: u32,
 }
 
 /// The locked ring, for posting a WR list in one critical section.
 #[derive(Debug)]
 pub struct SrqRing<'a> {
-    q: SpinGuard<'a, VecDeque<RecvWr>>,
+    r: SpinGuard<'a, Ring>,
     max_wr: u32,
 }
 
@@ -45,10 +63,10 @@ impl SrqRing<'_> {
     /// Appends one WQE: [`PostError::Full`] (ENOMEM) when `max_wr` are
     /// waiting.
     pub fn post(&mut self, wr: RecvWr) -> Result<(), PostError> {
-        if self.q.len() >= self.max_wr as usize {
+        if self.r.q.len() >= self.max_wr as usize {
             return Err(PostError::Full);
         }
-        self.q.push_back(wr);
+        self.r.q.push_back(wr);
         Ok(())
     }
 }
@@ -59,23 +77,58 @@ impl Srq {
     pub fn new(max_wr: u32, max_sge: u32) -> Self {
         let max_wr = max_wr.max(1);
         Srq {
-            ring: SpinLock::new(VecDeque::with_capacity(max_wr as usize)),
+            ring: SpinLock::new(Ring {
+                q: VecDeque::with_capacity(max_wr as usize),
+                limit: 0,
+            }),
             max_wr,
             max_sge,
+            handle: 0,
+            limit_reached: AtomicBool::new(false),
         }
+    }
+
+    /// The SRQ with its kernel uverbs handle.
+    pub fn with_handle(mut self, handle: u32) -> Self {
+        self.handle = handle;
+        self
     }
 
     /// The ring, locked (a spin lock, a leaf).
     pub fn lock(&self) -> SrqRing<'_> {
         SrqRing {
-            q: self.ring.lock(),
+            r: self.ring.lock(),
             max_wr: self.max_wr,
         }
     }
 
     /// WQEs waiting.
     pub fn len(&self) -> usize {
-        self.ring.lock().len()
+        self.ring.lock().q.len()
+    }
+
+    /// `ibv_modify_srq(IBV_SRQ_LIMIT)`: arms the limit (0 disarms). The
+    /// event comes when a take leaves fewer WQEs than `limit`; WQEs
+    /// already fewer at arming raise nothing until the next take (rxe
+    /// does the same).
+    pub fn arm(&self, limit: u32) {
+        self.ring.lock().limit = limit;
+    }
+
+    /// The armed limit (0: not armed), for `ibv_query_srq`.
+    pub fn limit(&self) -> u32 {
+        self.ring.lock().limit
+    }
+
+    /// Whether the limit was crossed and not reported yet (a hint: no
+    /// lock, one load).
+    pub fn limit_event_pending(&self) -> bool {
+        self.limit_reached.load(SeqCst)
+    }
+
+    /// Takes the crossing of the limit, once.
+    pub fn take_limit_event(&self) -> bool {
+        self.limit_reached.swap(false, SeqCst)
     }
 
     /// Whether no WQE is waiting.
@@ -86,7 +139,13 @@ impl Srq {
 
 impl SharedRecv for Srq {
     fn take(&self) -> Option<RecvWr> {
-        self.ring.lock().pop_front()
+        let mut r = self.ring.lock();
+        let w = r.q.pop_front()?;
+        if r.limit != 0 && r.q.len() < r.limit as usize {
+            r.limit = 0;
+            self.limit_reached.store(true, SeqCst);
+        }
+        Some(w)
     }
 }
 
@@ -105,7 +164,7 @@ mod tests {
     #[test]
     fn fifo_bounded_and_never_grows() {
         let s = Srq::new(3, 1);
-        let cap = s.ring.lock().capacity();
+        let cap = s.ring.lock().q.capacity();
         {
             let mut r = s.lock();
             for id in 0..3 {
@@ -113,12 +172,45 @@ mod tests {
             }
             assert_eq!(r.post(wr(9)), Err(PostError::Full));
         }
-        assert_eq!(s.ring.lock().capacity(), cap, "posting allocated");
+        assert_eq!(s.ring.lock().q.capacity(), cap, "posting allocated");
         assert_eq!(s.take().map(|w| w.wr_id), Some(0));
         s.lock().post(wr(3)).unwrap();
         let ids: Vec<u64> = std::iter::from_fn(|| s.take()).map(|w| w.wr_id).collect();
         assert_eq!(ids, [1, 2, 3]);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn an_armed_limit_fires_once_when_a_take_crosses_it() {
+        let s = Srq::new(8, 1);
+        for id in 0..6 {
+            s.lock().post(wr(id)).unwrap();
+        }
+        s.arm(4);
+        assert_eq!(s.limit(), 4);
+        s.take().unwrap(); // 5 left
+        s.take().unwrap(); // 4 left: not below
+        assert!(!s.limit_event_pending());
+        s.take().unwrap(); // 3 left: crossed
+        assert!(s.limit_event_pending());
+        assert_eq!(s.limit(), 0, "disarmed by the crossing");
+        assert!(s.take_limit_event());
+        assert!(!s.take_limit_event(), "once");
+        s.take().unwrap();
+        assert!(!s.limit_event_pending(), "not armed any more");
+        // Armed below the count: nothing until the next take.
+        s.arm(5);
+        assert!(!s.limit_event_pending());
+        s.take().unwrap();
+        assert!(s.take_limit_event());
+        // Disarmed with 0: the last take raises nothing; armed again, an
+        // empty take (nothing consumed) raises nothing either.
+        s.arm(0);
+        s.take().unwrap();
+        assert!(!s.limit_event_pending());
+        s.arm(3);
+        assert!(s.take().is_none());
+        assert!(!s.limit_event_pending());
     }
 
     #[test]
