@@ -121,8 +121,8 @@ int omx_query_device(struct ib_device *base_dev, struct ib_device_attr *attr,
 	/* Completion timestamps: the provider's CLOCK_MONOTONIC, in ns. */
 	attr->timestamp_mask = OMX_TIMESTAMP_MASK;
 	attr->hca_core_clock = OMX_HCA_CORE_CLOCK_KHZ;
-	/* Only capabilities the provider honours; none beyond the basics. */
-	attr->device_cap_flags = 0;
+	/* Only capabilities the provider honours. */
+	attr->device_cap_flags = IB_DEVICE_SRQ_RESIZE;
 	attr->page_size_cap = PAGE_SIZE;
 	attr->max_mr_size = ~0ULL;
 
@@ -882,23 +882,33 @@ int omx_destroy_srq(struct ib_srq *base_srq, struct ib_udata *udata)
 }
 
 /*
- * ibv_modify_srq: arming (or, with 0, disarming) the limit is all that
- * reaches the kernel.  No resize (IB_SRQ_MAX_WR: -EINVAL, as the device
- * reports no IB_DEVICE_SRQ_RESIZE); a limit above max_wr: -EINVAL.
+ * ibv_modify_srq: a new size (IB_SRQ_MAX_WR, 1..OMX_MAX_SRQ_WR; the
+ * provider resizes its ring and refuses fewer than the WQEs it holds) and
+ * arming (or, with 0, disarming) the limit, which may not exceed the size.
+ * uverbs holds the SRQ with READ access only, so two modifies may run at
+ * once: each field is written whole.
  */
 int omx_modify_srq(struct ib_srq *base_srq, struct ib_srq_attr *attr,
 		   enum ib_srq_attr_mask mask, struct ib_udata *udata)
 {
 	struct omx_srq *srq = to_omx_srq(base_srq);
+	u32 max_wr = READ_ONCE(srq->max_wr);
 	int rv;
 
 	rv = omx_udata_in_check(udata);
 	if (rv)
 		return rv;
-	if (mask & ~IB_SRQ_LIMIT || attr->srq_limit > srq->max_wr)
+	if (mask & ~(IB_SRQ_MAX_WR | IB_SRQ_LIMIT))
 		return -EINVAL;
-	WRITE_ONCE(srq->limit, attr->srq_limit);
-	omx_dbg_srq(srq, "limit %u\n", attr->srq_limit);
+	if (mask & IB_SRQ_MAX_WR)
+		max_wr = attr->max_wr;
+	if (max_wr < 1 || max_wr > OMX_MAX_SRQ_WR ||
+	    (mask & IB_SRQ_LIMIT && attr->srq_limit > max_wr))
+		return -EINVAL;
+	WRITE_ONCE(srq->max_wr, max_wr);
+	if (mask & IB_SRQ_LIMIT)
+		WRITE_ONCE(srq->limit, attr->srq_limit);
+	omx_dbg_srq(srq, "max_wr %u limit %u\n", max_wr, READ_ONCE(srq->limit));
 
 	return 0;
 }

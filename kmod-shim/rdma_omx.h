@@ -316,7 +316,7 @@ struct omx_qp {
 struct omx_srq {
 	struct ib_srq base_srq;
 	struct omx_user *user;
-	u32 max_wr;			/* as created */
+	u32 max_wr;			/* as created or resized */
 	u32 max_sge;			/* as created */
 	/*
 	 * The armed srq_limit, 0 = disarmed: written by modify_srq, taken

@@ -10,8 +10,10 @@
  *   - ibv_create_srq grants at least what was asked and ibv_query_srq
  *     reports it; a WR with more SGEs than max_sge is EINVAL and a WR past
  *     max_wr is ENOMEM, each with *bad_wr naming it and the WRs before it
- *     posted; ibv_modify_srq with IBV_SRQ_MAX_WR is EINVAL (no resize
- *     capability), with IBV_SRQ_LIMIT above max_wr EINVAL;
+ *     posted; the device reports IBV_DEVICE_SRQ_RESIZE, ibv_modify_srq
+ *     with IBV_SRQ_MAX_WR below the WQEs waiting is EINVAL and changes
+ *     nothing, doubling it lets the ring hold twice as many (then
+ *     ENOMEM); IBV_SRQ_LIMIT above max_wr is EINVAL;
  *   - ibv_post_recv on a QP with an SRQ is EINVAL;
  *   - with the SRQ empty, a SEND waits (RNR) and completes once a receive
  *     is posted to the SRQ;
@@ -288,9 +290,38 @@ static void check_post_rules(struct ibv_qp *b1)
 	printf("post_srq_recv: EINVAL past max_sge, ENOMEM past max_wr %u\n",
 	       sa.max_wr);
 
-	sa.max_wr = 2 * sa.max_wr;
-	if (ibv_modify_srq(srq, &sa, IBV_SRQ_MAX_WR) != EINVAL)
-		die("modify_srq IBV_SRQ_MAX_WR: want EINVAL\n");
+	/* Resize: not below the WQEs waiting; up, and the ring holds more. */
+	{
+		struct ibv_device_attr da;
+		unsigned int full = sa.max_wr;
+
+		if (ibv_query_device(ctx, &da) ||
+		    !(da.device_cap_flags & IBV_DEVICE_SRQ_RESIZE))
+			die("IBV_DEVICE_SRQ_RESIZE not reported\n");
+		sa.max_wr = full / 2;
+		if (ibv_modify_srq(srq, &sa, IBV_SRQ_MAX_WR) != EINVAL)
+			die("modify_srq IBV_SRQ_MAX_WR below the WQEs waiting: "
+			    "want EINVAL\n");
+		if (ibv_query_srq(srq, &sa) || sa.max_wr != full)
+			die("a refused resize changed max_wr to %u\n", sa.max_wr);
+		sa.max_wr = 2 * full;
+		if (ibv_modify_srq(srq, &sa, IBV_SRQ_MAX_WR))
+			die("modify_srq IBV_SRQ_MAX_WR %u: %s\n", sa.max_wr,
+			    strerror(errno));
+		if (ibv_query_srq(srq, &sa) || sa.max_wr != 2 * full)
+			die("after the resize max_wr is %u\n", sa.max_wr);
+		for (i = (int)full; i < (int)(2 * full); i++) {
+			w[2] = srq_wr(0, &sge[2]);
+			if (ibv_post_srq_recv(srq, &w[2], &bad))
+				die("post_srq_recv %d of %u after the resize\n",
+				    i, 2 * full);
+		}
+		w[2] = srq_wr(0, &sge[2]);
+		if (ibv_post_srq_recv(srq, &w[2], &bad) != ENOMEM)
+			die("post_srq_recv past the new max_wr: want ENOMEM\n");
+		printf("modify_srq IBV_SRQ_MAX_WR: %u -> %u, EINVAL below the "
+		       "WQEs waiting\n", full, 2 * full);
+	}
 	if (ibv_query_srq(srq, &sa))
 		die("ibv_query_srq: %s\n", strerror(errno));
 	sa.srq_limit = sa.max_wr + 1;
@@ -307,7 +338,7 @@ static void check_post_rules(struct ibv_qp *b1)
 			die("ibv_post_recv on an SRQ QP: %d (want EINVAL)\n",
 			    rc);
 	}
-	printf("modify_srq: EINVAL (resize, limit above max_wr); "
+	printf("modify_srq: EINVAL (limit above max_wr); "
 	       "post_recv on an SRQ QP: EINVAL\n");
 }
 

@@ -23,9 +23,12 @@
 //! (OMX_METHOD_SRQ_LIMIT), which raises IBV_EVENT_SRQ_LIMIT_REACHED once
 //! per arm on the async event file, from its work item.
 //!
-//! Not supported: resizing (IBV_SRQ_MAX_WR: EINVAL, as for a device
-//! without IBV_DEVICE_SRQ_RESIZE), XRC and tag-matching SRQs
-//! (`ibv_create_srq_ex` stays libibverbs' EOPNOTSUPP dummy).
+//! Resizing (IBV_SRQ_MAX_WR; the device reports IBV_DEVICE_SRQ_RESIZE):
+//! the kernel's shadow takes the new size, then the ring, which refuses
+//! fewer than the WQEs waiting (the shadow is then set back).
+//!
+//! Not supported: XRC and tag-matching SRQs (`ibv_create_srq_ex` stays
+//! libibverbs' EOPNOTSUPP dummy).
 
 use core::mem::size_of;
 use core::ptr;
@@ -129,10 +132,10 @@ pub unsafe extern "C" fn destroy_srq(srq: *mut ibv_srq) -> i32 {
     })
 }
 
-/// `ibv_modify_srq`: IBV_SRQ_LIMIT arms the limit (0 disarms; more than
-/// `max_wr` is EINVAL), first in the kernel's shadow, then in the ring.
-/// IBV_SRQ_MAX_WR is EINVAL (we do not report IBV_DEVICE_SRQ_RESIZE), as
-/// is any other bit.
+/// `ibv_modify_srq`: IBV_SRQ_MAX_WR resizes (1..16384, at least the WQEs
+/// waiting and any armed limit, else EINVAL), IBV_SRQ_LIMIT arms the limit
+/// (0 disarms; more than the size is EINVAL), each first in the kernel's
+/// shadow, then in the ring. Any other bit is EINVAL.
 ///
 /// # Safety
 /// `srq` NULL or ours; `attr` NULL or valid.
@@ -145,31 +148,58 @@ pub unsafe extern "C" fn modify_srq(srq: *mut ibv_srq, attr: *mut ibv_srq_attr, 
         return libc::EINVAL;
     }
     let mask = mask as u32;
-    if mask != IBV_SRQ_LIMIT {
+    if mask & !(IBV_SRQ_MAX_WR | IBV_SRQ_LIMIT) != 0 {
         return libc::EINVAL;
     }
     // SAFETY: attr is the caller's valid ibv_srq_attr.
-    let limit = unsafe { (*attr).srq_limit };
-    if limit > ring.max_wr {
+    let a = unsafe { *attr };
+    let old_max = ring.max_wr();
+    let max_wr = if mask & IBV_SRQ_MAX_WR != 0 {
+        a.max_wr
+    } else {
+        old_max
+    };
+    if mask & IBV_SRQ_LIMIT != 0 && a.srq_limit > max_wr {
         return libc::EINVAL;
     }
     guard("modify_srq", libc::EIO, || {
-        let mut cmd = ibv_modify_srq::default();
-        // SAFETY: srq is ours and alive, attr valid; the kernel reads the
-        // limit only.
-        let ret = unsafe {
-            ibv_cmd_modify_srq(
-                srq,
-                attr,
-                mask as i32,
-                &mut cmd,
-                size_of::<ibv_modify_srq>(),
-            )
+        let kernel = |attr: &mut ibv_srq_attr, mask: u32| {
+            let mut cmd = ibv_modify_srq::default();
+            // SAFETY: srq is ours and alive; attr is a live local.
+            let ret = unsafe {
+                ibv_cmd_modify_srq(
+                    srq,
+                    attr,
+                    mask as i32,
+                    &mut cmd,
+                    size_of::<ibv_modify_srq>(),
+                )
+            };
+            Errno::check(ret)
         };
-        if let Err(e) = Errno::check(ret) {
+        let mut k = a;
+        if let Err(e) = kernel(&mut k, mask) {
             return e.0;
         }
-        ring.arm(limit);
+        // The new limit first: the ring refuses a size below the armed one.
+        let old_limit = ring.limit();
+        if mask & IBV_SRQ_LIMIT != 0 {
+            ring.arm(a.srq_limit);
+        }
+        if mask & IBV_SRQ_MAX_WR != 0 && ring.resize(max_wr).is_err() {
+            // More WQEs wait than the new size holds: the ring and the
+            // shadow go back to what they were.
+            if mask & IBV_SRQ_LIMIT != 0 {
+                ring.arm(old_limit);
+            }
+            let mut back = ibv_srq_attr {
+                max_wr: old_max,
+                max_sge: 0,
+                srq_limit: old_limit,
+            };
+            let _ = kernel(&mut back, mask);
+            return libc::EINVAL;
+        }
         0
     })
 }
@@ -190,7 +220,7 @@ pub unsafe extern "C" fn query_srq(srq: *mut ibv_srq, attr: *mut ibv_srq_attr) -
     // SAFETY: attr is the caller's writable ibv_srq_attr.
     unsafe {
         *attr = ibv_srq_attr {
-            max_wr: ring.max_wr,
+            max_wr: ring.max_wr(),
             max_sge: ring.max_sge,
             srq_limit: ring.limit(),
         }

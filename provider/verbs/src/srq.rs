@@ -34,8 +34,6 @@ use crate::lock::{SpinGuard, SpinLock};
 #[derive(Debug)]
 pub struct Srq {
     ring: SpinLock<Ring>,
-    /// WQEs it holds at most (`max_wr` as granted).
-    pub max_wr: u32,
     /// Scatter entries per WQE at most (`max_sge` as granted).
     pub max_sge: u32,
     /// The kernel's uverbs handle (`ibv_srq.handle`), for the limit event.
@@ -45,10 +43,12 @@ pub struct Srq {
     limit_reached: AtomicBool,
 }
 
-/// The WQEs and the armed limit (0: not armed).
+/// The WQEs, how many it may hold (`max_wr`, as granted or resized; the
+/// deque's capacity is at least that) and the armed limit (0: not armed).
 #[derive(Debug)]
 struct Ring {
     q: VecDeque<RecvWr>,
+    max_wr: u32,
     limit: u32,
 }
 
@@ -56,14 +56,13 @@ struct Ring {
 #[derive(Debug)]
 pub struct SrqRing<'a> {
     r: SpinGuard<'a, Ring>,
-    max_wr: u32,
 }
 
 impl SrqRing<'_> {
     /// Appends one WQE: [`PostError::Full`] (ENOMEM) when `max_wr` are
     /// waiting.
     pub fn post(&mut self, wr: RecvWr) -> Result<(), PostError> {
-        if self.r.q.len() >= self.max_wr as usize {
+        if self.r.q.len() >= self.r.max_wr as usize {
             return Err(PostError::Full);
         }
         self.r.q.push_back(wr);
@@ -79,9 +78,9 @@ impl Srq {
         Srq {
             ring: SpinLock::new(Ring {
                 q: VecDeque::with_capacity(max_wr as usize),
+                max_wr,
                 limit: 0,
             }),
-            max_wr,
             max_sge,
             handle: 0,
             limit_reached: AtomicBool::new(false),
@@ -98,8 +97,32 @@ impl Srq {
     pub fn lock(&self) -> SrqRing<'_> {
         SrqRing {
             r: self.ring.lock(),
-            max_wr: self.max_wr,
         }
+    }
+
+    /// WQEs it holds at most.
+    pub fn max_wr(&self) -> u32 {
+        self.ring.lock().max_wr
+    }
+
+    /// `ibv_modify_srq(IBV_SRQ_MAX_WR)` (control path): the ring holds
+    /// `max_wr` WQEs from now on (at least 1). Refused
+    /// ([`PostError::Full`]) when more WQEs than that are waiting, or when
+    /// an armed limit would exceed it. Growing allocates, before the lock
+    /// is taken; posts and takes wait only for the move.
+    pub fn resize(&self, max_wr: u32) -> Result<(), PostError> {
+        let max_wr = max_wr.max(1);
+        let mut fresh = VecDeque::with_capacity(max_wr as usize);
+        let mut r = self.ring.lock();
+        if r.q.len() > max_wr as usize || r.limit > max_wr {
+            return Err(PostError::Full);
+        }
+        if r.q.capacity() < max_wr as usize {
+            fresh.extend(r.q.drain(..));
+            r.q = fresh;
+        }
+        r.max_wr = max_wr;
+        Ok(())
     }
 
     /// WQEs waiting.
@@ -214,9 +237,35 @@ mod tests {
     }
 
     #[test]
+    fn resizing_keeps_the_waiting_wqes_in_order() {
+        let s = Srq::new(2, 1);
+        s.lock().post(wr(1)).unwrap();
+        s.lock().post(wr(2)).unwrap();
+        assert_eq!(s.lock().post(wr(3)), Err(PostError::Full));
+        s.resize(4).unwrap();
+        assert_eq!(s.max_wr(), 4);
+        let cap = s.ring.lock().q.capacity();
+        assert!(cap >= 4);
+        s.lock().post(wr(3)).unwrap();
+        s.lock().post(wr(4)).unwrap();
+        assert_eq!(s.lock().post(wr(5)), Err(PostError::Full));
+        assert_eq!(s.ring.lock().q.capacity(), cap, "posting allocated");
+        // Fewer than are waiting: refused, nothing changed.
+        assert_eq!(s.resize(3), Err(PostError::Full));
+        assert_eq!(s.max_wr(), 4);
+        assert_eq!(s.take().map(|w| w.wr_id), Some(1));
+        // Smaller, above what waits and the armed limit: fine.
+        s.arm(2);
+        assert_eq!(s.resize(1), Err(PostError::Full), "below the limit");
+        s.resize(3).unwrap();
+        let ids: Vec<u64> = std::iter::from_fn(|| s.take()).map(|w| w.wr_id).collect();
+        assert_eq!(ids, [2, 3, 4]);
+    }
+
+    #[test]
     fn zero_max_wr_still_holds_one() {
         let s = Srq::new(0, 1);
-        assert_eq!(s.max_wr, 1);
+        assert_eq!(s.max_wr(), 1);
         s.lock().post(wr(1)).unwrap();
         assert_eq!(s.lock().post(wr(2)), Err(PostError::Full));
     }
