@@ -21,6 +21,7 @@
  *     consumed once, oldest first per receiver, each buffer holding
  *     exactly what its sender sent and nothing around it, the completions
  *     naming the receiving QP;
+ *   - a UD QP on the same SRQ takes a datagram into an SRQ WQE;
  *   - the limit: armed at 2 with 4 WQEs in the SRQ, the SEND that leaves
  *     fewer than 2 raises IBV_EVENT_SRQ_LIMIT_REACHED for the SRQ, once,
  *     disarming it (ibv_query_srq then reports limit 0); armed again, the
@@ -249,6 +250,78 @@ static void check_limit(struct ibv_qp *a1)
 	expect_srq_event(0, 0.3);
 	printf("srq limit: one IBV_EVENT_SRQ_LIMIT_REACHED per arm, "
 	       "disarmed after it\n");
+}
+
+/* A UD QP on the same SRQ as the RC QPs: a datagram takes an SRQ WQE
+ * (GRH, then the payload), its completion names the UD QP. */
+static void check_ud_on_srq(void)
+{
+	struct ibv_qp_init_attr ia = {
+		.send_cq = cq, .recv_cq = cq, .qp_type = IBV_QPT_UD, .srq = srq,
+		.cap = { .max_send_wr = 2, .max_send_sge = 1, .max_recv_sge = 1 },
+	};
+	struct ibv_ah_attr aa = {
+		.is_global = 1, .port_num = 1,
+		.grh = { .dgid = gid, .hop_limit = 1 },
+	};
+	struct ibv_qp_attr a = {
+		.qp_state = IBV_QPS_INIT, .port_num = 1, .qkey = 0x1111,
+	};
+	struct ibv_sge sge = { (uintptr_t)payload(1), PAYLOAD, 0 };
+	struct ibv_send_wr wr = {
+		.sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_SEND,
+		.send_flags = IBV_SEND_SIGNALED,
+	}, *sbad;
+	struct ibv_recv_wr w, *bad;
+	struct ibv_qp *qp[2];
+	struct ibv_wc wc[2];
+	struct ibv_ah *ah;
+	int i, k;
+
+	for (i = 0; i < 2; i++) {
+		ia.srq = i ? NULL : srq;
+		ia.cap.max_recv_wr = i;
+		qp[i] = ibv_create_qp(pd, &ia);
+		if (!qp[i])
+			die("ibv_create_qp(UD%s): %s\n", i ? "" : " on the SRQ",
+			    strerror(errno));
+		a.qp_state = IBV_QPS_INIT;
+		if (ibv_modify_qp(qp[i], &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX |
+				  IBV_QP_PORT | IBV_QP_QKEY))
+			die("UD to INIT: %s\n", strerror(errno));
+		a.qp_state = IBV_QPS_RTR;
+		if (ibv_modify_qp(qp[i], &a, IBV_QP_STATE))
+			die("UD to RTR: %s\n", strerror(errno));
+		a.qp_state = IBV_QPS_RTS;
+		if (ibv_modify_qp(qp[i], &a, IBV_QP_STATE | IBV_QP_SQ_PSN))
+			die("UD to RTS: %s\n", strerror(errno));
+	}
+	ah = ibv_create_ah(pd, &aa);
+	if (!ah)
+		die("ibv_create_ah: %s\n", strerror(errno));
+	w = srq_wr(7, &sge);
+	if (ibv_post_srq_recv(srq, &w, &bad))
+		die("post_srq_recv: %s\n", strerror(errno));
+	sge = (struct ibv_sge){ (uintptr_t)payload(1), PAYLOAD, mr->lkey };
+	wr.wr.ud.ah = ah;
+	wr.wr.ud.remote_qpn = qp[0]->qp_num;
+	wr.wr.ud.remote_qkey = 0x1111;
+	if (ibv_post_send(qp[1], &wr, &sbad))
+		die("UD post_send: %s\n", strerror(errno));
+	poll_n(wc, 2);
+	for (k = 0; k < 2; k++)
+		if (wc[k].opcode == IBV_WC_RECV &&
+		    (wc[k].wr_id != 7 || wc[k].qp_num != qp[0]->qp_num ||
+		     wc[k].byte_len != 40 + PAYLOAD ||
+		     !(wc[k].wc_flags & IBV_WC_GRH) ||
+		     memcmp(slot(7) + 40, payload(1), PAYLOAD)))
+			die("the datagram on the SRQ: wr %llu qp %#x len %u\n",
+			    (unsigned long long)wc[k].wr_id, wc[k].qp_num,
+			    wc[k].byte_len);
+	if (ibv_destroy_ah(ah) || ibv_destroy_qp(qp[0]) ||
+	    ibv_destroy_qp(qp[1]))
+		die("UD teardown: %s\n", strerror(errno));
+	printf("ud on the srq: a datagram took an SRQ WQE, GRH first\n");
 }
 
 static void check_post_rules(struct ibv_qp *b1)
@@ -486,6 +559,7 @@ int main(int argc, char **argv)
 	printf("exactly once: %u messages in %u distinct WQEs\n", n, n);
 
 	check_limit(a1);
+	check_ud_on_srq();
 
 	to_error_expect(a1, 0);
 	to_error_expect(b1, IBV_EVENT_QP_LAST_WQE_REACHED);

@@ -1,7 +1,8 @@
 #!/bin/bash
 # UC, unreliable connected (issue 12, docs/wire.md §14). Debian's
 # unmodified ibv_uc_pingpong, server in nsA on omx0, client in nsB on
-# omx1: default options, completion events (-e), 1-byte, 64 KiB and
+# omx1: default options, completion events (-e), validated buffers (-c),
+# 1-byte, 64 KiB and
 # 512 KiB messages, 10000 iterations; then both on omx0. Then perftest's
 # ib_send_lat, ib_send_bw, ib_write_lat and ib_write_bw with -c UC, each
 # of which must complete with a result row. The veth link loses nothing,
@@ -18,6 +19,7 @@ ib_port_active omx1
 PP_PROG=ibv_uc_pingpong
 pingpong uc-default 300
 pingpong uc-events 300 -e
+pingpong uc-chk 300 -c -n 200
 pingpong uc-s1 300 -s 1
 pingpong uc-s64k 300 -s 65536 -n 100
 # 512 KiB: 512 frames at path MTU 1024, within the receiver's 768-frame
