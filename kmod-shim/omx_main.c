@@ -89,6 +89,7 @@ static struct device_attribute omx_attr_abi_version = {
 static struct attribute *omx_dev_attributes[] = {
 	&omx_attr_abi_version.attr,
 	&omx_attr_users.attr,
+	&omx_attr_mcast.attr,
 	NULL
 };
 
@@ -116,6 +117,7 @@ static void omx_device_dealloc_driver(struct ib_device *base_dev)
 	WARN_ON(!xa_empty(&sdev->endpoint_xa));
 	xa_destroy(&sdev->endpoint_xa);
 	xa_destroy(&sdev->mr_xa);
+	omx_mcast_destroy(sdev);
 	omx_users_destroy(sdev);
 	netdev_put(sdev->netdev, &sdev->netdev_tracker);
 	sdev->netdev = NULL;
@@ -128,6 +130,7 @@ static const struct ib_device_ops omx_device_ops = {
 
 	.alloc_pd = omx_alloc_pd,
 	.alloc_ucontext = omx_alloc_ucontext,
+	.attach_mcast = omx_attach_mcast,
 	.create_cq = omx_create_cq,
 	.create_qp = omx_create_qp,
 	.create_srq = omx_create_srq,
@@ -138,7 +141,7 @@ static const struct ib_device_ops omx_device_ops = {
 	.destroy_cq = omx_destroy_cq,
 	.destroy_qp = omx_destroy_qp,
 	.destroy_srq = omx_destroy_srq,
-	.modify_srq = omx_modify_srq,
+	.detach_mcast = omx_detach_mcast,
 	.device_group = &omx_attr_group,
 	.disassociate_ucontext = omx_disassociate_ucontext,
 	.fill_res_cq_entry = omx_fill_res_cq_entry,
@@ -148,6 +151,7 @@ static const struct ib_device_ops omx_device_ops = {
 	.get_link_layer = omx_get_link_layer,
 	.get_port_immutable = omx_get_port_immutable,
 	.modify_qp = omx_modify_qp,
+	.modify_srq = omx_modify_srq,
 	.query_device = omx_query_device,
 	.query_pkey = omx_query_pkey,
 	.query_port = omx_query_port,
@@ -249,6 +253,7 @@ static struct omx_device *omx_device_create(struct net_device *netdev)
 		get_random_u32_below(OMX_ENDPOINT_MAX - OMX_ENDPOINT_MIN + 1);
 	xa_init(&sdev->users_xa);
 	mutex_init(&sdev->users_lock);
+	omx_mcast_init(sdev);
 	netdev_hold(netdev, &sdev->netdev_tracker, GFP_KERNEL);
 	sdev->netdev = netdev;
 	sdev->last_state = omx_netdev_port_state(netdev);

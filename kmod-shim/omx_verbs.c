@@ -145,7 +145,8 @@ int omx_query_device(struct ib_device *base_dev, struct ib_device_attr *attr,
 	attr->max_srq_sge = OMX_MAX_SRQ_SGE;
 	attr->max_pkeys = OMX_PKEY_TBL_LEN;
 	attr->local_ca_ack_delay = OMX_LOCAL_CA_ACK_DELAY;
-	/* MW, multicast: not yet (max_mw, max_mcast_grp 0). */
+	omx_mcast_query_device(to_omx_dev(base_dev), attr);
+	/* MW: not yet (max_mw 0). */
 
 	return 0;
 }
@@ -458,7 +459,7 @@ int omx_create_qp(struct ib_qp *base_qp, struct ib_qp_init_attr *attr,
 	struct omx_qp *qp = to_omx_qp(base_qp);
 	struct omx_ucontext *uctx;
 	struct ib_qp_cap *cap = &attr->cap;
-	u32 slot;
+	u32 slot, max_slot;
 	int rv;
 
 	uctx = rdma_udata_to_drv_context(udata, struct omx_ucontext,
@@ -501,8 +502,15 @@ int omx_create_qp(struct ib_qp *base_qp, struct ib_qp_init_attr *attr,
 	if (rv)
 		return rv;
 
+	/*
+	 * QPN 0xffffff is IBTA's multicast QPN (docs/wire.md section 13.5):
+	 * endpoint OMX_ENDPOINT_MAX never gets its last slot.
+	 */
+	max_slot = OMX_QPN_SLOT_MASK;
+	if (uctx->endpoint == OMX_ENDPOINT_MAX)
+		max_slot--;
 	rv = xa_alloc_cyclic(&uctx->qp_xa, &slot, qp,
-			     XA_LIMIT(0, OMX_QPN_SLOT_MASK), &uctx->qp_next,
+			     XA_LIMIT(0, max_slot), &uctx->qp_next,
 			     GFP_KERNEL_ACCOUNT);
 	if (rv < 0) {
 		omx_uncharge(uctx->user, OMX_RES_QP, &sdev->num_qp);
@@ -802,6 +810,8 @@ int omx_destroy_qp(struct ib_qp *base_qp, struct ib_udata *udata)
 	struct omx_qp *qp = to_omx_qp(base_qp);
 
 	omx_dbg_qp(qp, "destroyed\n");
+	/* ib_destroy_qp_user() refuses a QP still attached (-EBUSY). */
+	WARN_ON_ONCE(READ_ONCE(qp->mcast_att));
 	/* uverbs holds the QP exclusively: no QP_EVENT can queue it again. */
 	cancel_work_sync(&qp->event_work);
 	xa_erase(&qp->uctx->qp_xa, qp->slot);

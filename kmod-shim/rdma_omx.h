@@ -40,6 +40,11 @@
  *               the QPs attached to it (ib_srq.usecnt) and refuses to
  *               destroy it while any remains (-EBUSY), so a QP's srq
  *               pointer never dangles.
+ *  omx_mcast_grp a multicast GID some UD QPs are attached to, on the
+ *               device's mcast_grps under mcast_lock (omx_mcast.c): holds
+ *               one dev_mc_add() reference on its MAC from its first
+ *               attachment to its last detach.  uverbs detaches every QP
+ *               before it destroys it, so groups never outlive their QPs.
  *  omx_mr       key index in sdev->mr_xa (xarray internal lock).
  *  endpoint_xa, qp_xa, mr_xa: cyclic id allocators; they only store
  *               pointers for debugging and future lookups, nobody
@@ -50,7 +55,8 @@
  * The netdev notifier runs under RTNL and takes omx_dev_list_lock.
  * Nothing takes RTNL or calls ib_(un)register_device() while holding
  * omx_dev_list_lock, because dealloc_driver takes it.  users_lock,
- * qp->lock and the xarray locks are leaves; a QP's lock is never held
+ * qp->lock and the xarray locks are leaves; mcast_lock holds only the
+ * netdev's address lock (dev_mc_add/dev_mc_del); a QP's lock is never held
  * while raising an event.
  */
 #ifndef _RDMA_OMX_H
@@ -227,6 +233,16 @@ struct omx_device {
 	atomic_t num_qp;
 	atomic_t num_mr;
 	atomic_t num_srq;
+
+	/* Multicast groups (omx_mcast.c), all under mcast_lock. */
+	struct mutex mcast_lock;
+	struct list_head mcast_grps;	/* struct omx_mcast_grp */
+	unsigned int mcast_ngrp;	/* groups on mcast_grps */
+	unsigned int mcast_natt;	/* attachments of all groups */
+	/* Limits, from the module parameters at creation (constant). */
+	unsigned int mcast_max_grp;
+	unsigned int mcast_max_qp_attach;
+	unsigned int mcast_max_total;
 };
 
 /* An Open-MX endpoint: one per ib_ucontext (ibv_open_device()). */
@@ -306,6 +322,8 @@ struct omx_qp {
 	u8 ev_count;			/* events requested in the QP's life */
 	/* Raises the affiliated events of OMX_METHOD_QP_EVENT, on omx_wq. */
 	struct work_struct event_work;
+	/* Multicast attachments, under the device's mcast_lock. */
+	unsigned int mcast_att;
 };
 
 /*
@@ -406,6 +424,15 @@ int omx_user_charge(struct omx_device *sdev, struct omx_user *user,
 void omx_user_uncharge(struct omx_user *user, enum omx_res res);
 void omx_users_destroy(struct omx_device *sdev);
 extern struct device_attribute omx_attr_users;
+
+/* omx_mcast.c: multicast groups */
+void omx_mcast_init(struct omx_device *sdev);
+void omx_mcast_destroy(struct omx_device *sdev);
+void omx_mcast_query_device(struct omx_device *sdev,
+			    struct ib_device_attr *attr);
+int omx_attach_mcast(struct ib_qp *base_qp, union ib_gid *gid, u16 lid);
+int omx_detach_mcast(struct ib_qp *base_qp, union ib_gid *gid, u16 lid);
+extern struct device_attribute omx_attr_mcast;
 
 /* omx_uapi.c: driver methods and the work items they feed */
 extern const struct uapi_definition omx_uapi_defs[];

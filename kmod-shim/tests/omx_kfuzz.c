@@ -24,6 +24,7 @@
  *  - ioctls with random attributes on rdma_omx's methods and the core's
  *    CQ/QP/SRQ/device methods, write commands with random bodies, sizes and
  *    driver data (responses go to a scratch buffer or to bad addresses);
+ *  - ATTACH_MCAST/DETACH_MCAST with a few multicast GIDs or random ones;
  *  - mapping churn under the MR checks, closing and reopening a context.
  * Started as root, half of the workers run as one of three throwaway
  * users (uid 40000-40002), so per-user records come and go.  Workers end
@@ -600,6 +601,7 @@ static int op_garbage_write(uint64_t *s, struct ctx *c)
 		IB_USER_VERBS_CMD_CREATE_SRQ, IB_USER_VERBS_CMD_CREATE_XSRQ,
 		IB_USER_VERBS_CMD_MODIFY_SRQ, IB_USER_VERBS_CMD_QUERY_SRQ,
 		IB_USER_VERBS_CMD_DESTROY_SRQ,
+		IB_USER_VERBS_CMD_ATTACH_MCAST, IB_USER_VERBS_CMD_DETACH_MCAST,
 	};
 	uint32_t words[256];
 	struct ib_uverbs_cmd_hdr *h = (void *)words;
@@ -678,6 +680,38 @@ static int op_destroy(uint64_t *s, struct ctx *c)
 	}
 }
 
+/*
+ * ATTACH_MCAST / DETACH_MCAST on a QP handle that exists (mostly): a GID
+ * from a few multicast groups (two share a MAC), else random bytes, and
+ * a random LID, so attachments pile up against the module's limits and
+ * are left for close and kill to clean.
+ */
+static int op_mcast(uint64_t *s, struct ctx *c)
+{
+	struct {
+		struct ib_uverbs_cmd_hdr hdr;
+		struct ib_uverbs_attach_mcast cmd;
+	} m = { 0 };
+	unsigned int i;
+
+	if (chance(s, 80)) {
+		m.cmd.gid[0] = 0xff;
+		m.cmd.gid[1] = chance(s, 50) ? 0x0e : 0x02;
+		m.cmd.gid[12] = 0x0f;	/* MAC 33:33:0f:fe:00:0x */
+		m.cmd.gid[13] = 0xfe;
+		m.cmd.gid[15] = below(s, 4);
+	} else {
+		for (i = 0; i < sizeof(m.cmd.gid); i++)
+			m.cmd.gid[i] = rnd(s);
+	}
+	m.cmd.qp_handle = chance(s, 90) ? pick(s, c, c->qp, c->nqp) :
+					  (uint32_t)rnd(s);
+	m.cmd.mlid = chance(s, 80) ? 0 : rnd(s);
+	return raw_write(c->fd, chance(s, 60) ? IB_USER_VERBS_CMD_ATTACH_MCAST :
+				IB_USER_VERBS_CMD_DETACH_MCAST,
+			 &m, sizeof(m), 0);
+}
+
 static int one_op(uint64_t *s)
 {
 	struct ctx *c = &W->ctx[below(s, NCTX)];
@@ -689,7 +723,7 @@ static int one_op(uint64_t *s)
 		ctx_open(s, c);
 		return 0;
 	}
-	switch (below(s, 21)) {
+	switch (below(s, 23)) {
 	case 0: case 1:
 		rv = raw_alloc_pd(c->fd, &h);
 		if (!rv)
@@ -716,6 +750,8 @@ static int one_op(uint64_t *s)
 		return 0;
 	case 18:
 		return op_create_srq(s, c);
+	case 21: case 22:
+		return op_mcast(s, c);
 	default:
 		return op_destroy(s, c);
 	}

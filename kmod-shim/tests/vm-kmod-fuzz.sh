@@ -59,6 +59,7 @@ log "SUnreclaim after warm-up: $base kB"
 ( while :; do
 	rdma -dd resource show >/dev/null 2>&1
 	cat /sys/class/infiniband/omx0/omx_users >/dev/null 2>&1
+	cat /sys/class/infiniband/omx0/omx_mcast >/dev/null 2>&1
 	sleep 0.3
 done ) &
 dumper=$!
@@ -87,6 +88,10 @@ result fuzz "$(tail -n 1 /out/fuzz.txt)"
 wait_for "[ -z \"\$(objects_left)\" ]" 30 || { objects_left >&2; fail "objects left after the fuzz run"; }
 users=$(cat /sys/class/infiniband/omx0/omx_users)
 [ -z "$users" ] || fail "per-user records left: $users"
+mcast=$(tail -n 1 /sys/class/infiniband/omx0/omx_mcast)
+[ "$mcast" = "groups 0 attachments 0" ] || fail "multicast groups left: $mcast"
+ip maddr show dev vethZ | grep -q 'link  *33:33:0f:fe:00:0[0-3]$' &&
+	fail "a fuzzed group's MAC is left on vethZ"
 settle
 after=$(sunreclaim)
 log "SUnreclaim: $base kB after warm-up, $after kB after the run"

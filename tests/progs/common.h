@@ -8,6 +8,7 @@
 #define OMX_TEST_COMMON_H
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,27 @@ static inline void touch(const char *path)
 	if (!f)
 		die("create %s: %s", path, strerror(errno));
 	fclose(f);
+}
+
+/* Moves a UD QP from RESET to RTS with Q_Key qkey and send PSN psn. */
+static inline struct ibv_qp *ud_to_rts(struct ibv_qp *qp, uint32_t qkey,
+				       uint32_t psn)
+{
+	struct ibv_qp_attr a = {
+		.qp_state = IBV_QPS_INIT, .port_num = 1, .qkey = qkey,
+	};
+
+	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX |
+			  IBV_QP_PORT | IBV_QP_QKEY))
+		die("modify to INIT: %s", strerror(errno));
+	a.qp_state = IBV_QPS_RTR;
+	if (ibv_modify_qp(qp, &a, IBV_QP_STATE))
+		die("modify to RTR: %s", strerror(errno));
+	a.qp_state = IBV_QPS_RTS;
+	a.sq_psn = psn;
+	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_SQ_PSN))
+		die("modify to RTS: %s", strerror(errno));
+	return qp;
 }
 
 #endif

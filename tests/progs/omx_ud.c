@@ -73,21 +73,7 @@ static uint8_t *recv_slot(int i) { return buf + 8192 + (size_t)i * slot; }
 
 static struct ibv_qp *to_rts(struct ibv_qp *qp)
 {
-	struct ibv_qp_attr a = {
-		.qp_state = IBV_QPS_INIT, .port_num = 1, .qkey = QK,
-	};
-
-	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX |
-			  IBV_QP_PORT | IBV_QP_QKEY))
-		die("modify to INIT: %s", strerror(errno));
-	a.qp_state = IBV_QPS_RTR;
-	if (ibv_modify_qp(qp, &a, IBV_QP_STATE))
-		die("modify to RTR: %s", strerror(errno));
-	a.qp_state = IBV_QPS_RTS;
-	a.sq_psn = 7;
-	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_SQ_PSN))
-		die("modify to RTS: %s", strerror(errno));
-	return qp;
+	return ud_to_rts(qp, QK, 7);
 }
 
 static struct ibv_qp *make_qp(void)

@@ -104,7 +104,8 @@ pub use state::{
 pub use time::{Duration, Instant};
 pub use timer::{Timer, TimerTable};
 pub use ud::{
-    gid_is_ipv4, write_grh, UdConfig, UdDest, UdQp, GRH_LEN, QKEY_CONTROLLED, SL_IPV4_GRH,
+    gid_is_ipv4, write_grh, UdConfig, UdDest, UdQp, GRH_LEN, MCAST_QPN, QKEY_CONTROLLED,
+    SL_IPV4_GRH,
 };
 pub use wr::{
     RecvWr, SendOp, SendWr, SgList, Sge, SharedRecv, WcOpcode, WcQueue, WcStatus, WorkCompletion,

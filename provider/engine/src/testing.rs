@@ -436,6 +436,28 @@ impl Conn {
     }
 }
 
+/// The modify steps RESET→INIT→RTR→RTS of a UD QP with Q_Key `qkey`
+/// and send PSN `psn`.
+pub fn ud_steps(qkey: u32, psn: u32) -> [crate::QpAttr; 3] {
+    [
+        crate::QpAttr {
+            state: Some(crate::QpState::Init),
+            qkey: Some(qkey),
+            extra_mask: crate::attr_mask::PKEY_INDEX | crate::attr_mask::PORT,
+            ..crate::QpAttr::default()
+        },
+        crate::QpAttr {
+            state: Some(crate::QpState::Rtr),
+            ..crate::QpAttr::default()
+        },
+        crate::QpAttr {
+            state: Some(crate::QpState::Rts),
+            sq_psn: Some(omx_wire::Psn::new(psn)),
+            ..crate::QpAttr::default()
+        },
+    ]
+}
+
 /// A QP numbered `conn.qpn` (configured by `cfg`, whose QPN is replaced)
 /// in RTS.
 pub fn rts_qp(cfg: QpConfig, conn: &Conn) -> RcQp {

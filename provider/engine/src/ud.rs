@@ -31,6 +31,11 @@ use crate::wr::{RecvWr, SendOp, SendWr, SharedRecv, WcOpcode, WcQueue, WcStatus,
 /// Length of the GRH a UD receive WQE gets in front of the payload.
 pub const GRH_LEN: usize = 40;
 
+/// IBTA's multicast QPN: the destination QPN of every datagram sent to
+/// a multicast group (docs/wire.md §13.5). The kernel module never gives
+/// it to a QP.
+pub const MCAST_QPN: Qpn = Qpn::new(0x00ff_ffff);
+
 /// Q_Keys with this bit set are "controlled": a send WR carrying one uses
 /// the QP's own Q_Key instead (IBTA 10.2.4.2, `ibv_post_send(3)`).
 pub const QKEY_CONTROLLED: u32 = 0x8000_0000;
@@ -514,10 +519,39 @@ impl UdQp {
         bytes: &[u8],
         mem: &mut M,
     ) -> Result<(), RxDrop> {
+        self.receive(bytes, mem, None)
+    }
+
+    /// One received multicast frame for a group this QP is attached to
+    /// (docs/wire.md §13.5): the checks of [`UdQp::handle_frame`], except
+    /// that the destination QPN must be [`MCAST_QPN`], and the GRH's
+    /// destination GID is `group`. Which groups a frame is for (its
+    /// destination MAC) is the caller's business.
+    pub fn handle_mcast_frame<M: MemoryAccess + ?Sized>(
+        &mut self,
+        _now: Instant,
+        bytes: &[u8],
+        mem: &mut M,
+        group: &[u8; 16],
+    ) -> Result<(), RxDrop> {
+        self.receive(bytes, mem, Some(group))
+    }
+
+    fn receive<M: MemoryAccess + ?Sized>(
+        &mut self,
+        bytes: &[u8],
+        mem: &mut M,
+        group: Option<&[u8; 16]>,
+    ) -> Result<(), RxDrop> {
         self.stats.rx_frames += 1;
         let parsed = Frame::new_checked(bytes).and_then(|f| UdRepr::parse(&f).map(|r| (f, r)));
         let (frame, repr) = parsed.map_err(|e| self.drop_wire(e))?;
-        if repr.dst_qpn != self.cfg.qpn {
+        let to = if group.is_some() {
+            MCAST_QPN
+        } else {
+            self.cfg.qpn
+        };
+        if repr.dst_qpn != to {
             self.stats.rx_wrong_qp += 1;
             return Err(RxDrop::WrongQp);
         }
@@ -561,10 +595,14 @@ impl UdQp {
             return Ok(());
         }
         let mut grh = [0u8; GRH_LEN];
+        let dgid = match group {
+            Some(g) => *g,
+            None => self.dgid_for(&repr.deth.sgid),
+        };
         let sl = write_grh(
             &mut grh,
             &repr.deth.sgid,
-            &self.dgid_for(&repr.deth.sgid),
+            &dgid,
             repr.deth.traffic_class,
             repr.deth.hop_limit,
             repr.imm.is_some(),

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use omx_engine::testing::{recv_wr, send_wr, FakeMemory, TestSrq, ALL_ACCESS};
+use omx_engine::testing::{recv_wr, send_wr, ud_steps, FakeMemory, TestSrq, ALL_ACCESS};
 use omx_engine::*;
 use omx_wire::{Frame, Psn, Qpn, UdRepr};
 use proptest::prelude::*;
@@ -40,26 +40,6 @@ fn gid4(n: u8) -> [u8; 16] {
     g
 }
 
-fn steps(qkey: u32, psn: u32) -> [QpAttr; 3] {
-    [
-        QpAttr {
-            state: Some(QpState::Init),
-            qkey: Some(qkey),
-            extra_mask: attr_mask::PKEY_INDEX | attr_mask::PORT,
-            ..QpAttr::default()
-        },
-        QpAttr {
-            state: Some(QpState::Rtr),
-            ..QpAttr::default()
-        },
-        QpAttr {
-            state: Some(QpState::Rts),
-            sq_psn: Some(Psn::new(psn)),
-            ..QpAttr::default()
-        },
-    ]
-}
-
 struct Side {
     qp: UdQp,
     mem: FakeMemory,
@@ -68,7 +48,7 @@ struct Side {
 
 fn side_with(cfg: UdConfig) -> Side {
     let mut qp = UdQp::new(cfg);
-    for s in steps(QKEY, cfg.qpn.value()) {
+    for s in ud_steps(QKEY, cfg.qpn.value()) {
         qp.modify(&s).unwrap();
     }
     let mut mem = FakeMemory::default();
@@ -425,7 +405,7 @@ fn posting_rules() {
         a.post_recv(recv_wr(1, 0, 10, KEY)),
         Err(PostError::InvalidState)
     );
-    for s in steps(QKEY, 0) {
+    for s in ud_steps(QKEY, 0) {
         a.modify(&s).unwrap();
     }
     let write = SendOp::RdmaWrite {
@@ -469,7 +449,7 @@ fn posting_rules() {
 #[test]
 fn modify_follows_the_ud_table() {
     let mut q = UdQp::new(UdConfig::new(Qpn::new(A), mac(A), gid6(1)));
-    let [init, rtr, rts] = steps(QKEY, 0);
+    let [init, rtr, rts] = ud_steps(QKEY, 0);
     let no_qkey = QpAttr { qkey: None, ..init };
     assert!(matches!(
         q.modify(&no_qkey),
@@ -556,7 +536,7 @@ fn error_flushes_everything_and_reset_forgets_it() {
     .unwrap();
     assert_eq!(a.qp.reset_epoch(), 1);
     assert!(wcs(&mut a).is_empty());
-    let [init, ..] = steps(QKEY, 0);
+    let [init, ..] = ud_steps(QKEY, 0);
     a.qp.modify(&init).unwrap();
     a.qp.post_recv(recv_wr(20, 0, 100, KEY)).unwrap();
     c.qp.post_send(send_wr(2, SendOp::Send, 0, 8, KEY), dest_to(&a, &c))
@@ -624,7 +604,7 @@ fn ud_qps_on_one_srq() {
         cfg.rq_depth = 4;
         let mut s = side_with(cfg);
         s.qp = UdQp::new(cfg).with_srq(srq.clone());
-        for st in steps(QKEY, 0) {
+        for st in ud_steps(QKEY, 0) {
             s.qp.modify(&st).unwrap();
         }
         s
@@ -679,6 +659,119 @@ fn ud_qps_on_one_srq() {
 struct Fault {
     copies: u8,
     corrupt: Option<(usize, u8)>,
+}
+
+/// `ff0e::<n>`, a multicast GID.
+fn mgid(n: u8) -> [u8; 16] {
+    let mut g = [0u8; 16];
+    g[0] = 0xff;
+    g[1] = 0x0e;
+    g[15] = n;
+    g
+}
+
+/// A datagram from `a` to the multicast QPN (or to `qpn`), as a sender
+/// addressing a group sends it (docs/wire.md §13.5).
+fn mcast_frame(a: &mut Side, qpn: u32, qkey: u32, len: u32) -> Vec<u8> {
+    let d = UdDest {
+        dmac: [0x33, 0x33, 0, 0, 0, 7],
+        remote_qpn: qpn,
+        remote_qkey: qkey,
+        sgid: a.gid,
+        traffic_class: 0,
+        hop_limit: 1,
+    };
+    a.qp.post_send(send_wr(1, SendOp::Send, 0x200, len, KEY), d)
+        .unwrap();
+    frames(a).remove(0)
+}
+
+#[test]
+fn a_multicast_datagram_carries_the_group_gid_and_needs_the_multicast_qpn() {
+    let mut a = side(A, gid6(1));
+    let mut b = side(B, gid6(2));
+    for i in 0..4 {
+        b.qp.post_recv(recv_wr(i, i * 0x1000, 0x1000, KEY)).unwrap();
+    }
+    let f = mcast_frame(&mut a, 0xff_ffff, QKEY, 300);
+    assert_eq!(MCAST_QPN, Qpn::new(0xff_ffff));
+    b.qp.handle_mcast_frame(now(), &f, &mut b.mem, &mgid(7))
+        .unwrap();
+    let got = wcs(&mut b);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].status, WcStatus::Success);
+    assert_eq!(got[0].byte_len, 340);
+    assert_eq!(got[0].src_qp, Qpn::new(A));
+    assert_eq!(got[0].qp_num, Qpn::new(B));
+    assert!(got[0].grh);
+    let grh = expected_grh6(gid6(1), mgid(7), 0, 1, false, 300);
+    assert_eq!(&region(&b)[..40], &grh[..], "DGID = the group");
+    let src = region(&a)[0x200..0x200 + 300].to_vec();
+    assert_eq!(&region(&b)[40..340], &src[..]);
+    // The unicast path does not take a multicast frame...
+    assert_eq!(deliver(&mut b, &f), Err(RxDrop::WrongQp));
+    // ...nor the multicast path a unicast one, even for this QP.
+    let u = mcast_frame(&mut a, B, QKEY, 8);
+    assert_eq!(
+        b.qp.handle_mcast_frame(now(), &u, &mut b.mem, &mgid(7)),
+        Err(RxDrop::WrongQp)
+    );
+    assert_eq!(b.qp.stats().rx_wrong_qp, 2);
+    // The Q_Key is checked as for unicast, and no WQE is consumed.
+    let k = mcast_frame(&mut a, 0xff_ffff, QKEY ^ 1, 8);
+    assert_eq!(
+        b.qp.handle_mcast_frame(now(), &k, &mut b.mem, &mgid(7)),
+        Err(RxDrop::BadQkey)
+    );
+    assert!(wcs(&mut b).is_empty());
+    // A corrupted copy is dropped on the CRC.
+    let mut bad = f.clone();
+    bad[60] ^= 1;
+    assert!(b
+        .qp
+        .handle_mcast_frame(now(), &bad, &mut b.mem, &mgid(7))
+        .is_err());
+    // The unicast path still works and keeps the port's GID.
+    deliver(&mut b, &u).unwrap();
+    let got = wcs(&mut b);
+    assert_eq!(got.len(), 1);
+    assert_eq!(&region(&b)[0x1000 + 24..0x1000 + 40], &gid6(2)[..]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Any bytes through the multicast path: never a panic, and a
+    /// completion only for a well-formed datagram to the multicast QPN.
+    #[test]
+    fn multicast_path_takes_only_multicast_datagrams(
+        len in 0u32..1024,
+        flip in proptest::option::of((0usize..1200, 1u8..=255)),
+        qpn in prop_oneof![Just(0xff_ffffu32), any::<u32>()],
+    ) {
+        let mut a = side(A, gid6(1));
+        let mut b = side(B, gid6(2));
+        b.qp.post_recv(recv_wr(1, 0, 0x1000, KEY)).unwrap();
+        let mut f = mcast_frame(&mut a, qpn, QKEY, len);
+        if let Some((at, x)) = flip {
+            let at = at % f.len();
+            f[at] ^= x;
+        }
+        let r = b.qp.handle_mcast_frame(now(), &f, &mut b.mem, &mgid(3));
+        let parsed = Frame::new_checked(&f[..]).and_then(|fr| UdRepr::parse(&fr));
+        match parsed {
+            Ok(p) if p.dst_qpn == MCAST_QPN && p.deth.qkey == QKEY => {
+                prop_assert!(r.is_ok());
+                let got = wcs(&mut b);
+                prop_assert_eq!(got.len(), 1);
+                prop_assert_eq!(&region(&b)[24..40], &mgid(3)[..]);
+            }
+            _ => {
+                prop_assert!(r.is_err());
+                prop_assert!(wcs(&mut b).is_empty());
+            }
+        }
+    }
 }
 
 fn fault() -> impl Strategy<Value = Fault> {

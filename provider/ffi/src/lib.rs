@@ -8,6 +8,7 @@
 //!   each `#[repr(C)]` struct embeds the libibverbs object as its first field
 //!   and keeps its own state behind it. Control-path verbs go to the rdma_omx
 //!   kernel module through the `ibv_cmd_*` helpers.
+//! * [`mcast`]: multicast attach/detach (kernel first, then the endpoint).
 //! * [`ops`]: the one static `verbs_context_ops` table.
 //! * [`sysfs`], [`errno`], [`log`]: pure helpers, tested on any host.
 //!
@@ -24,6 +25,7 @@ pub mod errno;
 pub mod guard;
 pub mod kcmd;
 pub mod log;
+pub mod mcast;
 pub mod mr;
 pub mod ops;
 pub mod pd;

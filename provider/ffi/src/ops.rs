@@ -10,7 +10,7 @@
 
 use omx_rdma_sys::verbs_context_ops;
 
-use crate::{ah, context, cq, mr, pd, qp, qp_ex, srq};
+use crate::{ah, context, cq, mcast, mr, pd, qp, qp_ex, srq};
 
 pub static OMX_CTX_OPS: verbs_context_ops = ctx_ops();
 
@@ -20,6 +20,7 @@ const fn ctx_ops() -> verbs_context_ops {
     let mut o: verbs_context_ops = unsafe { core::mem::zeroed() };
     o.advise_mr = Some(mr::advise_mr);
     o.alloc_pd = Some(pd::alloc_pd);
+    o.attach_mcast = Some(mcast::attach_mcast);
     o.create_ah = Some(ah::create_ah);
     o.create_cq = Some(cq::create_cq);
     o.create_cq_ex = Some(cq::create_cq_ex);
@@ -32,6 +33,7 @@ const fn ctx_ops() -> verbs_context_ops {
     o.destroy_cq = Some(cq::destroy_cq);
     o.destroy_qp = Some(qp::destroy_qp);
     o.destroy_srq = Some(srq::destroy_srq);
+    o.detach_mcast = Some(mcast::detach_mcast);
     o.free_context = Some(context::free_context);
     o.modify_qp = Some(qp::modify_qp);
     o.modify_srq = Some(srq::modify_srq);
@@ -59,8 +61,9 @@ mod tests {
         assert!(o.create_cq_ex.is_some() && o.create_qp_ex.is_some() && o.advise_mr.is_some());
         assert!(o.create_srq.is_some() && o.post_srq_recv.is_some() && o.destroy_srq.is_some());
         assert!(o.create_ah.is_some() && o.destroy_ah.is_some());
+        assert!(o.attach_mcast.is_some() && o.detach_mcast.is_some());
         // Left to libibverbs' dummies for now (EOPNOTSUPP): XRC and
-        // tag-matching SRQs, multicast, device memory.
-        assert!(o.create_srq_ex.is_none() && o.attach_mcast.is_none() && o.alloc_dm.is_none());
+        // tag-matching SRQs, device memory.
+        assert!(o.create_srq_ex.is_none() && o.alloc_dm.is_none());
     }
 }

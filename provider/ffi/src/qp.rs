@@ -331,6 +331,11 @@ pub unsafe extern "C" fn destroy_qp(qp: *mut ibv_qp) -> i32 {
             return e.0;
         }
         if let (Some(rt), Some(v)) = (&o.rt, &o.qp) {
+            // The kernel destroys no attached QP (EBUSY), so this finds
+            // nothing unless the two disagreed.
+            if rt.ep.forget_mcast(v) {
+                rt.update_mcast_steering();
+            }
             let g = v.lock();
             let stats = g.eng.stats();
             log::stats("qp", &format!("{:#x}", v.qpn.value()), stats.fields());

@@ -475,6 +475,9 @@ impl Runtime {
                 std::io::Error::from_raw_os_error(errno)
             ));
         }
+        if self.ep.mcast_attached() {
+            self.steer(&sock, true);
+        }
         let waker = Waker::new().map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
         let fatal = self.register_fatal_fd();
         let _ = self.io.set(Io { sock, waker, fatal });
@@ -485,6 +488,26 @@ impl Runtime {
             .map_err(|_| Errno::ENOMEM)?;
         *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
         self.io.get().ok_or(Errno::EIO)
+    }
+
+    /// Lets multicast frames through the packet socket while a QP of the
+    /// context is attached to a group, and only then (docs/wire.md
+    /// §13.5). Called after the endpoint's first attach and last detach;
+    /// a socket opened later starts with the right filter ([`Runtime::io`]).
+    pub fn update_mcast_steering(&self) {
+        let _g = self.io_init.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(io) = self.io.get() {
+            self.steer(&io.sock, self.ep.mcast_attached());
+        }
+    }
+
+    fn steer(&self, sock: &PacketSocket, multicast: bool) {
+        if let Err(e) = sock.steer_multicast(self.ep.endpoint, multicast) {
+            log::notice(format_args!(
+                "endpoint {}: steering filter (multicast {multicast}): {e}",
+                self.ep.endpoint
+            ));
+        }
     }
 
     /// An eventfd the kernel signals when the device goes away under this
@@ -937,7 +960,7 @@ fn progress_rx_by(last_spun: u64, now: u64) -> RxBy {
 fn ctx_counters(
     rx_frames: u64,
     qp_totals: Vec<(&'static str, u64)>,
-    endpoint: [(&'static str, u64); 2],
+    endpoint: [(&'static str, u64); 3],
     ring_drops: [u64; 2],
     dead: bool,
 ) -> Vec<(&'static str, u64)> {
@@ -964,7 +987,11 @@ mod tests {
         let c = ctx_counters(
             7,
             qps,
-            [("rx_unparsable", 1), ("rx_unknown_qp", 2)],
+            [
+                ("rx_unparsable", 1),
+                ("rx_unknown_qp", 2),
+                ("rx_mcast_unjoined", 5),
+            ],
             [3, 4],
             true,
         );

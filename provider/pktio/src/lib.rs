@@ -102,6 +102,8 @@ const BPF_RET_K: u16 = 0x06;
 const SKF_AD_PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
 /// `PACKET_HOST`.
 const PACKET_HOST: u32 = 0;
+/// `PACKET_MULTICAST`.
+const PACKET_MULTICAST: u32 = 2;
 /// `PACKET_OUTGOING`.
 const PACKET_OUTGOING: u32 = 4;
 /// `ETH_P_ALL`: the only protocol whose sockets see outgoing frames.
@@ -122,6 +124,24 @@ pub struct Insn {
     pub k: u32,
 }
 
+/// The Open-MX EtherType and verbs packet-type tests, at index `at` of
+/// a program whose final drop is at index `drop`.
+fn verbs_frame_tests(at: u8, drop: u8) -> [Insn; 5] {
+    let i = |code, fails: Option<u8>, k| Insn {
+        code,
+        jt: 0,
+        jf: fails.map_or(0, |n| drop - (at + n) - 1),
+        k,
+    };
+    [
+        i(BPF_LD_H_ABS, None, 12),
+        i(BPF_JMP_JEQ_K, Some(1), u32::from(ETHERTYPE)),
+        i(BPF_LD_B_ABS, None, 16),
+        i(BPF_ALU_AND_K, None, 0xe0),
+        i(BPF_JMP_JEQ_K, Some(4), 0x80),
+    ]
+}
+
 /// Length of [`steering_filter`].
 pub const FILTER_LEN: usize = 12;
 
@@ -137,20 +157,58 @@ pub fn steering_filter(endpoint: u32) -> [Insn; FILTER_LEN] {
         jf: jf_from.map_or(0, |at| DROP - at - 1),
         k,
     };
-    [
+    let mut p = [i(BPF_RET_K, None, 0); FILTER_LEN];
+    p[..2].copy_from_slice(&[
         i(BPF_LD_B_ABS, None, SKF_AD_PKTTYPE),
         i(BPF_JMP_JEQ_K, Some(1), PACKET_HOST),
-        i(BPF_LD_H_ABS, None, 12),
-        i(BPF_JMP_JEQ_K, Some(3), u32::from(ETHERTYPE)),
-        i(BPF_LD_B_ABS, None, 16),
-        i(BPF_ALU_AND_K, None, 0xe0),
-        i(BPF_JMP_JEQ_K, Some(6), 0x80),
+    ]);
+    p[2..7].copy_from_slice(&verbs_frame_tests(2, DROP));
+    p[7..11].copy_from_slice(&[
         i(BPF_LD_W_ABS, None, 20),
         i(BPF_ALU_AND_K, None, 0x00ff_f000),
         i(BPF_JMP_JEQ_K, Some(9), (endpoint << 12) & 0x00ff_f000),
         i(BPF_RET_K, None, 0x40000),
-        i(BPF_RET_K, None, 0),
-    ]
+    ]);
+    p
+}
+
+/// Length of [`mcast_steering_filter`].
+pub const MCAST_FILTER_LEN: usize = FILTER_LEN + 11;
+
+/// The steering filter of a context with QPs attached to multicast
+/// groups (docs/wire.md §13.5): [`steering_filter`], preceded by a test
+/// that also accepts multicast frames (packet type `PACKET_MULTICAST`)
+/// of the verbs range for IBTA's multicast QPN 0xffffff. Which groups a
+/// frame belongs to (its destination MAC) the endpoint decides.
+pub fn mcast_steering_filter(endpoint: u32) -> [Insn; MCAST_FILTER_LEN] {
+    const DROP: u8 = (MCAST_FILTER_LEN - 1) as u8;
+    const TAIL: u8 = 11;
+    let i = |code, jf_from: Option<u8>, k| Insn {
+        code,
+        jt: 0,
+        jf: jf_from.map_or(0, |at| DROP - at - 1),
+        k,
+    };
+    let mut p = [i(BPF_RET_K, None, 0); MCAST_FILTER_LEN];
+    p[..2].copy_from_slice(&[
+        i(BPF_LD_B_ABS, None, SKF_AD_PKTTYPE),
+        // Not multicast: the unicast filter, from its start.
+        Insn {
+            code: BPF_JMP_JEQ_K,
+            jt: 0,
+            jf: TAIL - 2,
+            k: PACKET_MULTICAST,
+        },
+    ]);
+    p[2..7].copy_from_slice(&verbs_frame_tests(2, DROP));
+    p[7..TAIL as usize].copy_from_slice(&[
+        i(BPF_LD_W_ABS, None, 20),
+        i(BPF_ALU_AND_K, None, 0x00ff_ffff),
+        i(BPF_JMP_JEQ_K, Some(9), 0x00ff_ffff),
+        i(BPF_RET_K, None, 0x40000),
+    ]);
+    p[TAIL as usize..].copy_from_slice(&steering_filter(endpoint));
+    p
 }
 
 /// Length of [`loopback_filter`].
@@ -513,6 +571,28 @@ impl PacketSocket {
         // Best effort: if the kernel refuses, sends stop anyway and the
         // owner no longer reads what arrives.
         let _ = attach_filter(self.fd.as_raw_fd(), &REJECT_ALL);
+    }
+
+    /// Replaces the steering filter of the packet socket of `endpoint`:
+    /// with `multicast`, [`mcast_steering_filter`], else
+    /// [`steering_filter`]. A shut socket keeps rejecting everything.
+    pub fn steer_multicast(&self, endpoint: u32, multicast: bool) -> io::Result<()> {
+        if self.is_shut() {
+            return Ok(());
+        }
+        let r = if multicast {
+            attach_filter(self.fd.as_raw_fd(), &mcast_steering_filter(endpoint))
+        } else {
+            attach_filter(self.fd.as_raw_fd(), &steering_filter(endpoint))
+        };
+        // A shut() that ran meanwhile keeps the last word.
+        if self.is_shut() {
+            let _ = attach_filter(self.fd.as_raw_fd(), &REJECT_ALL);
+        }
+        r.map_err(|e| match e {
+            OpenError::Io(_, e) => e,
+            OpenError::NoCapNetRaw => io::Error::from_raw_os_error(libc::EPERM),
+        })
     }
 
     /// Whether [`PacketSocket::shut`] was called.
@@ -905,6 +985,26 @@ mod tests {
             "Open-MX MPI type"
         );
         assert_eq!(run(&p, &[0u8; 14], 0), 0, "short");
+    }
+
+    #[test]
+    fn mcast_filter_adds_multicast_frames_for_the_multicast_qpn() {
+        let p = mcast_steering_filter(5);
+        let mc = frame(0x86df, 0x84, 0xff_ffff);
+        assert_ne!(run(&p, &mc, PACKET_MULTICAST), 0);
+        assert_eq!(run(&steering_filter(5), &mc, PACKET_MULTICAST), 0);
+        assert_eq!(run(&p, &mc, PACKET_HOST), 0, "unicast to 0xffffff");
+        assert_eq!(run(&p, &mc, PACKET_OUTGOING), 0, "outgoing");
+        let other = frame(0x86df, 0x84, 5 << 12 | 7);
+        assert_eq!(run(&p, &other, PACKET_MULTICAST), 0, "another QPN");
+        assert_eq!(run(&p, &frame(0x0800, 0x84, 0xff_ffff), 2), 0, "IPv4");
+        assert_eq!(run(&p, &frame(0x86df, 0x10, 0xff_ffff), 2), 0, "type");
+        assert_eq!(run(&p, &[0u8; 14], PACKET_MULTICAST), 0, "short");
+        // The unicast part is the steering filter's.
+        assert_ne!(run(&p, &other, PACKET_HOST), 0);
+        let foreign = frame(0x86df, 0x84, 6 << 12 | 7);
+        assert_eq!(run(&p, &foreign, PACKET_HOST), 0, "other endpoint");
+        assert_eq!(run(&p, &mc, 1), 0, "broadcast");
     }
 
     #[test]

@@ -16,7 +16,10 @@
 //! thread never waits for an application thread and never holds a QP lock
 //! it has no work under. The QP and CQ ring locks are spin locks
 //! ([`crate::lock`]). `remove_qp` releases `qps` before it takes the QP
-//! lock. Atomics: `busy_qps` (QPs with WRs pending, changed only under the
+//! lock. `mcast` (the multicast attachments) is written only by
+//! attach/detach and QP removal and read by the data path while it
+//! delivers a multicast frame: `mcast` (read) → QP, never the other way,
+//! and never together with `qps`. Atomics: `busy_qps` (QPs with WRs pending, changed only under the
 //! QP lock of the QP whose `pending` flips) and `window_budget` (ring
 //! frames not promised to a receive window; a CAS loop).
 
@@ -162,6 +165,19 @@ struct QpTable {
     live: Vec<Arc<Qp>>,
 }
 
+/// One QP attached to one multicast group (docs/wire.md §13.5).
+#[derive(Debug)]
+struct McastAttachment {
+    /// The group's Ethernet multicast MAC: what a frame is matched on.
+    mac: [u8; 6],
+    /// The group's GID: the destination GID of the GRH written.
+    gid: [u8; 16],
+    qp: Arc<Qp>,
+    /// Attaches not yet detached (uverbs makes one per (GID, LID) pair;
+    /// the LID means nothing on Ethernet).
+    refs: u32,
+}
+
 /// Per-context verbs state.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -171,6 +187,9 @@ pub struct Endpoint {
     pub mrs: MrTable,
     qps: RwLock<QpTable>,
     cqs: RwLock<Vec<Arc<Cq>>>,
+    /// Multicast attachments in attach order; the kernel bounds them
+    /// (`max_total_mcast_qp_attach`).
+    mcast: RwLock<Vec<McastAttachment>>,
     /// QPs whose `pending` is set.
     busy_qps: AtomicU32,
     /// Receive-ring frames not yet promised to a QP's window.
@@ -178,6 +197,7 @@ pub struct Endpoint {
     /// Frames dropped before any QP saw them (see [`Endpoint::counters`]).
     rx_unparsable: AtomicU64,
     rx_unknown_qp: AtomicU64,
+    rx_mcast_unjoined: AtomicU64,
     /// Some QP has an event for the kernel pass (set by drive after it
     /// stored the QP's `event`, taken by the pass before it looks).
     qp_events: AtomicBool,
@@ -206,10 +226,12 @@ impl Endpoint {
                 live: Vec::new(),
             }),
             cqs: RwLock::new(Vec::new()),
+            mcast: RwLock::new(Vec::new()),
             busy_qps: AtomicU32::new(0),
             window_budget: AtomicU32::new(ring_frames),
             rx_unparsable: AtomicU64::new(0),
             rx_unknown_qp: AtomicU64::new(0),
+            rx_mcast_unjoined: AtomicU64::new(0),
             qp_events: AtomicBool::new(false),
             srq_events: AtomicBool::new(false),
             retired: Mutex::new(Vec::new()),
@@ -283,15 +305,106 @@ impl Endpoint {
     }
 
     /// The endpoint's own drop counters, by name: frames too short or not
-    /// omx-verbs at all (`rx_unparsable`), and frames whose destination
+    /// omx-verbs at all (`rx_unparsable`), frames whose destination
     /// QPN names no QP of ours (`rx_unknown_qp`: another endpoint's, or a QP
-    /// destroyed since). What happens to frames a QP sees is in its
-    /// engine's `Stats`.
-    pub fn counters(&self) -> [(&'static str, u64); 2] {
+    /// destroyed since), and multicast frames whose destination MAC is no
+    /// group a QP of ours is attached to (`rx_mcast_unjoined`). What
+    /// happens to frames a QP sees is in its engine's `Stats`.
+    pub fn counters(&self) -> [(&'static str, u64); 3] {
         [
             ("rx_unparsable", self.rx_unparsable.load(Relaxed)),
             ("rx_unknown_qp", self.rx_unknown_qp.load(Relaxed)),
+            ("rx_mcast_unjoined", self.rx_mcast_unjoined.load(Relaxed)),
         ]
+    }
+
+    /// Attaches `qp` to the multicast group `gid` whose Ethernet MAC is
+    /// `mac` (after the kernel accepted it). Returns whether this is the
+    /// endpoint's first attachment: the caller then lets multicast frames
+    /// through its packet socket.
+    pub fn attach_mcast(&self, qp: &Arc<Qp>, gid: [u8; 16], mac: [u8; 6]) -> bool {
+        let mut t = self.mcast.write().unwrap_or_else(|p| p.into_inner());
+        let first = t.is_empty();
+        match t
+            .iter_mut()
+            .find(|a| a.gid == gid && Arc::ptr_eq(&a.qp, qp))
+        {
+            Some(a) => a.refs += 1,
+            None => t.push(McastAttachment {
+                mac,
+                gid,
+                qp: qp.clone(),
+                refs: 1,
+            }),
+        }
+        first
+    }
+
+    /// Undoes one [`Endpoint::attach_mcast`] (after the kernel's detach).
+    /// Returns whether the endpoint has no attachment left.
+    pub fn detach_mcast(&self, qp: &Arc<Qp>, gid: [u8; 16]) -> bool {
+        let mut t = self.mcast.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = t
+            .iter()
+            .position(|a| a.gid == gid && Arc::ptr_eq(&a.qp, qp))
+        {
+            t[i].refs -= 1;
+            if t[i].refs == 0 {
+                t.remove(i);
+            }
+        }
+        t.is_empty()
+    }
+
+    /// Drops every attachment of `qp` (it was destroyed). Returns whether
+    /// that removed the endpoint's last attachment.
+    pub fn forget_mcast(&self, qp: &Arc<Qp>) -> bool {
+        let mut t = self.mcast.write().unwrap_or_else(|p| p.into_inner());
+        let had = !t.is_empty();
+        t.retain(|a| !Arc::ptr_eq(&a.qp, qp));
+        had && t.is_empty()
+    }
+
+    /// Whether any QP of this endpoint is attached to a multicast group.
+    pub fn mcast_attached(&self) -> bool {
+        !self
+            .mcast
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// A frame for the multicast QPN: one copy to every QP attached to a
+    /// group whose MAC is the frame's destination MAC, with that group's
+    /// GID as the GRH's DGID; a QP attached to several such groups (their
+    /// GIDs map to one MAC) gets one copy, with the GID it attached to
+    /// first (docs/wire.md §13.5). No allocation.
+    fn handle_mcast_frame(&self, now: Instant, frame: &[u8], tx: &impl FrameSink) -> Drive {
+        let t = self.mcast.read().unwrap_or_else(|p| p.into_inner());
+        let mut d = Drive::default();
+        let mut delivered = false;
+        for (i, a) in t.iter().enumerate() {
+            if frame.get(..6) != Some(&a.mac[..])
+                || t[..i]
+                    .iter()
+                    .any(|b| b.mac == a.mac && Arc::ptr_eq(&b.qp, &a.qp))
+            {
+                continue;
+            }
+            delivered = true;
+            let mut g = a.qp.lock();
+            {
+                let QpInner { eng, inline, .. } = &mut *g;
+                self.mrs.with_pd(a.qp.pd, inline, |mem| {
+                    let _ = eng.handle_mcast_frame(now, frame, mem, &a.gid);
+                });
+            }
+            d = d.merge(self.drive(&a.qp, &mut g, now, tx));
+        }
+        if !delivered {
+            self.rx_mcast_unjoined.fetch_add(1, Relaxed);
+        }
+        d
     }
 
     /// Registers a CQ for the notification pass.
@@ -523,6 +636,9 @@ impl Endpoint {
             self.rx_unparsable.fetch_add(1, Relaxed);
             return Drive::default();
         };
+        if qpn == omx_engine::MCAST_QPN {
+            return self.handle_mcast_frame(now, frame, tx);
+        }
         let Some(qp) = self.lookup(qpn) else {
             self.rx_unknown_qp.fetch_add(1, Relaxed);
             return Drive::default();
@@ -691,6 +807,134 @@ mod tests {
                 a.handle_frame(Instant::ZERO, &f, wa);
             }
         }
+    }
+
+    /// A UD QP in RTS with Q_Key 0x11 and an empty receive queue of 8.
+    fn ud_qp(ep: &Endpoint, qpn: u32) -> Arc<Qp> {
+        let cq = Arc::new(Cq::new(qpn, 16));
+        ep.insert_cq(cq.clone());
+        let port = crate::qp::UdPort {
+            mac: [2, 0, 0, 0, 0, qpn as u8],
+            gid: [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, qpn as u8],
+            gid_v4: None,
+            mtu: omx_engine::PathMtu::Mtu1024,
+        };
+        let caps = QpCaps {
+            sq_depth: 8,
+            rq_depth: 8,
+            ..Default::default()
+        };
+        let qp = Arc::new(
+            Qp::new_ud(Qpn::new(qpn), 9, caps, port, cq.clone(), cq, true).with_handle(qpn),
+        );
+        ep.insert_qp(qp.clone());
+        let mut g = qp.lock();
+        for a in omx_engine::testing::ud_steps(0x11, 1) {
+            g.modify(&a).unwrap();
+        }
+        drop(g);
+        qp
+    }
+
+    fn recv_wcs(qp: &Arc<Qp>) -> Vec<WorkCompletion> {
+        let mut out = Vec::new();
+        qp.recv_cq.poll_with(8, |_, wc| out.push(*wc));
+        out
+    }
+
+    /// docs/wire.md §13.5: one copy per attached QP of the groups whose
+    /// MAC is the frame's destination MAC, with the group's GID as DGID;
+    /// a QP in two groups of one MAC gets one copy (the GID it attached
+    /// first); an unattached QP, another MAC, or a detached QP get none.
+    #[test]
+    fn multicast_frames_reach_each_attached_qp_once() {
+        let g1: [u8; 16] = [0xff, 0x0e, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let mut g2 = g1;
+        g2[1] = 0x05; // same last four bytes: same MAC
+        let m = [0x33, 0x33, 0, 0, 0, 1];
+        let tx = Endpoint::new(1);
+        let rx = Endpoint::new(2);
+        let mut buf = vec![0u8; 8 * 2048];
+        reg(&tx, &mut buf, 0x100, 2048, ACCESS_LOCAL_WRITE);
+        reg(&rx, &mut buf[2048..], 0x100, 6 * 2048, ACCESS_LOCAL_WRITE);
+        let s = ud_qp(&tx, 0x1001);
+        let [a, b, c, u] = [0x2001, 0x2002, 0x2003, 0x2004].map(|n| ud_qp(&rx, n));
+        let (tx_base, rx_base) = (buf.as_ptr() as u64, buf[2048..].as_ptr() as u64);
+        for (i, q) in [&a, &b, &c, &u].into_iter().enumerate() {
+            for k in 0..2u64 {
+                let wr = RecvWr {
+                    wr_id: k,
+                    sg: SgList::single(rx_base + (i as u64 * 2 + k) * 512, 512, 0x100),
+                };
+                q.lock().post_recv(wr).unwrap();
+            }
+        }
+        assert!(rx.attach_mcast(&a, g1, m), "first attachment");
+        assert!(!rx.attach_mcast(&b, g1, m));
+        assert!(!rx.attach_mcast(&b, g2, m));
+        assert!(!rx.attach_mcast(&c, g2, m));
+        assert!(rx.mcast_attached());
+        let w = Wire::default();
+        let send = |dmac: [u8; 6]| {
+            let dest = omx_engine::UdDest {
+                dmac,
+                remote_qpn: 0xff_ffff,
+                remote_qkey: 0x11,
+                sgid: [1; 16],
+                traffic_class: 0,
+                hop_limit: 1,
+            };
+            let mut g = s.lock();
+            g.post_send(
+                SendWr {
+                    wr_id: 1,
+                    op: SendOp::Send,
+                    sg: SgList::single(tx_base, 16, 0x100),
+                    signaled: true,
+                    solicited: false,
+                },
+                Some(dest),
+            )
+            .unwrap();
+            let _ = tx.drive(&s, &mut g, Instant::ZERO, &w);
+            w.0.borrow_mut().remove(0)
+        };
+        let f = send(m);
+        rx.handle_frame(Instant::ZERO, &f, &w);
+        let dgid = |q: &Arc<Qp>| {
+            let wc = recv_wcs(q);
+            assert_eq!(wc.len(), 1, "{:#x}: one copy", q.qpn.value());
+            assert_eq!(wc[0].status, WcStatus::Success);
+            assert_eq!(wc[0].src_qp, Qpn::new(0x1001));
+            let at = (wc[0].qp_num.slot() as usize - 1) * 1024 + wc[0].wr_id as usize * 512;
+            let base = 2048 + at;
+            let mut d = [0u8; 16];
+            d.copy_from_slice(&buf[base + 24..base + 40]);
+            d
+        };
+        assert_eq!(dgid(&a), g1);
+        assert_eq!(dgid(&b), g1, "attached to g1 first");
+        assert_eq!(dgid(&c), g2);
+        assert!(recv_wcs(&u).is_empty(), "not attached");
+        // Another group's MAC: nobody, counted.
+        let f = send([0x33, 0x33, 0, 0, 0, 2]);
+        rx.handle_frame(Instant::ZERO, &f, &w);
+        assert!([&a, &b, &c, &u].iter().all(|q| recv_wcs(q).is_empty()));
+        assert_eq!(rx.counters()[2], ("rx_mcast_unjoined", 1));
+        // Detach: a leaves, b keeps g2 only.
+        assert!(!rx.detach_mcast(&a, g1));
+        assert!(!rx.detach_mcast(&b, g1));
+        let f = send(m);
+        rx.handle_frame(Instant::ZERO, &f, &w);
+        assert!(recv_wcs(&a).is_empty(), "detached");
+        assert_eq!(dgid(&b), g2);
+        assert_eq!(dgid(&c), g2);
+        assert!(!rx.forget_mcast(&b));
+        assert!(rx.forget_mcast(&c), "the last attachment");
+        assert!(!rx.mcast_attached());
+        rx.handle_frame(Instant::ZERO, &f, &w);
+        assert!([&a, &b, &c, &u].iter().all(|q| recv_wcs(q).is_empty()));
+        assert_eq!(rx.counters()[2], ("rx_mcast_unjoined", 2));
     }
 
     /// UC through the endpoint (docs/wire.md §14): an inline SEND leaves
@@ -1089,7 +1333,14 @@ mod tests {
             ep.handle_frame(Instant::ZERO, &[0u8; 10], &w),
             Drive::default()
         );
-        assert_eq!(ep.counters(), [("rx_unparsable", 1), ("rx_unknown_qp", 0)]);
+        assert_eq!(
+            ep.counters(),
+            [
+                ("rx_unparsable", 1),
+                ("rx_unknown_qp", 0),
+                ("rx_mcast_unjoined", 0)
+            ]
+        );
         // So are frames for a slot with no QP, or another endpoint.
         for qpn in [3u32 << 12 | 6, 4 << 12 | 5] {
             let repr = omx_wire::FrameRepr {
@@ -1117,7 +1368,14 @@ mod tests {
                 Drive::default()
             );
         }
-        assert_eq!(ep.counters(), [("rx_unparsable", 1), ("rx_unknown_qp", 2)]);
+        assert_eq!(
+            ep.counters(),
+            [
+                ("rx_unparsable", 1),
+                ("rx_unknown_qp", 2),
+                ("rx_mcast_unjoined", 0)
+            ]
+        );
         assert!(w.0.borrow().is_empty(), "never answered");
         assert!(ep.remove_qp(qp.qpn).is_some());
         assert!(ep.lookup(qp.qpn).is_none());

@@ -152,6 +152,22 @@ impl Engine {
         each!(self, q => q.handle_frame(now, bytes, mem))
     }
 
+    /// One received multicast frame for the group `group` (docs/wire.md
+    /// §13.5). Only UD QPs attach to groups (the kernel refuses the
+    /// others); a connected engine drops it as not its own.
+    pub fn handle_mcast_frame<M: MemoryAccess + ?Sized>(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        mem: &mut M,
+        group: &[u8; 16],
+    ) -> Result<(), RxDrop> {
+        match self {
+            Engine::Ud(q) => q.handle_mcast_frame(now, bytes, mem, group),
+            Engine::Conn(_) => Err(RxDrop::WrongQp),
+        }
+    }
+
     /// The timer that [`Engine::poll_timeout`] named is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         each!(self, q => q.handle_timeout(now))
