@@ -61,8 +61,10 @@ perftest_pair ud_send_bw_srq ib_send_bw -s 4096 -D 4 -F --use-srq
 
 # The network's faults reach the application as they are, and nothing
 # else breaks: omx_ud's loss mode on omx0 (its frames to itself cross
-# vethA's qdisc before the loopback tap sees them), then UCX's ud_verbs,
-# which has its own reliability, between the namespaces.
+# vethA's qdisc before the loopback tap sees them; OMX_LOCAL=0 keeps them
+# on the netdev, where they would otherwise move to shared memory once
+# the progress thread opened the inbox), then UCX's ud_verbs, which has
+# its own reliability, between the namespaces.
 modprobe sch_netem
 for side in "nsA vethA" "nsB vethB"; do
 	set -- $side
@@ -70,7 +72,8 @@ for side in "nsA vethA" "nsB vethB"; do
 		loss 5% duplicate 2%
 done
 log "netem: omx_ud -L 2000 (5% loss, 2% duplication, reordering)"
-ip netns exec nsA timeout 300 "$PROGS/omx_ud" -d omx0 -L 2000 >"$OUT/omx_ud-lossy.txt" 2>&1 ||
+ip netns exec nsA env OMX_LOCAL=0 timeout 300 "$PROGS/omx_ud" -d omx0 -L 2000 \
+	>"$OUT/omx_ud-lossy.txt" 2>&1 ||
 	{ cat "$OUT/omx_ud-lossy.txt" >&2; fail "omx_ud -L"; }
 cat "$OUT/omx_ud-lossy.txt" >&2
 read -r lost dup reord < <(sed -n \
