@@ -19,9 +19,13 @@
 //! lock. `mcast` (the multicast attachments) is written only by
 //! attach/detach and QP removal and read by the data path while it
 //! delivers a multicast frame: `mcast` (read) → QP, never the other way,
-//! and never together with `qps`. Atomics: `busy_qps` (QPs with WRs pending, changed only under the
-//! QP lock of the QP whose `pending` flips) and `window_budget` (ring
-//! frames not promised to a receive window; a CAS loop).
+//! and never together with `qps`. Atomics: `busy_qps` (QPs with WRs
+//! pending, changed only under the QP lock of the QP whose `pending`
+//! flips), `window_budget` (ring frames not promised to a receive window;
+//! a CAS loop), and `qp_events` / `srq_events`, set by a drive after it
+//! set the QP's `event` or saw its SRQ's `limit_reached`, and swapped by
+//! the kernel pass before it looks at them (under `qps` read; an SRQ's
+//! own flag is taken once there, however many QPs share it).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, RwLock};

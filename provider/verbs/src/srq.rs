@@ -20,8 +20,11 @@
 //! disarms it and sets `limit_reached`, which the endpoint's kernel pass
 //! takes (once) to ask the kernel for IBV_EVENT_SRQ_LIMIT_REACHED.
 //!
-//! Nothing allocates after [`Srq::new`]: the ring holds `max_wr` WQEs and
-//! posting past that is refused.
+//! Nothing allocates after [`Srq::new`] but a resize
+//! (`ibv_modify_srq(IBV_SRQ_MAX_WR)`, control path), which allocates the
+//! new ring before it takes the lock: the ring holds `max_wr` WQEs
+//! (under the ring lock, as is the armed limit) and posting past that is
+//! refused.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
