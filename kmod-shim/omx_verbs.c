@@ -138,7 +138,12 @@ int omx_query_device(struct ib_device *base_dev, struct ib_device_attr *attr,
 	attr->max_qp_rd_atom = OMX_MAX_RD_ATOM;
 	attr->max_qp_init_rd_atom = OMX_MAX_RD_ATOM;
 	attr->max_res_rd_atom = OMX_MAX_RES_RD_ATOM;
-	attr->atomic_cap = IB_ATOMIC_NONE;
+	/*
+	 * The provider executes atomics with the CPU's locked instructions
+	 * on the target's memory, so they are atomic against the host's own
+	 * atomics and other processes' too (docs/provider.md, "Atomics").
+	 */
+	attr->atomic_cap = IB_ATOMIC_GLOB;
 	attr->max_ah = OMX_MAX_AH;
 	attr->max_srq = OMX_MAX_SRQ;
 	attr->max_srq_wr = OMX_MAX_SRQ_WR;

@@ -92,7 +92,7 @@ mod timer;
 mod ud;
 mod wr;
 
-pub use mem::{Access, MemError, MemoryAccess};
+pub use mem::{Access, AtomicOp, MemError, MemoryAccess};
 pub use qp::{
     ModifyError, PostError, QpConfig, QpEvent, QpEventKind, RcQp, RxDrop, Stats, Transmit,
     MAX_MSG_SIZE, READ_BURST,

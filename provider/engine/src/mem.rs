@@ -38,6 +38,41 @@ pub enum MemError {
     Fault,
 }
 
+/// An atomic operation on 8 bytes of registered memory (IBTA 9.4.5), in
+/// host byte order: the value is what the target's own CPU reads there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AtomicOp {
+    /// Compare and swap: if the value equals `compare`, it becomes `swap`.
+    CmpSwap {
+        /// Compared with the value.
+        compare: u64,
+        /// Stored if equal.
+        swap: u64,
+    },
+    /// Fetch and add: the value becomes value + `add` (modulo 2^64).
+    FetchAdd {
+        /// Added to the value.
+        add: u64,
+    },
+}
+
+impl AtomicOp {
+    /// The value the operation leaves in place of `old` (what a
+    /// non-concurrent implementation stores).
+    pub const fn apply(self, old: u64) -> u64 {
+        match self {
+            AtomicOp::CmpSwap { compare, swap } => {
+                if old == compare {
+                    swap
+                } else {
+                    old
+                }
+            }
+            AtomicOp::FetchAdd { add } => old.wrapping_add(add),
+        }
+    }
+}
+
 /// Registered memory as seen by one QP (already restricted to its PD).
 ///
 /// Implementations check key, rights and bounds before copying and must
@@ -57,6 +92,13 @@ pub trait MemoryAccess {
 
     /// Copies `src` into the MR.
     fn write(&mut self, key: u32, addr: u64, src: &[u8], access: Access) -> Result<(), MemError>;
+
+    /// Executes `op` on the 8 bytes at `addr` of the MR named `key`
+    /// ([`Access::RemoteAtomic`]) and returns the value they held before.
+    /// The caller has checked that `addr` is 8-byte aligned. The provider
+    /// does it with one atomic instruction of the CPU, so it is atomic
+    /// also against the host's own atomics on that memory.
+    fn atomic(&mut self, key: u32, addr: u64, op: AtomicOp) -> Result<u64, MemError>;
 }
 
 /// Gathers `dst.len()` bytes starting at message offset `off` from `sg`.

@@ -133,7 +133,9 @@ counters! {
         rx_nak_out_of_window,
         /// READ response with a wrong length.
         rx_bad_response,
-        /// Response opcode not expected (atomics).
+        /// A response of the wrong kind for the request it names (an
+        /// atomic acknowledge for a READ or the reverse, an atomic
+        /// acknowledge without a pending atomic).
         rx_unexpected,
         /// RNR NAKs received.
         rx_rnr_naks,
@@ -147,10 +149,24 @@ counters! {
         /// Requests refused with NAK invalid request because their RETH
         /// length exceeds the 2^31-byte message limit.
         rx_too_large,
-        /// READ requests refused with NAK invalid request because
-        /// `max_dest_rd_atomic` READs are already being answered (always,
-        /// with `max_dest_rd_atomic` 0).
+        /// READ and atomic requests refused with NAK invalid request
+        /// because `max_dest_rd_atomic` of them are already being answered
+        /// (always, with `max_dest_rd_atomic` 0).
         rx_rd_atomic_exceeded,
+        /// Atomic requests refused with NAK invalid request because their
+        /// address is not 8-byte aligned.
+        rx_atomic_misaligned,
+        /// Dropped: duplicate atomic request that matches no atomic in the
+        /// responder's history (PSN, address, rkey, operation, operands):
+        /// nothing executed, nothing answered.
+        rx_dup_atomic_unmatched,
+        /// Dropped: duplicate atomic request whose saved result would be
+        /// answered again, while `max_dest_rd_atomic` responses are
+        /// queued.
+        rx_dup_atomic_busy,
+        /// Atomic acknowledges sent again from a saved result (a
+        /// duplicate request; the operation was not executed again).
+        tx_atomic_replays,
         /// Dropped: duplicate READ request that matches no READ in the
         /// responder's history (PSN, address, rkey, length): nothing read.
         rx_dup_read_unmatched,
@@ -405,8 +421,9 @@ pub enum PostError {
     /// Message longer than [`MAX_MSG_SIZE`]; on a UD QP, longer than
     /// its path MTU (EINVAL).
     TooLong,
-    /// Operation not implemented yet: atomics (EOPNOTSUPP).
-    Unsupported,
+    /// An atomic whose scatter list is not exactly the 8 bytes the
+    /// original value is returned into (EINVAL, as rxe).
+    BadAtomicLength,
 }
 
 /// Why `modify` refused (the provider returns EINVAL for each).
@@ -453,6 +470,9 @@ pub enum RxDrop {
     /// Duplicate READ request not answered: it matches no recorded READ,
     /// or no room is left to answer it again.
     DuplicateRead,
+    /// Duplicate atomic request not answered: it matches no recorded
+    /// atomic, or no room is left to answer it again.
+    DuplicateAtomic,
     /// UD: the Q_Key is not the QP's.
     BadQkey,
     /// UD: no receive WQE (own receive queue or SRQ).
@@ -807,7 +827,9 @@ impl RcQp {
 
     /// `ibv_post_send` for one WR. In ERROR the WR completes at once with
     /// IBV_WC_WR_FLUSH_ERR. A UC QP refuses RDMA READ and atomics
-    /// (EINVAL, as rxe).
+    /// (EINVAL, as rxe); an atomic needs a scatter list of exactly 8
+    /// bytes. Its remote address is not checked here: a misaligned one is
+    /// the responder's to refuse (IBV_WC_REM_INV_REQ_ERR).
     pub fn post_send(&mut self, wr: SendWr) -> Result<(), PostError> {
         self.resp.new_input();
         if self.state == QpState::Reset {
@@ -823,13 +845,14 @@ impl RcQp {
         {
             return Err(PostError::InvalidState);
         }
+        let len = wr.sg.total_len();
         if matches!(
             wr.op,
             SendOp::AtomicCmpSwap { .. } | SendOp::AtomicFetchAdd { .. }
-        ) {
-            return Err(PostError::Unsupported);
+        ) && len != 8
+        {
+            return Err(PostError::BadAtomicLength);
         }
-        let len = wr.sg.total_len();
         if len > MAX_MSG_SIZE {
             return Err(PostError::TooLong);
         }

@@ -1,5 +1,6 @@
-//! RC requester: segmentation, credits, go-back-N retransmission, ACK/NAK
-//! and READ response processing (docs/wire.md §5, §9, §10.2).
+//! RC requester: segmentation, credits, go-back-N retransmission, ACK/NAK,
+//! READ response and atomic acknowledge processing (docs/wire.md §5, §9,
+//! §10.2, §10.4).
 //!
 //! UC mode ([`Requester::set_uc`], docs/wire.md §14): the same
 //! segmentation, no credits, window, AckReq or transport timer; a WQE
@@ -10,7 +11,8 @@
 //! - `sq` holds every posted, not yet completed WQE in posting order;
 //!   entries `< cursor` and the cursor entry (if started) have PSNs.
 //! - `una <= next_psn <= sent_end` (modular): `una` is the oldest PSN not
-//!   known to be executed (or, for a READ, the first response not placed),
+//!   known to be executed (or, for a READ or an atomic, the first
+//!   response not placed),
 //!   `next_psn` the PSN of the next packet to (re)send, `sent_end` one past
 //!   the highest PSN ever sent.
 //! - A request packet is sent only if its PSN is `<= limit` (peer credits)
@@ -26,7 +28,9 @@
 
 use std::collections::VecDeque;
 
-use omx_wire::{Aeth, Ext, Frame, NakCode, Opcode, Paeth, Position, Psn, Reth, Syndrome};
+use omx_wire::{
+    Aeth, AtomicEth, Ext, Frame, NakCode, Opcode, Paeth, Position, Psn, Reth, Syndrome,
+};
 
 use crate::mem::{self, Access, MemoryAccess};
 use crate::qp::{Ctx, Fatal, QpEventKind, RxDrop, RxError};
@@ -42,13 +46,26 @@ struct SqEntry {
     first_psn: Psn,
     npsn: u32,
     assigned: bool,
-    /// READ: response packets placed, in PSN order.
+    /// READ or atomic: response packets placed, in PSN order.
     read_done: u32,
 }
 
 impl SqEntry {
     fn is_read(&self) -> bool {
         matches!(self.wr.op, SendOp::RdmaRead { .. })
+    }
+
+    fn is_atomic(&self) -> bool {
+        matches!(
+            self.wr.op,
+            SendOp::AtomicCmpSwap { .. } | SendOp::AtomicFetchAdd { .. }
+        )
+    }
+
+    /// Completes only when its responses arrived (an ACK alone does not
+    /// do it: they carry the data).
+    fn awaits_response(&self) -> bool {
+        self.is_read() || self.is_atomic()
     }
 
     fn contains(&self, psn: Psn) -> bool {
@@ -79,7 +96,8 @@ pub(crate) struct Requester {
     /// PSN of the last NAK / READ gap we rewound for (ignore repeats until
     /// progress).
     nak_guard: Option<Psn>,
-    /// Last PSN of every outstanding READ request (chunk).
+    /// Last PSN of every outstanding READ request (chunk) and atomic:
+    /// at most `max_rd_atomic` of them.
     read_chunks: VecDeque<Psn>,
     /// UC: nothing is acknowledged; a WQE is done once sent.
     uc: bool,
@@ -340,16 +358,56 @@ impl Requester {
                 };
                 (Opcode::ReadRequest, ext, 0, chunk)
             }
-            SendOp::AtomicCmpSwap { .. } | SendOp::AtomicFetchAdd { .. } => {
-                // Rejected by post_send; never reached.
-                return Err(self.fail_at(ctx, psn, WcStatus::LocQpOpErr));
+            SendOp::AtomicCmpSwap {
+                remote_addr,
+                rkey,
+                compare,
+                swap,
+            } => {
+                if self.read_chunks.len() >= self.max_rd_atomic {
+                    ctx.stats.tx_blocked_rd_atomic += 1;
+                    return Ok(None);
+                }
+                let eth = AtomicEth {
+                    va: remote_addr,
+                    rkey,
+                    swap_add: swap,
+                    compare,
+                };
+                let ext = Ext {
+                    atomic: Some(eth),
+                    ..Ext::default()
+                };
+                (Opcode::CompareSwap, ext, 0, 1)
+            }
+            SendOp::AtomicFetchAdd {
+                remote_addr,
+                rkey,
+                add,
+            } => {
+                if self.read_chunks.len() >= self.max_rd_atomic {
+                    ctx.stats.tx_blocked_rd_atomic += 1;
+                    return Ok(None);
+                }
+                let eth = AtomicEth {
+                    va: remote_addr,
+                    rkey,
+                    swap_add: add,
+                    compare: 0,
+                };
+                let ext = Ext {
+                    atomic: Some(eth),
+                    ..Ext::default()
+                };
+                (Opcode::FetchAdd, ext, 0, 1)
             }
         };
+        // READ and atomic requests are answered by their responses: no
+        // AckReq of their own, and they count against max_rd_atomic.
+        let answered = opcode == Opcode::ReadRequest || opcode.is_atomic();
         let last_pkt = pkt + consumed >= e.npsn;
-        let ack_req = !self.uc
-            && ((last_pkt && opcode != Opcode::ReadRequest)
-                || psn == self.limit
-                || inflight + 1 >= window);
+        let ack_req =
+            !self.uc && ((last_pkt && !answered) || psn == self.limit || inflight + 1 >= window);
         let solicited = e.wr.solicited && last_pkt && opcode.is_send();
         ext.ack = ack.filter(|_| last_pkt);
         let repr = ctx.repr(opcode, psn, ack_req, solicited, plen as usize, ext);
@@ -377,7 +435,7 @@ impl Requester {
 
         // Advance the cursor.
         let npsn = e.npsn;
-        if opcode == Opcode::ReadRequest {
+        if answered {
             self.read_chunks.push_back(psn.add(consumed - 1));
         }
         self.cursor_pkt += consumed;
@@ -453,9 +511,11 @@ impl Requester {
             if !e.assigned {
                 break;
             }
-            if e.is_read() && e.read_done < e.npsn {
-                // An ACK beyond a READ whose responses are missing: they
-                // were lost; re-request from the first missing one.
+            if e.awaits_response() && e.read_done < e.npsn {
+                // An ACK beyond a READ or an atomic whose responses are
+                // missing: they were lost; re-request from the first
+                // missing one (a responder answers a repeated atomic from
+                // its saved result).
                 let missing = e.first_psn.add(e.read_done);
                 if missing.before(self.una) {
                     self.una = missing;
@@ -479,7 +539,8 @@ impl Requester {
         }
     }
 
-    /// An ACKNOWLEDGE or READ response addressed to this QP.
+    /// An ACKNOWLEDGE, READ response or ATOMIC ACKNOWLEDGE addressed to
+    /// this QP.
     pub(crate) fn handle_response<M: MemoryAccess + ?Sized>(
         &mut self,
         ctx: &mut Ctx,
@@ -499,12 +560,82 @@ impl Requester {
             op if op.is_read_response() => {
                 Ok(self.handle_read_response(ctx, now, psn, repr.ext.aeth, payload, mem)?)
             }
+            Opcode::AtomicAcknowledge => {
+                let (Some(aeth), Some(orig)) = (repr.ext.aeth, repr.ext.atomic_ack) else {
+                    return Ok(());
+                };
+                Ok(self.handle_atomic_ack(ctx, now, psn, aeth, orig, mem)?)
+            }
             _ => {
-                // ATOMIC_ACKNOWLEDGE: atomics are not implemented (TODO).
                 ctx.stats.rx_unexpected += 1;
                 Ok(())
             }
         }
+    }
+
+    /// The WQE a READ response or atomic acknowledge at `psn` answers, if
+    /// `psn` is the next response the oldest READ or atomic waits for.
+    /// A later PSN among those sent means responses were lost: the
+    /// requester re-requests from the first missing one (once per gap);
+    /// anything else is a duplicate. Both counted.
+    fn response_slot(&mut self, ctx: &mut Ctx, psn: Psn) -> Option<usize> {
+        let Some(i) = self
+            .sq
+            .iter()
+            .position(|e| e.assigned && e.awaits_response() && e.read_done < e.npsn)
+        else {
+            ctx.stats.rx_duplicate += 1;
+            return None;
+        };
+        let e = &self.sq[i];
+        let expected = e.first_psn.add(e.read_done);
+        if psn == expected && psn.diff(self.sent_end) < 0 {
+            return Some(i);
+        }
+        if expected.before(psn) && psn.before(self.sent_end) {
+            ctx.stats.rx_out_of_sequence += 1;
+            if self.nak_guard != Some(expected) {
+                self.nak_guard = Some(expected);
+                self.rewind(ctx, expected);
+            }
+        } else {
+            ctx.stats.rx_duplicate += 1;
+        }
+        None
+    }
+
+    /// An ATOMIC ACKNOWLEDGE: the original value goes into the WQE's
+    /// 8-byte buffer (host byte order), and the atomic completes once
+    /// everything before it did.
+    fn handle_atomic_ack<M: MemoryAccess + ?Sized>(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        psn: Psn,
+        aeth: Aeth,
+        orig: u64,
+        mem: &mut M,
+    ) -> Result<(), Fatal> {
+        if aeth.syndrome != Syndrome::Ack {
+            ctx.stats.rx_bad_response += 1;
+            return Ok(());
+        }
+        let Some(i) = self.response_slot(ctx, psn) else {
+            return Ok(());
+        };
+        let e = &self.sq[i];
+        if !e.is_atomic() {
+            ctx.stats.rx_unexpected += 1;
+            return Ok(());
+        }
+        let sg = e.wr.sg;
+        if mem::scatter(mem, &sg, 0, &orig.to_ne_bytes()).is_err() {
+            return Err(self.fail_at(ctx, psn, WcStatus::LocProtErr));
+        }
+        self.sq[i].read_done = 1;
+        self.update_limit(psn, aeth.credits);
+        self.process_ack(ctx, now, psn);
+        Ok(())
     }
 
     fn handle_aeth(
@@ -588,27 +719,12 @@ impl Requester {
         payload: &[u8],
         mem: &mut M,
     ) -> Result<(), Fatal> {
-        let Some(i) = self
-            .sq
-            .iter()
-            .position(|e| e.assigned && e.is_read() && e.read_done < e.npsn)
-        else {
-            ctx.stats.rx_duplicate += 1;
+        let Some(i) = self.response_slot(ctx, psn) else {
             return Ok(());
         };
         let e = &self.sq[i];
-        let expected = e.first_psn.add(e.read_done);
-        if psn != expected || psn.diff(self.sent_end) >= 0 {
-            if expected.before(psn) && psn.before(self.sent_end) {
-                // A response is missing: re-request from it, once.
-                ctx.stats.rx_out_of_sequence += 1;
-                if self.nak_guard != Some(expected) {
-                    self.nak_guard = Some(expected);
-                    self.rewind(ctx, expected);
-                }
-            } else {
-                ctx.stats.rx_duplicate += 1;
-            }
+        if !e.is_read() {
+            ctx.stats.rx_unexpected += 1;
             return Ok(());
         }
         let mtu = ctx.mtu;

@@ -1,17 +1,25 @@
-//! RC responder: in-order execution of SEND, RDMA WRITE and RDMA READ
-//! requests, duplicate handling, NAK generation and READ responses
-//! (docs/wire.md §7, §10.1).
+//! RC responder: in-order execution of SEND, RDMA WRITE, RDMA READ and
+//! atomic requests, duplicate handling, NAK generation, READ responses and
+//! atomic acknowledges (docs/wire.md §7, §10.1, §10.4).
 //!
 //! What a peer may make it do (docs/wire.md §7.3):
 //! - RDMA WRITE / READ / atomics only as the QP's access flags allow
 //!   (NAK invalid request otherwise, as rxe's `check_op_valid`), and then
 //!   only as the MR allows (NAK remote access error);
 //! - no RETH length above the 2^31-byte message limit;
-//! - at most `max_dest_rd_atomic` READs being answered (0 refuses all);
+//! - at most `max_dest_rd_atomic` READs and atomics being answered (0
+//!   refuses all);
 //! - a duplicate READ is answered again only if it matches one of the
 //!   last [`READ_HISTORY`] READs executed (its PSN, address, rkey and
 //!   length, see [`ReadRecord::matches`]), otherwise dropped;
-//! - at most [`READ_BURST`] READ response packets per input.
+//! - an atomic executes once: a duplicate is answered from the saved
+//!   result of one of the last [`READ_HISTORY`] atomics (same PSN,
+//!   address, rkey, operation and operands), never executed again;
+//!   anything else is dropped;
+//! - an atomic names an 8-byte aligned address (NAK invalid request
+//!   otherwise) inside an MR with remote atomic access;
+//! - at most [`READ_BURST`] response packets (READ responses and atomic
+//!   acknowledges) per input.
 //!
 //! UC ([`Responder::handle_uc_request`], docs/wire.md §14): SEND and RDMA
 //! WRITE placed as for RC, but nothing is ever NAKed or acknowledged and
@@ -23,11 +31,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use omx_wire::{
-    Aeth, Ext, Frame, FrameRepr, NakCode, Opcode, Paeth, Position, Psn, Reth, Syndrome,
+    Aeth, AtomicEth, Ext, Frame, FrameRepr, NakCode, Opcode, Paeth, Position, Psn, Reth, Syndrome,
 };
 
 use crate::ack::AckState;
-use crate::mem::{self, Access, MemoryAccess};
+use crate::mem::{self, Access, AtomicOp, MemoryAccess};
 use crate::qp::{Ctx, Fatal, QpEventKind, RxDrop, RxError, MAX_MSG_SIZE, READ_BURST};
 use crate::state::access;
 use crate::time::Instant;
@@ -97,6 +105,52 @@ struct ReadJob {
     next: u32,
 }
 
+/// An executed atomic, as the responder remembers it to answer a
+/// duplicate of it from the saved result (IBTA: an atomic is never
+/// executed twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AtomicRecord {
+    psn: Psn,
+    va: u64,
+    rkey: u32,
+    op: AtomicOp,
+    /// The value the target held before the operation.
+    orig: u64,
+}
+
+impl AtomicRecord {
+    /// The operation an atomic request asks for, by its opcode.
+    fn op_of(opcode: Opcode, eth: &AtomicEth) -> AtomicOp {
+        if opcode == Opcode::CompareSwap {
+            AtomicOp::CmpSwap {
+                compare: eth.compare,
+                swap: eth.swap_add,
+            }
+        } else {
+            AtomicOp::FetchAdd { add: eth.swap_add }
+        }
+    }
+
+    /// A duplicate request is this atomic: same PSN, address, rkey,
+    /// operation and operands (a request that differs in any of them is
+    /// not one this responder executed, and gets no saved result).
+    fn matches(&self, psn: Psn, opcode: Opcode, eth: &AtomicEth) -> bool {
+        self.psn == psn
+            && self.va == eth.va
+            && self.rkey == eth.rkey
+            && self.op == Self::op_of(opcode, eth)
+    }
+}
+
+/// A response the responder owes, in PSN order: READ responses still to
+/// send, or an atomic's acknowledge. Both count against
+/// `max_dest_rd_atomic`.
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    Read(ReadJob),
+    Atomic(AtomicRecord),
+}
+
 /// What executing an in-sequence request packet did.
 enum Exec {
     /// Executed; the expected PSN advances by this many PSNs.
@@ -147,12 +201,18 @@ pub(crate) struct Responder {
     /// Bytes placed into `cur` while a SEND is in progress.
     recv_off: Option<u64>,
     write: Option<WriteCtx>,
-    read_q: VecDeque<ReadJob>,
+    /// Responses owed (READ and atomic), in PSN order.
+    resp_q: VecDeque<Job>,
     /// The last READ requests executed, oldest overwritten first.
     read_history: [Option<ReadRecord>; READ_HISTORY],
     /// Slot of `read_history` the next READ is recorded in.
     history_next: usize,
-    /// READ response packets still allowed before the next input.
+    /// The last atomics executed, with their results, oldest
+    /// overwritten first.
+    atomic_history: [Option<AtomicRecord>; READ_HISTORY],
+    /// Slot of `atomic_history` the next atomic is recorded in.
+    atomic_next: usize,
+    /// Response packets still allowed before the next input.
     burst_left: u32,
     /// The QP's `IBV_ACCESS_*` flags.
     pub(crate) access: u32,
@@ -180,9 +240,11 @@ impl Responder {
             cur: None,
             recv_off: None,
             write: None,
-            read_q: VecDeque::with_capacity(READ_HISTORY),
+            resp_q: VecDeque::with_capacity(READ_HISTORY),
             read_history: [None; READ_HISTORY],
             history_next: 0,
+            atomic_history: [None; READ_HISTORY],
+            atomic_next: 0,
             burst_left: READ_BURST,
             access: 0,
             max_dest_rd_atomic: 0,
@@ -252,7 +314,7 @@ impl Responder {
         }
         self.recv_off = None;
         self.write = None;
-        self.read_q.clear();
+        self.resp_q.clear();
     }
 
     /// Drops everything without completions (modify to RESET).
@@ -261,9 +323,11 @@ impl Responder {
         self.cur = None;
         self.recv_off = None;
         self.write = None;
-        self.read_q.clear();
+        self.resp_q.clear();
         self.read_history = [None; READ_HISTORY];
         self.history_next = 0;
+        self.atomic_history = [None; READ_HISTORY];
+        self.atomic_next = 0;
         self.nak = None;
         self.gap_nak_sent = false;
         self.msn = 0;
@@ -324,8 +388,9 @@ impl Responder {
         }
         if d < 0 {
             ctx.stats.rx_duplicate += 1;
-            return match (repr.bth.opcode, repr.ext.reth) {
-                (Opcode::ReadRequest, Some(reth)) => self.duplicate_read(ctx, psn, &reth, mem),
+            return match (repr.bth.opcode, repr.ext.reth, repr.ext.atomic) {
+                (Opcode::ReadRequest, Some(reth), _) => self.duplicate_read(ctx, psn, &reth, mem),
+                (op, _, Some(eth)) if op.is_atomic() => self.duplicate_atomic(ctx, psn, op, &eth),
                 _ => {
                     self.ack.force();
                     Ok(())
@@ -339,10 +404,8 @@ impl Responder {
             self.exec_write(ctx, repr, payload, mem)?
         } else if op == Opcode::ReadRequest {
             self.exec_read(ctx, repr, mem)?
-        } else if matches!(op, Opcode::CompareSwap | Opcode::FetchAdd) {
-            self.allowed(ctx, psn, access::REMOTE_ATOMIC)?;
-            // Atomics: TODO, answered as invalid.
-            return Err(self.fatal(psn, NakCode::InvalidRequest).into());
+        } else if op.is_atomic() {
+            self.exec_atomic(ctx, repr, mem)?
         } else {
             // SEND with invalidate: TODO, answered as invalid.
             return Err(self.fatal(psn, NakCode::InvalidRequest).into());
@@ -761,7 +824,7 @@ impl Responder {
         // rxe's order: the QP's rights, its resources, the length, the
         // MR.
         self.allowed(ctx, psn, access::REMOTE_READ)?;
-        if self.read_q.len() >= self.max_dest_rd_atomic {
+        if self.resp_q.len() >= self.max_dest_rd_atomic {
             ctx.stats.rx_rd_atomic_exceeded += 1;
             return Err(self.fatal(psn, NakCode::InvalidRequest));
         }
@@ -781,9 +844,92 @@ impl Responder {
         let rec = ReadRecord::new(psn, &reth, ctx.mtu);
         self.read_history[self.history_next] = Some(rec);
         self.history_next = (self.history_next + 1) % READ_HISTORY;
-        self.read_q.push_back(ReadJob { rec, next: 0 });
+        self.resp_q.push_back(Job::Read(ReadJob { rec, next: 0 }));
         self.msn = (self.msn + 1) & 0xFF_FFFF;
         Ok(Exec::Advance(rec.npsn, true))
+    }
+
+    /// An atomic request in sequence: the QP's
+    /// right and its resources, then the alignment, then the MR (key,
+    /// rights, bounds of the 8 bytes) through [`MemoryAccess::atomic`],
+    /// which executes it. The result is saved for duplicates and its
+    /// acknowledge queued behind the responses owed before it.
+    fn exec_atomic<M: MemoryAccess + ?Sized>(
+        &mut self,
+        ctx: &mut Ctx,
+        repr: &FrameRepr,
+        mem: &mut M,
+    ) -> Result<Exec, Fatal> {
+        let psn = repr.bth.psn;
+        let Some(eth) = repr.ext.atomic else {
+            return Err(self.fatal(psn, NakCode::InvalidRequest));
+        };
+        if self.recv_off.is_some() || self.write.is_some() {
+            return Err(self.fatal(psn, NakCode::InvalidRequest));
+        }
+        self.allowed(ctx, psn, access::REMOTE_ATOMIC)?;
+        if self.resp_q.len() >= self.max_dest_rd_atomic {
+            ctx.stats.rx_rd_atomic_exceeded += 1;
+            return Err(self.fatal(psn, NakCode::InvalidRequest));
+        }
+        if !eth.va.is_multiple_of(8) {
+            ctx.stats.rx_atomic_misaligned += 1;
+            return Err(self.fatal(psn, NakCode::InvalidRequest));
+        }
+        let op = AtomicRecord::op_of(repr.bth.opcode, &eth);
+        let Ok(orig) = mem.atomic(eth.rkey, eth.va, op) else {
+            return Err(self.fatal(psn, NakCode::RemoteAccessError));
+        };
+        let rec = AtomicRecord {
+            psn,
+            va: eth.va,
+            rkey: eth.rkey,
+            op,
+            orig,
+        };
+        self.atomic_history[self.atomic_next] = Some(rec);
+        self.atomic_next = (self.atomic_next + 1) % READ_HISTORY;
+        self.resp_q.push_back(Job::Atomic(rec));
+        self.msn = (self.msn + 1) & 0xFF_FFFF;
+        Ok(Exec::Advance(1, true))
+    }
+
+    /// A duplicate atomic request (PSN before ePSN): its acknowledge was
+    /// lost, or the request was duplicated on the way. Answered from the
+    /// saved result if it matches an atomic in the history
+    /// ([`AtomicRecord::matches`]) and its acknowledge is not queued
+    /// already; never executed again. Anything else is dropped.
+    fn duplicate_atomic(
+        &mut self,
+        ctx: &mut Ctx,
+        psn: Psn,
+        opcode: Opcode,
+        eth: &AtomicEth,
+    ) -> Result<(), RxError> {
+        let Some(rec) = self
+            .atomic_history
+            .iter()
+            .flatten()
+            .find(|r| r.matches(psn, opcode, eth))
+            .copied()
+        else {
+            ctx.stats.rx_dup_atomic_unmatched += 1;
+            return Err(RxDrop::DuplicateAtomic.into());
+        };
+        if self
+            .resp_q
+            .iter()
+            .any(|j| matches!(j, Job::Atomic(r) if r.psn == psn))
+        {
+            return Ok(());
+        }
+        if self.resp_q.len() >= self.max_dest_rd_atomic {
+            ctx.stats.rx_dup_atomic_busy += 1;
+            return Err(RxDrop::DuplicateAtomic.into());
+        }
+        ctx.stats.tx_atomic_replays += 1;
+        self.resp_q.push_back(Job::Atomic(rec));
+        Ok(())
     }
 
     /// A duplicate READ request (PSN before ePSN; IBTA 9.7.5.1.5): the
@@ -811,11 +957,15 @@ impl Responder {
             ctx.stats.rx_dup_read_unmatched += 1;
             return Err(RxDrop::DuplicateRead.into());
         };
-        if let Some(job) = self.read_q.iter_mut().find(|j| j.rec == rec) {
+        let queued = self.resp_q.iter_mut().find_map(|j| match j {
+            Job::Read(r) if r.rec == rec => Some(r),
+            _ => None,
+        });
+        if let Some(job) = queued {
             job.next = job.next.min(k);
             return Ok(());
         }
-        if self.read_q.len() >= self.max_dest_rd_atomic {
+        if self.resp_q.len() >= self.max_dest_rd_atomic {
             ctx.stats.rx_dup_read_busy += 1;
             return Err(RxDrop::DuplicateRead.into());
         }
@@ -832,7 +982,7 @@ impl Responder {
         {
             return Err(self.fatal(psn, NakCode::RemoteAccessError).into());
         }
-        self.read_q.push_back(ReadJob { rec, next: k });
+        self.resp_q.push_back(Job::Read(ReadJob { rec, next: k }));
         Ok(())
     }
 
@@ -855,7 +1005,7 @@ impl Responder {
     /// repeated PAETH is harmless (ACKs and credit limits never move
     /// backwards).
     pub(crate) fn piggyback(&self, ctx: &Ctx) -> Option<Paeth> {
-        ((self.ack.owed() || self.acked) && self.nak.is_none() && self.read_q.is_empty()).then(
+        ((self.ack.owed() || self.acked) && self.nak.is_none() && self.resp_q.is_empty()).then(
             || Paeth {
                 psn: self.epsn.sub(1),
                 credits: ctx.rx_window,
@@ -880,11 +1030,11 @@ impl Responder {
         Some(n)
     }
 
-    /// Next responder frame: READ responses, then a NAK, then an ACK.
-    /// Once [`READ_BURST`] READ responses went out since the last input
-    /// with more queued, nothing (the NAK and ACK would overtake them):
-    /// the resume timer, due at `now`, makes the caller's timer pass
-    /// grant the next burst.
+    /// Next responder frame: READ responses and atomic acknowledges, then
+    /// a NAK, then an ACK. Once [`READ_BURST`] responses went out since
+    /// the last input with more queued, nothing (the NAK and ACK would
+    /// overtake them): the resume timer, due at `now`, makes the caller's
+    /// timer pass grant the next burst.
     pub(crate) fn poll_transmit<M: MemoryAccess + ?Sized>(
         &mut self,
         ctx: &mut Ctx,
@@ -892,12 +1042,27 @@ impl Responder {
         buf: &mut [u8],
         mem: &M,
     ) -> Result<Option<usize>, Fatal> {
-        if let Some(ReadJob { rec, next }) = self.read_q.front().copied() {
-            if self.burst_left == 0 {
-                ctx.stats.tx_read_paused += 1;
-                ctx.timers.set_if_stopped(Timer::Resume, now);
+        if !self.resp_q.is_empty() && self.burst_left == 0 {
+            ctx.stats.tx_read_paused += 1;
+            ctx.timers.set_if_stopped(Timer::Resume, now);
+            return Ok(None);
+        }
+        if let Some(Job::Atomic(rec)) = self.resp_q.front().copied() {
+            let ext = Ext {
+                aeth: Some(self.aeth(ctx, Syndrome::Ack)),
+                atomic_ack: Some(rec.orig),
+                ..Ext::default()
+            };
+            let repr = ctx.repr(Opcode::AtomicAcknowledge, rec.psn, false, false, 0, ext);
+            let Ok(n) = repr.emit(&mut Frame::new_unchecked(&mut *buf), |_| ()) else {
+                ctx.stats.tx_buffer_too_small += 1;
                 return Ok(None);
-            }
+            };
+            self.burst_left -= 1;
+            self.resp_q.pop_front();
+            return Ok(Some(n));
+        }
+        if let Some(Job::Read(ReadJob { rec, next })) = self.resp_q.front().copied() {
             let mtu = ctx.mtu;
             let psn = rec.first.add(next);
             let pos = Position::of(next, rec.npsn);
@@ -934,10 +1099,10 @@ impl Responder {
             }
             let n = frame.fill_crc_and_pad();
             self.burst_left -= 1;
-            if let Some(j) = self.read_q.front_mut() {
+            if let Some(Job::Read(j)) = self.resp_q.front_mut() {
                 j.next += 1;
                 if j.next >= j.rec.npsn {
-                    self.read_q.pop_front();
+                    self.resp_q.pop_front();
                 }
             }
             return Ok(Some(n));

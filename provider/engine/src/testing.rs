@@ -22,7 +22,7 @@ use core::ops::Range;
 
 use omx_wire::{Bth, Ext, Frame, FrameRepr, Opcode, Psn, Qpn, Transport};
 
-use crate::mem::{Access, MemError, MemoryAccess};
+use crate::mem::{Access, AtomicOp, MemError, MemoryAccess};
 use crate::qp::{QpConfig, RcQp};
 use crate::state::{access, attr_mask, PathInfo, PathMtu, QpAttr, QpState};
 use crate::time::Instant;
@@ -216,6 +216,19 @@ impl MemoryAccess for FakeMemory {
         });
         Ok(())
     }
+
+    fn atomic(&mut self, key: u32, addr: u64, op: AtomicOp) -> Result<u64, MemError> {
+        let mut old = [0u8; 8];
+        self.read(key, addr, &mut old, Access::RemoteAtomic)?;
+        let old = u64::from_ne_bytes(old);
+        self.write(
+            key,
+            addr,
+            &op.apply(old).to_ne_bytes(),
+            Access::RemoteAtomic,
+        )?;
+        Ok(old)
+    }
 }
 
 /// The contents [`SparseMemory`] reads at `addr`: a function of the
@@ -294,6 +307,15 @@ impl MemoryAccess for SparseMemory {
         self.bytes_written += src.len() as u64;
         self.write_end = self.write_end.max(addr + src.len() as u64);
         Ok(())
+    }
+
+    /// The old value is the [`pattern`] of the 8 addresses; nothing is
+    /// stored.
+    fn atomic(&mut self, key: u32, addr: u64, _op: AtomicOp) -> Result<u64, MemError> {
+        let mut old = [0u8; 8];
+        self.read(key, addr, &mut old, Access::RemoteAtomic)?;
+        self.write(key, addr, &old, Access::RemoteAtomic)?;
+        Ok(u64::from_ne_bytes(old))
     }
 }
 

@@ -97,8 +97,8 @@ pub enum SendOp {
         /// Remote key.
         rkey: u32,
     },
-    /// IBV_WR_ATOMIC_CMP_AND_SWP (wire only; posting returns
-    /// [`crate::PostError::Unsupported`]).
+    /// IBV_WR_ATOMIC_CMP_AND_SWP: the scatter list (8 bytes) receives
+    /// the value the target held.
     AtomicCmpSwap {
         /// Remote address.
         remote_addr: u64,
@@ -109,7 +109,8 @@ pub enum SendOp {
         /// Swap value.
         swap: u64,
     },
-    /// IBV_WR_ATOMIC_FETCH_AND_ADD (wire only, as above).
+    /// IBV_WR_ATOMIC_FETCH_AND_ADD: the scatter list (8 bytes) receives
+    /// the value the target held.
     AtomicFetchAdd {
         /// Remote address.
         remote_addr: u64,

@@ -747,8 +747,8 @@ fn write_access_revoked_mid_message() {
     assert_canaries(&p.mb, &[(TARGET, TARGET_VA..TARGET_VA + u64::from(MTU))]);
 }
 
-/// Atomics without REMOTE_ATOMIC: invalid request (atomics are not
-/// implemented either way, but the refusal is counted as an access one).
+/// Atomics without REMOTE_ATOMIC on the QP: invalid request, counted as
+/// a refusal of the QP's rights, nothing touched.
 #[test]
 fn atomic_without_qp_access_right() {
     let mut v = Victim::new(Conn {

@@ -619,9 +619,10 @@ fn modify_follows_the_ibta_state_machine() {
     };
     qp.modify(&init).unwrap();
     assert_eq!(
-        qp.post_send(send_wr(1, atomic, 0, 8, 0)),
-        Err(PostError::Unsupported)
+        qp.post_send(send_wr(1, atomic, 0, 4, 0)),
+        Err(PostError::BadAtomicLength)
     );
+    qp.post_send(send_wr(1, atomic, 0, 8, 0)).unwrap();
 }
 
 #[test]
@@ -742,7 +743,7 @@ fn invalid_request_nak_on_protocol_violations() {
             "FIRST shorter than the MTU",
             request(Opcode::SendFirst, 100, &[0; 10], None),
         ),
-        ("atomic (not implemented)", {
+        ("atomic at a misaligned address", {
             let mut f = request(Opcode::SendOnly, 100, &[], None);
             // Re-emit as FETCH_ADD.
             let repr = omx_wire::FrameRepr {
@@ -753,7 +754,10 @@ fn invalid_request_nak_on_protocol_violations() {
                         .bth
                 },
                 ext: omx_wire::Ext {
-                    atomic: Some(omx_wire::AtomicEth::default()),
+                    atomic: Some(omx_wire::AtomicEth {
+                        va: 4,
+                        ..omx_wire::AtomicEth::default()
+                    }),
                     ..omx_wire::Ext::default()
                 },
                 ..omx_wire::FrameRepr::parse(&Frame::new_checked(&f[..]).unwrap()).unwrap()

@@ -284,6 +284,12 @@ pub unsafe extern "C" fn query_device_ex(
         // size_of::<ibv_device_attr>() <= attr_size bytes.
         let dst = unsafe { &mut (*attr).orig_attr.fw_ver };
         write_c_str(dst, &fw);
+        if !omx_verbs::fault::ATOMICS {
+            // The module reports what an x86_64 provider does; this build
+            // has no fault-safe atomic instruction to run them with.
+            // SAFETY: as above.
+            unsafe { (*attr).orig_attr.atomic_cap = IBV_ATOMIC_NONE };
+        }
         to_ret(Ok(()))
     })
 }

@@ -664,8 +664,7 @@ pub(crate) fn resolve_neighbour(ctx: *mut ibv_context, ah: &ibv_ah_attr) -> Resu
 pub(crate) fn post_errno(e: PostError) -> i32 {
     match e {
         PostError::Full => libc::ENOMEM,
-        PostError::InvalidState | PostError::TooLong => libc::EINVAL,
-        PostError::Unsupported => libc::EOPNOTSUPP,
+        PostError::InvalidState | PostError::TooLong | PostError::BadAtomicLength => libc::EINVAL,
     }
 }
 
@@ -693,7 +692,13 @@ pub(crate) unsafe fn sg_list(list: *const ibv_sge, n: i32) -> Result<SgList, i32
 /// The engine operation of a send WR.
 fn send_op(w: &ibv_send_wr) -> Result<SendOp, i32> {
     // SAFETY: plain-data unions; the opcode says which member is live.
-    let (rdma, imm) = unsafe { (w.wr.rdma, u32::from_be(w.__bindgen_anon_1.imm_data)) };
+    let (rdma, atomic, imm) = unsafe {
+        (
+            w.wr.rdma,
+            w.wr.atomic,
+            u32::from_be(w.__bindgen_anon_1.imm_data),
+        )
+    };
     Ok(match w.opcode {
         IBV_WR_SEND => SendOp::Send,
         IBV_WR_SEND_WITH_IMM => SendOp::SendWithImm(imm),
@@ -710,7 +715,17 @@ fn send_op(w: &ibv_send_wr) -> Result<SendOp, i32> {
             remote_addr: rdma.remote_addr,
             rkey: rdma.rkey,
         },
-        IBV_WR_ATOMIC_CMP_AND_SWP | IBV_WR_ATOMIC_FETCH_AND_ADD => return Err(libc::EOPNOTSUPP),
+        IBV_WR_ATOMIC_CMP_AND_SWP => SendOp::AtomicCmpSwap {
+            remote_addr: atomic.remote_addr,
+            rkey: atomic.rkey,
+            compare: atomic.compare_add,
+            swap: atomic.swap,
+        },
+        IBV_WR_ATOMIC_FETCH_AND_ADD => SendOp::AtomicFetchAdd {
+            remote_addr: atomic.remote_addr,
+            rkey: atomic.rkey,
+            add: atomic.compare_add,
+        },
         _ => return Err(libc::EINVAL),
     })
 }
@@ -851,10 +866,11 @@ fn ud_dest(ctx: *mut ibv_context, w: &ibv_send_wr) -> Result<UdDest, i32> {
 }
 
 /// Posts one `ibv_send_wr` to a locked QP of context `ctx`. A UC QP
-/// refuses RDMA READ and atomics with EINVAL, as rxe (the engine, and
-/// here for atomics, which an RC QP refuses with EOPNOTSUPP as not
-/// implemented); a UD QP takes SEND and SEND with immediate to the WR's
-/// address handle.
+/// refuses RDMA READ and atomics with EINVAL, as rxe (the engine); a UD
+/// QP takes SEND and SEND with immediate to the WR's address handle.
+/// IBV_SEND_INLINE means something for SEND and RDMA WRITE only (as in
+/// rxe): a READ or an atomic writes into its scatter list, and ignores
+/// the flag.
 fn post_one_send(
     ctx: *mut ibv_context,
     v: &Qp,
@@ -862,14 +878,6 @@ fn post_one_send(
     w: &ibv_send_wr,
 ) -> Result<(), i32> {
     let ty = g.eng.qp_type();
-    if ty == QpType::Uc
-        && matches!(
-            w.opcode,
-            IBV_WR_ATOMIC_CMP_AND_SWP | IBV_WR_ATOMIC_FETCH_AND_ADD
-        )
-    {
-        return Err(libc::EINVAL);
-    }
     if ty == QpType::Ud && !matches!(w.opcode, IBV_WR_SEND | IBV_WR_SEND_WITH_IMM) {
         return Err(libc::EINVAL);
     }
@@ -888,7 +896,11 @@ fn post_one_send(
         signaled: v.sq_sig_all || w.send_flags & IBV_SEND_SIGNALED != 0,
         solicited: w.send_flags & IBV_SEND_SOLICITED != 0,
     };
-    let inline = w.send_flags & IBV_SEND_INLINE != 0 && !matches!(op, SendOp::RdmaRead { .. });
+    let inline = w.send_flags & IBV_SEND_INLINE != 0
+        && !matches!(
+            op,
+            SendOp::RdmaRead { .. } | SendOp::AtomicCmpSwap { .. } | SendOp::AtomicFetchAdd { .. }
+        );
     if !inline {
         return g.post_send(swr, dest).map_err(post_errno);
     }
@@ -1087,7 +1099,30 @@ mod tests {
         };
         assert_eq!(send_op(&w), Ok(SendOp::Send));
         w.opcode = IBV_WR_ATOMIC_FETCH_AND_ADD;
-        assert_eq!(send_op(&w), Err(libc::EOPNOTSUPP));
+        w.wr.atomic = ibv_send_wr__bindgen_ty_2__bindgen_ty_2 {
+            remote_addr: 0x1000,
+            compare_add: 3,
+            swap: 4,
+            rkey: 7,
+        };
+        assert_eq!(
+            send_op(&w),
+            Ok(SendOp::AtomicFetchAdd {
+                remote_addr: 0x1000,
+                rkey: 7,
+                add: 3
+            })
+        );
+        w.opcode = IBV_WR_ATOMIC_CMP_AND_SWP;
+        assert_eq!(
+            send_op(&w),
+            Ok(SendOp::AtomicCmpSwap {
+                remote_addr: 0x1000,
+                rkey: 7,
+                compare: 3,
+                swap: 4
+            })
+        );
         w.opcode = IBV_WR_BIND_MW;
         assert_eq!(send_op(&w), Err(libc::EINVAL));
     }

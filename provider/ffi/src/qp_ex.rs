@@ -55,7 +55,16 @@ pub const SUPPORTED_SEND_OPS: u64 = (IBV_QP_EX_WITH_SEND
     | IBV_QP_EX_WITH_SEND_WITH_IMM
     | IBV_QP_EX_WITH_RDMA_WRITE
     | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM
-    | IBV_QP_EX_WITH_RDMA_READ) as u64;
+    | IBV_QP_EX_WITH_RDMA_READ
+    | IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP
+    | IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD) as u64;
+
+/// send_ops_flags a UC QP accepts: RC's but RDMA READ and atomics
+/// (docs/wire.md §14).
+const UC_SEND_OPS: u64 = (IBV_QP_EX_WITH_SEND
+    | IBV_QP_EX_WITH_SEND_WITH_IMM
+    | IBV_QP_EX_WITH_RDMA_WRITE
+    | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM) as u64;
 
 /// Every send_ops_flags bit rdma-core (v44..v55) defines.
 const KNOWN_SEND_OPS: u64 = (IBV_QP_EX_WITH_ATOMIC_WRITE << 1) as u64 - 1;
@@ -68,8 +77,8 @@ const SUPPORTED_COMP_MASK: u32 =
 const KNOWN_COMP_MASK: u32 = (IBV_QP_INIT_ATTR_SEND_OPS_FLAGS << 1) - 1;
 
 /// Checks `ibv_qp_init_attr_ex` for what we implement: unknown bits are
-/// EINVAL, known features we lack (XRC, RSS, TSO, create flags, atomics,
-/// memory windows, FLUSH, ...) EOPNOTSUPP, a missing PD EINVAL.
+/// EINVAL, known features we lack (XRC, RSS, TSO, create flags, memory
+/// windows, FLUSH, atomic write, ...) EOPNOTSUPP, a missing PD EINVAL.
 pub fn check_qp_init_attr_ex(a: &ibv_qp_init_attr_ex) -> Result<(), Errno> {
     if a.comp_mask & !KNOWN_COMP_MASK != 0 {
         return Err(Errno::EINVAL);
@@ -87,11 +96,11 @@ pub fn check_qp_init_attr_ex(a: &ibv_qp_init_attr_ex) -> Result<(), Errno> {
         if a.send_ops_flags & !KNOWN_SEND_OPS != 0 {
             return Err(Errno::EINVAL);
         }
-        // RC, UC (without RDMA READ, docs/wire.md §14) and UD (SENDs,
-        // §13); atomics come with a later issue.
+        // RC, UC (without RDMA READ and atomics, docs/wire.md §14) and
+        // UD (SENDs, §13).
         let supported = match a.qp_type {
             IBV_QPT_RC => SUPPORTED_SEND_OPS,
-            IBV_QPT_UC => SUPPORTED_SEND_OPS & !u64::from(IBV_QP_EX_WITH_RDMA_READ),
+            IBV_QPT_UC => UC_SEND_OPS,
             IBV_QPT_UD => u64::from(IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM),
             _ => 0,
         };
@@ -489,6 +498,46 @@ pub unsafe extern "C" fn wr_rdma_read(qp: *mut ibv_qp_ex, rkey: u32, remote_addr
     unsafe { build(qp, SendOp::RdmaRead { remote_addr, rkey }) }
 }
 
+/// `ibv_wr_atomic_cmp_swp`.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs.
+pub unsafe extern "C" fn wr_atomic_cmp_swp(
+    qp: *mut ibv_qp_ex,
+    rkey: u32,
+    remote_addr: u64,
+    compare: u64,
+    swap: u64,
+) {
+    let op = SendOp::AtomicCmpSwap {
+        remote_addr,
+        rkey,
+        compare,
+        swap,
+    };
+    // SAFETY: per the contract.
+    unsafe { build(qp, op) }
+}
+
+/// `ibv_wr_atomic_fetch_add`.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs.
+pub unsafe extern "C" fn wr_atomic_fetch_add(
+    qp: *mut ibv_qp_ex,
+    rkey: u32,
+    remote_addr: u64,
+    add: u64,
+) {
+    let op = SendOp::AtomicFetchAdd {
+        remote_addr,
+        rkey,
+        add,
+    };
+    // SAFETY: per the contract.
+    unsafe { build(qp, op) }
+}
+
 /// `ibv_wr_set_sge`.
 ///
 /// # Safety
@@ -635,6 +684,12 @@ fn set_ops(x: &mut ibv_qp_ex, ops: u64) {
     if has(IBV_QP_EX_WITH_RDMA_READ) {
         x.wr_rdma_read = Some(wr_rdma_read);
     }
+    if has(IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP) {
+        x.wr_atomic_cmp_swp = Some(wr_atomic_cmp_swp);
+    }
+    if has(IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD) {
+        x.wr_atomic_fetch_add = Some(wr_atomic_fetch_add);
+    }
     x.wr_set_sge = Some(wr_set_sge);
     x.wr_set_sge_list = Some(wr_set_sge_list);
     x.wr_set_ud_addr = Some(wr_set_ud_addr);
@@ -726,8 +781,10 @@ mod tests {
             Ok(())
         );
         let atomics = u64::from(IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD);
+        assert_eq!(check_qp_init_attr_ex(&attr(pd_ops, atomics)), Ok(()));
+        let atomic_write = u64::from(IBV_QP_EX_WITH_ATOMIC_WRITE);
         assert_eq!(
-            check_qp_init_attr_ex(&attr(pd_ops, atomics)),
+            check_qp_init_attr_ex(&attr(pd_ops, atomic_write)),
             Err(Errno::EOPNOTSUPP)
         );
         let flush = u64::from(IBV_QP_EX_WITH_FLUSH);
@@ -765,12 +822,14 @@ mod tests {
         assert_eq!(check_qp_init_attr_ex(&ud), Ok(()));
         ud.send_ops_flags |= u64::from(IBV_QP_EX_WITH_RDMA_WRITE);
         assert_eq!(check_qp_init_attr_ex(&ud), Err(Errno::EOPNOTSUPP));
-        // UC: SEND and WRITE (with immediate), no READ (perftest -c UC
-        // creates its QPs this way).
+        // UC: SEND and WRITE (with immediate), no READ, no atomics
+        // (perftest -c UC creates its QPs this way).
         let mut uc = attr(pd_ops, SUPPORTED_SEND_OPS);
         uc.qp_type = IBV_QPT_UC;
         assert_eq!(check_qp_init_attr_ex(&uc), Err(Errno::EOPNOTSUPP));
-        uc.send_ops_flags &= !u64::from(IBV_QP_EX_WITH_RDMA_READ);
+        uc.send_ops_flags = UC_SEND_OPS | u64::from(IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP);
+        assert_eq!(check_qp_init_attr_ex(&uc), Err(Errno::EOPNOTSUPP));
+        uc.send_ops_flags = UC_SEND_OPS;
         assert_eq!(check_qp_init_attr_ex(&uc), Ok(()));
     }
 

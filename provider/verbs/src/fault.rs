@@ -164,6 +164,52 @@ pub unsafe fn write_app(dst: usize, src: &[u8]) -> Result<(), Fault> {
     unsafe { copy(dst as *mut u8, src.as_ptr(), src.len()) }
 }
 
+/// Executes `op` on the 8 bytes of application memory at `target` with
+/// one locked instruction of the CPU (`lock cmpxchg`, `lock xadd`), so it
+/// is atomic against the host's own atomics on that memory, in this
+/// process and in any other that maps it; returns the value it held
+/// before. A target that is unmapped, inaccessible or without backing
+/// gives an error and nothing changes. Host byte order.
+///
+/// Needs the fault handler ([`install`]): without it (other
+/// architectures, or `sigaction` failed) every call fails, as there is no
+/// kernel fallback for an atomic.
+///
+/// # Safety
+/// `target` must be 8-byte aligned and either valid for reads and writes
+/// of 8 bytes or memory whose access faults (never a device mapping with
+/// side effects); nothing may hold a Rust reference to those 8 bytes.
+pub unsafe fn atomic_app(target: usize, op: omx_engine::AtomicOp) -> Result<u64, Fault> {
+    let refused = Fault { not_copied: 8 };
+    if !target.is_multiple_of(8) {
+        return Err(refused);
+    }
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if imp::active() {
+        let mut old = 0u64;
+        // SAFETY: the caller's contract for `target`; a fault on it
+        // resumes at the routine's fixup (the handler is installed:
+        // `active`); `old` is our own local.
+        let r = unsafe {
+            match op {
+                omx_engine::AtomicOp::CmpSwap { compare, swap } => {
+                    imp::omx_fault_cas(target as *mut u64, compare, swap, &mut old)
+                }
+                omx_engine::AtomicOp::FetchAdd { add } => {
+                    imp::omx_fault_xadd(target as *mut u64, add, &mut old)
+                }
+            }
+        };
+        return if r == 0 { Ok(old) } else { Err(refused) };
+    }
+    let _ = op;
+    Err(refused)
+}
+
+/// Whether [`atomic_app`] exists on this build (x86_64 Linux); the
+/// provider reports `IBV_ATOMIC_NONE` otherwise.
+pub const ATOMICS: bool = cfg!(all(target_arch = "x86_64", target_os = "linux"));
+
 /// Installs the fault handler for SIGSEGV and SIGBUS, once per process
 /// (later calls return at once). Returns whether [`copy`] runs the fast
 /// routine (false on other architectures, or if `sigaction` failed: then
@@ -298,6 +344,57 @@ mod imp {
         ".size omx_fault_copy, . - omx_fault_copy",
     );
 
+    // The atomics. omx_fault_cas: rdi = target, rsi = compare, rdx =
+    // swap, rcx = where the old value goes; omx_fault_xadd: rdi = target,
+    // rsi = addend, rdx = where the old value goes. Out: eax = 0, or 1 if
+    // the target faulted (then nothing was stored anywhere). Only the
+    // locked instruction between each `_insn`/`_end` pair touches the
+    // target; a fault there resumes at `omx_fault_atomic_fixup`. Neither
+    // routine has a stack frame, so the fixup's `ret` returns to the
+    // caller.
+    core::arch::global_asm!(
+        ".text",
+        ".p2align 4",
+        ".globl omx_fault_cas",
+        ".hidden omx_fault_cas",
+        ".type omx_fault_cas, @function",
+        "omx_fault_cas:",
+        "    mov rax, rsi",
+        ".globl omx_fault_cas_insn",
+        ".hidden omx_fault_cas_insn",
+        "omx_fault_cas_insn:",
+        "    lock cmpxchg qword ptr [rdi], rdx",
+        ".globl omx_fault_cas_end",
+        ".hidden omx_fault_cas_end",
+        "omx_fault_cas_end:",
+        "    mov qword ptr [rcx], rax",
+        "    xor eax, eax",
+        "    ret",
+        ".size omx_fault_cas, . - omx_fault_cas",
+        ".p2align 4",
+        ".globl omx_fault_xadd",
+        ".hidden omx_fault_xadd",
+        ".type omx_fault_xadd, @function",
+        "omx_fault_xadd:",
+        "    mov rax, rsi",
+        ".globl omx_fault_xadd_insn",
+        ".hidden omx_fault_xadd_insn",
+        "omx_fault_xadd_insn:",
+        "    lock xadd qword ptr [rdi], rax",
+        ".globl omx_fault_xadd_end",
+        ".hidden omx_fault_xadd_end",
+        "omx_fault_xadd_end:",
+        "    mov qword ptr [rdx], rax",
+        "    xor eax, eax",
+        "    ret",
+        ".globl omx_fault_atomic_fixup",
+        ".hidden omx_fault_atomic_fixup",
+        "omx_fault_atomic_fixup:",
+        "    mov eax, 1",
+        "    ret",
+        ".size omx_fault_xadd, . - omx_fault_xadd",
+    );
+
     extern "C" {
         pub(super) fn omx_fault_copy(dst: *mut u8, src: *const u8, len: usize) -> usize;
         // Labels inside the routine, declared only to take their addresses.
@@ -307,6 +404,18 @@ mod imp {
         fn omx_fault_copy_byte_begin();
         fn omx_fault_copy_byte_end();
         fn omx_fault_copy_fixup();
+        pub(super) fn omx_fault_cas(
+            target: *mut u64,
+            compare: u64,
+            swap: u64,
+            old: *mut u64,
+        ) -> u32;
+        pub(super) fn omx_fault_xadd(target: *mut u64, add: u64, old: *mut u64) -> u32;
+        fn omx_fault_cas_insn();
+        fn omx_fault_cas_end();
+        fn omx_fault_xadd_insn();
+        fn omx_fault_xadd_end();
+        fn omx_fault_atomic_fixup();
     }
 
     /// Where a fault at `ip` resumes, if `ip` is one of the routine's
@@ -315,6 +424,11 @@ mod imp {
         let at = |label: unsafe extern "C" fn()| label as usize;
         let vec = at(omx_fault_copy_vec_begin)..at(omx_fault_copy_vec_end);
         let bytes = at(omx_fault_copy_byte_begin)..at(omx_fault_copy_byte_end);
+        let cas = at(omx_fault_cas_insn)..at(omx_fault_cas_end);
+        let xadd = at(omx_fault_xadd_insn)..at(omx_fault_xadd_end);
+        if cas.contains(&ip) || xadd.contains(&ip) {
+            return Some(at(omx_fault_atomic_fixup));
+        }
         if vec.contains(&ip) {
             Some(at(omx_fault_copy_bytes))
         } else if bytes.contains(&ip) {

@@ -17,7 +17,7 @@
 
 use std::sync::RwLock;
 
-use omx_engine::{Access, MemError, MemoryAccess};
+use omx_engine::{Access, AtomicOp, MemError, MemoryAccess};
 
 use crate::fault::{self, Fault};
 
@@ -94,11 +94,12 @@ impl MrTable {
     }
 
     /// Records a registration (control path; may allocate). The first
-    /// non-ODP registration of the process installs the fault handler
-    /// ([`fault::install`]) that lets copies through it survive a page the
-    /// application unmapped.
+    /// non-ODP registration of the process, or the first with remote
+    /// atomic access, installs the fault handler ([`fault::install`]) that
+    /// lets copies and atomics through it survive a page the application
+    /// unmapped.
     pub fn insert(&self, e: MrEntry) {
-        if !e.on_demand() {
+        if !e.on_demand() || e.access & ACCESS_REMOTE_ATOMIC != 0 {
             fault::install();
         }
         let mut v = self.entries.write().unwrap_or_else(|p| p.into_inner());
@@ -292,6 +293,28 @@ impl MemoryAccess for PdMem<'_> {
         // `src` is a frame buffer we own, distinct from application memory,
         // to which Rust code holds no references.
         unsafe { fault::write_app(p, src) }.map_err(fault_error)
+    }
+
+    /// The 8 bytes must also be 8-byte aligned in our virtual memory (an
+    /// MR registered at an iova whose alignment differs from its address's
+    /// could name an aligned `addr` at a misaligned pointer; a locked
+    /// instruction across a cache line is a split lock, which the kernel
+    /// may punish with SIGBUS): refused as an access error. On-demand MRs
+    /// go through the same instruction (there is no kernel call for an
+    /// atomic); the fault handler, installed for any MR with remote
+    /// atomic access, turns an unmapped page into an error.
+    fn atomic(&mut self, key: u32, addr: u64, op: AtomicOp) -> Result<u64, MemError> {
+        let (p, _) = self.resolve(key, addr, 8, Access::RemoteAtomic)?;
+        if !p.is_multiple_of(8) {
+            return Err(MemError::AccessDenied);
+        }
+        // SAFETY: [p, p + 8) lies inside a region the application
+        // registered with remote atomic access and has not deregistered
+        // (dereg_mr takes the table's write lock, which cannot happen while
+        // we hold the read lock); it is aligned (checked); if it was
+        // unmapped, the instruction faults into the handler's fixup. Rust
+        // code holds no reference to application memory.
+        unsafe { fault::atomic_app(p, op) }.map_err(fault_error)
     }
 }
 
@@ -528,6 +551,103 @@ mod tests {
                 m.write(0x201, b + pg, b"x", Access::RemoteWrite),
                 Err(fault)
             );
+        });
+    }
+
+    /// Atomics through an MR: key, rights, bounds, alignment of the
+    /// pointer, a page that went away; and atomic against the host's own
+    /// atomics on the same memory (what IBV_ATOMIC_GLOB promises).
+    #[test]
+    fn atomics_through_an_mr() {
+        use crate::test_pages::{page, Pages};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let p = Pages::new(2);
+        let a = p.addr(0, 0) as u64;
+        let t = MrTable::new();
+        let all = ACCESS_LOCAL_WRITE | ACCESS_REMOTE_ATOMIC;
+        t.insert(MrEntry {
+            lkey: 0x101,
+            rkey: 0x101,
+            pd: 7,
+            addr: a,
+            va: a,
+            len: 2 * page() as u64,
+            access: all,
+        });
+        // The same memory at an iova 4 bytes off: aligned addresses there
+        // are misaligned pointers.
+        t.insert(MrEntry {
+            lkey: 0x201,
+            rkey: 0x201,
+            pd: 7,
+            addr: 0x1000,
+            va: a + 4,
+            len: 64,
+            access: all,
+        });
+        t.insert(MrEntry {
+            lkey: 0x301,
+            rkey: 0x301,
+            pd: 7,
+            addr: a,
+            va: a,
+            len: 64,
+            access: ACCESS_LOCAL_WRITE | ACCESS_REMOTE_WRITE,
+        });
+        let fadd = |add| AtomicOp::FetchAdd { add };
+        t.with_pd(7, &[], |m| {
+            assert_eq!(m.atomic(0x101, a + 8, fadd(5)), Ok(0));
+            assert_eq!(m.atomic(0x101, a + 8, fadd(5)), Ok(5));
+            let cas = |compare, swap| AtomicOp::CmpSwap { compare, swap };
+            assert_eq!(m.atomic(0x101, a + 8, cas(9, 1)), Ok(10), "no swap");
+            assert_eq!(m.atomic(0x101, a + 8, cas(10, 1)), Ok(10), "swap");
+            assert_eq!(m.atomic(0x101, a + 8, fadd(0)), Ok(1));
+            assert_eq!(m.atomic(0x999, a + 8, fadd(1)), Err(MemError::InvalidKey));
+            assert_eq!(m.atomic(0x301, a + 8, fadd(1)), Err(MemError::AccessDenied));
+            let end = a + 2 * page() as u64;
+            assert_eq!(m.atomic(0x101, end, fadd(1)), Err(MemError::OutOfBounds));
+            assert_eq!(
+                m.atomic(0x201, 0x1000, fadd(1)),
+                Err(MemError::AccessDenied)
+            );
+        });
+        assert_eq!(p.get(p.addr(0, 8)), 1);
+        // Another PD sees nothing.
+        t.with_pd(8, &[], |m| {
+            assert_eq!(m.atomic(0x101, a, fadd(1)), Err(MemError::InvalidKey));
+        });
+        // The host and the MR hammer one counter from several threads.
+        let ctr = p.addr(0, 16) as u64;
+        std::thread::scope(|s| {
+            for i in 0..4 {
+                let t = &t;
+                s.spawn(move || {
+                    for _ in 0..20_000 {
+                        if i % 2 == 0 {
+                            t.with_pd(7, &[], |m| m.atomic(0x101, ctr, fadd(1)).unwrap());
+                        } else {
+                            // SAFETY: aligned, inside the live mapping,
+                            // only ever accessed atomically.
+                            let host = unsafe { AtomicU64::from_ptr(ctr as *mut u64) };
+                            host.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        // SAFETY: as above; the threads are done.
+        let v = unsafe { AtomicU64::from_ptr(ctr as *mut u64) }.load(Ordering::SeqCst);
+        assert_eq!(v, 80_000);
+        // A page that went away: an error, not a signal, nothing stored.
+        p.protect(1, libc::PROT_NONE);
+        let pg = page() as u64;
+        t.with_pd(7, &[], |m| {
+            assert_eq!(m.atomic(0x101, a + pg + 8, fadd(1)), Err(MemError::Fault));
+            let cas = AtomicOp::CmpSwap {
+                compare: 0,
+                swap: 1,
+            };
+            assert_eq!(m.atomic(0x101, a + pg, cas), Err(MemError::Fault));
         });
     }
 

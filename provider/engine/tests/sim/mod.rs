@@ -92,9 +92,9 @@ impl Default for Params {
 pub const QPN_A: u32 = 0x1001;
 pub const QPN_B: u32 = 0x2001;
 
-pub struct Node {
+pub struct Node<M = FakeMemory> {
     pub qp: RcQp,
-    pub mem: FakeMemory,
+    pub mem: M,
     pub ring: VecDeque<Vec<u8>>,
     pub ring_cap: usize,
     pub rx_per_tick: usize,
@@ -118,8 +118,8 @@ pub fn conn(p: &Params) -> Conn {
     }
 }
 
-impl Node {
-    fn new(c: &Conn, p: &Params) -> Self {
+impl<M> Node<M> {
+    fn new(c: &Conn, p: &Params, mem: M) -> Self {
         let mut cfg = QpConfig::new(Qpn::new(c.qpn));
         cfg.rx_window = p.rx_window;
         cfg.sq_depth = p.depth;
@@ -127,7 +127,7 @@ impl Node {
         cfg.qp_type = p.qp_type;
         Node {
             qp: rts_qp(cfg, c),
-            mem: FakeMemory::default(),
+            mem,
             ring: VecDeque::new(),
             ring_cap: 4096,
             rx_per_tick: 8,
@@ -152,7 +152,9 @@ impl Node {
             .copied()
             .collect()
     }
+}
 
+impl Node<FakeMemory> {
     pub fn add_region(&mut self, key: u32, addr: u64, data: Vec<u8>) {
         self.mem.add(key, addr, data, &ALL_ACCESS);
     }
@@ -165,9 +167,9 @@ struct InFlight {
     frame: Vec<u8>,
 }
 
-pub struct Net {
-    pub a: Node,
-    pub b: Node,
+pub struct Net<M = FakeMemory> {
+    pub a: Node<M>,
+    pub b: Node<M>,
     pub now: Instant,
     pub latency: Duration,
     pub tick: Duration,
@@ -185,11 +187,34 @@ pub struct Net {
     buf: Vec<u8>,
 }
 
-impl Net {
+impl Net<FakeMemory> {
     pub fn new(p: Params, seed: u64) -> Self {
+        Net::with_memories(p, seed, FakeMemory::default(), FakeMemory::default())
+    }
+
+    /// As [`Net::new`], but B takes its receive WQEs from `srq`.
+    pub fn with_b_srq(p: Params, seed: u64, srq: std::sync::Arc<dyn SharedRecv>) -> Self {
+        let mut net = Net::new(p, seed);
+        let mut cfg = QpConfig::new(Qpn::new(QPN_B));
+        cfg.rx_window = p.rx_window;
+        cfg.sq_depth = p.depth;
+        cfg.rq_depth = 1;
+        cfg.qp_type = p.qp_type;
+        let mut qp = RcQp::new(cfg).with_srq(srq);
+        conn(&p).peer().connect(&mut qp);
+        net.b.qp = qp;
+        net
+    }
+}
+
+impl<M: MemoryAccess> Net<M> {
+    /// A's and B's QPs connected as `p` says, over memories `ma` and `mb`
+    /// (memories that share state, e.g. one counter several nets' B
+    /// nodes update, are how several QPs meet in one memory).
+    pub fn with_memories(p: Params, seed: u64, ma: M, mb: M) -> Self {
         let c = conn(&p);
-        let a = Node::new(&c, &p);
-        let b = Node::new(&c.peer(), &p);
+        let a = Node::new(&c, &p, ma);
+        let b = Node::new(&c.peer(), &p, mb);
         Net {
             a,
             b,
@@ -206,20 +231,6 @@ impl Net {
             seq: 0,
             buf: vec![0; omx_wire::max_frame_len(4096)],
         }
-    }
-
-    /// As [`Net::new`], but B takes its receive WQEs from `srq`.
-    pub fn with_b_srq(p: Params, seed: u64, srq: std::sync::Arc<dyn SharedRecv>) -> Self {
-        let mut net = Net::new(p, seed);
-        let mut cfg = QpConfig::new(Qpn::new(QPN_B));
-        cfg.rx_window = p.rx_window;
-        cfg.sq_depth = p.depth;
-        cfg.rq_depth = 1;
-        cfg.qp_type = p.qp_type;
-        let mut qp = RcQp::new(cfg).with_srq(srq);
-        conn(&p).peer().connect(&mut qp);
-        net.b.qp = qp;
-        net
     }
 
     pub fn set_faults(&mut self, f: Faults) {
@@ -348,7 +359,7 @@ impl Net {
 
     /// Steps until `done` holds, the network is idle, or `max` virtual
     /// time passed. Returns whether `done` held.
-    pub fn run_until(&mut self, max: Duration, mut done: impl FnMut(&Net) -> bool) -> bool {
+    pub fn run_until(&mut self, max: Duration, mut done: impl FnMut(&Self) -> bool) -> bool {
         let end = self.now + max;
         loop {
             if done(self) {
@@ -384,4 +395,5 @@ pub fn opcode_of(frame: &[u8]) -> Opcode {
         .unwrap_or(Opcode::Unknown(0))
 }
 
+#[allow(unused_imports)]
 pub use omx_engine::testing::{recv_wr, send_wr};
