@@ -124,12 +124,14 @@ pingpong() {
 }
 
 # perftest_pair NAME PROG ARGS...: perftest PROG's server in nsA on omx0,
-# client in nsB on omx1, with -c $PERF_CONN (default RC); each must exit 0,
-# and the client's last result row (first field the message size) becomes
-# result NAME. Each pair takes its own TCP port.
+# client in nsB on omx1 (or in $PERF_CNS on $PERF_CDEV: PERF_CNS=nsA
+# PERF_CDEV=omx0 makes it a same-device pair), with -c $PERF_CONN
+# (default RC); each must exit 0, and the client's last result row (first
+# field the message size) becomes result NAME. Each pair takes its own TCP
+# port.
 PERF_PORT=18600
 perftest_pair() {
-	local name=$1 prog=$2 conn=${PERF_CONN:-RC} s
+	local name=$1 prog=$2 conn=${PERF_CONN:-RC} cns=${PERF_CNS:-nsB} cdev=${PERF_CDEV:-omx1} s
 	shift 2
 	PERF_PORT=$((PERF_PORT + 1))
 	log "perftest: $prog -c $conn $* ($name)"
@@ -138,7 +140,7 @@ perftest_pair() {
 	s=$!
 	wait_for "ip netns exec nsA ss -ltn | grep -q :$PERF_PORT" 30 ||
 		{ cat "$OUT/$name-server.txt" >&2; fail "$name: server did not listen"; }
-	ip netns exec nsB timeout 240 "$prog" -d omx1 -x 0 -c "$conn" -p "$PERF_PORT" "$@" \
+	ip netns exec "$cns" timeout 240 "$prog" -d "$cdev" -x 0 -c "$conn" -p "$PERF_PORT" "$@" \
 		10.78.0.1 >"$OUT/$name-client.txt" 2>&1 || {
 		cat "$OUT/$name-server.txt" "$OUT/$name-client.txt" >&2
 		fail "$name: $prog -c $conn client"

@@ -4,8 +4,8 @@
 # servers, vm1 the clients, one pair at a time: default options, -e, -c
 # with 64 KiB messages, -N, an IPv4 GID resolved through ARP across the
 # link, ibv_srq_pingpong -c, ibv_uc_pingpong -c, ibv_ud_pingpong -c with
-# GID 0 and with the IPv4 GID, and UCX's rc_verbs and ud_verbs
-# (ucx_perftest am_lat). Under TCG the link adds millisecond artifacts:
+# GID 0 and with the IPv4 GID, perftest's ib_read_bw and ib_atomic_lat,
+# and UCX's rc_verbs and ud_verbs (ucx_perftest am_lat). Under TCG the link adds millisecond artifacts:
 # this checks correctness, not speed.
 set -euo pipefail
 . "$REPO/tests/vm/guest-lib.sh"
@@ -61,6 +61,40 @@ PROG=ibv_srq_pingpong pair srq 18606 -g 0 -c -n 100
 PROG=ibv_uc_pingpong pair uc 18607 -g 0 -c -n 200
 PROG=ibv_ud_pingpong pair ud 18608 -g 0 -s 1024 -c -n 200
 PROG=ibv_ud_pingpong pair ud-ipv4-gid 18609 -g "$V4" -s 512 -n 200
+
+# perf2 NAME PORT PROG ARGS...: perftest PROG between the hosts, vm0
+# serving, vm1 connecting (retrying while the server is not listening);
+# the client's last result row is the result.
+perf2() {
+	local name=$1 port=$2 prog=$3 out rc tries=0 row
+	shift 3
+	out="$OUT/perf-$name-$ROLE.txt"
+	log "$ROLE: $prog $* ($name)"
+	if [[ $ROLE == server ]]; then
+		timeout "$T" "$prog" -d omx0 -x 0 -p "$port" -F "$@" >"$out" 2>&1 ||
+			{ cat "$out" >&2; fail "$name: server"; }
+		return
+	fi
+	while :; do
+		rc=0
+		timeout "$T" "$prog" -d omx0 -x 0 -p "$port" -F "$@" "$SERVER_IP" >"$out" 2>&1 ||
+			rc=$?
+		[[ $rc == 0 ]] && break
+		if ((++tries < 120)) && grep -qi "couldn't connect\|unable to open file descriptor" "$out"; then
+			sleep 1
+			continue
+		fi
+		cat "$out" >&2
+		fail "$name: client (exit $rc)"
+	done
+	row=$(awk '$1 ~ /^[0-9]+$/ && NF >= 4 { r = $0 } END { print r }' "$out")
+	[[ -n $row ]] || { cat "$out" >&2; fail "$name: no result row"; }
+	result "perf_$name" "$(tr -s ' ' <<<"$row")"
+}
+
+# One READ and one atomic case across the link (issue 13).
+perf2 read_bw 18612 ib_read_bw -s 65536 -n 500
+perf2 atomic_lat 18613 ib_atomic_lat -A FETCH_AND_ADD -n 500
 
 # ucx_am_lat TL PORT: UCX's TL between the hosts (UCT active messages).
 ucx_am_lat() {
