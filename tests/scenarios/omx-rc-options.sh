@@ -5,7 +5,8 @@
 # 9000-byte veths), their combinations with -e (events) and -c (buffer
 # validation), device memory (-j), which omx refuses cleanly, and a path
 # MTU the netdev cannot carry (-m 4096 at MTU 1500), refused at the move to
-# RTR with a message that says what to do. Server in
+# RTR with a message that says what to do; first, omx_ext checks the rest
+# of the extended API (issue 13 section 3). Server in
 # nsA on omx0, client in nsB on omx1. Every pair must exit 0 and print
 # "bytes in"; the usec/iter lines go to /out/results.txt.
 set -euo pipefail
@@ -23,6 +24,15 @@ PP_PORT=18600
 ibv_devinfo -v -d omx0 >"$OUT/devinfo-v.txt"
 expect_file_contains "$OUT/devinfo-v.txt" "hca_core_clock:[[:space:]]+1000000kHZ" "devinfo"
 expect_file_contains "$OUT/devinfo-v.txt" "SUPPORT_IMPLICIT" "devinfo odp"
+
+# The extended API, complete (issue 13 section 3): ibv_query_device_ex,
+# the GID queries, ibv_create_cq_ex with both timestamps, every ibv_wr_*
+# builder on RC, UC and UD QPs, ibv_wr_abort, ibv_query_qp(_data_in_order)
+# and the features refused at QP creation (tests/progs/omx_ext.c).
+ip netns exec nsA timeout 120 "$PROGS/omx_ext" -d omx0 >"$OUT/omx_ext.txt" 2>&1 ||
+	{ cat "$OUT/omx_ext.txt" >&2; fail "omx_ext failed"; }
+expect_file_contains "$OUT/omx_ext.txt" "^ext ok$" "omx_ext"
+log "omx_ext: $(grep -m1 '^rc batch ok' "$OUT/omx_ext.txt")"
 
 N=200
 pingpong new-send 120 -N -n $N

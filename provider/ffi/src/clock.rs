@@ -15,6 +15,16 @@
 //! - [`precise_ns`]: `CLOCK_MONOTONIC`, for completion timestamps only
 //!   (`ibv_create_cq_ex` with IBV_WC_EX_WITH_COMPLETION_TIMESTAMP), which
 //!   applications compare at nanosecond scale.
+//! - [`wallclock_ns`]: `CLOCK_REALTIME`, for wall-clock completion
+//!   timestamps (IBV_WC_EX_WITH_COMPLETION_TIMESTAMP_WALLCLOCK): read when
+//!   the completion is queued, so it is the wall-clock time of the
+//!   completion, not a conversion of the device clock done later.
+//!
+//! [`stamp_ts`], [`stamp_wallclock`] and [`stamp_both`] are the CQ clocks
+//! (`omx_verbs::Clock`) for the three combinations of those flags: each
+//! reads only the clocks its CQ reports.
+
+use omx_verbs::Stamp;
 
 fn read(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
@@ -63,6 +73,46 @@ pub fn precise_ns() -> u64 {
     read(libc::CLOCK_MONOTONIC)
 }
 
+/// The wall clock: `CLOCK_REALTIME`, nanoseconds since the epoch.
+pub fn wallclock_ns() -> u64 {
+    read(libc::CLOCK_REALTIME)
+}
+
+/// A CQ clock: the completion timestamp only.
+pub fn stamp_ts() -> Stamp {
+    Stamp {
+        ts: precise_ns(),
+        wallclock_ns: 0,
+    }
+}
+
+/// A CQ clock: the wall-clock timestamp only.
+pub fn stamp_wallclock() -> Stamp {
+    Stamp {
+        ts: 0,
+        wallclock_ns: wallclock_ns(),
+    }
+}
+
+/// A CQ clock: both timestamps, read one after the other.
+pub fn stamp_both() -> Stamp {
+    Stamp {
+        ts: precise_ns(),
+        wallclock_ns: wallclock_ns(),
+    }
+}
+
+/// The CQ clock for an `ibv_create_cq_ex` asking for the completion
+/// timestamp (`ts`) and/or the wall-clock one (`wall`); None for neither.
+pub fn cq_clock(ts: bool, wall: bool) -> Option<omx_verbs::Clock> {
+    match (ts, wall) {
+        (false, false) => None,
+        (true, false) => Some(stamp_ts),
+        (false, true) => Some(stamp_wallclock),
+        (true, true) => Some(stamp_both),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +132,21 @@ mod tests {
             p - a <= 2 * res,
             "coarse {a} lags precise {p} by more than a tick"
         );
+    }
+
+    #[test]
+    fn cq_clocks_read_what_their_cq_reports() {
+        assert!(cq_clock(false, false).is_none());
+        let before = wallclock_ns();
+        let t = cq_clock(true, false).unwrap()();
+        assert!(t.ts > 0 && t.wallclock_ns == 0);
+        let w = cq_clock(false, true).unwrap()();
+        assert!(w.ts == 0 && w.wallclock_ns >= before);
+        let b = cq_clock(true, true).unwrap()();
+        assert!(b.ts >= t.ts && b.wallclock_ns >= w.wallclock_ns);
+        // The wall clock is the epoch's (after 2020), not the boot's.
+        assert!(b.wallclock_ns > 1_577_836_800 * 1_000_000_000);
+        let after = wallclock_ns();
+        assert!(after >= b.wallclock_ns);
     }
 }

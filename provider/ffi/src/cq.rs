@@ -20,7 +20,10 @@
 //! [`OmxCq::cur`], where the `ibv_wc_read_*` functions find it; with
 //! IBV_WC_EX_WITH_COMPLETION_TIMESTAMP the ring stamps each completion with
 //! [`crate::clock::precise_ns`] (CLOCK_MONOTONIC, ns; the kernel module reports
-//! `hca_core_clock` 1 GHz and a 64-bit `completion_timestamp_mask`).
+//! `hca_core_clock` 1 GHz and a 64-bit `completion_timestamp_mask`), with
+//! IBV_WC_EX_WITH_COMPLETION_TIMESTAMP_WALLCLOCK with
+//! [`crate::clock::wallclock_ns`] (CLOCK_REALTIME, ns), both read when the
+//! completion is queued.
 //!
 //! Locks: the ring's own spin lock (see omx-verbs-objects); `cur`, a leaf
 //! spin lock taken for the length of one `start/next/end_poll` or `read_*`
@@ -36,7 +39,7 @@ use omx_verbs::lock::SpinLock;
 
 use omx_engine::WorkCompletion;
 use omx_rdma_sys::*;
-use omx_verbs::Cq;
+use omx_verbs::{Clock, Cq, Stamp};
 
 use crate::errno::{to_ptr, to_ret, Errno};
 use crate::guard::guard;
@@ -50,8 +53,8 @@ pub struct OmxCq {
     pub cq: Option<Arc<Cq>>,
     pub rt: Option<Arc<Runtime>>,
     /// The completion `start_poll`/`next_poll` made current (cq_ex only),
-    /// with its timestamp.
-    pub cur: SpinLock<Option<(WorkCompletion, u64)>>,
+    /// with its timestamps.
+    pub cur: SpinLock<Option<(WorkCompletion, Stamp)>>,
 }
 
 const _: () = assert!(core::mem::offset_of!(OmxCq, vcq) == 0);
@@ -130,7 +133,7 @@ fn create(
 ///
 /// # Safety
 /// `cq` is a live OmxCq not yet returned to the application.
-unsafe fn attach_ring(cq: *mut OmxCq, cqe: usize, clock: Option<fn() -> u64>) {
+unsafe fn attach_ring(cq: *mut OmxCq, cqe: usize, clock: Option<Clock>) {
     // SAFETY: per the contract, nobody else sees cq yet.
     let c = unsafe { &mut *cq };
     let ring = Arc::new(Cq::with_clock(c.handle(), cqe, clock));
@@ -140,10 +143,12 @@ unsafe fn attach_ring(cq: *mut OmxCq, cqe: usize, clock: Option<fn() -> u64>) {
     c.cq = Some(ring);
 }
 
-/// wc_flags `ibv_create_cq_ex` accepts: the standard fields and the
-/// completion timestamp (no CVLAN, flow tag, tag matching or wall clock).
-pub const SUPPORTED_WC_FLAGS: u64 =
-    (IBV_WC_STANDARD_FLAGS | IBV_WC_EX_WITH_COMPLETION_TIMESTAMP) as u64;
+/// wc_flags `ibv_create_cq_ex` accepts: the standard fields and both
+/// completion timestamps (no CVLAN, flow tag or tag matching: no VLANs
+/// seen, no flow steering, no tag-matching SRQs).
+pub const SUPPORTED_WC_FLAGS: u64 = (IBV_WC_STANDARD_FLAGS
+    | IBV_WC_EX_WITH_COMPLETION_TIMESTAMP
+    | IBV_WC_EX_WITH_COMPLETION_TIMESTAMP_WALLCLOCK) as u64;
 
 /// Checks `ibv_cq_init_attr_ex` for what we implement.
 pub fn check_cq_attr_ex(a: &ibv_cq_init_attr_ex) -> Result<(), Errno> {
@@ -199,12 +204,11 @@ fn create_ex(
         drop(unsafe { Box::from_raw(cq) });
         return Err(e.note_quota("ibv_create_cq", "max_cqs_per_user"));
     }
-    let stamp = attr.wc_flags & u64::from(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP) != 0;
-    let clock: Option<fn() -> u64> = if stamp {
-        Some(crate::clock::precise_ns)
-    } else {
-        None
-    };
+    let has = |f: u32| attr.wc_flags & u64::from(f) != 0;
+    let clock = crate::clock::cq_clock(
+        has(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP),
+        has(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP_WALLCLOCK),
+    );
     // SAFETY: cq is ours, not yet returned to the application.
     unsafe {
         attach_ring(cq, (attr.cqe as usize).max(resp.base.cqe as usize), clock);
@@ -232,6 +236,7 @@ fn set_ex_ops(x: &mut ibv_cq_ex) {
     x.read_sl = Some(read_sl);
     x.read_dlid_path_bits = Some(read_dlid_path_bits);
     x.read_completion_ts = Some(read_completion_ts);
+    x.read_completion_wallclock_ns = Some(read_completion_wallclock_ns);
 }
 
 /// `create_cq_ex`: ibv_create_cq_ex(). libibverbs has already refused
@@ -342,7 +347,10 @@ pub unsafe extern "C" fn end_poll(cq: *mut ibv_cq_ex) {
 ///
 /// # Safety
 /// `cq` is NULL or an extended CQ of ours.
-unsafe fn read_cur<T: Default>(cq: *mut ibv_cq_ex, f: impl FnOnce(&WorkCompletion, u64) -> T) -> T {
+unsafe fn read_cur<T: Default>(
+    cq: *mut ibv_cq_ex,
+    f: impl FnOnce(&WorkCompletion, Stamp) -> T,
+) -> T {
     // SAFETY: per the contract.
     let Some(o) = (unsafe { ex_from(cq) }) else {
         return T::default();
@@ -411,7 +419,13 @@ cq_reader!(
 cq_reader!(
     /// `ibv_wc_read_completion_ts`: CLOCK_MONOTONIC ns when the completion
     /// was queued (0 on a CQ created without the timestamp flag).
-    read_completion_ts -> u64, |_w, t| t
+    read_completion_ts -> u64, |_w, t| t.ts
+);
+cq_reader!(
+    /// `ibv_wc_read_completion_wallclock_ns`: CLOCK_REALTIME ns when the
+    /// completion was queued (0 on a CQ created without the wall-clock
+    /// flag).
+    read_completion_wallclock_ns -> u64, |_w, t| t.wallclock_ns
 );
 
 /// # Safety
@@ -659,8 +673,15 @@ mod tests {
             f(&mut a);
             check_cq_attr_ex(&a)
         };
+        // Every flag libibverbs 44 lets through but these three is ours.
+        let theirs =
+            u64::from(IBV_WC_EX_WITH_CVLAN | IBV_WC_EX_WITH_FLOW_TAG | IBV_WC_EX_WITH_TM_INFO);
+        assert_eq!(
+            u64::from(IBV_CREATE_CQ_SUP_WC_FLAGS) & !theirs,
+            SUPPORTED_WC_FLAGS
+        );
         let wall = u64::from(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP_WALLCLOCK);
-        assert_eq!(bad(&|a| a.wc_flags |= wall), Err(Errno::EOPNOTSUPP));
+        assert_eq!(bad(&|a| a.wc_flags = wall), Ok(()));
         let cvlan = u64::from(IBV_WC_EX_WITH_CVLAN);
         assert_eq!(bad(&|a| a.wc_flags |= cvlan), Err(Errno::EOPNOTSUPP));
         assert_eq!(
@@ -684,7 +705,7 @@ mod tests {
     #[test]
     fn cq_ex_polls_and_reads_the_current_completion() {
         let mut o = Box::new(OmxCq::new(None));
-        let ring = Arc::new(Cq::with_clock(1, 8, Some(crate::clock::precise_ns)));
+        let ring = Arc::new(Cq::with_clock(1, 8, crate::clock::cq_clock(true, true)));
         o.cq = Some(ring.clone());
         // SAFETY: the zeroed union is a valid ibv_cq_ex.
         set_ex_ops(unsafe { &mut o.vcq.__bindgen_anon_1.cq_ex });
@@ -724,13 +745,18 @@ mod tests {
             assert_eq!(read_vendor_err(x), 0);
             let t1 = read_completion_ts(x);
             assert!(t1 > 0);
+            let w1 = read_completion_wallclock_ns(x);
+            let now = crate::clock::wallclock_ns();
+            assert!(w1 <= now && now - w1 < 10_000_000_000, "{w1} vs {now}");
             assert_eq!(next_poll(x), 0);
             assert_eq!(((*x).wr_id, (*x).status), (12, IBV_WC_WR_FLUSH_ERR));
             assert!(read_completion_ts(x) >= t1);
+            assert!(read_completion_wallclock_ns(x) >= w1);
             assert_eq!(read_wc_flags(x), 0);
             assert_eq!(next_poll(x), libc::ENOENT);
             end_poll(x);
             assert_eq!(read_byte_len(x), 0);
+            assert_eq!(read_completion_wallclock_ns(x), 0);
             assert_eq!(start_poll(x, ptr::null_mut()), libc::ENOENT);
         }
         assert!(ring.is_empty());

@@ -44,6 +44,8 @@ const fn ctx_ops() -> verbs_context_ops {
     o.query_device_ex = Some(context::query_device_ex);
     o.query_port = Some(context::query_port);
     o.query_qp = Some(qp::query_qp);
+    o.query_qp_data_in_order = Some(qp::query_qp_data_in_order);
+    o.query_rt_values = Some(context::query_rt_values);
     o.query_srq = Some(srq::query_srq);
     o.reg_mr = Some(mr::reg_mr);
     o.req_notify_cq = Some(cq::req_notify_cq);
@@ -62,6 +64,7 @@ mod tests {
         assert!(o.create_srq.is_some() && o.post_srq_recv.is_some() && o.destroy_srq.is_some());
         assert!(o.create_ah.is_some() && o.destroy_ah.is_some());
         assert!(o.attach_mcast.is_some() && o.detach_mcast.is_some());
+        assert!(o.query_qp_data_in_order.is_some() && o.query_rt_values.is_some());
         // Left to libibverbs' dummies for now (EOPNOTSUPP): XRC and
         // tag-matching SRQs, device memory.
         assert!(o.create_srq_ex.is_none() && o.alloc_dm.is_none());

@@ -36,11 +36,25 @@ pub const ARMED_NEXT: u32 = 1;
 /// Armed for the next solicited (or error) completion.
 pub const ARMED_SOLICITED: u32 = 2;
 
+/// The times a completion was queued at, as the CQ's clock reads them
+/// (each field 0 when the clock does not provide it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stamp {
+    /// `ibv_wc_read_completion_ts`: the device clock (the provider's
+    /// CLOCK_MONOTONIC), ns.
+    pub ts: u64,
+    /// `ibv_wc_read_completion_wallclock_ns`: CLOCK_REALTIME, ns.
+    pub wallclock_ns: u64,
+}
+
+/// Reads the clock(s) a CQ stamps its completions with.
+pub type Clock = fn() -> Stamp;
+
 #[derive(Debug)]
 struct Ring {
     buf: Box<[Option<WorkCompletion>]>,
-    /// Completion timestamps, parallel to `buf` (empty without a clock).
-    ts: Box<[u64]>,
+    /// Completion stamps, parallel to `buf` (empty without a clock).
+    ts: Box<[Stamp]>,
     head: usize,
     len: usize,
     overflows: u64,
@@ -52,8 +66,8 @@ pub struct Cq {
     /// Kernel uverbs handle (`ibv_cq.handle`), for the notify ioctl.
     pub handle: u32,
     /// Stamps each completion as it is pushed (`ibv_create_cq_ex` with
-    /// IBV_WC_EX_WITH_COMPLETION_TIMESTAMP).
-    clock: Option<fn() -> u64>,
+    /// IBV_WC_EX_WITH_COMPLETION_TIMESTAMP(_WALLCLOCK)).
+    clock: Option<Clock>,
     ring: SpinLock<Ring>,
     /// `ring.len`, for lock-free empty checks.
     waiting: AtomicUsize,
@@ -101,14 +115,15 @@ impl Cq {
     }
 
     /// A CQ whose completions carry `clock()` taken when they are pushed.
-    pub fn with_clock(handle: u32, cqe: usize, clock: Option<fn() -> u64>) -> Self {
+    pub fn with_clock(handle: u32, cqe: usize, clock: Option<Clock>) -> Self {
         let cap = cqe.max(1);
         Cq {
             handle,
             clock,
             ring: SpinLock::new(Ring {
                 buf: vec![None; cap].into_boxed_slice(),
-                ts: vec![0; if clock.is_some() { cap } else { 0 }].into_boxed_slice(),
+                ts: vec![Stamp::default(); if clock.is_some() { cap } else { 0 }]
+                    .into_boxed_slice(),
                 head: 0,
                 len: 0,
                 overflows: 0,
@@ -200,9 +215,9 @@ impl Cq {
         n
     }
 
-    /// Takes the oldest completion with its timestamp (0 on a CQ without
-    /// a clock).
-    pub fn poll_one(&self) -> Option<(WorkCompletion, u64)> {
+    /// Takes the oldest completion with its stamp (zero on a CQ without a
+    /// clock).
+    pub fn poll_one(&self) -> Option<(WorkCompletion, Stamp)> {
         if self.waiting.load(Ordering::Acquire) == 0 {
             return None;
         }
@@ -211,7 +226,7 @@ impl Cq {
             let cap = r.buf.len();
             let h = r.head;
             let wc = r.buf[h].take();
-            let ts = r.ts.get(h).copied().unwrap_or(0);
+            let ts = r.ts.get(h).copied().unwrap_or_default();
             r.head = (h + 1) % cap;
             r.len -= 1;
             self.waiting.store(r.len, Ordering::Release);
@@ -443,8 +458,12 @@ mod tests {
     fn timestamps_follow_their_completions() {
         use std::sync::atomic::AtomicU64;
         static T: AtomicU64 = AtomicU64::new(100);
-        fn clock() -> u64 {
-            T.fetch_add(10, Ordering::Relaxed)
+        fn clock() -> Stamp {
+            let ts = T.fetch_add(10, Ordering::Relaxed);
+            Stamp {
+                ts,
+                wallclock_ns: ts + 5,
+            }
         }
         let cq = Cq::with_clock(1, 2, Some(clock));
         assert!(cq.has_clock() && !Cq::new(1, 2).has_clock());
@@ -456,11 +475,16 @@ mod tests {
         let (b, tb) = cq.poll_one().unwrap();
         let (c, tc) = cq.poll_one().unwrap();
         assert_eq!((a.wr_id, b.wr_id, c.wr_id), (1, 2, 4));
-        assert!(ta < tb && tb < tc);
+        assert!(ta.ts < tb.ts && tb.ts < tc.ts);
+        // Both clocks of one stamp were read at the same push.
+        assert!([ta, tb, tc].iter().all(|t| t.wallclock_ns == t.ts + 5));
         assert!(cq.poll_one().is_none());
         // Without a clock the stamp reads 0.
         let plain = Cq::new(1, 1);
         let _ = plain.push(wc(5, false));
-        assert_eq!(plain.poll_one().map(|(w, t)| (w.wr_id, t)), Some((5, 0)));
+        assert_eq!(
+            plain.poll_one().map(|(w, t)| (w.wr_id, t)),
+            Some((5, Stamp::default()))
+        );
     }
 }

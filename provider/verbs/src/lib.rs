@@ -36,7 +36,7 @@ pub mod srq;
 pub(crate) mod test_pages;
 
 pub use addr::{mac_from_gid, AddrError};
-pub use cq::{Cq, Pushed};
+pub use cq::{Clock, Cq, Pushed, Stamp};
 pub use endpoint::{Drive, Endpoint, KernelCall, RxBy};
 pub use engine::Engine;
 pub use mr::{AdviseError, MrEntry, MrTable, PdMem, INLINE_LKEY};
