@@ -36,6 +36,7 @@ BPO=bookworm-backports
 BASE_PKGS=(
     busybox-static cpio kmod xz-utils coreutils util-linux procps iproute2 ethtool
     ibverbs-utils perftest rdma-core libibverbs-dev ibverbs-providers ucx-utils
+    openmpi-bin libopenmpi-dev
     clang libclang-dev gcc make shellcheck valgrind
 )
 
@@ -122,7 +123,8 @@ install_missing -- "${BASE_PKGS[@]}" "${hdr61}"
 # bookworm's qemu 7.2 conflicts with the qemu-utils from backports: take qemu from backports.
 install_missing -t "${BPO}" -- qemu-system-x86 "${hdr612}"
 
-for tool in qemu-system-x86_64 busybox cpio modprobe depmod xz ibv_rc_pingpong ib_send_lat; do
+for tool in qemu-system-x86_64 busybox cpio modprobe depmod xz ibv_rc_pingpong ib_send_lat \
+    mpicc mpirun; do
     if ! command -v "${tool}" >/dev/null && [[ ! -x /sbin/${tool} ]]; then
         die "'${tool}' still missing after installation"
     fi
