@@ -11,9 +11,10 @@
 # each program runs server and client on the same device.
 #
 # Results (client side) go to /out/results.txt as KEY=VALUE:
-#   {omx,rxe}_{send_lat,write_lat}_{typical,avg}_us   ib_*_lat -s 2
+#   {omx,rxe}_{send_lat,write_lat,read_lat}_{typical,avg}_us   ib_*_lat -s 2
+#   {omx,rxe}_atomic_lat_{typical,avg}_us             ib_atomic_lat FETCH_AND_ADD
 #   {omx,rxe}_{ud,uc}_send_lat_{typical,avg}_us       ib_send_lat -c UD/UC -s 2
-#   {omx,rxe}_write_bw_MB_s                           ib_write_bw -s 65536
+#   {omx,rxe}_{write,read}_bw_MB_s                    ib_write_bw, ib_read_bw -s 65536
 #   {omx,rxe}_ud_send_bw_MB_s                         ib_send_bw -c UD -s 1024 -D 4
 #   {omx,rxe}_rc_pingpong_us                          ibv_rc_pingpong -s 64
 #   {omx,rxe}_srq_pingpong_us                         ibv_srq_pingpong -s 64
@@ -59,8 +60,9 @@ pair() {
 	[[ $rc == 0 ]] || { cat "$OUT/$tag-server.txt" "$OUT/$tag.txt" >&2; fail "$tag: $prog $* ($rc)"; }
 }
 
-# lat_row FILE: "typical avg" of perftest's latency table row.
-lat_row() { awk '$1 == 2 && NF >= 6 { print $5, $6; exit }' "$1"; }
+# lat_row FILE: "typical avg" of perftest's latency table row for
+# $LAT_SIZE-byte messages (default 2).
+lat_row() { awk -v s="${LAT_SIZE:-2}" '$1 == s && NF >= 6 { print $5, $6; exit }' "$1"; }
 
 # lat_pair K T PROG ARGS...: a perftest latency pair whose typical and
 # average become results K_T_typical_us and K_T_avg_us. perftest
@@ -87,9 +89,11 @@ for dev in omx0 rxe0; do
 	gid=0
 	[[ $dev == rxe0 ]] && gid=$RXE_GID
 	log "$dev: perftest and ibv_rc_pingpong"
-	for t in send_lat write_lat; do
+	for t in send_lat write_lat read_lat; do
 		lat_pair "$k" "$t" "ib_$t" -d "$dev" -x "$gid" -s 2 -n "$ITERS" -F
 	done
+	LAT_SIZE=8 lat_pair "$k" atomic_lat ib_atomic_lat -A FETCH_AND_ADD -d "$dev" -x "$gid" \
+		-n "$ITERS" -F
 	for c in UD UC; do
 		lat_pair "$k" "${c,,}_send_lat" ib_send_lat -c "$c" -d "$dev" -x "$gid" -s 2 \
 			-n "$ITERS" -F
@@ -99,6 +103,8 @@ for dev in omx0 rxe0; do
 	result "${k}_ud_send_bw_MB_s" "$(awk '$1 == 1024 { print $4; exit }' "$OUT/$k-ud_send_bw.txt")"
 	pair "$k-write_bw" ib_write_bw -d "$dev" -x "$gid" -s 65536 -n "$ITERS" -F
 	result "${k}_write_bw_MB_s" "$(awk '$1 == 65536 { print $4; exit }' "$OUT/$k-write_bw.txt")"
+	pair "$k-read_bw" ib_read_bw -d "$dev" -x "$gid" -s 65536 -n "$ITERS" -F
+	result "${k}_read_bw_MB_s" "$(awk '$1 == 65536 { print $4; exit }' "$OUT/$k-read_bw.txt")"
 	pair "$k-rc_pingpong" ibv_rc_pingpong -d "$dev" -g "$gid" -s 64 -n "$ITERS"
 	result "${k}_rc_pingpong_us" "$(sed -n 's/.* = \([0-9.]*\) usec\/iter/\1/p' "$OUT/$k-rc_pingpong.txt")"
 	pair "$k-srq_pingpong" ibv_srq_pingpong -d "$dev" -g "$gid" -s 64 -n "$((ITERS / 4))"

@@ -46,6 +46,8 @@ for k in "${kernels[@]}"; do
     row "ib_send_lat 2 B typical (us)" "$(v omx_send_lat_typical_us)" "$(v rxe_send_lat_typical_us)" "$(v raw_lat_typical_us)"
     row "ib_send_lat 2 B avg (us)" "$(v omx_send_lat_avg_us)" "$(v rxe_send_lat_avg_us)" "$(v raw_lat_avg_us)"
     row "ib_write_lat 2 B typical (us)" "$(v omx_write_lat_typical_us)" "$(v rxe_write_lat_typical_us)" "$(v raw_lat_typical_us)"
+    row "ib_read_lat 2 B typical (us)" "$(v omx_read_lat_typical_us)" "$(v rxe_read_lat_typical_us)" "$(v raw_lat_typical_us)"
+    row "ib_atomic_lat FETCH_AND_ADD typical (us)" "$(v omx_atomic_lat_typical_us)" "$(v rxe_atomic_lat_typical_us)" "$(v raw_lat_typical_us)"
     row "ib_send_lat -c UD 2 B typical (us)" "$(v omx_ud_send_lat_typical_us)" "$(v rxe_ud_send_lat_typical_us)" "$(v raw_lat_typical_us)"
     row "ib_send_lat -c UC 2 B typical (us)" "$(v omx_uc_send_lat_typical_us)" "$(v rxe_uc_send_lat_typical_us)" "$(v raw_lat_typical_us)"
     row "ibv_rc_pingpong 64 B (us/iter)" "$(v omx_rc_pingpong_us)" "$(v rxe_rc_pingpong_us)" ""
@@ -54,6 +56,7 @@ for k in "${kernels[@]}"; do
     row "ucx_perftest am_lat ud_verbs 8 B median (us)" "$(v omx_ucx_ud_am_lat_us)" "$(v rxe_ucx_ud_am_lat_us)" ""
     # For bandwidth the ratios are plain fractions: omx's MB/s over rxe's and the floor's.
     row "ib_write_bw 64 KiB (MB/s)" "$(v omx_write_bw_MB_s)" "$(v rxe_write_bw_MB_s)" "$(v raw_bw_MB_s)"
+    row "ib_read_bw 64 KiB (MB/s)" "$(v omx_read_bw_MB_s)" "$(v rxe_read_bw_MB_s)" "$(v raw_bw_MB_s)"
     row "ib_send_bw -c UD 1 KiB (MB/s)" "$(v omx_ud_send_bw_MB_s)" "$(v rxe_ud_send_bw_MB_s)" "$(v raw_bw_MB_s)"
 done
 echo
