@@ -108,7 +108,7 @@ unit:
 # built with libFuzzer's coverage instrumentation on stable Rust
 # (fuzz/run.sh; no cargo-fuzz, no nightly). New inputs go to fuzz/work/,
 # crashes to fuzz/artifacts/ and fail the target.
-FUZZ_SECONDS ?= 60
+FUZZ_SECONDS ?= 40
 FUZZ_TARGETS ?= wire_decode engine_rx rx_real_mem
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

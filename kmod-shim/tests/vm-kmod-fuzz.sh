@@ -4,7 +4,7 @@
 # device deletion/re-creation running alongside, then checks that nothing is
 # left behind.
 #   tests/vm/run --kernel 6.12 kmod-shim/tests/vm-kmod-fuzz.sh
-# Environment: OMX_FUZZ_SECONDS (default 150), OMX_FUZZ_SEED (default: a new
+# Environment: OMX_FUZZ_SECONDS (default 90), OMX_FUZZ_SEED (default: a new
 # seed, printed), OMX_FUZZ_PROCS (3), OMX_FUZZ_THREADS (4).  A long run:
 #   tests/vm/run --kernel 6.12 --timeout 4000 --env OMX_FUZZ_SECONDS=3600 \
 #       kmod-shim/tests/vm-kmod-fuzz.sh
@@ -19,7 +19,7 @@ set -euo pipefail
 FUZZ=/tmp/omx_kfuzz
 gcc -O2 -Wall -Wextra -pthread -I "$REPO/kmod-shim/include/uapi" -o "$FUZZ" \
 	"$REPO/kmod-shim/tests/omx_kfuzz.c" || fail "cannot build omx_kfuzz"
-secs=${OMX_FUZZ_SECONDS:-150}
+secs=${OMX_FUZZ_SECONDS:-90}
 args=(-d omx0 -p "${OMX_FUZZ_PROCS:-3}" -j "${OMX_FUZZ_THREADS:-4}")
 [ -z "${OMX_FUZZ_SEED:-}" ] || args+=(-s "$OMX_FUZZ_SEED")
 
