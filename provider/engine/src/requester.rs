@@ -668,7 +668,12 @@ impl Requester {
                 self.update_limit(psn.sub(1), aeth.credits);
                 self.process_ack(ctx, now, psn.sub(1));
                 if self.rnr_left == 0 {
-                    return Err(self.fail_at(ctx, psn, WcStatus::RnrRetryExcErr).into());
+                    // The oldest outstanding WR fails (una: at or before
+                    // psn, earlier if a READ's or an atomic's answer is
+                    // missing), so the error is the first completion and
+                    // the rest flush, in order.
+                    let una = self.una;
+                    return Err(self.fail_at(ctx, una, WcStatus::RnrRetryExcErr).into());
                 }
                 if self.rnr_retry != RNR_RETRY_INFINITE {
                     self.rnr_left -= 1;
@@ -688,7 +693,9 @@ impl Requester {
                 }
                 self.nak_guard = Some(psn);
                 if self.retry_left == 0 {
-                    return Err(self.fail_at(ctx, psn, WcStatus::RetryExcErr).into());
+                    // As for RNR: the oldest outstanding WR fails.
+                    let una = self.una;
+                    return Err(self.fail_at(ctx, una, WcStatus::RetryExcErr).into());
                 }
                 self.retry_left -= 1;
                 self.rewind(ctx, psn);

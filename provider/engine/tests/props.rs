@@ -1,6 +1,8 @@
 //! Property tests on the simulated network: every posted WR completes
-//! exactly once, in order, with exactly the bytes that were sent, or the
-//! QP errors out as IBTA says (one error completion, then flushes).
+//! exactly once, in order, with exactly the bytes that were sent (an
+//! atomic: with the value the counter held after the atomics before it,
+//! executed once), or the QP errors out as IBTA says (one error
+//! completion, then flushes).
 
 mod sim;
 
@@ -10,18 +12,47 @@ use sim::*;
 
 #[derive(Debug, Clone, Copy)]
 enum Op {
-    Send { len: u32, imm: Option<u32> },
-    Write { len: u32, imm: Option<u32> },
-    Read { len: u32 },
+    Send {
+        len: u32,
+        imm: Option<u32>,
+    },
+    Write {
+        len: u32,
+        imm: Option<u32>,
+    },
+    Read {
+        len: u32,
+    },
+    /// FETCH_AND_ADD of `add` on B's counter.
+    FetchAdd {
+        add: u64,
+    },
+    /// CMP_AND_SWP on B's counter; `hit`: compare with the value the
+    /// counter holds then (the swap happens), else with something else.
+    CmpSwap {
+        hit: bool,
+        swap: u64,
+    },
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
     let len = prop_oneof![0u32..64, 64u32..5000, 5000u32..40_000];
-    (0u8..3, len, proptest::option::of(any::<u32>())).prop_map(|(k, len, imm)| match k {
-        0 => Op::Send { len, imm },
-        1 => Op::Write { len, imm },
-        _ => Op::Read { len },
-    })
+    (
+        0u8..5,
+        len,
+        proptest::option::of(any::<u32>()),
+        any::<u64>(),
+    )
+        .prop_map(|(k, len, imm, v)| match k {
+            0 => Op::Send { len, imm },
+            1 => Op::Write { len, imm },
+            2 => Op::Read { len },
+            3 => Op::FetchAdd { add: v },
+            _ => Op::CmpSwap {
+                hit: v & 1 == 0,
+                swap: v,
+            },
+        })
 }
 
 fn mtu_strategy() -> impl Strategy<Value = PathMtu> {
@@ -39,6 +70,8 @@ const A_DST: u32 = 5; // A: READ destination
 const B_RECV: u32 = 2; // B: receive buffers
 const B_WRITE: u32 = 3; // B: RDMA WRITE target
 const B_READ: u32 = 4; // B: RDMA READ source
+const B_CTR: u32 = 6; // B: the atomics' counter (8 bytes)
+const A_RES: u32 = 7; // A: the atomics' results, 8 bytes per WR
 const SLOT: u64 = 64 * 1024;
 
 struct Case {
@@ -72,7 +105,12 @@ fn run_case(
     net.b.add_region(B_RECV, 0, vec![0; (n * SLOT) as usize]);
     net.b.add_region(B_WRITE, 0, vec![0; (n * SLOT) as usize]);
     net.b.add_region(B_READ, 0, case.remote.clone());
+    net.b.add_region(B_CTR, 0, 7u64.to_ne_bytes().to_vec());
+    net.a.add_region(A_RES, 0, vec![0; (n * 8) as usize]);
     net.set_faults(faults);
+    // What each atomic returns and leaves, executed once each, in order.
+    let mut ctr = 7u64;
+    let mut atomic_ret = vec![None; case.ops.len()];
 
     let mut expected_recv = Vec::new(); // (wr index, len, imm, opcode)
     for (i, op) in case.ops.iter().enumerate() {
@@ -107,10 +145,39 @@ fn run_case(
                 A_DST,
                 len,
             ),
+            Op::FetchAdd { add } => {
+                atomic_ret[i] = Some(ctr);
+                ctr = ctr.wrapping_add(add);
+                let op = SendOp::AtomicFetchAdd {
+                    remote_addr: 0,
+                    rkey: B_CTR,
+                    add,
+                };
+                (op, A_RES, 8)
+            }
+            Op::CmpSwap { hit, swap } => {
+                let compare = if hit { ctr } else { ctr ^ 1 };
+                atomic_ret[i] = Some(ctr);
+                if hit {
+                    ctr = swap;
+                }
+                let op = SendOp::AtomicCmpSwap {
+                    remote_addr: 0,
+                    rkey: B_CTR,
+                    compare,
+                    swap,
+                };
+                (op, A_RES, 8)
+            }
+        };
+        let addr = if atomic_ret[i].is_some() {
+            i as u64 * 8
+        } else {
+            base
         };
         net.a
             .qp
-            .post_send(send_wr(i as u64, wr_op, base, len, lkey))
+            .post_send(send_wr(i as u64, wr_op, addr, len, lkey))
             .unwrap();
     }
     for (i, _, _, _) in &expected_recv {
@@ -172,7 +239,18 @@ fn run_case(
                 let got = &net.a.mem.region(A_DST).unwrap().data[base..base + len as usize];
                 prop_assert_eq!(got, &case.remote[base..base + len as usize], "read {}", i);
             }
+            Op::FetchAdd { .. } | Op::CmpSwap { .. } => {
+                let r = &net.a.mem.region(A_RES).unwrap().data[i * 8..i * 8 + 8];
+                let got = u64::from_ne_bytes(r.try_into().unwrap());
+                prop_assert_eq!(Some(got), atomic_ret[i], "atomic {}", i);
+            }
         }
+    }
+    if ok == s.len() {
+        // Every atomic executed exactly once: the counter is where the
+        // sequence leaves it.
+        let c = &net.b.mem.region(B_CTR).unwrap().data;
+        prop_assert_eq!(u64::from_ne_bytes(c[..8].try_into().unwrap()), ctr);
     }
     // Receive completions: in order, exactly once, right length and imm;
     // at least those of the successful sends.
