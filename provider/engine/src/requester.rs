@@ -364,42 +364,32 @@ impl Requester {
                 compare,
                 swap,
             } => {
-                if self.read_chunks.len() >= self.max_rd_atomic {
-                    ctx.stats.tx_blocked_rd_atomic += 1;
-                    return Ok(None);
-                }
                 let eth = AtomicEth {
                     va: remote_addr,
                     rkey,
                     swap_add: swap,
                     compare,
                 };
-                let ext = Ext {
-                    atomic: Some(eth),
-                    ..Ext::default()
-                };
-                (Opcode::CompareSwap, ext, 0, 1)
+                match self.atomic_packet(ctx, Opcode::CompareSwap, eth) {
+                    Some(p) => p,
+                    None => return Ok(None),
+                }
             }
             SendOp::AtomicFetchAdd {
                 remote_addr,
                 rkey,
                 add,
             } => {
-                if self.read_chunks.len() >= self.max_rd_atomic {
-                    ctx.stats.tx_blocked_rd_atomic += 1;
-                    return Ok(None);
-                }
                 let eth = AtomicEth {
                     va: remote_addr,
                     rkey,
                     swap_add: add,
                     compare: 0,
                 };
-                let ext = Ext {
-                    atomic: Some(eth),
-                    ..Ext::default()
-                };
-                (Opcode::FetchAdd, ext, 0, 1)
+                match self.atomic_packet(ctx, Opcode::FetchAdd, eth) {
+                    Some(p) => p,
+                    None => return Ok(None),
+                }
             }
         };
         // READ and atomic requests are answered by their responses: no
@@ -461,6 +451,26 @@ impl Requester {
             ctx.timers.set_if_stopped(Timer::Retransmit, now + t);
         }
         Ok(Some((n, repr.ext.ack.is_some())))
+    }
+
+    /// The packet of an atomic request (opcode, extension headers, no
+    /// payload, one PSN), or `None` while `max_rd_atomic` READs and
+    /// atomics are outstanding.
+    fn atomic_packet(
+        &self,
+        ctx: &mut Ctx,
+        opcode: Opcode,
+        eth: AtomicEth,
+    ) -> Option<(Opcode, Ext, u32, u32)> {
+        if self.read_chunks.len() >= self.max_rd_atomic {
+            ctx.stats.tx_blocked_rd_atomic += 1;
+            return None;
+        }
+        let ext = Ext {
+            atomic: Some(eth),
+            ..Ext::default()
+        };
+        Some((opcode, ext, 0, 1))
     }
 
     /// A PAETH: the same as an ACK frame with syndrome ACK. Returns
