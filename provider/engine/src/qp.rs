@@ -131,7 +131,8 @@ counters! {
         /// NAK or RNR NAK whose PSN is not outstanding (`[una,
         /// sent_end)`): ignored, never moves the QP to ERROR.
         rx_nak_out_of_window,
-        /// READ response with a wrong length.
+        /// READ response with a wrong length, or an atomic acknowledge
+        /// with a NAK syndrome: ignored.
         rx_bad_response,
         /// A response of the wrong kind for the request it names (an
         /// atomic acknowledge for a READ or the reverse, an atomic
