@@ -13,7 +13,8 @@ use libfuzzer_sys::fuzz_target;
 use omx_engine::testing::rx::{self, Harness};
 use omx_engine::testing::CANARY;
 use omx_verbs::mr::{
-    ACCESS_LOCAL_WRITE, ACCESS_ON_DEMAND, ACCESS_REMOTE_READ, ACCESS_REMOTE_WRITE,
+    ACCESS_LOCAL_WRITE, ACCESS_ON_DEMAND, ACCESS_REMOTE_ATOMIC, ACCESS_REMOTE_READ,
+    ACCESS_REMOTE_WRITE,
 };
 use omx_verbs::{MrEntry, MrTable};
 
@@ -115,7 +116,8 @@ fuzz_target!(|data: &[u8]| {
         len: rx::REGION_LEN as u64,
         access,
     };
-    let remote_rights = ACCESS_LOCAL_WRITE | ACCESS_REMOTE_WRITE | ACCESS_REMOTE_READ;
+    let remote_rights =
+        ACCESS_LOCAL_WRITE | ACCESS_REMOTE_WRITE | ACCESS_REMOTE_READ | ACCESS_REMOTE_ATOMIC;
     table.insert(entry(
         rx::LOCAL_KEY,
         &local,

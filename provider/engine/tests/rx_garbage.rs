@@ -97,11 +97,16 @@ fn fuzz_seeds_reach_deep() {
     let (h, _) = run("exchange-read");
     assert_eq!(h.qp.stats().rx_dup_read_unmatched, 0);
     // Three responses, the same again, the tail's two, the on-demand
-    // READ's three, and the QP's own requests (the READ is one frame).
-    assert_eq!(h.qp.stats().tx_frames, 3 + 3 + 2 + 3 + 7);
-    let (h, _) = run("exchange-answers");
+    // READ's three, and the QP's own requests (SEND and WRITE two frames
+    // each, the READ and the FETCH_ADD one each).
+    assert_eq!(h.qp.stats().tx_frames, 3 + 3 + 2 + 3 + 6);
+    let (h, mem) = run("exchange-answers");
     assert_eq!(h.qp.state(), QpState::Rts);
     assert_eq!(h.qp.stats().rx_ack_out_of_window, 0);
+    // Every send WR completed, the FETCH_ADD with the acknowledge's value.
+    assert_eq!(h.qp.sq_free(), 16);
+    let res = &mem.region(rx::LOCAL_KEY).unwrap().data[3 * 1024..3 * 1024 + 8];
+    assert_eq!(u64::from_ne_bytes(res.try_into().unwrap()), 7);
     let (h, _) = run("sendonly-paeth");
     assert_eq!(h.qp.stats().rx_piggy_acks, 1);
     assert_eq!(h.qp.stats().rx_ack_out_of_window, 0);

@@ -81,6 +81,7 @@ pub fn fake_memory() -> FakeMemory {
         Access::LocalWrite,
         Access::RemoteRead,
         Access::RemoteWrite,
+        Access::RemoteAtomic,
     ];
     m.add(REMOTE_KEY, REMOTE_VA, vec![0; REGION_LEN], &remote);
     m.add(ODP_KEY, ODP_VA, vec![0; REGION_LEN], &remote);
@@ -191,7 +192,7 @@ impl Harness {
             let at = LOCAL_VA + i * 1024;
             let sg = SgList::single(at, 1024, LOCAL_KEY);
             qp.post_recv(RecvWr { wr_id: i, sg }).expect("room for 4");
-            let sg = SgList::single(at, 512, LOCAL_KEY);
+            let mut sg = SgList::single(at, 512, LOCAL_KEY);
             let op = match i {
                 0 => SendOp::Send,
                 1 if t == QpType::Uc => SendOp::RdmaWriteWithImm {
@@ -207,6 +208,14 @@ impl Harness {
                     remote_addr: 0,
                     rkey: PEER_RKEY,
                 },
+                3 if t == QpType::Rc => {
+                    sg = SgList::single(at, 8, LOCAL_KEY);
+                    SendOp::AtomicFetchAdd {
+                        remote_addr: 0,
+                        rkey: PEER_RKEY,
+                        add: 3,
+                    }
+                }
                 _ => SendOp::SendWithImm(5),
             };
             let wr = SendWr {
@@ -488,9 +497,9 @@ pub fn seeds() -> Vec<(String, Vec<Vec<u8>>)> {
         peer.frame(Opcode::ReadRequest, e + 3, odp, &[]),
     ];
     out.push(("exchange-read".into(), read));
-    // Our own requests (two packets each) answered: the ACK of the
-    // SEND, the READ's responses, the ACKs of the WRITE and the SEND
-    // with immediate.
+    // Our own requests answered: the ACK of the SEND (two packets), the
+    // READ's two responses, the ACK of the WRITE (two packets) and the
+    // FETCH_ADD's atomic acknowledge (one PSN).
     let s = c.sq_psn;
     let resp = |op, psn, len: usize| peer.frame(op, psn, seed_ext(op, false), &vec![0x77; len]);
     let answers = vec![
@@ -498,7 +507,7 @@ pub fn seeds() -> Vec<(String, Vec<Vec<u8>>)> {
         resp(Opcode::ReadResponseFirst, s + 2, mtu),
         resp(Opcode::ReadResponseLast, s + 3, mtu),
         peer.ack(s + 5, Syndrome::Ack, 64),
-        peer.ack(s + 7, Syndrome::Ack, 64),
+        resp(Opcode::AtomicAcknowledge, s + 6, 0),
     ];
     out.push(("exchange-answers".into(), answers));
     out.into_iter()
