@@ -640,6 +640,9 @@ impl Requester {
         }
         let sg = e.wr.sg;
         if mem::scatter(mem, &sg, 0, &orig.to_ne_bytes()).is_err() {
+            // The answer acknowledges everything before it: those WRs
+            // complete, then this one fails (the first error, in order).
+            self.process_ack(ctx, now, psn.sub(1));
             return Err(self.fail_at(ctx, psn, WcStatus::LocProtErr));
         }
         self.sq[i].read_done = 1;
@@ -754,6 +757,9 @@ impl Requester {
         if !payload.is_empty() {
             let sg = e.wr.sg;
             if mem::scatter(mem, &sg, u64::from(off), payload).is_err() {
+                // As for an atomic: what this response acknowledges
+                // completes first.
+                self.process_ack(ctx, now, psn.sub(1));
                 return Err(self.fail_at(ctx, psn, WcStatus::LocProtErr));
             }
         }

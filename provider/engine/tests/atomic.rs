@@ -743,3 +743,50 @@ fn retries_exhausted_fail_the_oldest_outstanding_atomic() {
         ]
     );
 }
+
+/// The result buffer cannot be written (an MR without local write): the
+/// atomic (or a READ) completes with IBV_WC_LOC_PROT_ERR, and the SEND
+/// posted before it, which its answer acknowledges, completes
+/// successfully first (it used to be flushed before the error).
+#[test]
+fn unwritable_result_buffer_fails_the_atomic_after_the_send_before_it() {
+    let mut p = Pair::plain(9);
+    p.ma.add_canaried(0x300, 0x3_0000, 64, &[Access::LocalRead]);
+    p.mb.add_canaried(0x400, 0x4_0000, 64, &[Access::LocalWrite]);
+    p.b.post_recv(omx_engine::testing::recv_wr(1, 0x4_0000, 64, 0x400))
+        .unwrap();
+    p.a.post_send(send_wr(0, SendOp::Send, 0x3_0000, 16, 0x300))
+        .unwrap();
+    p.a.post_send(send_wr(1, fetch_add(1), 0x3_0000, 8, 0x300))
+        .unwrap();
+    p.run();
+    let st: Vec<_> = completions(&mut p.a)
+        .iter()
+        .map(|c| (c.wr_id, c.status))
+        .collect();
+    assert_eq!(st, [(0, WcStatus::Success), (1, WcStatus::LocProtErr)]);
+    assert_eq!(p.ma.damage_outside(0x300, 0..0), []);
+    // The responder executed it once (the requester could not keep the
+    // value, as hardware could not either).
+    assert_eq!(p.counter(), 10);
+    // The same for a READ into that buffer.
+    let mut p = Pair::plain(9);
+    p.ma.add_canaried(0x300, 0x3_0000, 64, &[Access::LocalRead]);
+    p.mb.add_canaried(0x400, 0x4_0000, 64, &[Access::LocalWrite]);
+    p.b.post_recv(omx_engine::testing::recv_wr(1, 0x4_0000, 64, 0x400))
+        .unwrap();
+    p.a.post_send(send_wr(0, SendOp::Send, 0x3_0000, 16, 0x300))
+        .unwrap();
+    let read = SendOp::RdmaRead {
+        remote_addr: TGT_VA,
+        rkey: TGT,
+    };
+    p.a.post_send(send_wr(1, read, 0x3_0000, 32, 0x300))
+        .unwrap();
+    p.run();
+    let st: Vec<_> = completions(&mut p.a)
+        .iter()
+        .map(|c| (c.wr_id, c.status))
+        .collect();
+    assert_eq!(st, [(0, WcStatus::Success), (1, WcStatus::LocProtErr)]);
+}
