@@ -94,12 +94,11 @@ impl MrTable {
     }
 
     /// Records a registration (control path; may allocate). The first
-    /// non-ODP registration of the process, or the first with remote
-    /// atomic access, installs the fault handler ([`fault::install`]) that
-    /// lets copies and atomics through it survive a page the application
-    /// unmapped.
+    /// non-ODP registration of the process installs the fault handler
+    /// ([`fault::install`]) that lets copies and atomics through it
+    /// survive a page the application unmapped.
     pub fn insert(&self, e: MrEntry) {
-        if !e.on_demand() || e.access & ACCESS_REMOTE_ATOMIC != 0 {
+        if !e.on_demand() {
             fault::install();
         }
         let mut v = self.entries.write().unwrap_or_else(|p| p.into_inner());
@@ -299,16 +298,19 @@ impl MemoryAccess for PdMem<'_> {
     /// MR registered at an iova whose alignment differs from its address's
     /// could name an aligned `addr` at a misaligned pointer; a locked
     /// instruction across a cache line is a split lock, which the kernel
-    /// may punish with SIGBUS): refused as an access error. On-demand MRs
-    /// go through the same instruction (there is no kernel call for an
-    /// atomic); the fault handler, installed for any MR with remote
-    /// atomic access, turns an unmapped page into an error.
+    /// may punish with SIGBUS): refused as an access error. So is an
+    /// atomic through an on-demand MR: the application did not promise
+    /// what is mapped there (the implicit MR covers every address), and
+    /// there is no kernel call for an atomic that would refuse a device
+    /// mapping as `process_vm_writev` does for the copies; a locked
+    /// instruction on one could have side effects. The device does not
+    /// report atomics in `odp_caps` either.
     fn atomic(&mut self, key: u32, addr: u64, op: AtomicOp) -> Result<u64, MemError> {
-        let (p, _) = self.resolve(key, addr, 8, Access::RemoteAtomic)?;
-        if !p.is_multiple_of(8) {
+        let (p, odp) = self.resolve(key, addr, 8, Access::RemoteAtomic)?;
+        if odp || !p.is_multiple_of(8) {
             return Err(MemError::AccessDenied);
         }
-        // SAFETY: [p, p + 8) lies inside a region the application
+        // SAFETY: [p, p + 8) lies inside a (non-ODP) region the application
         // registered with remote atomic access and has not deregistered
         // (dereg_mr takes the table's write lock, which cannot happen while
         // we hold the read lock); it is aligned (checked); if it was
@@ -610,6 +612,13 @@ mod tests {
                 m.atomic(0x201, 0x1000, fadd(1)),
                 Err(MemError::AccessDenied)
             );
+        });
+        assert_eq!(p.get(p.addr(0, 8)), 1);
+        // Through an on-demand MR (here the implicit one, which would
+        // reach any address): refused, nothing executed.
+        let odp = implicit(ACCESS_LOCAL_WRITE | ACCESS_REMOTE_ATOMIC);
+        odp.with_pd(7, &[], |m| {
+            assert_eq!(m.atomic(0x301, a + 8, fadd(1)), Err(MemError::AccessDenied));
         });
         assert_eq!(p.get(p.addr(0, 8)), 1);
         // Another PD sees nothing.
