@@ -846,17 +846,8 @@ impl RcQp {
         {
             return Err(PostError::InvalidState);
         }
+        wr.check()?;
         let len = wr.sg.total_len();
-        if matches!(
-            wr.op,
-            SendOp::AtomicCmpSwap { .. } | SendOp::AtomicFetchAdd { .. }
-        ) && len != 8
-        {
-            return Err(PostError::BadAtomicLength);
-        }
-        if len > MAX_MSG_SIZE {
-            return Err(PostError::TooLong);
-        }
         if self.sq_outstanding >= self.cfg.sq_depth {
             return Err(PostError::Full);
         }

@@ -149,6 +149,30 @@ pub struct SendWr {
     pub solicited: bool,
 }
 
+impl SendWr {
+    /// The checks `post_send` makes that depend on the WR alone: a
+    /// message of at most [`crate::MAX_MSG_SIZE`] bytes
+    /// ([`crate::PostError::TooLong`]), and an atomic's scatter list of
+    /// exactly the 8 bytes the original value goes to
+    /// ([`crate::PostError::BadAtomicLength`], as rxe). A caller that must
+    /// refuse a whole batch before posting any of it (`ibv_wr_complete`)
+    /// makes them first.
+    pub fn check(&self) -> Result<(), crate::PostError> {
+        let len = self.sg.total_len();
+        if len > crate::MAX_MSG_SIZE {
+            return Err(crate::PostError::TooLong);
+        }
+        let atomic = matches!(
+            self.op,
+            SendOp::AtomicCmpSwap { .. } | SendOp::AtomicFetchAdd { .. }
+        );
+        if atomic && len != 8 {
+            return Err(crate::PostError::BadAtomicLength);
+        }
+        Ok(())
+    }
+}
+
 /// A receive work request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecvWr {

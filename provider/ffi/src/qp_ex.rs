@@ -307,6 +307,11 @@ impl Staging {
         if !self.wrs[..self.n].iter().all(fits) {
             return libc::EINVAL;
         }
+        // The engine's own checks of each WR (length, an atomic's 8-byte
+        // buffer), before any is posted.
+        if let Some(e) = self.wrs[..self.n].iter().find_map(|s| s.wr.check().err()) {
+            return crate::qp::post_errno(e);
+        }
         for (i, s) in self.wrs[..self.n].iter().enumerate() {
             let mut wr = s.wr;
             wr.signaled |= sq_sig_all;
@@ -884,6 +889,38 @@ mod tests {
         // A third WR does not fit: the whole batch fails.
         s.begin(3, 0, SendOp::Send);
         assert_eq!(s.complete(&mut q.lock(), false), libc::ENOMEM);
+    }
+
+    /// A batch whose second WR is an atomic with a 4-byte result buffer:
+    /// EINVAL, and the SEND before it is not posted either (the engine's
+    /// refusal used to come after the SEND had been posted).
+    #[test]
+    fn a_bad_atomic_refuses_the_whole_batch() {
+        let q = qp(4);
+        to_init(&q);
+        let mut s = Staging::new(4);
+        let sge = |length| Sge {
+            addr: 0x1000,
+            length,
+            lkey: 0x101,
+        };
+        s.begin(1, 0, SendOp::Send);
+        s.set_sges(&[sge(16)]);
+        let fadd = SendOp::AtomicFetchAdd {
+            remote_addr: 0x2000,
+            rkey: 3,
+            add: 1,
+        };
+        s.begin(2, 0, fadd);
+        s.set_sges(&[sge(4)]);
+        assert_eq!(s.complete(&mut q.lock(), false), libc::EINVAL);
+        assert_eq!(q.lock().eng.sq_free(), 4, "nothing posted");
+        s.begin(1, 0, SendOp::Send);
+        s.set_sges(&[sge(16)]);
+        s.begin(2, 0, fadd);
+        s.set_sges(&[sge(8)]);
+        assert_eq!(s.complete(&mut q.lock(), false), 0);
+        assert_eq!(q.lock().eng.sq_free(), 2);
     }
 
     #[test]
