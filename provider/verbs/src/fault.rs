@@ -1,4 +1,5 @@
-//! Copies to and from application memory that survive a missing page.
+//! Copies to and from application memory, and atomics on it, that
+//! survive a missing page.
 //!
 //! The provider copies between its own buffers (frames, a QP's staging
 //! area) and memory the application registered. We pin nothing (docs/
@@ -41,6 +42,12 @@
 //!   thread's alternate stack if it has one: Rust's threads do, so a stack
 //!   overflow still reaches Rust's guard-page handler) and SA_NODEFER (the
 //!   previous handler's mask is applied instead, see above).
+//! - Atomics ([`atomic_app`]) are the same idea: `lock cmpxchg` and `lock
+//!   xadd` routines whose one locked instruction, if it faults, resumes
+//!   at a fixup that reports the fault; nothing is stored then. There is
+//!   no system-call fallback for them: without the handler (other
+//!   architectures) every atomic fails, and the device says so
+//!   ([`ATOMICS`]).
 //!
 //! Limits (also in docs/provider.md):
 //! - An application that installs its own SIGSEGV/SIGBUS handler after
