@@ -6,17 +6,20 @@
 //! mapping filled with canary bytes, checked after every frame: a byte
 //! written outside an MR fails the run. The on-demand MR runs into a
 //! PROT_NONE page (an application that unmapped part of it), and the
-//! remote MR is deregistered when a frame says so.
+//! remote MR is deregistered when a frame says so. A type 2 memory window
+//! on part of the remote MR is (re)bound through the QP before each frame
+//! (a SEND with invalidate may have invalidated it).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use omx_engine::testing::rx::{self, Harness};
 use omx_engine::testing::CANARY;
+use omx_engine::{MemoryAccess, MwBind};
 use omx_verbs::mr::{
-    ACCESS_LOCAL_WRITE, ACCESS_ON_DEMAND, ACCESS_REMOTE_ATOMIC, ACCESS_REMOTE_READ,
-    ACCESS_REMOTE_WRITE,
+    ACCESS_LOCAL_WRITE, ACCESS_MW_BIND, ACCESS_ON_DEMAND, ACCESS_REMOTE_ATOMIC,
+    ACCESS_REMOTE_READ, ACCESS_REMOTE_WRITE,
 };
-use omx_verbs::{MrEntry, MrTable};
+use omx_verbs::{MrEntry, MrTable, MwType};
 
 const PAGE: usize = 4096;
 const PD: u32 = 1;
@@ -116,8 +119,11 @@ fuzz_target!(|data: &[u8]| {
         len: rx::REGION_LEN as u64,
         access,
     };
-    let remote_rights =
-        ACCESS_LOCAL_WRITE | ACCESS_REMOTE_WRITE | ACCESS_REMOTE_READ | ACCESS_REMOTE_ATOMIC;
+    let remote_rights = ACCESS_LOCAL_WRITE
+        | ACCESS_REMOTE_WRITE
+        | ACCESS_REMOTE_READ
+        | ACCESS_REMOTE_ATOMIC
+        | ACCESS_MW_BIND;
     table.insert(entry(
         rx::LOCAL_KEY,
         &local,
@@ -131,13 +137,28 @@ fuzz_target!(|data: &[u8]| {
         rx::ODP_VA,
         remote_rights | ACCESS_ON_DEMAND,
     ));
+    table.insert_mw(rx::WINDOW_KEY, PD, MwType::Two);
+    let bind = MwBind {
+        mw_rkey: rx::WINDOW_KEY,
+        new_rkey: rx::WINDOW_KEY,
+        mr_lkey: rx::REMOTE_KEY,
+        addr: rx::WINDOW_VA,
+        len: rx::WINDOW_LEN,
+        access: remote_rights & (ACCESS_REMOTE_WRITE | ACCESS_REMOTE_READ | ACCESS_REMOTE_ATOMIC),
+    };
     let inline = [0u8; 64];
     let mut h = Harness::new();
     for f in rx::frames(data) {
         if rx::wants_dereg(&f) {
             table.remove(rx::REMOTE_KEY);
         }
-        table.with_pd(PD, &inline, |mem| h.input(&f, mem));
+        table.with_qp(PD, rx::QPN, &inline, |mem| {
+            if table.window(rx::WINDOW_KEY).is_some_and(|w| w.bound.is_none()) {
+                // Refused once the MR is gone: the window stays unbound.
+                let _ = mem.bind_mw(&bind);
+            }
+            h.input(&f, mem)
+        });
         for (name, m) in [("local", &local), ("remote", &remote), ("odp", &odp)] {
             assert!(!m.damaged(), "{name}: bytes written outside the MR");
         }

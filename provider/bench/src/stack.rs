@@ -60,6 +60,7 @@ const ZERO: WorkCompletion = WorkCompletion {
     queue: WcQueue::Send,
     byte_len: 0,
     imm: None,
+    inv: None,
     qp_num: Qpn::new(0),
     src_qp: Qpn::new(0),
     solicited: false,

@@ -108,8 +108,8 @@ pub use ud::{
     SL_IPV4_GRH,
 };
 pub use wr::{
-    RecvWr, SendOp, SendWr, SgList, Sge, SharedRecv, WcOpcode, WcQueue, WcStatus, WorkCompletion,
-    MAX_SGE,
+    MwBind, RecvWr, SendOp, SendWr, SgList, Sge, SharedRecv, WcOpcode, WcQueue, WcStatus,
+    WorkCompletion, MAX_SGE,
 };
 
 /// Destination QPN of a frame, for demultiplexing to a QP before full

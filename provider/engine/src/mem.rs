@@ -2,7 +2,7 @@
 //! raw pointers: the provider implements it over its MR table (with PD
 //! checks), tests use [`crate::testing::FakeMemory`].
 
-use crate::wr::SgList;
+use crate::wr::{MwBind, SgList};
 
 /// The right an access needs (`ibv_access_flags` / local use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,6 +99,27 @@ pub trait MemoryAccess {
     /// does it with one atomic instruction of the CPU, so it is atomic
     /// also against the host's own atomics on that memory.
     fn atomic(&mut self, key: u32, addr: u64, op: AtomicOp) -> Result<u64, MemError>;
+
+    /// Binds a memory window (`IBV_WR_BIND_MW`) through this QP: executed
+    /// when the send queue reaches the WR. Every check of IBTA's bind
+    /// (window type and state, MR rights and bounds, PDs) is the
+    /// implementation's; a refusal completes the WR with
+    /// IBV_WC_MW_BIND_ERR. A memory without windows refuses. Windows
+    /// change under the implementation's own lock (hence `&self`).
+    fn bind_mw(&self, bind: &MwBind) -> Result<(), MemError> {
+        let _ = bind;
+        Err(MemError::InvalidKey)
+    }
+
+    /// Invalidates the type 2 window `rkey` names: `IBV_WR_LOCAL_INV`
+    /// (`remote` false), or a SEND with invalidate that arrived at this
+    /// QP (`remote` true: the window must have been bound through it).
+    /// Later accesses through the key fail. A memory without windows
+    /// refuses.
+    fn invalidate(&self, rkey: u32, remote: bool) -> Result<(), MemError> {
+        let _ = (rkey, remote);
+        Err(MemError::InvalidKey)
+    }
 }
 
 /// Gathers `dst.len()` bytes starting at message offset `off` from `sg`.

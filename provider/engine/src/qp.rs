@@ -175,6 +175,14 @@ counters! {
         /// whose responses are no longer queued, while `max_dest_rd_atomic`
         /// READs are being answered.
         rx_dup_read_busy,
+        /// SEND with invalidate refused with NAK invalid request: its
+        /// IETH names no type 2 window bound through this QP.
+        rx_invalidate_refused,
+        /// Memory windows invalidated by a SEND with invalidate.
+        rx_invalidations,
+        /// Local operations (bind, local invalidate) refused: their WR
+        /// completed with IBV_WC_MW_BIND_ERR or IBV_WC_LOC_QP_OP_ERR.
+        tx_local_op_errors,
         /// Frames produced by `poll_transmit`.
         tx_frames,
         /// Request packets sent again.
@@ -842,6 +850,7 @@ impl RcQp {
                 SendOp::RdmaRead { .. }
                     | SendOp::AtomicCmpSwap { .. }
                     | SendOp::AtomicFetchAdd { .. }
+                    | SendOp::SendWithInv(_)
             )
         {
             return Err(PostError::InvalidState);
@@ -860,6 +869,7 @@ impl RcQp {
                 queue: WcQueue::Send,
                 byte_len: len as u32,
                 imm: None,
+                inv: None,
                 qp_num: self.cfg.qpn,
                 src_qp: self.ctx.remote_qpn,
                 solicited: false,
@@ -892,6 +902,7 @@ impl RcQp {
                 queue: WcQueue::Recv,
                 byte_len: 0,
                 imm: None,
+                inv: None,
                 qp_num: self.cfg.qpn,
                 src_qp: self.ctx.remote_qpn,
                 solicited: false,

@@ -213,6 +213,11 @@ impl Requester {
     /// before it, and reports the QP-fatal error.
     fn fail_at(&mut self, ctx: &mut Ctx, psn: Psn, status: WcStatus) -> Fatal {
         let i = self.sq.iter().position(|e| e.contains(psn)).unwrap_or(0);
+        self.fail_index(ctx, i, status)
+    }
+
+    /// [`Requester::fail_at`] for the WQE at index `i` of the queue.
+    fn fail_index(&mut self, ctx: &mut Ctx, i: usize, status: WcStatus) -> Fatal {
         for (j, e) in self.sq.drain(..).enumerate() {
             let st = match j.cmp(&i) {
                 core::cmp::Ordering::Less => WcStatus::WrFlushErr,
@@ -261,7 +266,11 @@ impl Requester {
         mem: &M,
         ack: Option<Paeth>,
     ) -> Result<Option<(usize, bool)>, Fatal> {
-        if self.rnr_wait || self.cursor >= self.sq.len() {
+        if self.rnr_wait {
+            return Ok(None);
+        }
+        self.run_local_ops(ctx, mem)?;
+        if self.cursor >= self.sq.len() {
             return Ok(None);
         }
         let mtu = ctx.mtu;
@@ -290,23 +299,27 @@ impl Requester {
         let pkt = self.cursor_pkt;
         let off = pkt * mtu;
         let (opcode, mut ext, plen, consumed) = match e.wr.op {
-            SendOp::Send | SendOp::SendWithImm(_) => {
+            SendOp::Send | SendOp::SendWithImm(_) | SendOp::SendWithInv(_) => {
                 let pos = Position::of(pkt, e.npsn);
-                let imm = match e.wr.op {
-                    SendOp::SendWithImm(v) if pos.is_last() => Some(v),
-                    _ => None,
+                let (imm, ieth) = match e.wr.op {
+                    SendOp::SendWithImm(v) if pos.is_last() => (Some(v), None),
+                    SendOp::SendWithInv(k) if pos.is_last() => (None, Some(k)),
+                    _ => (None, None),
                 };
                 let ext = Ext {
                     imm,
+                    ieth,
                     ..Ext::default()
                 };
-                (
-                    Opcode::send(pos, imm.is_some()),
-                    ext,
-                    (e.len - off).min(mtu),
-                    1,
-                )
+                let opcode = match (ieth, pos) {
+                    (Some(_), Position::Only) => Opcode::SendOnlyInv,
+                    (Some(_), _) => Opcode::SendLastInv,
+                    (None, _) => Opcode::send(pos, imm.is_some()),
+                };
+                (opcode, ext, (e.len - off).min(mtu), 1)
             }
+            // Executed by run_local_ops before we get here.
+            SendOp::BindMw(_) | SendOp::LocalInv(_) => return Ok(None),
             SendOp::RdmaWrite { remote_addr, rkey }
             | SendOp::RdmaWriteWithImm {
                 remote_addr, rkey, ..
@@ -451,6 +464,47 @@ impl Requester {
             ctx.timers.set_if_stopped(Timer::Retransmit, now + t);
         }
         Ok(Some((n, repr.ext.ack.is_some())))
+    }
+
+    /// Executes the local operations (bind, local invalidate) the cursor
+    /// has reached: every WR posted before them was sent (at least once),
+    /// so they take effect in send queue order. They take no PSN; each
+    /// completes once the WRs before it did (`retire`). A refused one
+    /// completes with its error status and moves the QP to ERROR, as a
+    /// local error of the send queue does.
+    fn run_local_ops<M: MemoryAccess + ?Sized>(
+        &mut self,
+        ctx: &mut Ctx,
+        mem: &M,
+    ) -> Result<(), Fatal> {
+        let mut ran = false;
+        while let Some(e) = self.sq.get(self.cursor) {
+            if !e.wr.op.is_local() {
+                break;
+            }
+            let (r, status) = match e.wr.op {
+                SendOp::BindMw(b) => (mem.bind_mw(&b), WcStatus::MwBindErr),
+                SendOp::LocalInv(k) => (mem.invalidate(k, false), WcStatus::LocQpOpErr),
+                _ => break,
+            };
+            if r.is_err() {
+                ctx.stats.tx_local_op_errors += 1;
+                return Err(self.fail_index(ctx, self.cursor, status));
+            }
+            let psn = self.next_psn;
+            let e = &mut self.sq[self.cursor];
+            e.assigned = true;
+            e.first_psn = psn;
+            e.npsn = 0;
+            self.cursor += 1;
+            self.cursor_pkt = 0;
+            ran = true;
+        }
+        if ran {
+            // Done at once if nothing before it is outstanding.
+            self.retire(ctx);
+        }
+        Ok(())
     }
 
     /// The packet of an atomic request (opcode, extension headers, no
@@ -809,6 +863,7 @@ fn send_wc(ctx: &Ctx, e: &SqEntry, status: WcStatus) -> WorkCompletion {
         queue: WcQueue::Send,
         byte_len: e.len,
         imm: None,
+        inv: None,
         qp_num: ctx.qpn,
         src_qp: ctx.remote_qpn,
         solicited: false,

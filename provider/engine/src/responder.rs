@@ -627,9 +627,19 @@ impl Responder {
             return Err(Refused::LocalFault);
         }
         if pos.is_last() {
+            // SEND with invalidate: the window goes before the receive
+            // completes (IBTA 10.6.7.2.7). A refusal leaves the WQE to
+            // the flush of the QP's ERROR.
+            if let Some(rkey) = repr.ext.ieth {
+                if mem.invalidate(rkey, true).is_err() {
+                    ctx.stats.rx_invalidate_refused += 1;
+                    return Err(Refused::Invalid);
+                }
+                ctx.stats.rx_invalidations += 1;
+            }
             self.cur = None;
             self.recv_off = None;
-            let wc = recv_wc(
+            let mut wc = recv_wc(
                 ctx,
                 &wqe,
                 WcStatus::Success,
@@ -638,6 +648,7 @@ impl Responder {
                 WcOpcode::Recv,
                 repr.bth.solicited,
             );
+            wc.inv = repr.ext.ieth;
             ctx.push_wc(wc);
         } else {
             self.recv_off = Some(end);
@@ -746,7 +757,6 @@ impl Responder {
         let op = repr.bth.opcode;
         let pos = op.position();
         if !Self::length_ok(pos, payload.len(), ctx.mtu as usize)
-            || matches!(op, Opcode::SendLastInv | Opcode::SendOnlyInv)
             || (pos.is_first() && (self.recv_off.is_some() || self.write.is_some()))
         {
             return Err(self.fatal(psn, NakCode::InvalidRequest));
@@ -1149,6 +1159,7 @@ fn recv_wc(
         queue: WcQueue::Recv,
         byte_len,
         imm,
+        inv: None,
         qp_num: ctx.qpn,
         src_qp: ctx.remote_qpn,
         solicited,

@@ -17,7 +17,7 @@
 
 pub mod rx;
 
-use core::cell::Cell;
+use core::cell::{Cell, RefCell};
 use core::ops::Range;
 
 use omx_wire::{Bth, Ext, Frame, FrameRepr, Opcode, Psn, Qpn, Transport};
@@ -105,6 +105,22 @@ pub struct FakeMemory {
     pub writes: Vec<WriteRecord>,
     /// Successful reads so far.
     pub reads: Cell<usize>,
+    /// Memory windows: the engine's local operations and SEND with
+    /// invalidate change them ([`FakeMemory::add_window`]).
+    pub windows: RefCell<Vec<FakeWindow>>,
+}
+
+/// A memory window of a [`FakeMemory`]: bookkeeping only (remote
+/// accesses do not go through it; the provider's tests cover that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FakeWindow {
+    /// Current rkey: the index bits (`>> 8`) name it, the low byte is
+    /// the one the last bind set.
+    pub rkey: u32,
+    /// Bound (valid) or not.
+    pub bound: bool,
+    /// Binds executed on it.
+    pub binds: u32,
 }
 
 impl FakeMemory {
@@ -138,6 +154,24 @@ impl FakeMemory {
     pub fn remove(&mut self, key: u32) -> Option<Region> {
         let i = self.regions.iter().position(|r| r.key == key)?;
         Some(self.regions.remove(i))
+    }
+
+    /// Adds an unbound memory window answering to `rkey`.
+    pub fn add_window(&mut self, rkey: u32) {
+        self.windows.get_mut().push(FakeWindow {
+            rkey,
+            bound: false,
+            binds: 0,
+        });
+    }
+
+    /// The window whose index bits are those of `rkey`.
+    pub fn window(&self, rkey: u32) -> Option<FakeWindow> {
+        self.windows
+            .borrow()
+            .iter()
+            .find(|w| w.rkey >> 8 == rkey >> 8)
+            .copied()
     }
 
     /// Makes copies touching `range` of region `key` fault.
@@ -228,6 +262,34 @@ impl MemoryAccess for FakeMemory {
             Access::RemoteAtomic,
         )?;
         Ok(old)
+    }
+
+    /// Binds a window to a region that exists (length 0 unbinds);
+    /// anything else is refused.
+    fn bind_mw(&self, bind: &crate::MwBind) -> Result<(), MemError> {
+        if bind.len > 0 && self.region(bind.mr_lkey).is_none() {
+            return Err(MemError::InvalidKey);
+        }
+        let mut ws = self.windows.borrow_mut();
+        let w = ws
+            .iter_mut()
+            .find(|w| w.rkey >> 8 == bind.mw_rkey >> 8)
+            .ok_or(MemError::InvalidKey)?;
+        w.rkey = (w.rkey & !0xff) | (bind.new_rkey & 0xff);
+        w.bound = bind.len > 0;
+        w.binds += 1;
+        Ok(())
+    }
+
+    /// Unbinds the bound window with exactly this rkey.
+    fn invalidate(&self, rkey: u32, _remote: bool) -> Result<(), MemError> {
+        let mut ws = self.windows.borrow_mut();
+        let w = ws
+            .iter_mut()
+            .find(|w| w.rkey == rkey && w.bound)
+            .ok_or(MemError::InvalidKey)?;
+        w.bound = false;
+        Ok(())
     }
 }
 

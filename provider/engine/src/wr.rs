@@ -119,6 +119,34 @@ pub enum SendOp {
         /// Addend.
         add: u64,
     },
+    /// IBV_WR_SEND_WITH_INV: a SEND whose receiver invalidates `rkey`
+    /// (a type 2 memory window of its PD) before completing it.
+    SendWithInv(u32),
+    /// IBV_WR_BIND_MW (and `ibv_bind_mw`): a local operation, executed
+    /// when the send queue reaches it (after every earlier WR was sent).
+    BindMw(MwBind),
+    /// IBV_WR_LOCAL_INV of a type 2 window's rkey: a local operation, in
+    /// send queue order like [`SendOp::BindMw`].
+    LocalInv(u32),
+}
+
+/// What a bind sets a memory window to (`ibv_mw_bind_info` + the keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MwBind {
+    /// The window's rkey when the WR was posted: its index bits
+    /// (`>> 8`) name the window.
+    pub mw_rkey: u32,
+    /// The rkey the window answers to once bound: the index bits of
+    /// `mw_rkey`, the key byte (low 8 bits) of this value.
+    pub new_rkey: u32,
+    /// lkey of the MR the window covers (0 with `len` 0: unbind).
+    pub mr_lkey: u32,
+    /// Start of the window in the MR's address space.
+    pub addr: u64,
+    /// Length; 0 unbinds a type 1 window (refused for type 2).
+    pub len: u64,
+    /// `mw_access_flags`: IBV_ACCESS_REMOTE_* and IBV_ACCESS_ZERO_BASED.
+    pub access: u32,
 }
 
 impl SendOp {
@@ -130,7 +158,16 @@ impl SendOp {
             SendOp::RdmaRead { .. } => WcOpcode::RdmaRead,
             SendOp::AtomicCmpSwap { .. } => WcOpcode::CompSwap,
             SendOp::AtomicFetchAdd { .. } => WcOpcode::FetchAdd,
+            SendOp::SendWithInv(_) => WcOpcode::Send,
+            SendOp::BindMw(_) => WcOpcode::BindMw,
+            SendOp::LocalInv(_) => WcOpcode::LocalInv,
         }
+    }
+
+    /// A local operation: no packet, executed and completed in send
+    /// queue order.
+    pub fn is_local(&self) -> bool {
+        matches!(self, SendOp::BindMw(_) | SendOp::LocalInv(_))
     }
 }
 
@@ -208,6 +245,8 @@ pub enum WcStatus {
     LocProtErr = 4,
     /// IBV_WC_WR_FLUSH_ERR.
     WrFlushErr = 5,
+    /// IBV_WC_MW_BIND_ERR.
+    MwBindErr = 6,
     /// IBV_WC_BAD_RESP_ERR.
     BadRespErr = 7,
     /// IBV_WC_REM_INV_REQ_ERR.
@@ -238,6 +277,10 @@ pub enum WcOpcode {
     CompSwap = 3,
     /// IBV_WC_FETCH_ADD.
     FetchAdd = 4,
+    /// IBV_WC_BIND_MW.
+    BindMw = 5,
+    /// IBV_WC_LOCAL_INV.
+    LocalInv = 6,
     /// IBV_WC_RECV.
     Recv = 128,
     /// IBV_WC_RECV_RDMA_WITH_IMM.
@@ -269,6 +312,9 @@ pub struct WorkCompletion {
     pub byte_len: u32,
     /// Immediate data (IBV_WC_WITH_IMM), host-order value.
     pub imm: Option<u32>,
+    /// The rkey a SEND with invalidate invalidated (IBV_WC_WITH_INV,
+    /// `ibv_wc.invalidated_rkey`); never together with `imm`.
+    pub inv: Option<u32>,
     /// Local QPN.
     pub qp_num: Qpn,
     /// Remote QPN (receive completions).

@@ -388,8 +388,10 @@ cq_reader!(
     read_byte_len -> u32, |w, _t| w.byte_len
 );
 cq_reader!(
-    /// `ibv_wc_read_imm_data` (network order).
-    read_imm_data -> u32, |w, _t| w.imm.unwrap_or(0).to_be()
+    /// `ibv_wc_read_imm_data`: the immediate data in network order, or
+    /// with IBV_WC_WITH_INV the invalidated rkey in host order (the
+    /// `ibv_wc` union's two members, as mlx5 reads them).
+    read_imm_data -> u32, |w, _t| w.inv.unwrap_or_else(|| w.imm.unwrap_or(0).to_be())
 );
 cq_reader!(
     /// `ibv_wc_read_qp_num`.
@@ -502,18 +504,26 @@ pub fn to_ibv_wc(w: &WorkCompletion) -> ibv_wc {
     if let Some(imm) = w.imm {
         wc.__bindgen_anon_1.imm_data = imm.to_be();
     }
+    if let Some(rkey) = w.inv {
+        wc.__bindgen_anon_1.invalidated_rkey = rkey;
+    }
     wc.wc_flags = wc_flags(w);
     wc.sl = w.sl;
     wc
 }
 
-/// `ibv_wc.wc_flags`: IBV_WC_WITH_IMM when immediate data came, IBV_WC_GRH
-/// when a GRH precedes the data (UD receives). `pkey_index`, `slid` and
+/// `ibv_wc.wc_flags`: IBV_WC_WITH_IMM when immediate data came,
+/// IBV_WC_WITH_INV when a SEND with invalidate invalidated a window
+/// (`invalidated_rkey`), IBV_WC_GRH when a GRH precedes the data (UD
+/// receives). `pkey_index`, `slid` and
 /// `dlid_path_bits` stay 0, as rdma-core documents for an Ethernet port.
 fn wc_flags(w: &WorkCompletion) -> u32 {
     let mut f = 0;
     if w.imm.is_some() {
         f |= IBV_WC_WITH_IMM;
+    }
+    if w.inv.is_some() {
+        f |= IBV_WC_WITH_INV;
     }
     if w.grh {
         f |= IBV_WC_GRH;
@@ -588,6 +598,7 @@ mod tests {
         queue: omx_engine::WcQueue::Send,
         byte_len: 0,
         imm: None,
+        inv: None,
         qp_num: omx_wire::Qpn::new(0),
         src_qp: omx_wire::Qpn::new(0),
         solicited: false,
@@ -611,6 +622,7 @@ mod tests {
             status: omx_engine::WcStatus::LocProtErr,
             opcode: omx_engine::WcOpcode::Recv,
             imm: Some(0x0102_0304),
+            inv: None,
             byte_len: 77,
             qp_num: omx_wire::Qpn::new(0x1005),
             src_qp: omx_wire::Qpn::new(0x2001),
@@ -638,6 +650,15 @@ mod tests {
         });
         assert_eq!(c.wc_flags, IBV_WC_WITH_IMM | IBV_WC_GRH);
         assert_eq!((c.sl, c.pkey_index, c.slid, c.dlid_path_bits), (2, 0, 0, 0));
+        // A SEND with invalidate: the rkey in host order, in the union.
+        let c = to_ibv_wc(&WorkCompletion {
+            imm: None,
+            inv: Some(0x1234_5678),
+            ..w
+        });
+        assert_eq!(c.wc_flags, IBV_WC_WITH_INV);
+        // SAFETY: plain data.
+        assert_eq!(unsafe { c.__bindgen_anon_1.invalidated_rkey }, 0x1234_5678);
     }
 
     #[test]
@@ -719,6 +740,7 @@ mod tests {
                 opcode: omx_engine::WcOpcode::Recv,
                 byte_len: 64,
                 imm: Some(0x0a0b_0c0d),
+                inv: None,
                 qp_num: omx_wire::Qpn::new(0x1001),
                 src_qp: omx_wire::Qpn::new(0x2002),
                 ..ZERO_WC

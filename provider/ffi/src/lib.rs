@@ -27,6 +27,7 @@ pub mod kcmd;
 pub mod log;
 pub mod mcast;
 pub mod mr;
+pub mod mw;
 pub mod ops;
 pub mod pd;
 pub mod qp;

@@ -121,6 +121,18 @@ pub unsafe extern "C" fn dereg_mr(vmr: *mut verbs_mr) -> i32 {
     guard("dereg_mr", libc::EIO, || {
         // SAFETY: vmr is the first field of a live OmxMr of ours.
         let m = unsafe { &*vmr.cast::<OmxMr>() };
+        if let (Some(rt), Some(e)) = (&m.rt, m.entry) {
+            let n = rt.ep.mrs.windows_on(e.lkey);
+            if n > 0 {
+                // IBTA: an MR with bound windows is not deregistered
+                // (rxe refuses too); invalidate or deallocate them first.
+                crate::log::notice(format_args!(
+                    "dereg_mr: {n} memory window(s) are bound to MR lkey {:#x}: EBUSY",
+                    e.lkey
+                ));
+                return libc::EBUSY;
+            }
+        }
         // The data path stops using the region before the kernel forgets
         // it.
         if let (Some(rt), Some(e)) = (&m.rt, m.entry) {

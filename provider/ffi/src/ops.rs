@@ -10,7 +10,7 @@
 
 use omx_rdma_sys::verbs_context_ops;
 
-use crate::{ah, context, cq, mcast, mr, pd, qp, qp_ex, srq};
+use crate::{ah, context, cq, mcast, mr, mw, pd, qp, qp_ex, srq};
 
 pub static OMX_CTX_OPS: verbs_context_ops = ctx_ops();
 
@@ -19,14 +19,17 @@ const fn ctx_ops() -> verbs_context_ops {
     // `None` for each.
     let mut o: verbs_context_ops = unsafe { core::mem::zeroed() };
     o.advise_mr = Some(mr::advise_mr);
+    o.alloc_mw = Some(mw::alloc_mw);
     o.alloc_pd = Some(pd::alloc_pd);
     o.attach_mcast = Some(mcast::attach_mcast);
+    o.bind_mw = Some(mw::bind_mw);
     o.create_ah = Some(ah::create_ah);
     o.create_cq = Some(cq::create_cq);
     o.create_cq_ex = Some(cq::create_cq_ex);
     o.create_qp = Some(qp::create_qp);
     o.create_qp_ex = Some(qp_ex::create_qp_ex);
     o.create_srq = Some(srq::create_srq);
+    o.dealloc_mw = Some(mw::dealloc_mw);
     o.dealloc_pd = Some(pd::dealloc_pd);
     o.dereg_mr = Some(mr::dereg_mr);
     o.destroy_ah = Some(ah::destroy_ah);

@@ -751,19 +751,33 @@ pub(crate) unsafe fn sg_list(list: *const ibv_sge, n: i32) -> Result<SgList, i32
     SgList::new(&sges[..n as usize]).ok_or(libc::EINVAL)
 }
 
-/// The engine operation of a send WR.
-fn send_op(w: &ibv_send_wr) -> Result<SendOp, i32> {
+/// The engine operation of a send WR of a QP of context `ctx`.
+///
+/// # Safety
+/// For IBV_WR_BIND_MW, `w`'s window and MR pointers are NULL or live
+/// objects (the verbs contract of `ibv_post_send`).
+unsafe fn send_op(ctx: *mut ibv_context, w: &ibv_send_wr) -> Result<SendOp, i32> {
     // SAFETY: plain-data unions; the opcode says which member is live.
-    let (rdma, atomic, imm) = unsafe {
+    let (rdma, atomic, imm, inv) = unsafe {
         (
             w.wr.rdma,
             w.wr.atomic,
             u32::from_be(w.__bindgen_anon_1.imm_data),
+            w.__bindgen_anon_1.invalidate_rkey,
         )
     };
     Ok(match w.opcode {
         IBV_WR_SEND => SendOp::Send,
         IBV_WR_SEND_WITH_IMM => SendOp::SendWithImm(imm),
+        IBV_WR_SEND_WITH_INV => SendOp::SendWithInv(inv),
+        IBV_WR_LOCAL_INV => SendOp::LocalInv(inv),
+        IBV_WR_BIND_MW => {
+            // SAFETY: the opcode says `bind_mw` is the live member; its
+            // pointers per this function's contract.
+            let b = unsafe { w.__bindgen_anon_2.bind_mw };
+            // SAFETY: per this function's contract.
+            SendOp::BindMw(unsafe { crate::mw::mw_bind(ctx, b.mw, b.rkey, &b.bind_info) }?)
+        }
         IBV_WR_RDMA_WRITE => SendOp::RdmaWrite {
             remote_addr: rdma.remote_addr,
             rkey: rdma.rkey,
@@ -931,8 +945,8 @@ fn ud_dest(ctx: *mut ibv_context, w: &ibv_send_wr) -> Result<UdDest, i32> {
 /// refuses RDMA READ and atomics with EINVAL, as rxe (the engine); a UD
 /// QP takes SEND and SEND with immediate to the WR's address handle.
 /// IBV_SEND_INLINE means something for SEND and RDMA WRITE only (as in
-/// rxe): a READ or an atomic writes into its scatter list, and ignores
-/// the flag.
+/// rxe): a READ or an atomic writes into its scatter list, a bind or a
+/// local invalidate has no data, and they ignore the flag.
 fn post_one_send(
     ctx: *mut ibv_context,
     v: &Qp,
@@ -947,7 +961,9 @@ fn post_one_send(
         QpType::Ud => Some(ud_dest(ctx, w)?),
         _ => None,
     };
-    let op = send_op(w)?;
+    // SAFETY: the WR's pointers are live for this call (post_send's
+    // contract).
+    let op = unsafe { send_op(ctx, w) }?;
     // SAFETY: sg_list readable for num_sge entries (the caller's list, as
     // post_send's contract says).
     let sg = unsafe { sg_list(w.sg_list, w.num_sge) }?;
@@ -961,7 +977,11 @@ fn post_one_send(
     let inline = w.send_flags & IBV_SEND_INLINE != 0
         && !matches!(
             op,
-            SendOp::RdmaRead { .. } | SendOp::AtomicCmpSwap { .. } | SendOp::AtomicFetchAdd { .. }
+            SendOp::RdmaRead { .. }
+                | SendOp::AtomicCmpSwap { .. }
+                | SendOp::AtomicFetchAdd { .. }
+                | SendOp::BindMw(_)
+                | SendOp::LocalInv(_)
         );
     if !inline {
         return g.post_send(swr, dest).map_err(post_errno);
@@ -1155,11 +1175,13 @@ mod tests {
 
     #[test]
     fn send_opcodes() {
+        // SAFETY: no WR here names a window.
+        let op = |w: &ibv_send_wr| unsafe { send_op(ptr::null_mut(), w) };
         let mut w = ibv_send_wr {
             opcode: IBV_WR_SEND,
             ..Default::default()
         };
-        assert_eq!(send_op(&w), Ok(SendOp::Send));
+        assert_eq!(op(&w), Ok(SendOp::Send));
         w.opcode = IBV_WR_ATOMIC_FETCH_AND_ADD;
         w.wr.atomic = ibv_send_wr__bindgen_ty_2__bindgen_ty_2 {
             remote_addr: 0x1000,
@@ -1168,7 +1190,7 @@ mod tests {
             rkey: 7,
         };
         assert_eq!(
-            send_op(&w),
+            op(&w),
             Ok(SendOp::AtomicFetchAdd {
                 remote_addr: 0x1000,
                 rkey: 7,
@@ -1177,7 +1199,7 @@ mod tests {
         );
         w.opcode = IBV_WR_ATOMIC_CMP_AND_SWP;
         assert_eq!(
-            send_op(&w),
+            op(&w),
             Ok(SendOp::AtomicCmpSwap {
                 remote_addr: 0x1000,
                 rkey: 7,
@@ -1185,8 +1207,17 @@ mod tests {
                 swap: 4
             })
         );
+        // A bind names a window (NULL here: EINVAL); invalidations carry
+        // their rkey in host order.
         w.opcode = IBV_WR_BIND_MW;
-        assert_eq!(send_op(&w), Err(libc::EINVAL));
+        assert_eq!(op(&w), Err(libc::EINVAL));
+        w.__bindgen_anon_1.invalidate_rkey = 0x1234_5678;
+        w.opcode = IBV_WR_LOCAL_INV;
+        assert_eq!(op(&w), Ok(SendOp::LocalInv(0x1234_5678)));
+        w.opcode = IBV_WR_SEND_WITH_INV;
+        assert_eq!(op(&w), Ok(SendOp::SendWithInv(0x1234_5678)));
+        w.opcode = IBV_WR_TSO;
+        assert_eq!(op(&w), Err(libc::EINVAL));
     }
 
     #[test]

@@ -53,18 +53,23 @@ const _: () = assert!(offset_of!(verbs_qp, comp_mask) == 360);
 /// send_ops_flags an RC QP accepts.
 pub const SUPPORTED_SEND_OPS: u64 = (IBV_QP_EX_WITH_SEND
     | IBV_QP_EX_WITH_SEND_WITH_IMM
+    | IBV_QP_EX_WITH_SEND_WITH_INV
     | IBV_QP_EX_WITH_RDMA_WRITE
     | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM
     | IBV_QP_EX_WITH_RDMA_READ
     | IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP
-    | IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD) as u64;
+    | IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD
+    | IBV_QP_EX_WITH_BIND_MW
+    | IBV_QP_EX_WITH_LOCAL_INV) as u64;
 
-/// send_ops_flags a UC QP accepts: RC's but RDMA READ and atomics
-/// (docs/wire.md §14).
+/// send_ops_flags a UC QP accepts: RC's but RDMA READ, atomics and SEND
+/// with invalidate (docs/wire.md §14).
 const UC_SEND_OPS: u64 = (IBV_QP_EX_WITH_SEND
     | IBV_QP_EX_WITH_SEND_WITH_IMM
     | IBV_QP_EX_WITH_RDMA_WRITE
-    | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM) as u64;
+    | IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM
+    | IBV_QP_EX_WITH_BIND_MW
+    | IBV_QP_EX_WITH_LOCAL_INV) as u64;
 
 /// Every send_ops_flags bit rdma-core (v44..v55) defines.
 const KNOWN_SEND_OPS: u64 = (IBV_QP_EX_WITH_ATOMIC_WRITE << 1) as u64 - 1;
@@ -203,6 +208,13 @@ impl Staging {
         };
         self.n += 1;
         self.open = true;
+    }
+
+    /// A builder of a local operation (`ibv_wr_bind_mw`,
+    /// `ibv_wr_local_inv`): complete as built, no setter follows.
+    pub fn begin_local(&mut self, wr_id: u64, wr_flags: u32, op: SendOp) {
+        self.begin(wr_id, wr_flags, op);
+        self.open = false;
     }
 
     fn current(&mut self) -> Option<&mut Staged> {
@@ -383,19 +395,29 @@ unsafe fn from_ex<'a>(qp: *mut ibv_qp_ex) -> Option<(&'a OmxQp, &'a QpEx)> {
     Some((o, ex))
 }
 
-/// Runs a builder: reads the application's wr_id/wr_flags, stages.
+/// Runs a builder: reads the application's wr_id/wr_flags (and the QP's
+/// context), stages through `f`.
+///
+/// # Safety
+/// `qp` is NULL or the `ibv_qp_ex` of one of our extended QPs.
+unsafe fn build_with(qp: *mut ibv_qp_ex, f: impl FnOnce(&mut Staging, u64, u32, *mut ibv_context)) {
+    // SAFETY: per the contract.
+    let Some((_, ex)) = (unsafe { from_ex(qp) }) else {
+        return;
+    };
+    // SAFETY: qp is live; the application writes wr_id and wr_flags
+    // before calling the builder, from the thread in the critical section.
+    let (wr_id, flags, ctx) = unsafe { ((*qp).wr_id, (*qp).wr_flags, (*qp).qp_base.context) };
+    ex.with(|s| f(s, wr_id, flags, ctx));
+}
+
+/// [`build_with`] for a builder whose data setter follows.
 ///
 /// # Safety
 /// `qp` is NULL or the `ibv_qp_ex` of one of our extended QPs.
 unsafe fn build(qp: *mut ibv_qp_ex, op: SendOp) {
     // SAFETY: per the contract.
-    let Some((_, ex)) = (unsafe { from_ex(qp) }) else {
-        return;
-    };
-    // SAFETY: qp is live; the application writes these two fields before
-    // calling the builder, from the thread in the critical section.
-    let (wr_id, flags) = unsafe { ((*qp).wr_id, (*qp).wr_flags) };
-    ex.with(|s| s.begin(wr_id, flags, op));
+    unsafe { build_with(qp, |s, wr_id, flags, _| s.begin(wr_id, flags, op)) }
 }
 
 /// `ibv_wr_start`.
@@ -455,6 +477,52 @@ pub unsafe extern "C" fn wr_abort(qp: *mut ibv_qp_ex) {
 pub unsafe extern "C" fn wr_send(qp: *mut ibv_qp_ex) {
     // SAFETY: per the contract.
     unsafe { build(qp, SendOp::Send) }
+}
+
+/// `ibv_wr_send_inv`: a SEND whose receiver invalidates `rkey`.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs.
+pub unsafe extern "C" fn wr_send_inv(qp: *mut ibv_qp_ex, rkey: u32) {
+    // SAFETY: per the contract.
+    unsafe { build(qp, SendOp::SendWithInv(rkey)) }
+}
+
+/// `ibv_wr_local_inv`.
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs.
+pub unsafe extern "C" fn wr_local_inv(qp: *mut ibv_qp_ex, rkey: u32) {
+    let op = SendOp::LocalInv(rkey);
+    // SAFETY: per the contract.
+    unsafe { build_with(qp, |s, wr_id, flags, _| s.begin_local(wr_id, flags, op)) }
+}
+
+/// `ibv_wr_bind_mw`: binds `mw` to `info` under `rkey`'s key byte (a
+/// window or MR of another context fails the batch with EINVAL).
+///
+/// # Safety
+/// `qp` is NULL or one of our extended QPs; `mw` and `info` (and its MR)
+/// NULL or live.
+pub unsafe extern "C" fn wr_bind_mw(
+    qp: *mut ibv_qp_ex,
+    mw: *mut ibv_mw,
+    rkey: u32,
+    info: *const ibv_mw_bind_info,
+) {
+    let stage = |s: &mut Staging, wr_id, flags, ctx| {
+        // SAFETY: per the contract.
+        let bind = unsafe { info.as_ref() }
+            .ok_or(libc::EINVAL)
+            // SAFETY: per the contract.
+            .and_then(|i| unsafe { crate::mw::mw_bind(ctx, mw, rkey, i) });
+        match bind {
+            Ok(b) => s.begin_local(wr_id, flags, SendOp::BindMw(b)),
+            Err(e) => s.fail(e),
+        }
+    };
+    // SAFETY: per the contract.
+    unsafe { build_with(qp, stage) }
 }
 
 /// `ibv_wr_send_imm` (`imm` in network order, as in `ibv_send_wr`).
@@ -679,6 +747,15 @@ fn set_ops(x: &mut ibv_qp_ex, ops: u64) {
     }
     if has(IBV_QP_EX_WITH_SEND_WITH_IMM) {
         x.wr_send_imm = Some(wr_send_imm);
+    }
+    if has(IBV_QP_EX_WITH_SEND_WITH_INV) {
+        x.wr_send_inv = Some(wr_send_inv);
+    }
+    if has(IBV_QP_EX_WITH_BIND_MW) {
+        x.wr_bind_mw = Some(wr_bind_mw);
+    }
+    if has(IBV_QP_EX_WITH_LOCAL_INV) {
+        x.wr_local_inv = Some(wr_local_inv);
     }
     if has(IBV_QP_EX_WITH_RDMA_WRITE) {
         x.wr_rdma_write = Some(wr_rdma_write);

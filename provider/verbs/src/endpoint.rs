@@ -399,7 +399,7 @@ impl Endpoint {
             let mut g = a.qp.lock();
             {
                 let QpInner { eng, inline, .. } = &mut *g;
-                self.mrs.with_pd(a.qp.pd, inline, |mem| {
+                self.mrs.with_qp(a.qp.pd, a.qp.qpn.value(), inline, |mem| {
                     let _ = eng.handle_mcast_frame(now, frame, mem, &a.gid);
                 });
             }
@@ -502,7 +502,7 @@ impl Endpoint {
             inline,
             ..
         } = g;
-        self.mrs.with_pd(qp.pd, inline, |mem| loop {
+        self.mrs.with_qp(qp.pd, qp.qpn.value(), inline, |mem| loop {
             // Fill up to TX_BATCH slots, then send them in one batch.
             let mut lens = [0usize; TX_BATCH];
             let mut n = 0;
@@ -653,7 +653,7 @@ impl Endpoint {
                 eng: rc, inline, ..
             } = &mut *g;
             rc.set_ack_hold(by.may_hold_ack());
-            self.mrs.with_pd(qp.pd, inline, |mem| {
+            self.mrs.with_qp(qp.pd, qp.qpn.value(), inline, |mem| {
                 let _ = rc.handle_frame(now, frame, mem);
             });
         }
@@ -1440,6 +1440,7 @@ mod tests {
             queue: omx_engine::WcQueue::Send,
             byte_len: 0,
             imm: None,
+            inv: None,
             qp_num: Qpn::new(0),
             src_qp: Qpn::new(0),
             solicited: false,
@@ -1838,6 +1839,7 @@ mod tests {
         queue: omx_engine::WcQueue::Send,
         byte_len: 0,
         imm: None,
+        inv: None,
         qp_num: Qpn::new(0),
         src_qp: Qpn::new(0),
         solicited: false,

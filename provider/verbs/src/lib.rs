@@ -39,7 +39,9 @@ pub use addr::{mac_from_gid, AddrError};
 pub use cq::{Clock, Cq, Pushed, Stamp};
 pub use endpoint::{Drive, Endpoint, KernelCall, RxBy};
 pub use engine::Engine;
-pub use mr::{AdviseError, MrEntry, MrTable, PdMem, INLINE_LKEY};
+pub use mr::{
+    AdviseError, BindError, MrEntry, MrTable, MwBinding, MwEntry, MwType, PdMem, INLINE_LKEY,
+};
 pub use qp::{Qp, QpCaps, UdPort, Window, ACK_HOLD, MAX_INLINE_DATA};
 pub use srq::{Srq, SrqRing};
 

@@ -14,10 +14,24 @@
 //! Keys: the kernel hands out `index << 12 | tag` (12 random bits) with
 //! index ≥ 1 (kmod-shim `OMX_MR_INDEX_MIN`), so keys below 4096 never name
 //! an MR and [`INLINE_LKEY`] (0) names a QP's inline-data slab instead.
+//! Memory windows take their index from the same allocator, so an MR key
+//! and a window key never share `key >> 12`; a window is named by its
+//! key's upper 24 bits, the low byte being the consumer's key byte a
+//! bind changes (`ibv_inc_rkey`).
+//!
+//! Memory windows (docs/provider.md, "Memory windows"): the table of a
+//! context's windows is a second `RwLock`, taken after the MR lock (lock
+//! order QP → MR table → windows; nothing takes the MR lock while holding
+//! the windows lock). A remote access through a window holds the windows
+//! read lock for the whole copy, binds and invalidations take its write
+//! lock: once an invalidation (or a rebind) returns, no access through
+//! the old binding is still copying. The kernel only allocates windows
+//! (keys, accounting); binding, invalidation and the checks of every
+//! access are here.
 
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockReadGuard};
 
-use omx_engine::{Access, AtomicOp, MemError, MemoryAccess};
+use omx_engine::{Access, AtomicOp, MemError, MemoryAccess, MwBind};
 
 use crate::fault::{self, Fault};
 
@@ -32,8 +46,82 @@ pub const ACCESS_REMOTE_WRITE: u32 = 2;
 pub const ACCESS_REMOTE_READ: u32 = 4;
 /// IBV_ACCESS_REMOTE_ATOMIC.
 pub const ACCESS_REMOTE_ATOMIC: u32 = 8;
+/// IBV_ACCESS_MW_BIND.
+pub const ACCESS_MW_BIND: u32 = 16;
+/// IBV_ACCESS_ZERO_BASED.
+pub const ACCESS_ZERO_BASED: u32 = 32;
 /// IBV_ACCESS_ON_DEMAND.
 pub const ACCESS_ON_DEMAND: u32 = 64;
+/// The rights a window can grant.
+const WINDOW_RIGHTS: u32 = ACCESS_REMOTE_WRITE | ACCESS_REMOTE_READ | ACCESS_REMOTE_ATOMIC;
+
+fn remote_right(a: Access) -> u32 {
+    match a {
+        Access::RemoteRead => ACCESS_REMOTE_READ,
+        Access::RemoteWrite => ACCESS_REMOTE_WRITE,
+        Access::RemoteAtomic => ACCESS_REMOTE_ATOMIC,
+        Access::LocalRead | Access::LocalWrite => 0,
+    }
+}
+
+/// `enum ibv_mw_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MwType {
+    /// IBV_MW_TYPE_1: bound with `ibv_bind_mw`, associated with its PD.
+    One,
+    /// IBV_MW_TYPE_2: bound with IBV_WR_BIND_MW, associated with the QP
+    /// it was bound through (IBTA types 2A and 2B alike: remote accesses
+    /// and a SEND with invalidate must arrive at that QP).
+    Two,
+}
+
+/// What a bound window covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MwBinding {
+    /// lkey of the MR.
+    pub mr_lkey: u32,
+    /// Start in the MR's address space.
+    pub addr: u64,
+    /// Length (> 0).
+    pub len: u64,
+    /// The address remote requests use for `addr`: `addr` itself, or 0
+    /// for a zero-based window.
+    pub base: u64,
+    /// IBV_ACCESS_REMOTE_* rights.
+    pub access: u32,
+    /// QP the bind went through.
+    pub qpn: u32,
+}
+
+/// One memory window of a context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MwEntry {
+    /// Current rkey (the kernel's, with the key byte of the last bind).
+    pub rkey: u32,
+    /// Kernel handle of its PD.
+    pub pd: u32,
+    /// Type.
+    pub kind: MwType,
+    /// The binding, if the window is valid.
+    pub bound: Option<MwBinding>,
+}
+
+/// Why a bind was refused (each an IBV_WC_MW_BIND_ERR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindError {
+    /// No window of this context has the key's index, or it is of
+    /// another PD than the QP's.
+    NoWindow,
+    /// A type 2 window still bound (invalidate first), a zero-length
+    /// type 2 bind, or a zero-based type 1 window.
+    WrongState,
+    /// The MR: unknown, of another PD, without IBV_ACCESS_MW_BIND, the
+    /// range not inside it, or remote write/atomic on an MR without
+    /// local write.
+    BadMr,
+    /// `mw_access_flags` other than REMOTE_* and ZERO_BASED.
+    BadAccess,
+}
 
 /// One registered region (what `ibv_cmd_reg_mr` returned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,10 +169,11 @@ impl MrEntry {
     }
 }
 
-/// All MRs of a context.
+/// All MRs and memory windows of a context.
 #[derive(Debug, Default)]
 pub struct MrTable {
     entries: RwLock<Vec<MrEntry>>,
+    windows: RwLock<Vec<MwEntry>>,
 }
 
 impl MrTable {
@@ -106,11 +195,60 @@ impl MrTable {
     }
 
     /// Forgets the MR with this lkey; returns it if it existed. When this
-    /// returns, no engine call is copying through it any more.
+    /// returns, no engine call is copying through it any more, and no
+    /// window is bound to it (a bind that raced [`MrTable::windows_on`]
+    /// is undone).
     pub fn remove(&self, lkey: u32) -> Option<MrEntry> {
         let mut v = self.entries.write().unwrap_or_else(|p| p.into_inner());
         let i = v.iter().position(|e| e.lkey == lkey)?;
-        Some(v.swap_remove(i))
+        let e = v.swap_remove(i);
+        let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        for m in w.iter_mut() {
+            if m.bound.is_some_and(|b| b.mr_lkey == lkey) {
+                m.bound = None;
+            }
+        }
+        Some(e)
+    }
+
+    /// Windows bound to the MR with this lkey (`ibv_dereg_mr` refuses an
+    /// MR with bound windows, as IBTA and rxe).
+    pub fn windows_on(&self, lkey: u32) -> usize {
+        let w = self.windows.read().unwrap_or_else(|p| p.into_inner());
+        w.iter()
+            .filter(|m| m.bound.is_some_and(|b| b.mr_lkey == lkey))
+            .count()
+    }
+
+    /// Records a window the kernel allocated (unbound).
+    pub fn insert_mw(&self, rkey: u32, pd: u32, kind: MwType) {
+        self.insert_mw_entry(MwEntry {
+            rkey,
+            pd,
+            kind,
+            bound: None,
+        });
+    }
+
+    /// Records a window as it is (`dealloc_mw` puts back one the kernel
+    /// refused to free).
+    pub fn insert_mw_entry(&self, e: MwEntry) {
+        let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        w.push(e);
+    }
+
+    /// Forgets the window whose key has `rkey`'s index (bound or not).
+    /// When this returns, no access through it is copying any more.
+    pub fn remove_mw(&self, rkey: u32) -> Option<MwEntry> {
+        let mut w = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        let i = w.iter().position(|m| m.rkey >> 8 == rkey >> 8)?;
+        Some(w.swap_remove(i))
+    }
+
+    /// The window whose key has `rkey`'s index.
+    pub fn window(&self, rkey: u32) -> Option<MwEntry> {
+        let w = self.windows.read().unwrap_or_else(|p| p.into_inner());
+        w.iter().find(|m| m.rkey >> 8 == rkey >> 8).copied()
     }
 
     /// `ibv_advise_mr` (prefetch) for one SGE: the lkey must name an ODP
@@ -154,16 +292,30 @@ impl MrTable {
         self.len() == 0
     }
 
-    /// Runs `f` with the table restricted to `pd` (plus a QP's inline
-    /// slab). Holds the read lock for the call.
-    pub fn with_pd<R>(&self, pd: u32, inline: &[u8], f: impl FnOnce(&mut PdMem<'_>) -> R) -> R {
+    /// Runs `f` with the table as QP `qpn` of PD `pd` sees it (plus its
+    /// inline slab). Holds the MR read lock for the call.
+    pub fn with_qp<R>(
+        &self,
+        pd: u32,
+        qpn: u32,
+        inline: &[u8],
+        f: impl FnOnce(&mut PdMem<'_>) -> R,
+    ) -> R {
         let v = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let mut m = PdMem {
             mrs: &v,
+            windows: &self.windows,
             pd,
+            qpn,
             inline,
         };
         f(&mut m)
+    }
+
+    /// [`MrTable::with_qp`] for a QP number no window was bound through.
+    #[cfg(test)]
+    fn with_pd<R>(&self, pd: u32, inline: &[u8], f: impl FnOnce(&mut PdMem<'_>) -> R) -> R {
+        self.with_qp(pd, 0, inline, f)
     }
 }
 
@@ -192,44 +344,143 @@ fn fault_error(_: Fault) -> MemError {
     MemError::Fault
 }
 
-/// The engine's [`MemoryAccess`] for one PD.
+/// The engine's [`MemoryAccess`] for one QP (its PD's MRs and windows).
 #[derive(Debug)]
 pub struct PdMem<'a> {
     mrs: &'a [MrEntry],
+    windows: &'a RwLock<Vec<MwEntry>>,
     pd: u32,
+    qpn: u32,
     inline: &'a [u8],
 }
 
+/// A checked range: where it is in our virtual memory, whether its MR is
+/// on-demand (copies then go through [`fault::vm_copy`]), and, for an
+/// access through a window, the windows lock held until the copy is done.
+type Resolved<'g> = (usize, bool, Option<RwLockReadGuard<'g, Vec<MwEntry>>>);
+
 impl PdMem<'_> {
     fn find(&self, key: u32, access: Access) -> Result<&MrEntry, MemError> {
-        let remote = matches!(
-            access,
-            Access::RemoteRead | Access::RemoteWrite | Access::RemoteAtomic
-        );
+        let remote = remote_right(access) != 0;
         self.mrs
             .iter()
             .find(|e| e.pd == self.pd && if remote { e.rkey == key } else { e.lkey == key })
             .ok_or(MemError::InvalidKey)
     }
 
-    /// The checked range as a raw pointer into application memory, and
-    /// whether the MR is on-demand (copies then go through
-    /// [`fault::vm_copy`]).
+    fn mr_by_lkey(&self, lkey: u32) -> Option<&MrEntry> {
+        self.mrs.iter().find(|e| e.pd == self.pd && e.lkey == lkey)
+    }
+
+    /// The checked range (see [`Resolved`]). A remote key that names no
+    /// MR of the PD may name a window: the window's current key exactly,
+    /// bound, of this PD, a type 2 window bound through this QP, the
+    /// right granted, the range inside the window (IBTA 10.6.7.2).
     fn resolve(
         &self,
         key: u32,
         addr: u64,
         len: u64,
         access: Access,
-    ) -> Result<(usize, bool), MemError> {
-        let e = self.find(key, access)?;
+    ) -> Result<Resolved<'_>, MemError> {
+        let e = match self.find(key, access) {
+            Ok(e) => e,
+            Err(_) if remote_right(access) != 0 => {
+                return self.resolve_window(key, addr, len, access)
+            }
+            Err(e) => return Err(e),
+        };
         if !e.contains(addr, len) {
             return Err(MemError::OutOfBounds);
         }
         if !e.allows(access) {
             return Err(MemError::AccessDenied);
         }
-        Ok((e.va.wrapping_add(addr - e.addr) as usize, e.on_demand()))
+        Ok((
+            e.va.wrapping_add(addr - e.addr) as usize,
+            e.on_demand(),
+            None,
+        ))
+    }
+
+    fn resolve_window(
+        &self,
+        key: u32,
+        addr: u64,
+        len: u64,
+        access: Access,
+    ) -> Result<Resolved<'_>, MemError> {
+        let g = self.windows.read().unwrap_or_else(|p| p.into_inner());
+        let w = g
+            .iter()
+            .find(|w| w.rkey == key && w.pd == self.pd)
+            .ok_or(MemError::InvalidKey)?;
+        let b = w.bound.ok_or(MemError::InvalidKey)?;
+        if w.kind == MwType::Two && b.qpn != self.qpn {
+            return Err(MemError::InvalidKey);
+        }
+        if b.access & remote_right(access) == 0 {
+            return Err(MemError::AccessDenied);
+        }
+        let off = addr.checked_sub(b.base).ok_or(MemError::OutOfBounds)?;
+        let end = off.checked_add(len).ok_or(MemError::OutOfBounds)?;
+        if end > b.len {
+            return Err(MemError::OutOfBounds);
+        }
+        let at = b.addr.checked_add(off).ok_or(MemError::OutOfBounds)?;
+        let mr = self.mr_by_lkey(b.mr_lkey).ok_or(MemError::InvalidKey)?;
+        if !mr.contains(at, len) {
+            return Err(MemError::OutOfBounds);
+        }
+        let p = mr.va.wrapping_add(at - mr.addr) as usize;
+        let odp = mr.on_demand();
+        Ok((p, odp, Some(g)))
+    }
+
+    fn bind(&self, b: &MwBind) -> Result<(), BindError> {
+        let mut g = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        let w = g
+            .iter_mut()
+            .find(|w| w.rkey >> 8 == b.mw_rkey >> 8 && w.pd == self.pd)
+            .ok_or(BindError::NoWindow)?;
+        if b.access & !(WINDOW_RIGHTS | ACCESS_ZERO_BASED) != 0 {
+            return Err(BindError::BadAccess);
+        }
+        let zero_based = b.access & ACCESS_ZERO_BASED != 0;
+        match w.kind {
+            // IBTA o10-36.2.2: type 1 windows are not zero-based.
+            MwType::One if zero_based => return Err(BindError::WrongState),
+            // o10-37.2.30, o10-37.2.40: a type 2 window is bound only
+            // when free, and never with length 0.
+            MwType::Two if w.bound.is_some() || b.len == 0 => return Err(BindError::WrongState),
+            _ => {}
+        }
+        let new_rkey = (w.rkey & !0xff) | (b.new_rkey & 0xff);
+        if b.len == 0 {
+            // Type 1 with length 0: unbound, under a new key.
+            w.bound = None;
+            w.rkey = new_rkey;
+            return Ok(());
+        }
+        let mr = self.mr_by_lkey(b.mr_lkey).ok_or(BindError::BadMr)?;
+        // C10-73, C10-74, C10-75.
+        if mr.access & ACCESS_MW_BIND == 0
+            || (b.access & (ACCESS_REMOTE_WRITE | ACCESS_REMOTE_ATOMIC) != 0
+                && mr.access & ACCESS_LOCAL_WRITE == 0)
+            || !mr.contains(b.addr, b.len)
+        {
+            return Err(BindError::BadMr);
+        }
+        w.bound = Some(MwBinding {
+            mr_lkey: b.mr_lkey,
+            addr: b.addr,
+            len: b.len,
+            base: if zero_based { 0 } else { b.addr },
+            access: b.access & WINDOW_RIGHTS,
+            qpn: self.qpn,
+        });
+        w.rkey = new_rkey;
+        Ok(())
     }
 
     fn inline_range(&self, addr: u64, len: usize) -> Result<core::ops::Range<usize>, MemError> {
@@ -257,7 +508,7 @@ impl MemoryAccess for PdMem<'_> {
             dst.copy_from_slice(&self.inline[r]);
             return Ok(());
         }
-        let (p, odp) = self.resolve(key, addr, dst.len() as u64, access)?;
+        let (p, odp, _window) = self.resolve(key, addr, dst.len() as u64, access)?;
         if dst.is_empty() {
             return Ok(());
         }
@@ -278,7 +529,7 @@ impl MemoryAccess for PdMem<'_> {
         if key == INLINE_LKEY && self.find(key, access).is_err() {
             return Err(MemError::InvalidKey);
         }
-        let (p, odp) = self.resolve(key, addr, src.len() as u64, access)?;
+        let (p, odp, _window) = self.resolve(key, addr, src.len() as u64, access)?;
         if src.is_empty() {
             return Ok(());
         }
@@ -306,7 +557,7 @@ impl MemoryAccess for PdMem<'_> {
     /// instruction on one could have side effects. The device does not
     /// report atomics in `odp_caps` either.
     fn atomic(&mut self, key: u32, addr: u64, op: AtomicOp) -> Result<u64, MemError> {
-        let (p, odp) = self.resolve(key, addr, 8, Access::RemoteAtomic)?;
+        let (p, odp, _window) = self.resolve(key, addr, 8, Access::RemoteAtomic)?;
         if odp || !p.is_multiple_of(8) {
             return Err(MemError::AccessDenied);
         }
@@ -317,6 +568,28 @@ impl MemoryAccess for PdMem<'_> {
         // unmapped, the instruction faults into the handler's fixup. Rust
         // code holds no reference to application memory.
         unsafe { fault::atomic_app(p, op) }.map_err(fault_error)
+    }
+
+    fn bind_mw(&self, bind: &MwBind) -> Result<(), MemError> {
+        self.bind(bind).map_err(|_| MemError::AccessDenied)
+    }
+
+    /// IBTA o10-37.2.26: only type 2 windows are invalidated, and only
+    /// bound ones of this QP's PD under their current key; a SEND with
+    /// invalidate must also arrive at the QP the window was bound through.
+    fn invalidate(&self, rkey: u32, remote: bool) -> Result<(), MemError> {
+        let mut g = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        let w = g
+            .iter_mut()
+            .find(|w| w.rkey == rkey && w.pd == self.pd && w.kind == MwType::Two)
+            .ok_or(MemError::InvalidKey)?;
+        match w.bound {
+            Some(b) if !remote || b.qpn == self.qpn => {
+                w.bound = None;
+                Ok(())
+            }
+            _ => Err(MemError::InvalidKey),
+        }
     }
 }
 
@@ -686,5 +959,293 @@ mod tests {
             plain.advise_range(7, 0x101, a, 8, true),
             Err(AdviseError::NotOnDemand)
         );
+    }
+
+    const MW1: u32 = 0x7000_0011;
+    const MW2: u32 = 0x8000_0022;
+
+    /// A 4 KiB MR (key 0x101, PD 7) with MW_BIND and local write, a type
+    /// 1 and a type 2 window of PD 7, and a window of PD 8.
+    fn windows(buf: &mut [u8]) -> (MrTable, u64) {
+        let (t, a) = table(
+            buf,
+            ACCESS_LOCAL_WRITE | ACCESS_MW_BIND | ACCESS_REMOTE_READ,
+        );
+        t.insert_mw(MW1, 7, MwType::One);
+        t.insert_mw(MW2, 7, MwType::Two);
+        t.insert_mw(0x9000_0033, 8, MwType::Two);
+        (t, a)
+    }
+
+    fn bind_of(mw: u32, key: u8, addr: u64, len: u64, access: u32) -> MwBind {
+        MwBind {
+            mw_rkey: mw,
+            new_rkey: u32::from(key),
+            mr_lkey: 0x101,
+            addr,
+            len,
+            access,
+        }
+    }
+
+    const RW: u32 = ACCESS_REMOTE_READ | ACCESS_REMOTE_WRITE;
+
+    /// Remote accesses through a bound window: only its current key, its
+    /// range and its rights; the MR's own rkey and rights are not the
+    /// window's.
+    #[test]
+    fn a_window_grants_its_range_and_rights_under_its_current_key() {
+        let mut buf = vec![0u8; 4096];
+        let (t, a) = windows(&mut buf);
+        let k1 = (MW1 & !0xff) | 0x12;
+        t.with_qp(7, 5, &[], |m| {
+            m.bind_mw(&bind_of(MW1, 0x12, a + 64, 128, RW)).unwrap();
+            m.write(k1, a + 64, b"window", Access::RemoteWrite).unwrap();
+            m.write(k1, a + 64 + 122, b"edge!!", Access::RemoteWrite)
+                .unwrap();
+            let mut out = [0u8; 6];
+            m.read(k1, a + 64, &mut out, Access::RemoteRead).unwrap();
+            assert_eq!(&out, b"window");
+            for (at, len) in [(a + 63, 2), (a + 64 + 123, 6), (a, 1), (u64::MAX, 2)] {
+                assert_eq!(
+                    m.check(k1, at, len, Access::RemoteWrite),
+                    Err(MemError::OutOfBounds),
+                    "{at:#x}+{len}"
+                );
+            }
+            assert_eq!(
+                m.atomic(k1, a + 64, AtomicOp::FetchAdd { add: 1 }),
+                Err(MemError::AccessDenied)
+            );
+            // The key byte before the bind, another byte, the MR's key
+            // for writes (it has no remote write) all fail.
+            for k in [MW1, k1 ^ 1] {
+                assert_eq!(
+                    m.check(k, a + 64, 1, Access::RemoteRead),
+                    Err(MemError::InvalidKey)
+                );
+            }
+            assert_eq!(
+                m.check(0x101, a + 64, 1, Access::RemoteWrite),
+                Err(MemError::AccessDenied)
+            );
+            // Not an lkey.
+            assert_eq!(
+                m.check(k1, a + 64, 1, Access::LocalRead),
+                Err(MemError::InvalidKey)
+            );
+            // Rebinding a type 1 window read-only changes key and rights.
+            m.bind_mw(&bind_of(k1, 0x13, a, 4096, ACCESS_REMOTE_READ))
+                .unwrap();
+            let k2 = (MW1 & !0xff) | 0x13;
+            assert_eq!(
+                m.check(k2, a + 100, 8, Access::RemoteWrite),
+                Err(MemError::AccessDenied)
+            );
+            assert_eq!(m.check(k2, a + 100, 8, Access::RemoteRead), Ok(()));
+            assert_eq!(
+                m.check(k1, a + 100, 8, Access::RemoteRead),
+                Err(MemError::InvalidKey)
+            );
+            // Length 0 unbinds a type 1 window.
+            m.bind_mw(&bind_of(k2, 0x14, 0, 0, 0)).unwrap();
+            let k3 = (MW1 & !0xff) | 0x14;
+            assert_eq!(
+                m.check(k3, a, 1, Access::RemoteRead),
+                Err(MemError::InvalidKey)
+            );
+        });
+        // A QP of another PD sees no window of PD 7.
+        t.with_qp(8, 5, &[], |m| {
+            assert_eq!(
+                m.bind_mw(&bind_of(MW1, 1, a, 8, RW)),
+                Err(MemError::AccessDenied)
+            );
+        });
+        assert_eq!(&buf[64..70], b"window");
+        assert_eq!(&buf[186..192], b"edge!!");
+    }
+
+    /// Type 2: bound only when free and with a length, reachable only
+    /// through the QP it was bound through, invalidated locally or by a
+    /// SEND with invalidate arriving at that QP; zero-based windows.
+    #[test]
+    fn type_2_windows_belong_to_their_qp_and_are_invalidated() {
+        let mut buf = vec![0u8; 4096];
+        let (t, a) = windows(&mut buf);
+        let k = (MW2 & !0xff) | 0x40;
+        t.with_qp(7, 5, &[], |m| {
+            assert_eq!(
+                m.bind_mw(&bind_of(MW2, 0x40, a, 0, RW)),
+                Err(MemError::AccessDenied),
+                "zero length"
+            );
+            m.bind_mw(&bind_of(MW2, 0x40, a + 1024, 256, RW | ACCESS_ZERO_BASED))
+                .unwrap();
+            assert_eq!(
+                m.bind_mw(&bind_of(k, 0x41, a, 8, RW)),
+                Err(MemError::AccessDenied),
+                "still bound"
+            );
+            // Zero-based: remote addresses start at 0.
+            m.write(k, 0, b"zb", Access::RemoteWrite).unwrap();
+            assert_eq!(
+                m.check(k, 255, 2, Access::RemoteWrite),
+                Err(MemError::OutOfBounds)
+            );
+            // Local invalidate of a type 1 window, an MR key, a stale key:
+            // refused.
+            for key in [MW1, 0x101, k ^ 1] {
+                assert_eq!(m.invalidate(key, false), Err(MemError::InvalidKey));
+            }
+        });
+        // Another QP of the PD: no access, no remote invalidate; a local
+        // invalidate through it is allowed.
+        t.with_qp(7, 6, &[], |m| {
+            assert_eq!(
+                m.check(k, 0, 1, Access::RemoteRead),
+                Err(MemError::InvalidKey)
+            );
+            assert_eq!(m.invalidate(k, true), Err(MemError::InvalidKey));
+        });
+        t.with_qp(7, 5, &[], |m| {
+            m.invalidate(k, true).unwrap();
+            assert_eq!(
+                m.check(k, 0, 1, Access::RemoteRead),
+                Err(MemError::InvalidKey)
+            );
+            assert_eq!(m.invalidate(k, false), Err(MemError::InvalidKey));
+            // Free again: rebound under a new key byte.
+            m.bind_mw(&bind_of(k, 0x41, a, 64, ACCESS_REMOTE_READ))
+                .unwrap();
+            let k2 = (MW2 & !0xff) | 0x41;
+            assert_eq!(m.check(k2, a, 64, Access::RemoteRead), Ok(()));
+        });
+        t.with_qp(7, 6, &[], |m| {
+            m.invalidate((MW2 & !0xff) | 0x41, false).unwrap();
+        });
+        assert_eq!(&buf[1024..1026], b"zb");
+    }
+
+    /// IBTA C10-73..75: the MR must allow binding, cover the window, and
+    /// have local write for a writable window; rights other than remote
+    /// ones and zero-based are refused, so is a zero-based type 1 window.
+    #[test]
+    fn binds_check_the_mr() {
+        let mut buf = vec![0u8; 4096];
+        let (t, a) = windows(&mut buf);
+        let mut plain = vec![0u8; 64];
+        let p = plain.as_mut_ptr() as u64;
+        t.insert(MrEntry {
+            lkey: 0x201,
+            rkey: 0x201,
+            pd: 7,
+            addr: p,
+            va: p,
+            len: 64,
+            access: ACCESS_LOCAL_WRITE | RW,
+        });
+        t.insert(MrEntry {
+            lkey: 0x301,
+            rkey: 0x301,
+            pd: 7,
+            addr: p,
+            va: p,
+            len: 64,
+            access: ACCESS_MW_BIND,
+        });
+        let refused = |m: &PdMem<'_>, b: MwBind| m.bind(&b).unwrap_err();
+        t.with_qp(7, 5, &[], |m| {
+            let mut b = bind_of(MW2, 1, p, 64, ACCESS_REMOTE_READ);
+            b.mr_lkey = 0x201;
+            assert_eq!(refused(m, b), BindError::BadMr, "no MW_BIND");
+            b.mr_lkey = 0x301;
+            b.access = ACCESS_REMOTE_WRITE;
+            assert_eq!(refused(m, b), BindError::BadMr, "no local write");
+            assert_eq!(
+                refused(m, bind_of(MW2, 1, a + 4000, 100, RW)),
+                BindError::BadMr,
+                "beyond the MR"
+            );
+            assert_eq!(
+                refused(m, bind_of(MW2, 1, a, 8, RW | ACCESS_LOCAL_WRITE)),
+                BindError::BadAccess
+            );
+            assert_eq!(
+                refused(m, bind_of(MW1, 1, a, 8, RW | ACCESS_ZERO_BASED)),
+                BindError::WrongState
+            );
+            assert_eq!(
+                refused(m, bind_of(0xA000_0000, 1, a, 8, RW)),
+                BindError::NoWindow
+            );
+            assert_eq!(
+                refused(m, bind_of(0x9000_0033, 1, a, 8, RW)),
+                BindError::NoWindow,
+                "window of another PD"
+            );
+        });
+        // Nothing was bound by the refusals.
+        assert!(t.window(MW2).unwrap().bound.is_none());
+    }
+
+    /// Deregistering the MR under a window unbinds it (the provider
+    /// refuses `ibv_dereg_mr` while windows are bound, see `windows_on`;
+    /// this covers a bind racing that check); deallocating a window
+    /// forgets it.
+    #[test]
+    fn windows_follow_their_mr_and_deallocation() {
+        let mut buf = vec![0u8; 4096];
+        let (t, a) = windows(&mut buf);
+        t.with_qp(7, 5, &[], |m| {
+            m.bind_mw(&bind_of(MW1, 1, a, 64, RW)).unwrap();
+            m.bind_mw(&bind_of(MW2, 2, a, 64, RW)).unwrap();
+        });
+        assert_eq!(t.windows_on(0x101), 2);
+        assert!(t.remove(0x101).is_some());
+        assert_eq!(t.windows_on(0x101), 0);
+        t.with_qp(7, 5, &[], |m| {
+            assert_eq!(
+                m.check((MW1 & !0xff) | 1, a, 1, Access::RemoteRead),
+                Err(MemError::InvalidKey)
+            );
+        });
+        assert!(t.remove_mw(MW2 ^ 0x5).is_some(), "named by its index");
+        assert!(t.window(MW2).is_none());
+        assert!(t.remove_mw(MW2).is_none());
+    }
+
+    /// An invalidation racing a stream of copies through the window: it
+    /// takes the windows lock between two copies, and every access after
+    /// it returned fails.
+    #[test]
+    fn invalidation_waits_for_copies_through_the_window() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut buf = vec![0u8; 1 << 16];
+        let (t, a) = table(&mut buf, ACCESS_LOCAL_WRITE | ACCESS_MW_BIND);
+        t.insert_mw(MW2, 7, MwType::Two);
+        let k = (MW2 & !0xff) | 1;
+        t.with_qp(7, 5, &[], |m| {
+            m.bind_mw(&bind_of(MW2, 1, a, 1 << 16, RW)).unwrap();
+        });
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let chunk = vec![0xabu8; 1 << 16];
+                while t
+                    .with_qp(7, 5, &[], |m| m.write(k, a, &chunk, Access::RemoteWrite))
+                    .is_ok()
+                {}
+                done.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            t.with_qp(7, 5, &[], |m| m.invalidate(k, false)).unwrap();
+            // Nothing copies through the window once invalidated.
+            let t0 = std::time::Instant::now();
+            while !done.load(Ordering::SeqCst) && t0.elapsed().as_secs() < 10 {
+                std::thread::yield_now();
+            }
+            assert!(done.load(Ordering::SeqCst));
+        });
     }
 }

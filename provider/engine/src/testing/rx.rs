@@ -42,6 +42,13 @@ pub const ODP_VA: u64 = 0x2_0000;
 pub const REGION_LEN: usize = 4096;
 /// The peer's rkey our own RDMA requests use.
 pub const PEER_RKEY: u32 = 0x407;
+/// A memory window on the remote region (a harness over real memory
+/// binds it through [`QPN`]; the test memories have none).
+pub const WINDOW_KEY: u32 = 0x5107;
+/// Its start (non-zero-based).
+pub const WINDOW_VA: u64 = REMOTE_VA + 1024;
+/// Its length.
+pub const WINDOW_LEN: u64 = 1024;
 
 /// Most bytes of one frame taken from the fuzzer's input.
 const MAX_FRAME: usize = 400;
@@ -497,6 +504,27 @@ pub fn seeds() -> Vec<(String, Vec<Vec<u8>>)> {
         peer.frame(Opcode::ReadRequest, e + 3, odp, &[]),
     ];
     out.push(("exchange-read".into(), read));
+    // Through the window: a WRITE, a READ, then a SEND with invalidate
+    // of it and a WRITE through it again.
+    let wwin = |len: u32| Ext {
+        reth: Some(Reth {
+            va: WINDOW_VA,
+            rkey: WINDOW_KEY,
+            dma_len: len,
+        }),
+        ..Ext::default()
+    };
+    let inv = Ext {
+        ieth: Some(WINDOW_KEY),
+        ..Ext::default()
+    };
+    let window = vec![
+        peer.frame(Opcode::WriteOnly, e, wwin(100), &data[..100]),
+        peer.frame(Opcode::ReadRequest, e + 1, wwin(200), &[]),
+        peer.frame(Opcode::SendOnlyInv, e + 2, inv, &data[..10]),
+        peer.frame(Opcode::WriteOnly, e + 3, wwin(8), &data[..8]),
+    ];
+    out.push(("exchange-window".into(), window));
     // Our own requests answered: the ACK of the SEND (two packets), the
     // READ's two responses, the ACK of the WRITE (two packets) and the
     // FETCH_ADD's atomic acknowledge (one PSN).
