@@ -43,7 +43,8 @@
  *     window, of a stale rkey, of an invalidated window -> error status;
  *     SEND_WITH_INV of an MR's rkey or a type 1 window -> the sender's
  *     completion is an error and the receiver gets no successful one;
- *  f. a type 2 bind of a bound window is refused and changes nothing;
+ *  f. a type 2 bind of a bound window is refused, through the QP it is
+ *     bound through and through another one, and changes nothing;
  *     ibv_dealloc_mw of a bound window returns 0 and its rkey dies.
  * Prints "mw ok" and exits 0 on success, 1 on the first failure, 77 when
  * the device has no memory windows.
@@ -1070,6 +1071,20 @@ static void bound_twice(void)
 	uint32_t k = ibv_inc_rkey(mw->rkey), k2 = ibv_inc_rkey(k);
 	int s;
 
+	/* Through the QP it is bound through. */
+	bind2_ok(c, mw, k, info(mr, WIN, WLEN, RW), w);
+	s = bind2(c, mw, k2, info(mr, WIN, WLEN, IBV_ACCESS_REMOTE_READ), w);
+	if (!bind_refusal_ok(s))
+		die("type 2 bind of a bound window, same QP: %s, want a post error or %s",
+		    st(s), ibv_wc_status_str(IBV_WC_MW_BIND_ERR));
+	printf("type 2 bind of a bound window, same QP: refused (%s)\n", st(s));
+	dealloc_mw(mw, w);
+	c = renew(c);
+
+	/* Through another QP; the binding stays as it was. */
+	mw = alloc_mw(IBV_MW_TYPE_2);
+	k = ibv_inc_rkey(mw->rkey);
+	k2 = ibv_inc_rkey(k);
 	bind2_ok(c, mw, k, info(mr, WIN, WLEN, RW), w);
 	write_ok(c, k, WIN + 300, 16, w);
 	c2 = conn_new(0);
@@ -1077,7 +1092,7 @@ static void bound_twice(void)
 	if (!bind_refusal_ok(s))
 		die("type 2 bind of a bound window: %s, want a post error or %s",
 		    st(s), ibv_wc_status_str(IBV_WC_MW_BIND_ERR));
-	printf("type 2 bind of a bound window: refused (%s)\n", st(s));
+	printf("type 2 bind of a bound window, another QP: refused (%s)\n", st(s));
 	conn_free(c2);
 	write_ok(c, k, WIN + 400, 16, "bound twice, the first binding still");
 	read_ok(c, k, WIN, WLEN, "bound twice, the first binding still");
