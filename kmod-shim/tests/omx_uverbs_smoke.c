@@ -788,7 +788,7 @@ static int mw_param(const char *val, char *old, size_t len)
  * Memory windows: rkeys from the MR key space, never an MR's index; the
  * device caps; the PD held by its MWs; the per-user limit (@limit, in
  * "run" mode only: the module parameter is global).  Leaves one MW of
- * each type for close, kill -9 or removal to free.
+ * each type (on a PD of their own) for close, kill -9 or removal to free.
  */
 static void check_mw(const char *uverbs, uint32_t pd, uint32_t mr_lkey,
 		     uint32_t mr2_lkey, void *buf, bool limit)
@@ -876,7 +876,18 @@ static void check_mw(const char *uverbs, uint32_t pd, uint32_t mr_lkey,
 	rv = raw_dealloc_pd(ufd, pd2);
 	CHECK(!rv, "DEALLOC_PD once its MW is gone rv=%d", rv);
 
-	/* mw[2] (type 1) and mw[3] (type 2) stay. */
+	/*
+	 * One MW of each type on a PD of their own stay for close, kill -9
+	 * or removal (main deallocates its PD at the end).
+	 */
+	raw_dealloc_mw(ufd, mw[2].mw_handle);
+	raw_dealloc_mw(ufd, mw[3].mw_handle);
+	rv = raw_alloc_pd(ufd, &pd2);
+	CHECK(!rv, "ALLOC_PD for the MWs left to close rv=%d", rv);
+	for (int i = 0; i < 2; i++) {
+		rv = raw_alloc_mw(ufd, pd2, 1 + i, &r);
+		CHECK(!rv, "ALLOC_MW type %d left to close rv=%d", 1 + i, rv);
+	}
 	ibdev_of(uverbs, dev, sizeof(dev));
 	held = root_mws(dev);
 	if (!limit || geteuid())
