@@ -2,13 +2,13 @@
 /*
  * rdma_omx: per-user limits.
  *
- * Every endpoint (ucontext), PD, CQ, QP, MR and SRQ is charged to the effective
- * user that opened the context (current_euid() in alloc_ucontext), never
- * to whoever issues a later command: a context's file passed to another
- * process keeps charging its opener.  Past a limit the command fails with
+ * Every endpoint (ucontext), PD, CQ, QP, MR, SRQ and MW is charged to the
+ * effective user that opened the context (current_euid() in
+ * alloc_ucontext), never to whoever issues a later command: a context's
+ * file passed to another process keeps charging its opener.  Past a limit the command fails with
  * -EDQUOT and a rate-limited message names the module parameter.  The
  * limits are per device, like the resources they protect (endpoints, QP
- * numbers and MR keys are device-wide name spaces); the device-wide
+ * numbers and MR/MW keys are device-wide name spaces); the device-wide
  * limits (OMX_MAX_*) still apply on top.
  *
  * References and locks:
@@ -40,6 +40,7 @@ static unsigned int omx_user_limit[OMX_RES_NUM] = {
 	[OMX_RES_QP] = 16384,
 	[OMX_RES_MR] = 262144,
 	[OMX_RES_SRQ] = 16384,
+	[OMX_RES_MW] = 65536,
 };
 
 static const char *const omx_user_limit_name[OMX_RES_NUM] = {
@@ -49,6 +50,7 @@ static const char *const omx_user_limit_name[OMX_RES_NUM] = {
 	[OMX_RES_QP] = "max_qps_per_user",
 	[OMX_RES_MR] = "max_mrs_per_user",
 	[OMX_RES_SRQ] = "max_srqs_per_user",
+	[OMX_RES_MW] = "max_mws_per_user",
 };
 
 /* Writable at run time (root); a lower limit does not take objects away. */
@@ -63,6 +65,7 @@ OMX_USER_LIMIT_PARAM(max_cqs_per_user, OMX_RES_CQ, "CQs");
 OMX_USER_LIMIT_PARAM(max_qps_per_user, OMX_RES_QP, "QPs");
 OMX_USER_LIMIT_PARAM(max_mrs_per_user, OMX_RES_MR, "MRs");
 OMX_USER_LIMIT_PARAM(max_srqs_per_user, OMX_RES_SRQ, "SRQs");
+OMX_USER_LIMIT_PARAM(max_mws_per_user, OMX_RES_MW, "MWs");
 
 /* Charge one object of @res to @user; -EDQUOT past the user's limit. */
 int omx_user_charge(struct omx_device *sdev, struct omx_user *user,
@@ -149,7 +152,7 @@ void omx_users_destroy(struct omx_device *sdev)
 
 /*
  * sysfs omx_users (root only): one line per user with objects on the
- * device, "uid contexts pds cqs qps mrs srqs".  For tests and
+ * device, "uid contexts pds cqs qps mrs srqs mws".  For tests and
  * administrators.
  */
 static ssize_t omx_users_show(struct device *device,
@@ -165,7 +168,7 @@ static ssize_t omx_users_show(struct device *device,
 	xa_for_each(&sdev->users_xa, index, user) {
 		if (len > PAGE_SIZE - 64)
 			break;	/* the rest does not fit in one page */
-		len += sysfs_emit_at(buf, len, "%u %d %d %d %d %d %d\n",
+		len += sysfs_emit_at(buf, len, "%u %d %d %d %d %d %d %d\n",
 				     from_kuid_munged(current_user_ns(),
 						      user->uid),
 				     atomic_read(&user->count[OMX_RES_CTX]),
@@ -173,7 +176,8 @@ static ssize_t omx_users_show(struct device *device,
 				     atomic_read(&user->count[OMX_RES_CQ]),
 				     atomic_read(&user->count[OMX_RES_QP]),
 				     atomic_read(&user->count[OMX_RES_MR]),
-				     atomic_read(&user->count[OMX_RES_SRQ]));
+				     atomic_read(&user->count[OMX_RES_SRQ]),
+				     atomic_read(&user->count[OMX_RES_MW]));
 	}
 	mutex_unlock(&sdev->users_lock);
 	return len;

@@ -113,7 +113,8 @@ static void omx_device_dealloc_driver(struct ib_device *base_dev)
 
 	WARN_ON(atomic_read(&sdev->num_ctx) || atomic_read(&sdev->num_pd) ||
 		atomic_read(&sdev->num_cq) || atomic_read(&sdev->num_qp) ||
-		atomic_read(&sdev->num_mr) || atomic_read(&sdev->num_srq));
+		atomic_read(&sdev->num_mr) || atomic_read(&sdev->num_srq) ||
+		atomic_read(&sdev->num_mw));
 	WARN_ON(!xa_empty(&sdev->endpoint_xa));
 	xa_destroy(&sdev->endpoint_xa);
 	xa_destroy(&sdev->mr_xa);
@@ -128,6 +129,7 @@ static const struct ib_device_ops omx_device_ops = {
 	.driver_id = RDMA_DRIVER_UNKNOWN,
 	.uverbs_abi_ver = OMX_UVERBS_ABI_VERSION,
 
+	.alloc_mw = omx_alloc_mw,
 	.alloc_pd = omx_alloc_pd,
 	.alloc_ucontext = omx_alloc_ucontext,
 	.attach_mcast = omx_attach_mcast,
@@ -135,6 +137,7 @@ static const struct ib_device_ops omx_device_ops = {
 	.create_qp = omx_create_qp,
 	.create_srq = omx_create_srq,
 	.dealloc_driver = omx_device_dealloc_driver,
+	.dealloc_mw = omx_dealloc_mw,
 	.dealloc_pd = omx_dealloc_pd,
 	.dealloc_ucontext = omx_dealloc_ucontext,
 	.dereg_mr = omx_dereg_mr,
@@ -159,6 +162,7 @@ static const struct ib_device_ops omx_device_ops = {
 	.reg_user_mr = omx_reg_user_mr,
 
 	INIT_RDMA_OBJ_SIZE(ib_cq, omx_cq, base_cq),
+	INIT_RDMA_OBJ_SIZE(ib_mw, omx_mw, base_mw),
 	INIT_RDMA_OBJ_SIZE(ib_pd, omx_pd, base_pd),
 	INIT_RDMA_OBJ_SIZE(ib_qp, omx_qp, base_qp),
 	INIT_RDMA_OBJ_SIZE(ib_srq, omx_srq, base_srq),

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
  * rdma_omx: thin verbs.  They validate, record and hand out identifiers;
- * the data path (post, poll, arm, AH, MW, the SRQ ring and its limit)
- * lives in the user-space provider and has no kernel op, so
- * kverbs_provider is false and no kernel ULP binds.
+ * the data path (post, poll, arm, AH, binding and checking MWs, the SRQ
+ * ring and its limit) lives in the user-space provider and has no kernel
+ * op, so kverbs_provider is false and no kernel ULP binds.
  *
  * References and locks in this file (the lock order is in
  * docs/lifetime-and-locking.md):
@@ -123,6 +123,10 @@ int omx_query_device(struct ib_device *base_dev, struct ib_device_attr *attr,
 	attr->hca_core_clock = OMX_HCA_CORE_CLOCK_KHZ;
 	/* Only capabilities the provider honours. */
 	attr->device_cap_flags = IB_DEVICE_SRQ_RESIZE;
+	/* Memory windows: bound and checked by the provider. */
+	attr->device_cap_flags |= IB_DEVICE_MEM_WINDOW |
+				  IB_DEVICE_MEM_WINDOW_TYPE_2A |
+				  IB_DEVICE_MEM_WINDOW_TYPE_2B;
 	attr->page_size_cap = PAGE_SIZE;
 	attr->max_mr_size = ~0ULL;
 
@@ -134,6 +138,7 @@ int omx_query_device(struct ib_device *base_dev, struct ib_device_attr *attr,
 	attr->max_cq = OMX_MAX_CQ;
 	attr->max_cqe = OMX_MAX_CQE;
 	attr->max_mr = OMX_MAX_MR;
+	attr->max_mw = OMX_MAX_MW;
 	attr->max_pd = OMX_MAX_PD;
 	attr->max_qp_rd_atom = OMX_MAX_RD_ATOM;
 	attr->max_qp_init_rd_atom = OMX_MAX_RD_ATOM;
@@ -151,7 +156,6 @@ int omx_query_device(struct ib_device *base_dev, struct ib_device_attr *attr,
 	attr->max_pkeys = OMX_PKEY_TBL_LEN;
 	attr->local_ca_ack_delay = OMX_LOCAL_CA_ACK_DELAY;
 	omx_mcast_query_device(to_omx_dev(base_dev), attr);
-	/* MW: not yet (max_mw 0). */
 
 	return 0;
 }
@@ -1065,6 +1069,58 @@ int omx_dereg_mr(struct ib_mr *base_mr, struct ib_udata *udata)
 	kfree(mr);
 	omx_uncharge(user, OMX_RES_MR, &sdev->num_mr);
 
+	return 0;
+}
+
+/*
+ * A memory window: an rkey and nothing else.  The core allocated the
+ * omx_mw, checked the type (1 or 2) and holds the PD; the provider binds
+ * the window, invalidates it and checks every access through it.
+ *
+ * The rkey is made like an MR key (index << OMX_MR_TAG_BITS | random
+ * tag) from the same allocator, mr_xa, so a window's index is never an
+ * MR's: the provider tells windows from MRs by the key alone.
+ */
+int omx_alloc_mw(struct ib_mw *base_mw, struct ib_udata *udata)
+{
+	struct omx_device *sdev = to_omx_dev(base_mw->device);
+	struct omx_user *user = to_omx_pd(base_mw->pd)->user;
+	struct omx_mw *mw = to_omx_mw(base_mw);
+	u32 index;
+	int rv;
+
+	rv = omx_udata_in_check(udata);
+	if (rv)
+		return rv;
+	rv = omx_charge(sdev, user, OMX_RES_MW, &sdev->num_mw, OMX_MAX_MW);
+	if (rv)
+		return rv;
+
+	rv = xa_alloc_cyclic(&sdev->mr_xa, &index, mw,
+			     XA_LIMIT(OMX_MR_INDEX_MIN, OMX_MR_INDEX_MAX),
+			     &sdev->mr_next, GFP_KERNEL_ACCOUNT);
+	if (rv < 0) {
+		omx_uncharge(user, OMX_RES_MW, &sdev->num_mw);
+		return rv == -EBUSY ? -ENOMEM : rv;
+	}
+
+	mw->user = user;
+	mw->index = index;
+	mw->base_mw.rkey = index << OMX_MR_TAG_BITS |
+			   (get_random_u32() & OMX_MR_TAG_MASK);
+	omx_dbg_mw(mw, "type %d\n", mw->base_mw.type);
+	return 0;
+}
+
+/* The core frees the omx_mw and drops the PD afterwards. */
+int omx_dealloc_mw(struct ib_mw *base_mw)
+{
+	struct omx_device *sdev = to_omx_dev(base_mw->device);
+	struct omx_mw *mw = to_omx_mw(base_mw);
+
+	omx_dbg_mw(mw, "deallocated\n");
+	xa_erase(&sdev->mr_xa, mw->index);
+	omx_uncharge(mw->user, OMX_RES_MW, &sdev->num_mw);
 	return 0;
 }
 

@@ -3,7 +3,7 @@
  * rdma_omx: kernel side of the omx-verbs provider.
  *
  * The module registers one ib_device per Ethernet netdev and keeps shadow
- * objects (ucontext = endpoint, PD, CQ, QP, SRQ, MR) so that libibverbs,
+ * objects (ucontext = endpoint, PD, CQ, QP, SRQ, MR, MW) so that libibverbs,
  * uverbs and restrack see a normal RDMA device.  It does no packet I/O: the
  * data path runs in user space over raw Ethernet (EtherType 0x86DF).
  *
@@ -46,9 +46,16 @@
  *               attachment to its last detach.  uverbs detaches every QP
  *               before it destroys it, so groups never outlive their QPs.
  *  omx_mr       key index in sdev->mr_xa (xarray internal lock).
+ *  omx_mw       a memory window: a key index in the same sdev->mr_xa (so
+ *               no MR and MW key ever share an index) and its user's
+ *               charge.  Allocated by the ib core (INIT_RDMA_OBJ_SIZE),
+ *               which frees it after dealloc_mw; uverbs holds its PD
+ *               (usecnt).  Binding, invalidation and rkey checks are the
+ *               provider's; the kernel keeps nothing else.
  *  endpoint_xa, qp_xa, mr_xa: cyclic id allocators; they only store
- *               pointers for debugging and future lookups, nobody
- *               dereferences them today, so they hold no references.
+ *               pointers (mr_xa: an omx_mr or an omx_mw, not told apart)
+ *               for debugging and future lookups, nobody dereferences
+ *               them today, so they hold no references.
  *
  * Lock order (outer first):
  *   omx_link_mutex -> rtnl_lock -> omx_dev_list_lock
@@ -92,6 +99,8 @@
 #define OMX_MAX_CQ		65536
 #define OMX_MAX_CQE		65536
 #define OMX_MAX_MR		OMX_MR_INDEX_MAX
+/* MWs take their keys from the MR key indexes too (mr_xa). */
+#define OMX_MAX_MW		BIT(18)
 #define OMX_MAX_PD		65536
 #define OMX_MAX_SRQ		65536
 #define OMX_MAX_SRQ_WR		OMX_MAX_QP_WR	/* as deep as a QP's RQ */
@@ -115,7 +124,10 @@
 /*
  * MR keys: lkey = rkey = index << 12 | tag, the tag 12 random bits drawn
  * for each registration, the index 1..2^20-1 from a cyclic allocator.  A
- * key below 1 << OMX_MR_TAG_BITS never names an MR.
+ * key below 1 << OMX_MR_TAG_BITS never names an MR.  MW rkeys are made
+ * the same way from the same allocator: an index names an MR or an MW,
+ * never both (the provider finds a window by rkey >> 8, the low byte
+ * being the consumer's key that ibv_inc_rkey() changes).
  */
 #define OMX_MR_TAG_BITS		12
 #define OMX_MR_TAG_MASK		((1U << OMX_MR_TAG_BITS) - 1)
@@ -148,11 +160,15 @@
 	 IB_ACCESS_REMOTE_READ | IB_ACCESS_REMOTE_ATOMIC |		\
 	 IB_ACCESS_MW_BIND)
 
-/* MR access flags the shadow accepts (remote atomics are only recorded). */
+/*
+ * MR access flags the shadow accepts (recorded; the provider enforces
+ * them, MW_BIND included: windows are bound by the provider).
+ */
 #define OMX_MR_ACCESS_SUPPORTED						\
 	(IB_ACCESS_LOCAL_WRITE | IB_ACCESS_REMOTE_WRITE |		\
 	 IB_ACCESS_REMOTE_READ | IB_ACCESS_REMOTE_ATOMIC |		\
-	 IB_ACCESS_HUGETLB | IB_ACCESS_OPTIONAL | IB_ACCESS_ON_DEMAND)
+	 IB_ACCESS_MW_BIND | IB_ACCESS_HUGETLB | IB_ACCESS_OPTIONAL |	\
+	 IB_ACCESS_ON_DEMAND)
 
 /*
  * Completion timestamps are the provider's CLOCK_MONOTONIC in nanoseconds:
@@ -185,6 +201,7 @@ enum omx_res {
 	OMX_RES_QP,
 	OMX_RES_MR,
 	OMX_RES_SRQ,
+	OMX_RES_MW,
 	OMX_RES_NUM,
 };
 
@@ -219,7 +236,7 @@ struct omx_device {
 	 */
 	struct xarray endpoint_xa;
 	u32 endpoint_next;		/* cyclic cursor of endpoint_xa */
-	struct xarray mr_xa;		/* MR key index -> omx_mr */
+	struct xarray mr_xa;		/* key index -> omx_mr or omx_mw */
 	u32 mr_next;			/* cyclic cursor of mr_xa */
 
 	/* kuid value -> omx_user, created and freed under users_lock. */
@@ -233,6 +250,7 @@ struct omx_device {
 	atomic_t num_qp;
 	atomic_t num_mr;
 	atomic_t num_srq;
+	atomic_t num_mw;
 
 	/* Multicast groups (omx_mcast.c), all under mcast_lock. */
 	struct mutex mcast_lock;
@@ -353,6 +371,17 @@ struct omx_mr {
 	int access;
 };
 
+/*
+ * A memory window (type 1 or 2, ib_mw.type, checked by the core): its
+ * rkey comes from the MR key space.  Core-allocated, freed by the core
+ * after dealloc_mw.
+ */
+struct omx_mw {
+	struct ib_mw base_mw;
+	struct omx_user *user;
+	u32 index;			/* rkey >> OMX_MR_TAG_BITS, in mr_xa */
+};
+
 static inline struct omx_device *to_omx_dev(struct ib_device *base_dev)
 {
 	return container_of(base_dev, struct omx_device, base_dev);
@@ -388,6 +417,11 @@ static inline struct omx_mr *to_omx_mr(struct ib_mr *base_mr)
 	return container_of(base_mr, struct omx_mr, base_mr);
 }
 
+static inline struct omx_mw *to_omx_mw(struct ib_mw *base_mw)
+{
+	return container_of(base_mw, struct omx_mw, base_mw);
+}
+
 #define omx_dbg(ibdev, fmt, ...)					\
 	ibdev_dbg(ibdev, "%s: " fmt, __func__, ##__VA_ARGS__)
 
@@ -410,6 +444,10 @@ static inline struct omx_mr *to_omx_mr(struct ib_mr *base_mr)
 #define omx_dbg_mr(mr, fmt, ...)					\
 	ibdev_dbg((mr)->base_mr.device, "MR[0x%08x] %s: " fmt,	\
 		  (mr)->base_mr.lkey, __func__, ##__VA_ARGS__)
+
+#define omx_dbg_mw(mw, fmt, ...)					\
+	ibdev_dbg((mw)->base_mw.device, "MW[0x%08x] %s: " fmt,	\
+		  (mw)->base_mw.rkey, __func__, ##__VA_ARGS__)
 
 /* omx_main.c */
 extern struct workqueue_struct *omx_wq;
@@ -493,6 +531,8 @@ void omx_srq_event_work(struct work_struct *work);
 struct ib_mr *omx_reg_user_mr(struct ib_pd *base_pd, u64 start, u64 length,
 			      u64 virt, int access, struct ib_udata *udata);
 int omx_dereg_mr(struct ib_mr *base_mr, struct ib_udata *udata);
+int omx_alloc_mw(struct ib_mw *base_mw, struct ib_udata *udata);
+int omx_dealloc_mw(struct ib_mw *base_mw);
 
 /* omx_verbs.c: restrack driver attributes */
 int omx_fill_res_cq_entry(struct sk_buff *msg, struct ib_cq *base_cq);

@@ -14,8 +14,9 @@
  *    SRQ now and then), SRQ (write commands and ioctl, random types,
  *    sizes, limits and driver data), MR (mapped, read-only, PROT_NONE,
  *    unmapped, wrapping, huge, zero-length and on-demand ranges, random
- *    access bits) created and destroyed, on handles of the worker's
- *    tables or random ones (an SRQ still used by a QP stays);
+ *    access bits), MW (random types and driver data) created and
+ *    destroyed, on handles of the worker's tables or random ones (an SRQ
+ *    still used by a QP stays);
  *  - modify_qp with random masks and values, sometimes the legal ladder;
  *    query_qp;
  *  - rdma_omx's driver methods (CQ_NOTIFY bursts, CQ_ERROR, QP_EVENT with
@@ -130,8 +131,8 @@ struct ctx {
 	pthread_mutex_t lock;
 	int fd;
 	int chan[4];
-	uint32_t pd[TBL], cq[TBL], qp[TBL], mr[TBL], srq[TBL];
-	int npd, ncq, nqp, nmr, nsrq, nchan;
+	uint32_t pd[TBL], cq[TBL], qp[TBL], mr[TBL], srq[TBL], mw[TBL];
+	int npd, ncq, nqp, nmr, nsrq, nmw, nchan;
 };
 
 struct worker {
@@ -162,7 +163,7 @@ static void ctx_open(uint64_t *s, struct ctx *c)
 	for (i = 0; i < c->nchan; i++)
 		close(c->chan[i]);
 	c->fd = -1;
-	c->npd = c->ncq = c->nqp = c->nmr = c->nsrq = c->nchan = 0;
+	c->npd = c->ncq = c->nqp = c->nmr = c->nsrq = c->nmw = c->nchan = 0;
 	atomic_fetch_add(&st->opens, 1);
 	fd = raw_uverbs_path(ibdev, path, sizeof(path)) ?
 	     open(path, O_RDWR | O_CLOEXEC) : -1;
@@ -470,6 +471,21 @@ static int op_reg_mr(uint64_t *s, struct ctx *c)
 	return rv;
 }
 
+/* ALLOC_MW: types 1 and 2 mostly, driver data now and then. */
+static int op_alloc_mw(uint64_t *s, struct ctx *c)
+{
+	struct ib_uverbs_alloc_mw_resp r;
+	uint64_t drv = chance(s, 50) ? 0 : rnd(s);
+	uint8_t type = chance(s, 90) ? 1 + below(s, 2) : (uint8_t)rnd(s);
+	int rv;
+
+	rv = raw_alloc_mw_drv(c->fd, pick(s, c, c->pd, c->npd), type,
+			      chance(s, 10) ? &drv : NULL, &r);
+	if (!rv)
+		keep(s, c, c->mw, &c->nmw, r.mw_handle);
+	return rv;
+}
+
 static int op_driver_method(uint64_t *s, struct ctx *c)
 {
 	uint32_t h;
@@ -602,6 +618,7 @@ static int op_garbage_write(uint64_t *s, struct ctx *c)
 		IB_USER_VERBS_CMD_MODIFY_SRQ, IB_USER_VERBS_CMD_QUERY_SRQ,
 		IB_USER_VERBS_CMD_DESTROY_SRQ,
 		IB_USER_VERBS_CMD_ATTACH_MCAST, IB_USER_VERBS_CMD_DETACH_MCAST,
+		IB_USER_VERBS_CMD_ALLOC_MW, IB_USER_VERBS_CMD_DEALLOC_MW,
 	};
 	uint32_t words[256];
 	struct ib_uverbs_cmd_hdr *h = (void *)words;
@@ -645,7 +662,13 @@ static int op_destroy(uint64_t *s, struct ctx *c)
 	uint32_t h;
 	int rv;
 
-	switch (below(s, 5)) {
+	switch (below(s, 6)) {
+	case 5:
+		h = pick(s, c, c->mw, c->nmw);
+		rv = raw_dealloc_mw(c->fd, h);
+		if (!rv)
+			forget(c, c->mw, &c->nmw, h);
+		return rv;
 	case 4:
 		h = pick(s, c, c->srq, c->nsrq);
 		rv = chance(s, 50) ? raw_destroy_srq(c->fd, h) :
@@ -723,7 +746,7 @@ static int one_op(uint64_t *s)
 		ctx_open(s, c);
 		return 0;
 	}
-	switch (below(s, 23)) {
+	switch (below(s, 24)) {
 	case 0: case 1:
 		rv = raw_alloc_pd(c->fd, &h);
 		if (!rv)
@@ -752,6 +775,8 @@ static int one_op(uint64_t *s)
 		return op_create_srq(s, c);
 	case 21: case 22:
 		return op_mcast(s, c);
+	case 23:
+		return op_alloc_mw(s, c);
 	default:
 		return op_destroy(s, c);
 	}

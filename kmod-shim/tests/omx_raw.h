@@ -509,6 +509,43 @@ static inline int raw_dereg_mr(int fd, uint32_t mr)
 	return raw_write(fd, IB_USER_VERBS_CMD_DEREG_MR, &c, sizeof(c), 0);
 }
 
+/*
+ * ALLOC_MW of @type on @pd; with @drv, 8 bytes of driver data holding it
+ * (rdma_omx defines none: only zeros are accepted).
+ */
+static inline int raw_alloc_mw_drv(int fd, uint32_t pd, uint8_t type,
+				   const uint64_t *drv,
+				   struct ib_uverbs_alloc_mw_resp *r)
+{
+	struct {
+		struct ib_uverbs_cmd_hdr hdr;
+		struct ib_uverbs_alloc_mw cmd;
+		uint64_t drv;
+	} c = { .cmd = { .response = (uintptr_t)r, .pd_handle = pd,
+			 .mw_type = type }, .drv = drv ? *drv : 0 };
+
+	memset(r, 0, sizeof(*r));
+	return raw_write(fd, IB_USER_VERBS_CMD_ALLOC_MW, &c,
+			 drv ? sizeof(c) : offsetof(typeof(c), drv),
+			 sizeof(*r));
+}
+
+static inline int raw_alloc_mw(int fd, uint32_t pd, uint8_t type,
+			       struct ib_uverbs_alloc_mw_resp *r)
+{
+	return raw_alloc_mw_drv(fd, pd, type, NULL, r);
+}
+
+static inline int raw_dealloc_mw(int fd, uint32_t mw)
+{
+	struct {
+		struct ib_uverbs_cmd_hdr hdr;
+		struct ib_uverbs_dealloc_mw cmd;
+	} c = { .cmd.mw_handle = mw };
+
+	return raw_write(fd, IB_USER_VERBS_CMD_DEALLOC_MW, &c, sizeof(c), 0);
+}
+
 /* rdma_omx driver methods. */
 static inline int raw_cq_notify(int fd, uint32_t cq)
 {

@@ -5,10 +5,10 @@
  *   omx_ulimits /dev/infiniband/uverbsN IBDEV UID_A UID_B UID_C UID_D
  *
  * Run as root, with the module loaded with max_contexts_per_user=3 and
- * max_{pds,cqs,qps,mrs,srqs}_per_user=2 (max_pds_per_user is raised to 3
+ * max_{pds,cqs,qps,mrs,srqs,mws}_per_user=2 (max_pds_per_user is raised to 3
  * on the way, through sysfs).  Children drop to throwaway uids:
  *  A  opens 3 contexts (a 4th fails with EDQUOT), then in them 2 PDs,
- *     2 CQs, 2 QPs, 2 MRs and 2 SRQs each (the 3rd of each fails with
+ *     2 CQs, 2 QPs, 2 MRs, 2 SRQs and 2 MWs each (the 3rd of each fails with
  *     EDQUOT, whichever context asks: the limits are per user and device;
  *     a destroyed SRQ gives its charge back);
  *  B  while A holds everything, opens a context and creates one of each:
@@ -77,6 +77,7 @@ static void fill_quota(const char *who, int fd, int fd2)
 {
 	struct ib_uverbs_create_qp_resp qr;
 	struct ib_uverbs_reg_mr_resp mr;
+	struct ib_uverbs_alloc_mw_resp mw;
 	uint32_t pd, pd2, cq, h, srq;
 	char *buf = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -122,6 +123,13 @@ static void fill_quota(const char *who, int fd, int fd2)
 	CHECK(!rv, "%s: SRQ 3 after a destroy rv=%d", who, rv);
 	rv = raw_create_srq(fd, pd, 16, 1, 0, &h);
 	CHECK(rv == -EDQUOT, "%s: SRQ 4 -> %d (want -EDQUOT)", who, rv);
+
+	rv = raw_alloc_mw(fd, pd, 1, &mw);
+	CHECK(!rv, "%s: MW 1 rv=%d", who, rv);
+	rv = raw_alloc_mw(fd2, pd2, 2, &mw);
+	CHECK(!rv, "%s: MW 2 (another context) rv=%d", who, rv);
+	rv = raw_alloc_mw(fd, pd, 2, &mw);
+	CHECK(rv == -EDQUOT, "%s: MW 3 -> %d (want -EDQUOT)", who, rv);
 }
 
 /* User A: everything up to its limits, then hold until told. */
@@ -147,6 +155,7 @@ static void user_a(uid_t uid, int ready_fd, int go_fd)
 static void user_b(uid_t uid)
 {
 	struct ib_uverbs_create_qp_resp qr;
+	struct ib_uverbs_alloc_mw_resp mw;
 	uint32_t pd, cq, srq;
 	int fd, rv;
 
@@ -161,6 +170,8 @@ static void user_b(uid_t uid)
 	CHECK(!rv, "B: QP rv=%d", rv);
 	rv = raw_create_srq(fd, pd, 16, 1, 0, &srq);
 	CHECK(!rv, "B: SRQ rv=%d", rv);
+	rv = raw_alloc_mw(fd, pd, 1, &mw);
+	CHECK(!rv, "B: MW rv=%d", rv);
 	exit(failures ? 1 : 0);
 }
 
@@ -219,8 +230,8 @@ int main(int argc, char **argv)
 	}
 	CHECK(read(ready[0], buf, 1) == 1, "A is ready");
 	show_users("while A holds its objects", buf, sizeof(buf));
-	snprintf(want, sizeof(want), "%u 3 2 2 2 2 2\n", a);
-	CHECK(strstr(buf, want), "omx_users lists A with 3 2 2 2 2 2");
+	snprintf(want, sizeof(want), "%u 3 2 2 2 2 2 2\n", a);
+	CHECK(strstr(buf, want), "omx_users lists A with 3 2 2 2 2 2 2");
 
 	pb = fork();
 	if (!pb) {
@@ -287,7 +298,7 @@ int main(int argc, char **argv)
 	}
 	CHECK(read(ready[0], buf, 1) == 1, "C/D is ready");
 	show_users("while C's context is used by D", buf, sizeof(buf));
-	snprintf(want, sizeof(want), "%u 1 0 2 0 0 0\n", c);
+	snprintf(want, sizeof(want), "%u 1 0 2 0 0 0 0\n", c);
 	CHECK(strstr(buf, want), "omx_users charges D's CQ to C");
 	snprintf(want, sizeof(want), "%u ", d);
 	CHECK(!strstr(buf, want), "omx_users has no record for D");

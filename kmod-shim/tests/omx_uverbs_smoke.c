@@ -75,13 +75,14 @@ static int query_port_dev(void)
 	rv = raw_write(ufd, IB_USER_VERBS_CMD_QUERY_DEVICE, &cd, sizeof(cd),
 		       sizeof(d));
 	CHECK(!rv, "QUERY_DEVICE rv=%d", rv);
-	printf("DEVICE node_guid=%016llx max_qp=%u max_qp_wr=%u max_sge=%u max_cq=%u max_cqe=%u max_mr=%u max_pd=%u max_mr_size=0x%llx page_size_cap=0x%llx hw_ver=%u vendor_id=%u max_qp_rd_atom=%u max_res_rd_atom=%u atomic_cap=%u max_srq=%u max_srq_wr=%u max_srq_sge=%u max_ah=%u phys_port_cnt=%u cap_flags=0x%x\n",
+	printf("DEVICE node_guid=%016llx max_qp=%u max_qp_wr=%u max_sge=%u max_cq=%u max_cqe=%u max_mr=%u max_pd=%u max_mr_size=0x%llx page_size_cap=0x%llx hw_ver=%u vendor_id=%u max_qp_rd_atom=%u max_res_rd_atom=%u atomic_cap=%u max_srq=%u max_srq_wr=%u max_srq_sge=%u max_ah=%u max_mw=%u phys_port_cnt=%u cap_flags=0x%x\n",
 	       (unsigned long long)__builtin_bswap64(d.node_guid), d.max_qp,
 	       d.max_qp_wr, d.max_sge, d.max_cq, d.max_cqe, d.max_mr,
 	       d.max_pd, (unsigned long long)d.max_mr_size,
 	       (unsigned long long)d.page_size_cap, d.hw_ver, d.vendor_id,
 	       d.max_qp_rd_atom, d.max_res_rd_atom, d.atomic_cap, d.max_srq,
-	       d.max_srq_wr, d.max_srq_sge, d.max_ah, d.phys_port_cnt, d.device_cap_flags);
+	       d.max_srq_wr, d.max_srq_sge, d.max_ah, d.max_mw, d.phys_port_cnt,
+	       d.device_cap_flags);
 	rv = raw_write(ufd, IB_USER_VERBS_CMD_QUERY_PORT, &cp, sizeof(cp),
 		       sizeof(p));
 	CHECK(!rv, "QUERY_PORT rv=%d", rv);
@@ -630,8 +631,10 @@ static void check_mr(uint32_t pd, struct ib_uverbs_reg_mr_resp *mr,
 	      mr->lkey, mr->rkey, mr->lkey >> OMX_MR_TAG_BITS_TEST,
 	      mr->lkey & ((1 << OMX_MR_TAG_BITS_TEST) - 1));
 	rv = raw_reg_mr(ufd, pd, (uintptr_t)buf, 4096,
-			IB_UVERBS_ACCESS_MW_BIND, mr2);
-	CHECK(rv == -EOPNOTSUPP, "REG_MR MW_BIND -> %d (want -EOPNOTSUPP)", rv);
+			IB_UVERBS_ACCESS_MW_BIND, &r);
+	CHECK(!rv, "REG_MR MW_BIND rv=%d", rv);
+	if (!rv)
+		raw_dereg_mr(ufd, r.mr_handle);
 	rv = raw_reg_mr(ufd, pd, (uintptr_t)buf, 4096, lw, mr2);
 	CHECK(!rv && mr2->lkey != mr->lkey, "REG_MR #2 rv=%d lkey=0x%08x", rv,
 	      mr2->lkey);
@@ -718,6 +721,198 @@ static void check_mr(uint32_t pd, struct ib_uverbs_reg_mr_resp *mr,
 	CHECK(!rv, "REG_MR implicit ODP (0, U64_MAX) rv=%d", rv);
 	if (!rv)
 		raw_dereg_mr(ufd, r.mr_handle);
+}
+
+/* The uverbs file's RDMA device name, for its sysfs attributes. */
+static const char *ibdev_of(const char *uverbs, char *out, size_t len)
+{
+	const char *base = strrchr(uverbs, '/');
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/class/infiniband_verbs/%s/ibdev",
+		 base ? base + 1 : uverbs);
+	f = fopen(path, "r");
+	out[0] = 0;
+	if (f) {
+		if (!fgets(out, len, f))
+			out[0] = 0;
+		fclose(f);
+	}
+	out[strcspn(out, "\n")] = 0;
+	return out;
+}
+
+/* MWs uid 0 holds on @ibdev (the last column of omx_users), -1 if none. */
+static int root_mws(const char *ibdev)
+{
+	int uid, c[7], n = -1;
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/class/infiniband/%s/omx_users",
+		 ibdev);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fscanf(f, "%d %d %d %d %d %d %d %d", &uid, &c[0], &c[1], &c[2],
+		      &c[3], &c[4], &c[5], &c[6]) == 8)
+		if (!uid)
+			n = c[6];
+	fclose(f);
+	return n;
+}
+
+static int mw_param(const char *val, char *old, size_t len)
+{
+	const char *path = "/sys/module/rdma_omx/parameters/max_mws_per_user";
+	FILE *f;
+	int ok;
+
+	if (old) {
+		f = fopen(path, "r");
+		ok = f && fgets(old, len, f);
+		if (f)
+			fclose(f);
+		if (!ok)
+			return -1;
+	}
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	ok = fputs(val, f) >= 0;
+	return !fclose(f) && ok ? 0 : -1;
+}
+
+/*
+ * Memory windows: rkeys from the MR key space, never an MR's index; the
+ * device caps; the PD held by its MWs; the per-user limit (@limit, in
+ * "run" mode only: the module parameter is global).  Leaves one MW of
+ * each type (on a PD of their own) for close, kill -9 or removal to free.
+ */
+static void check_mw(const char *uverbs, uint32_t pd, uint32_t mr_lkey,
+		     uint32_t mr2_lkey, void *buf, bool limit)
+{
+	const uint32_t caps = IB_UVERBS_DEVICE_MEM_WINDOW |
+			      IB_UVERBS_DEVICE_MEM_WINDOW_TYPE_2A |
+			      IB_UVERBS_DEVICE_MEM_WINDOW_TYPE_2B;
+	struct ib_uverbs_query_device_resp d = {};
+	struct {
+		struct ib_uverbs_cmd_hdr hdr;
+		struct ib_uverbs_query_device cmd;
+	} cd = { .cmd.response = (uintptr_t)&d };
+	struct ib_uverbs_alloc_mw_resp mw[4], r, extra[3];
+	struct ib_uverbs_reg_mr_resp mr[4];
+	uint32_t mr_idx[6], pd2, bad = 0;
+	char dev[64], old[32], val[16];
+	uint64_t drv = 0;
+	int rv, held;
+
+	rv = raw_write(ufd, IB_USER_VERBS_CMD_QUERY_DEVICE, &cd, sizeof(cd),
+		       sizeof(d));
+	CHECK(!rv && d.max_mw > 0 && (d.device_cap_flags & caps) == caps,
+	      "QUERY_DEVICE max_mw=%u cap_flags=0x%x (want MEM_WINDOW, TYPE_2A, TYPE_2B)",
+	      d.max_mw, d.device_cap_flags);
+
+	/* MRs and MWs interleaved: the MWs' indexes are never an MR's. */
+	mr_idx[4] = mr_lkey >> OMX_MR_TAG_BITS_TEST;
+	mr_idx[5] = mr2_lkey >> OMX_MR_TAG_BITS_TEST;
+	for (int i = 0; i < 4; i++) {
+		rv = raw_reg_mr(ufd, pd, (uintptr_t)buf, 4096,
+				IB_UVERBS_ACCESS_MW_BIND |
+				IB_UVERBS_ACCESS_LOCAL_WRITE |
+				IB_UVERBS_ACCESS_REMOTE_READ, &mr[i]);
+		mr_idx[i] = rv ? 0 : mr[i].lkey >> OMX_MR_TAG_BITS_TEST;
+		CHECK(!rv, "REG_MR MW_BIND|LOCAL_WRITE|REMOTE_READ rv=%d lkey=0x%08x",
+		      rv, mr[i].lkey);
+		rv = raw_alloc_mw(ufd, pd, i % 2 ? 2 : 1, &mw[i]);
+		CHECK(!rv && mw[i].rkey >= 4096,
+		      "ALLOC_MW type %d rv=%d rkey=0x%08x (index %u)",
+		      i % 2 ? 2 : 1, rv, mw[i].rkey,
+		      mw[i].rkey >> OMX_MR_TAG_BITS_TEST);
+	}
+	for (int i = 0; i < 4; i++) {
+		for (int j = 0; j < 6; j++)
+			bad += mw[i].rkey >> OMX_MR_TAG_BITS_TEST == mr_idx[j];
+		for (int j = 0; j < i; j++)
+			bad += mw[i].rkey >> OMX_MR_TAG_BITS_TEST ==
+			       mw[j].rkey >> OMX_MR_TAG_BITS_TEST;
+	}
+	CHECK(!bad, "MW key indexes differ from every MR's and each other's (%u clashes)",
+	      bad);
+	for (int i = 0; i < 4; i++)
+		raw_dereg_mr(ufd, mr[i].mr_handle);
+
+	rv = raw_alloc_mw(ufd, pd, 3, &r);
+	CHECK(rv == -EINVAL, "ALLOC_MW type 3 -> %d (want -EINVAL)", rv);
+	rv = raw_alloc_mw(ufd, pd, 0, &r);
+	CHECK(rv == -EINVAL, "ALLOC_MW type 0 -> %d (want -EINVAL)", rv);
+	rv = raw_alloc_mw(ufd, 0xdead, 1, &r);
+	CHECK(rv < 0, "ALLOC_MW on no PD -> %d", rv);
+	rv = raw_alloc_mw_drv(ufd, pd, 1, &drv, &r);
+	CHECK(!rv, "ALLOC_MW with zero driver data rv=%d", rv);
+	if (!rv)
+		raw_dealloc_mw(ufd, r.mw_handle);
+	drv = 1;
+	rv = raw_alloc_mw_drv(ufd, pd, 1, &drv, &r);
+	CHECK(rv == -EOPNOTSUPP,
+	      "ALLOC_MW with unknown driver data -> %d (want -EOPNOTSUPP)", rv);
+
+	rv = raw_dealloc_mw(ufd, mw[0].mw_handle);
+	CHECK(!rv, "DEALLOC_MW type 1 rv=%d", rv);
+	rv = raw_dealloc_mw(ufd, mw[0].mw_handle);
+	CHECK(rv < 0, "DEALLOC_MW twice -> %d", rv);
+	rv = raw_dealloc_mw(ufd, mw[1].mw_handle);
+	CHECK(!rv, "DEALLOC_MW type 2 rv=%d", rv);
+
+	/* An MW holds its PD. */
+	rv = raw_alloc_pd(ufd, &pd2);
+	CHECK(!rv, "ALLOC_PD for an MW rv=%d", rv);
+	rv = raw_alloc_mw(ufd, pd2, 2, &r);
+	CHECK(!rv, "ALLOC_MW on it rv=%d", rv);
+	rv = raw_dealloc_pd(ufd, pd2);
+	CHECK(rv == -EBUSY, "DEALLOC_PD under an MW -> %d (want -EBUSY)", rv);
+	raw_dealloc_mw(ufd, r.mw_handle);
+	rv = raw_dealloc_pd(ufd, pd2);
+	CHECK(!rv, "DEALLOC_PD once its MW is gone rv=%d", rv);
+
+	/*
+	 * One MW of each type on a PD of their own stay for close, kill -9
+	 * or removal (main deallocates its PD at the end).
+	 */
+	raw_dealloc_mw(ufd, mw[2].mw_handle);
+	raw_dealloc_mw(ufd, mw[3].mw_handle);
+	rv = raw_alloc_pd(ufd, &pd2);
+	CHECK(!rv, "ALLOC_PD for the MWs left to close rv=%d", rv);
+	for (int i = 0; i < 2; i++) {
+		rv = raw_alloc_mw(ufd, pd2, 1 + i, &r);
+		CHECK(!rv, "ALLOC_MW type %d left to close rv=%d", 1 + i, rv);
+	}
+	ibdev_of(uverbs, dev, sizeof(dev));
+	held = root_mws(dev);
+	if (!limit || geteuid())
+		return;
+	CHECK(held >= 2, "omx_users: uid 0 holds %d MWs on %s", held, dev);
+	snprintf(val, sizeof(val), "%d\n", held + 2);
+	rv = mw_param(val, old, sizeof(old));
+	CHECK(!rv, "max_mws_per_user set to %d (was %.*s)", held + 2,
+	      (int)strcspn(old, "\n"), old);
+	if (rv)
+		return;
+	for (int i = 0; i < 3; i++) {
+		rv = raw_alloc_mw(ufd, pd, 1 + i % 2, &extra[i]);
+		CHECK(i < 2 ? !rv : rv == -EDQUOT, "ALLOC_MW %d of %d -> %d",
+		      held + i + 1, held + 2, rv);
+	}
+	for (int i = 0; i < 2; i++)
+		raw_dealloc_mw(ufd, extra[i].mw_handle);
+	rv = raw_alloc_mw(ufd, pd, 1, &r);
+	CHECK(!rv, "ALLOC_MW after two were freed rv=%d", rv);
+	if (!rv)
+		raw_dealloc_mw(ufd, r.mw_handle);
+	CHECK(!mw_param(old, NULL, 0), "max_mws_per_user restored");
+	CHECK(root_mws(dev) == held, "omx_users: uid 0 holds %d MWs again",
+	      held);
 }
 
 static void check_fatal_fd(int efd)
@@ -1024,6 +1219,7 @@ int main(int argc, char **argv)
 	check_comp_events(chan, cq, cq2, &read1, &read2);
 	check_cq_error(afd, cq);
 	check_srq(pd, cq2, &srq, &srq_qp);
+	check_mw(argv[1], pd, mr.lkey, mr2.lkey, buf, !strcmp(argv[2], "run"));
 
 	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	check_fatal_fd(efd);

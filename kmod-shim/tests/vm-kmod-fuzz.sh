@@ -38,7 +38,7 @@ settle() {
 
 # Low per-user limits, so the fuzzer also runs into them (EDQUOT paths).
 load_rdma_omx max_contexts_per_user=16 max_pds_per_user=64 max_cqs_per_user=64 \
-	max_qps_per_user=64 max_mrs_per_user=256 max_srqs_per_user=32
+	max_qps_per_user=64 max_mrs_per_user=256 max_srqs_per_user=32 max_mws_per_user=32
 omx_on_veth omx0 vethZ vethY
 
 # The kernel log of a long run outgrows the ring buffer the runner reads at

@@ -6,7 +6,7 @@
 #    stays flat, at most 16 events queued (OMX_FLOOD_N calls, default
 #    10^7, about 25 s under TCG).
 # 2. Per-user limits (module parameters set low): EDQUOT for a throwaway
-#    user at each limit (SRQs included, freed on destroy), another user unaffected, charges follow the
+#    user at each limit (SRQs and MWs included, SRQs freed on destroy), another user unaffected, charges follow the
 #    context's opener, records freed with the last context.
 # 3. Memory charged to the user's cgroup: 20000 MRs in a memory cgroup.
 # 4. The modify_qp transition walk (tests/progs/omx_modify_table): runs
@@ -25,7 +25,7 @@ TABLE=$REPO/tests/progs/bin/omx_modify_table
 [ -x "$TABLE" ] || fail "$TABLE not built (make -C tests/progs)"
 
 load_rdma_omx max_contexts_per_user=3 max_pds_per_user=2 max_cqs_per_user=2 \
-	max_qps_per_user=2 max_mrs_per_user=2 max_srqs_per_user=2
+	max_qps_per_user=2 max_mrs_per_user=2 max_srqs_per_user=2 max_mws_per_user=2
 omx_on_veth omx0 vethH vethI
 dev=$(uverbs_of omx0)
 ls -l "$dev" >&2
@@ -46,8 +46,10 @@ grep -q 'reached max_pds_per_user' /out/ulimits-dmesg.txt ||
 	fail "no message naming max_pds_per_user"
 grep -q 'reached max_srqs_per_user' /out/ulimits-dmesg.txt ||
 	fail "no message naming max_srqs_per_user"
+grep -q 'reached max_mws_per_user' /out/ulimits-dmesg.txt ||
+	fail "no message naming max_mws_per_user"
 
-for p in contexts pds cqs qps mrs srqs; do # back to no limit
+for p in contexts pds cqs qps mrs srqs mws; do # back to no limit
 	echo 0 >"/sys/module/rdma_omx/parameters/max_${p}_per_user"
 done
 

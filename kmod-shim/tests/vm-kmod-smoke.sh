@@ -72,6 +72,7 @@ grep -q 'max_qp=65536 max_qp_wr=16384 max_sge=8 max_cq=65536 max_cqe=65536 max_m
 	fail "device attributes"
 grep -q 'max_srq=65536 max_srq_wr=16384 max_srq_sge=8 ' /out/port.txt ||
 	fail "SRQ device attributes"
+grep -q ' max_mw=262144 ' /out/port.txt || fail "max_mw"
 ip netns exec nsA "$SMOKE" "$(uverbs_of omx0)" port >/out/port-nsA.txt
 grep -q 'flags=0x1 ' /out/port-nsA.txt || fail "no NETDEV_IN_CALLER_NS in nsA"
 grep -q 'flags=0x0 ' /out/port.txt || fail "NETDEV_IN_CALLER_NS outside nsA"
@@ -120,6 +121,8 @@ exec 9>&-
 wait "$prog" || { cat /out/smoke-run.txt >&2; fail "smoke run failed"; }
 cat /out/smoke-run.txt >&2
 grep -q 'DONE failures=0' /out/smoke-run.txt || fail "smoke checks failed"
+# The run left MWs (and more) to the close: nothing stays charged.
+wait_for "[ -z \"\$(cat $S/omx_users)\" ]" 10 || fail "omx_users after the run: $(cat $S/omx_users)"
 
 log "kill -9 cleanup"
 "$SMOKE" "$(uverbs_of omx0)" hold >/out/smoke-kill.txt 2>&1 &
@@ -134,6 +137,7 @@ for r in pd cq qp mr srq; do
 		fail "$r left after kill -9"
 	fi
 done
+wait_for "[ -z \"\$(cat $S/omx_users)\" ]" 10 || fail "omx_users after kill -9: $(cat $S/omx_users)"
 
 log "port events"
 "$SMOKE" "$(uverbs_of omx0)" hold >/out/smoke-hold.txt 2>&1 &
