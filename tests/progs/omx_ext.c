@@ -29,12 +29,15 @@
  *     with nothing posted;
  *   - ibv_query_qp returns every attribute the modify calls set;
  *     ibv_query_qp_data_in_order per QP type and opcode;
- *   - ibv_create_qp_ex refuses, with EOPNOTSUPP, TSO, FLUSH, ATOMIC_WRITE,
- *     LOCAL_INV, SEND_WITH_INV, BIND_MW and the XRC QP types;
+ *   - ibv_create_qp_ex refuses, with EOPNOTSUPP, TSO, FLUSH, ATOMIC_WRITE
+ *     and the XRC QP types; it takes LOCAL_INV, SEND_WITH_INV and BIND_MW
+ *     on RC (memory windows: omx_mw.c) and offers their builders;
  *   - UC: send/write builders work (a SEND and a WRITE with immediate
- *     arrive), RDMA READ and atomics are EOPNOTSUPP at creation;
+ *     arrive), RDMA READ, atomics and SEND_WITH_INV are EOPNOTSUPP at
+ *     creation;
  *   - UD: ibv_wr_send_imm + ibv_wr_set_ud_addr delivers a datagram (GRH,
- *     src_qp, imm), RDMA operations are EOPNOTSUPP at creation.
+ *     src_qp, imm), RDMA operations and the memory-window operations are
+ *     EOPNOTSUPP at creation.
  * Prints "ext ok" and exits 0 on success; a "FAIL: ..." line and exit 1
  * otherwise.
  */
@@ -541,10 +544,9 @@ static void check_refusals(void)
 		{ IBV_QP_EX_WITH_TSO, "TSO" },
 		{ QP_EX_WITH_FLUSH, "FLUSH" },
 		{ IBV_QP_EX_WITH_ATOMIC_WRITE, "ATOMIC_WRITE" },
-		{ IBV_QP_EX_WITH_LOCAL_INV, "LOCAL_INV" },
-		{ IBV_QP_EX_WITH_SEND_WITH_INV, "SEND_WITH_INV" },
-		{ IBV_QP_EX_WITH_BIND_MW, "BIND_MW" },
 	};
+	const uint64_t mw_ops = IBV_QP_EX_WITH_LOCAL_INV | IBV_QP_EX_WITH_SEND_WITH_INV |
+				IBV_QP_EX_WITH_BIND_MW;
 	struct ibv_qp_init_attr_ex x = {
 		.send_cq = ibv_cq_ex_to_cq(cqx), .recv_cq = ibv_cq_ex_to_cq(cqx),
 		.cap = { .max_send_wr = 1, .max_recv_wr = 1, .max_send_sge = 1,
@@ -556,6 +558,22 @@ static void check_refusals(void)
 	for (unsigned int i = 0; i < sizeof(rc_bad) / sizeof(rc_bad[0]); i++)
 		expect_refused(IBV_QPT_RC, IBV_QP_EX_WITH_SEND | rc_bad[i].bit,
 			       rc_bad[i].name);
+	/* The memory-window operations: on RC, with their builders. */
+	qp = qp_ex(IBV_QPT_RC, IBV_QP_EX_WITH_SEND | mw_ops);
+	if (!qp)
+		die("create_qp_ex RC with LOCAL_INV, SEND_WITH_INV, BIND_MW: %s",
+		    strerror(errno));
+	{
+		struct ibv_qp_ex *qx = ibv_qp_to_qp_ex(qp);
+
+		if (!qx->wr_local_inv || !qx->wr_send_inv || !qx->wr_bind_mw)
+			die("RC QP without the memory-window builders");
+	}
+	if (ibv_destroy_qp(qp))
+		die("destroy_qp");
+	expect_refused(IBV_QPT_UC, UC_OPS | IBV_QP_EX_WITH_SEND_WITH_INV, "UC SEND_WITH_INV");
+	expect_refused(IBV_QPT_UD, UD_OPS | IBV_QP_EX_WITH_BIND_MW, "UD BIND_MW");
+	expect_refused(IBV_QPT_UD, UD_OPS | IBV_QP_EX_WITH_LOCAL_INV, "UD LOCAL_INV");
 	expect_refused(IBV_QPT_XRC_SEND, IBV_QP_EX_WITH_SEND, "XRC_SEND");
 	/* XRC without send ops: through create_qp, and with an XRCD. */
 	x.qp_type = IBV_QPT_XRC_SEND;
@@ -582,8 +600,8 @@ static void check_refusals(void)
 	expect_refused(IBV_QPT_UD, UD_OPS | IBV_QP_EX_WITH_RDMA_READ, "UD RDMA_READ");
 	expect_refused(IBV_QPT_UD, UD_OPS | IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD,
 		       "UD FETCH_AND_ADD");
-	printf("refusals ok: TSO FLUSH ATOMIC_WRITE LOCAL_INV SEND_WITH_INV BIND_MW "
-	       "XRC, UC read/atomics, UD rdma/atomics\n");
+	printf("refusals ok: TSO FLUSH ATOMIC_WRITE XRC, UC read/atomics/send_inv, "
+	       "UD rdma/atomics/mw; RC takes BIND_MW LOCAL_INV SEND_WITH_INV\n");
 }
 
 static void fill(size_t off, size_t len, uint8_t seed)
