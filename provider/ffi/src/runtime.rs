@@ -110,6 +110,15 @@ const _: () = assert!(SPUN_LATELY_NS >= 2 * MAX_SPIN_WINDOW_NS);
 /// How long the progress thread leaves the socket alone after it found
 /// another thread receiving.
 const CONTENDED_RETRY_NS: u64 = 100_000;
+/// After the progress thread itself received frames, it keeps receiving
+/// (yielding the CPU between passes) for this long before it sleeps: a
+/// passive target, whose application does not poll (the responder of
+/// RDMA READs and atomics, a WRITE target), then answers a latency-bound
+/// peer's next request without a wake-up, which under TCG costs more than
+/// the round trip itself (docs/benchmarks.md). It costs CPU only while
+/// frames keep coming: an idle context sleeps. `OMX_PASSIVE_SPIN_US`
+/// changes it (0 turns it off).
+const PASSIVE_SPIN_NS: u64 = 200_000;
 /// Longest sleep of an idle progress thread (a safety net only).
 const MAX_SLEEP_NS: u64 = 1_000_000_000;
 /// Longest sleep of the progress thread while the context is active.
@@ -304,6 +313,8 @@ pub struct Runtime {
     /// Whether this context sends same-device frames through shared
     /// memory (`OMX_LOCAL=0` turns it off: everything takes the netdev).
     local_tx: bool,
+    /// [`PASSIVE_SPIN_NS`], or `OMX_PASSIVE_SPIN_US` (0: never spin).
+    passive_spin_ns: u64,
     cmd_fd: i32,
     stop: AtomicBool,
     /// The device went away under this context ([`Runtime::device_fatal`]).
@@ -347,6 +358,7 @@ impl Runtime {
             outboxes: OnceLock::new(),
             wanted: Wanted::default(),
             local_tx: std::env::var_os("OMX_LOCAL").is_none_or(|v| v != "0"),
+            passive_spin_ns: passive_spin_setting(std::env::var("OMX_PASSIVE_SPIN_US").ok()),
             cmd_fd,
             stop: AtomicBool::new(false),
             dead: AtomicBool::new(false),
@@ -782,6 +794,8 @@ impl Runtime {
         // the uninitialised payload of a `None`).
         let mut last_spun = 0u64;
         let mut window = 0;
+        // When this thread last received frames itself.
+        let mut last_rx: Option<std::time::Instant> = None;
         while !self.stop.load(SeqCst) {
             if self.is_dead() {
                 // The device was gone before the eventfd could be
@@ -822,6 +836,9 @@ impl Runtime {
                 contended = !got;
                 let took = self.rx_frames.load(Relaxed) - before;
                 self.progress_frames.fetch_add(took, Relaxed);
+                if took > 0 {
+                    last_rx = Some(std::time::Instant::now());
+                }
             }
             self.progress_passes.fetch_add(1, Relaxed);
             self.notify_pass();
@@ -870,6 +887,10 @@ impl Runtime {
                 } else if self.inbox().is_some_and(|ib| !ib.prepare_sleep()) {
                     // A local sender published frames since the last pass:
                     // receive them instead of sleeping.
+                    false
+                } else if passive_spin(last_rx.map(|t| t.elapsed()), self.passive_spin_ns) {
+                    // Frames came lately: look again instead of sleeping.
+                    std::thread::yield_now();
                     false
                 } else {
                     fds[0] = Some(io.sock.fd());
@@ -925,6 +946,21 @@ fn compact<'a, const N: usize>(
 /// per process): always printed, it costs the fast path.
 fn report_squat(s: &local::Squat) {
     log::notice(format_args!("{s}"));
+}
+
+/// Whether the progress thread, which last received frames itself
+/// `since` ago (`None`: never), keeps receiving instead of sleeping, for
+/// a spin of `spin_ns` ([`PASSIVE_SPIN_NS`]).
+fn passive_spin(since: Option<std::time::Duration>, spin_ns: u64) -> bool {
+    since.is_some_and(|d| d.as_nanos() < u128::from(spin_ns))
+}
+
+/// The passive spin in ns from `OMX_PASSIVE_SPIN_US` (microseconds, at
+/// most one second; 0 turns it off); [`PASSIVE_SPIN_NS`] if unset or not
+/// a number.
+fn passive_spin_setting(v: Option<String>) -> u64 {
+    v.and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(PASSIVE_SPIN_NS, |us| us.min(1_000_000) * 1000)
 }
 
 /// The progress thread's window away from the socket while the
@@ -1041,6 +1077,23 @@ mod tests {
         assert_eq!(raw(&set[..n]), [f.as_fd().as_raw_fd()]);
         let (_, n) = compact::<3>([None, None, None], b.as_fd());
         assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn a_passive_target_keeps_receiving_only_shortly_after_frames() {
+        use std::time::Duration;
+        let spin = PASSIVE_SPIN_NS;
+        assert!(!passive_spin(None, spin), "never received: sleep");
+        assert!(passive_spin(Some(Duration::ZERO), spin));
+        assert!(passive_spin(Some(Duration::from_nanos(spin - 1)), spin));
+        assert!(!passive_spin(Some(Duration::from_nanos(spin)), spin));
+        assert!(!passive_spin(Some(Duration::from_secs(5)), spin));
+        assert!(!passive_spin(Some(Duration::ZERO), 0), "turned off");
+        assert_eq!(passive_spin_setting(None), PASSIVE_SPIN_NS);
+        assert_eq!(passive_spin_setting(Some("x".into())), PASSIVE_SPIN_NS);
+        assert_eq!(passive_spin_setting(Some("0".into())), 0);
+        assert_eq!(passive_spin_setting(Some(" 50".into())), 50_000);
+        assert_eq!(passive_spin_setting(Some("99999999".into())), 1_000_000_000);
     }
 
     #[test]
