@@ -482,6 +482,13 @@ impl Requester {
             if !e.wr.op.is_local() {
                 break;
             }
+            if e.assigned {
+                // Executed before a go-back-N rewind brought the cursor
+                // back: never again.
+                self.cursor += 1;
+                self.cursor_pkt = 0;
+                continue;
+            }
             let (r, status) = match e.wr.op {
                 SendOp::BindMw(b) => (mem.bind_mw(&b), WcStatus::MwBindErr),
                 SendOp::LocalInv(k) => (mem.invalidate(k, false), WcStatus::LocQpOpErr),

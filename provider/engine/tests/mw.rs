@@ -87,6 +87,49 @@ fn bind_runs_in_send_queue_order_and_completes_after_earlier_wrs() {
     assert_eq!(ma.window(MW).unwrap().binds, 1);
 }
 
+/// A go-back-N retransmission of the WRs around a bind does not bind
+/// again (a local operation has no PSN and runs once).
+#[test]
+fn retransmissions_do_not_run_a_bind_again() {
+    let (mut a, mut b, mut ma, mut mb) = pair();
+    ma.add_window(MW);
+    b.post_recv(recv_wr(9, BUF_VA, 4096, BUF)).unwrap();
+    b.post_recv(recv_wr(10, BUF_VA, 4096, BUF)).unwrap();
+    a.post_send(send_wr(1, SendOp::Send, BUF_VA, 3000, BUF))
+        .unwrap();
+    a.post_send(send_wr(2, bind(0x42), 0, 0, BUF)).unwrap();
+    a.post_send(send_wr(3, SendOp::Send, BUF_VA, 10, BUF))
+        .unwrap();
+    // Everything is lost; the transport timer sends it all again.
+    let lost = transmit_all(&mut a, now(), &ma, 100);
+    assert_eq!(lost.len(), 4);
+    let mut t = now();
+    let mut again = Vec::new();
+    for _ in 0..10 {
+        t = t + Duration::from_millis(500);
+        a.handle_timeout(t);
+        again = transmit_all(&mut a, t, &ma, 100);
+        if !again.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(again.len(), 4, "the two SENDs again");
+    assert!(a.stats().tx_retransmits >= 4);
+    for f in &again {
+        let _ = b.handle_frame(t, f, &mut mb);
+    }
+    exchange((&mut a, &mut ma), (&mut b, &mut mb), t, 50);
+    assert_eq!(
+        ops(&completions(&mut a)),
+        [
+            (1, WcOpcode::Send, WcStatus::Success),
+            (2, WcOpcode::BindMw, WcStatus::Success),
+            (3, WcOpcode::Send, WcStatus::Success),
+        ]
+    );
+    assert_eq!(ma.window(MW).unwrap().binds, 1);
+}
+
 /// With nothing outstanding, a bind and a local invalidate complete at
 /// once, without a packet; an unsignaled one completes silently.
 #[test]
