@@ -253,7 +253,8 @@ pub mod access {
     pub const REMOTE_READ: u32 = 4;
     /// IBV_ACCESS_REMOTE_ATOMIC: the responder executes atomics.
     pub const REMOTE_ATOMIC: u32 = 8;
-    /// IBV_ACCESS_MW_BIND (accepted and ignored: no memory windows).
+    /// IBV_ACCESS_MW_BIND: accepted and not needed (a bind through any
+    /// RC or UC QP is checked against the MR's own IBV_ACCESS_MW_BIND).
     pub const MW_BIND: u32 = 16;
     /// Every bit a QP accepts; any other is refused.
     pub const QP_VALID: u32 = LOCAL_WRITE | REMOTE_WRITE | REMOTE_READ | REMOTE_ATOMIC | MW_BIND;

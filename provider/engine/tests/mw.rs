@@ -49,11 +49,10 @@ fn ops(wcs: &[WorkCompletion]) -> Vec<(u64, WcOpcode, WcStatus)> {
     wcs.iter().map(|c| (c.wr_id, c.opcode, c.status)).collect()
 }
 
-/// A bind takes effect once every WR before it was sent, and completes
-/// (IBV_WC_BIND_MW) only after they did: completions stay in order.
-#[test]
-fn bind_runs_in_send_queue_order_and_completes_after_earlier_wrs() {
-    let (mut a, mut b, mut ma, mut mb) = pair();
+/// A pair where A has a window, B two receives, and A posted a SEND of 3
+/// packets, a bind (key byte 0x42) and a SEND of one packet.
+fn send_bind_send() -> (RcQp, RcQp, FakeMemory, FakeMemory) {
+    let (mut a, mut b, mut ma, mb) = pair();
     ma.add_window(MW);
     b.post_recv(recv_wr(9, BUF_VA, 4096, BUF)).unwrap();
     b.post_recv(recv_wr(10, BUF_VA, 4096, BUF)).unwrap();
@@ -62,6 +61,26 @@ fn bind_runs_in_send_queue_order_and_completes_after_earlier_wrs() {
     a.post_send(send_wr(2, bind(0x42), 0, 0, BUF)).unwrap();
     a.post_send(send_wr(3, SendOp::Send, BUF_VA, 10, BUF))
         .unwrap();
+    (a, b, ma, mb)
+}
+
+/// The three WRs of [`send_bind_send`] completed, successfully, in order.
+fn completed_in_order(a: &mut RcQp) {
+    assert_eq!(
+        ops(&completions(a)),
+        [
+            (1, WcOpcode::Send, WcStatus::Success),
+            (2, WcOpcode::BindMw, WcStatus::Success),
+            (3, WcOpcode::Send, WcStatus::Success),
+        ]
+    );
+}
+
+/// A bind takes effect once every WR before it was sent, and completes
+/// (IBV_WC_BIND_MW) only after they did: completions stay in order.
+#[test]
+fn bind_runs_in_send_queue_order_and_completes_after_earlier_wrs() {
+    let (mut a, mut b, mut ma, mut mb) = send_bind_send();
     // Nothing sent yet: the window is untouched.
     assert_eq!(ma.window(MW).unwrap().binds, 0);
     // The SEND before it is out (not acknowledged): the bind ran, but
@@ -75,14 +94,7 @@ fn bind_runs_in_send_queue_order_and_completes_after_earlier_wrs() {
         let _ = b.handle_frame(now(), f, &mut mb);
     }
     exchange((&mut a, &mut ma), (&mut b, &mut mb), now(), 50);
-    assert_eq!(
-        ops(&completions(&mut a)),
-        [
-            (1, WcOpcode::Send, WcStatus::Success),
-            (2, WcOpcode::BindMw, WcStatus::Success),
-            (3, WcOpcode::Send, WcStatus::Success),
-        ]
-    );
+    completed_in_order(&mut a);
     // The bind was executed once, not again by any retransmission.
     assert_eq!(ma.window(MW).unwrap().binds, 1);
 }
@@ -91,15 +103,7 @@ fn bind_runs_in_send_queue_order_and_completes_after_earlier_wrs() {
 /// again (a local operation has no PSN and runs once).
 #[test]
 fn retransmissions_do_not_run_a_bind_again() {
-    let (mut a, mut b, mut ma, mut mb) = pair();
-    ma.add_window(MW);
-    b.post_recv(recv_wr(9, BUF_VA, 4096, BUF)).unwrap();
-    b.post_recv(recv_wr(10, BUF_VA, 4096, BUF)).unwrap();
-    a.post_send(send_wr(1, SendOp::Send, BUF_VA, 3000, BUF))
-        .unwrap();
-    a.post_send(send_wr(2, bind(0x42), 0, 0, BUF)).unwrap();
-    a.post_send(send_wr(3, SendOp::Send, BUF_VA, 10, BUF))
-        .unwrap();
+    let (mut a, mut b, mut ma, mut mb) = send_bind_send();
     // Everything is lost; the transport timer sends it all again.
     let lost = transmit_all(&mut a, now(), &ma, 100);
     assert_eq!(lost.len(), 4);
@@ -119,14 +123,7 @@ fn retransmissions_do_not_run_a_bind_again() {
         let _ = b.handle_frame(t, f, &mut mb);
     }
     exchange((&mut a, &mut ma), (&mut b, &mut mb), t, 50);
-    assert_eq!(
-        ops(&completions(&mut a)),
-        [
-            (1, WcOpcode::Send, WcStatus::Success),
-            (2, WcOpcode::BindMw, WcStatus::Success),
-            (3, WcOpcode::Send, WcStatus::Success),
-        ]
-    );
+    completed_in_order(&mut a);
     assert_eq!(ma.window(MW).unwrap().binds, 1);
 }
 
