@@ -97,7 +97,7 @@
 #define OMX_MAX_SGE		8
 #define OMX_MAX_SGE_RD		8
 #define OMX_MAX_CQ		65536
-#define OMX_MAX_CQE		65536
+/* OMX_MAX_CQE: in the uapi header (the provider checks it too). */
 #define OMX_MAX_MR		OMX_MR_INDEX_MAX
 /* MWs take their keys from the MR key indexes too (mr_xa). */
 #define OMX_MAX_MW		BIT(18)

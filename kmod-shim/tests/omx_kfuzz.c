@@ -112,7 +112,8 @@ static uint32_t edgy32(uint64_t *s)
 {
 	static const uint32_t edges[] = {
 		0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 255, 256, 4095, 4096,
-		16384, 16385, 65535, 65536, 65537, 0xffffff, 0x1000000,
+		16384, 16385, 65535, 65536, 65537, 0x3fffff, 0x400000,
+		0xffffff, 0x1000000,
 		0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff,
 	};
 

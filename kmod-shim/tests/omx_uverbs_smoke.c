@@ -1184,7 +1184,7 @@ int main(int argc, char **argv)
 	check_driver_data();
 	rv = raw_comp_channel(ufd, &chan);
 	CHECK(!rv, "CREATE_COMP_CHANNEL rv=%d fd=%d", rv, chan);
-	rv = raw_create_cq(ufd, chan, OMX_ENDPOINT_MAX * 1000, CQ_UH, &cq);
+	rv = raw_create_cq(ufd, chan, OMX_MAX_CQE + 1, CQ_UH, &cq);
 	CHECK(rv == -EINVAL, "CREATE_CQ cqe too large -> %d (want -EINVAL)", rv);
 	rv = raw_create_cq_write(ufd, chan, 256, CQ_UH, &cq);
 	CHECK(rv == -EOPNOTSUPP,

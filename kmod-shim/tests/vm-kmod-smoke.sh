@@ -68,7 +68,7 @@ log "query device/port"
 "$SMOKE" "$(uverbs_of omx0)" port | tee /out/port.txt >&2
 grep -q 'PORT state=4 phys_state=5 active_mtu=3 max_mtu=5 gid_tbl_len=64 pkey_tbl_len=1 link_layer=2' /out/port.txt ||
 	fail "port attributes"
-grep -q 'max_qp=65536 max_qp_wr=16384 max_sge=8 max_cq=65536 max_cqe=65536 max_mr=1048575' /out/port.txt ||
+grep -q 'max_qp=65536 max_qp_wr=16384 max_sge=8 max_cq=65536 max_cqe=4194303 max_mr=1048575' /out/port.txt ||
 	fail "device attributes"
 grep -q 'max_srq=65536 max_srq_wr=16384 max_srq_sge=8 ' /out/port.txt ||
 	fail "SRQ device attributes"

@@ -66,6 +66,12 @@
  */
 #define OMX_MAX_AH 65536U
 
+/*
+ * Largest CQ (max_cqe, as mlx5): the ring lives in the provider, which
+ * refuses a larger cqe before allocating it; the kernel refuses it too.
+ */
+#define OMX_MAX_CQE 4194303U
+
 static inline __u32 omx_qpn_endpoint(__u32 qpn)
 {
 	return (qpn & 0xffffff) >> OMX_QPN_SLOT_BITS;

@@ -94,9 +94,11 @@ fn create(
     channel: *mut ibv_comp_channel,
     vector: i32,
 ) -> Result<*mut ibv_cq, Errno> {
-    if cqe < 1 {
+    if cqe < 1 || cqe as u32 > OMX_MAX_CQE {
         return Err(Errno::EINVAL);
     }
+    // The ring first: nothing to undo in the kernel if it cannot be had.
+    let ring = new_ring(cqe as usize, None)?;
     // SAFETY: ctx is one of our contexts (caller).
     let rt = unsafe { crate::context::from_ibv(ctx) }.and_then(|c| c.rt.clone());
     let cq = Box::into_raw(Box::new(OmxCq::new(rt)));
@@ -123,20 +125,28 @@ fn create(
         drop(unsafe { Box::from_raw(cq) });
         return Err(e.note_quota("ibv_create_cq", "max_cqs_per_user"));
     }
+    // rdma_omx grants exactly the cqe asked for (resp.cqe == cqe).
+    debug_assert!(resp.cqe as usize <= ring.capacity());
     // SAFETY: cq is ours, not yet returned to the application.
-    unsafe { attach_ring(cq, (cqe as usize).max(resp.cqe as usize), None) };
+    unsafe { attach_ring(cq, ring) };
     Ok(cq.cast())
 }
 
-/// Creates the ring of a CQ the kernel has just accepted and enters it in
-/// the context's CQ list.
+/// The ring of a CQ of `cqe` entries, or ENOMEM.
+fn new_ring(cqe: usize, clock: Option<Clock>) -> Result<Cq, Errno> {
+    Cq::try_with_clock(0, cqe, clock).ok_or(Errno::ENOMEM)
+}
+
+/// Gives `ring` (from [`new_ring`]) to a CQ the kernel has just accepted
+/// and enters it in the context's CQ list.
 ///
 /// # Safety
 /// `cq` is a live OmxCq not yet returned to the application.
-unsafe fn attach_ring(cq: *mut OmxCq, cqe: usize, clock: Option<Clock>) {
+unsafe fn attach_ring(cq: *mut OmxCq, mut ring: Cq) {
     // SAFETY: per the contract, nobody else sees cq yet.
     let c = unsafe { &mut *cq };
-    let ring = Arc::new(Cq::with_clock(c.handle(), cqe, clock));
+    ring.handle = c.handle();
+    let ring = Arc::new(ring);
     if let Some(rt) = &c.rt {
         rt.ep.insert_cq(ring.clone());
     }
@@ -167,7 +177,7 @@ pub fn check_cq_attr_ex(a: &ibv_cq_init_attr_ex) -> Result<(), Errno> {
     {
         return Err(Errno::EOPNOTSUPP);
     }
-    if a.cqe < 1 || a.cqe > i32::MAX as u32 {
+    if a.cqe < 1 || a.cqe > OMX_MAX_CQE {
         return Err(Errno::EINVAL);
     }
     Ok(())
@@ -178,6 +188,12 @@ fn create_ex(
     attr: &mut ibv_cq_init_attr_ex,
 ) -> Result<*mut ibv_cq_ex, Errno> {
     check_cq_attr_ex(attr)?;
+    let has = |f: u32| attr.wc_flags & u64::from(f) != 0;
+    let clock = crate::clock::cq_clock(
+        has(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP),
+        has(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP_WALLCLOCK),
+    );
+    let ring = new_ring(attr.cqe as usize, clock)?;
     // SAFETY: ctx is one of our contexts (caller).
     let rt = unsafe { crate::context::from_ibv(ctx) }.and_then(|c| c.rt.clone());
     let cq = Box::into_raw(Box::new(OmxCq::new(rt)));
@@ -204,14 +220,10 @@ fn create_ex(
         drop(unsafe { Box::from_raw(cq) });
         return Err(e.note_quota("ibv_create_cq", "max_cqs_per_user"));
     }
-    let has = |f: u32| attr.wc_flags & u64::from(f) != 0;
-    let clock = crate::clock::cq_clock(
-        has(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP),
-        has(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP_WALLCLOCK),
-    );
+    debug_assert!(resp.base.cqe as usize <= ring.capacity());
     // SAFETY: cq is ours, not yet returned to the application.
     unsafe {
-        attach_ring(cq, (attr.cqe as usize).max(resp.base.cqe as usize), clock);
+        attach_ring(cq, ring);
         set_ex_ops(&mut (*cq).vcq.__bindgen_anon_1.cq_ex);
     }
     // SAFETY: as above; cq_ex is at offset 0.
@@ -711,6 +723,11 @@ mod tests {
         );
         assert_eq!(bad(&|a| a.comp_mask = 1 << 9), Err(Errno::EOPNOTSUPP));
         assert_eq!(bad(&|a| a.cqe = 0), Err(Errno::EINVAL));
+        // The device's max_cqe (as mlx5), checked before the ring is made.
+        assert_eq!(OMX_MAX_CQE, 4_194_303);
+        assert_eq!(bad(&|a| a.cqe = OMX_MAX_CQE), Ok(()));
+        assert_eq!(bad(&|a| a.cqe = OMX_MAX_CQE + 1), Err(Errno::EINVAL));
+        assert_eq!(bad(&|a| a.cqe = u32::MAX), Err(Errno::EINVAL));
         let single = |a: &mut ibv_cq_init_attr_ex| {
             a.comp_mask = IBV_CQ_INIT_ATTR_MASK_FLAGS;
             a.flags = IBV_CREATE_CQ_ATTR_SINGLE_THREADED;

@@ -116,14 +116,26 @@ impl Cq {
 
     /// A CQ whose completions carry `clock()` taken when they are pushed.
     pub fn with_clock(handle: u32, cqe: usize, clock: Option<Clock>) -> Self {
+        Self::try_with_clock(handle, cqe, clock).expect("CQ ring allocation")
+    }
+
+    /// [`Cq::with_clock`], or `None` if the ring cannot be allocated (a
+    /// CQ may hold up to the device's max_cqe, 4194303 completions: some
+    /// 200 MB, which the application gets as ENOMEM rather than an abort).
+    pub fn try_with_clock(handle: u32, cqe: usize, clock: Option<Clock>) -> Option<Self> {
+        fn filled<T: Clone>(n: usize, v: T) -> Option<Box<[T]>> {
+            let mut b = Vec::new();
+            b.try_reserve_exact(n).ok()?;
+            b.resize(n, v);
+            Some(b.into_boxed_slice())
+        }
         let cap = cqe.max(1);
-        Cq {
+        Some(Cq {
             handle,
             clock,
             ring: SpinLock::new(Ring {
-                buf: vec![None; cap].into_boxed_slice(),
-                ts: vec![Stamp::default(); if clock.is_some() { cap } else { 0 }]
-                    .into_boxed_slice(),
+                buf: filled(cap, None)?,
+                ts: filled(if clock.is_some() { cap } else { 0 }, Stamp::default())?,
                 head: 0,
                 len: 0,
                 overflows: 0,
@@ -133,7 +145,7 @@ impl Cq {
             notify_pending: AtomicBool::new(false),
             error: AtomicBool::new(false),
             error_event: AtomicBool::new(false),
-        }
+        })
     }
 
     /// Capacity.
@@ -310,6 +322,17 @@ mod tests {
 
     use omx_engine::{WcOpcode, WcQueue};
     use omx_wire::Qpn;
+
+    /// A ring that cannot be allocated is `None` (the provider's ENOMEM),
+    /// not an abort; the device's largest CQ (4194303 entries) costs
+    /// `size_of::<Option<WorkCompletion>>()` bytes an entry.
+    #[test]
+    fn ring_allocation_is_fallible() {
+        assert!(Cq::try_with_clock(1, usize::MAX / 4, None).is_none());
+        let cq = Cq::try_with_clock(1, 128_000, None).unwrap();
+        assert_eq!(cq.capacity(), 128_000);
+        assert!(size_of::<Option<WorkCompletion>>() <= 48);
+    }
 
     /// Polling an empty CQ takes no lock, so a busy-polling application
     /// never holds the ring lock while it waits.
