@@ -156,7 +156,9 @@ impl Staging {
         let d = depth.max(1) as usize;
         Staging {
             wrs: vec![EMPTY; d].into_boxed_slice(),
-            inline: vec![0; d * MAX_INLINE_DATA as usize].into_boxed_slice(),
+            // One MAX_INLINE_DATA slot per WR, allocated by the first
+            // `ibv_wr_set_inline_data` (most QPs never send inline).
+            inline: Box::default(),
             n: 0,
             open: false,
             err: 0,
@@ -275,8 +277,12 @@ impl Staging {
             return;
         }
         let slot = idx.wrapping_mul(MAX_INLINE_DATA as usize);
+        let depth = self.wrs.len();
         let Some(w) = self.current() else { return };
         w.inline_len = Some(total as u32);
+        if self.inline.is_empty() {
+            self.inline = vec![0; depth * MAX_INLINE_DATA as usize].into();
+        }
         let mut off = slot;
         for b in bufs {
             self.inline[off..off + b.len()].copy_from_slice(b);
@@ -1102,6 +1108,21 @@ mod tests {
         // A setter with no WR begun.
         s.set_ud_addr(Some(d));
         assert_eq!(s.complete(&mut rc.lock(), false), libc::EINVAL);
+    }
+
+    /// docs/provider.md "Memory per QP": an extended QP's staging holds
+    /// one `Staged` per send slot, and its inline slots only once an
+    /// inline WR was built.
+    #[test]
+    fn staging_allocates_inline_slots_on_first_use() {
+        let mut s = Staging::new(128);
+        assert!(s.inline.is_empty());
+        assert!(size_of::<Staged>() <= 256, "{}", size_of::<Staged>());
+        assert!(size_of::<OmxQp>() <= 640, "{}", size_of::<OmxQp>());
+        s.begin(1, 0, SendOp::Send);
+        s.set_inline(&[b"abc"]);
+        assert_eq!(s.inline.len(), 128 * MAX_INLINE_DATA as usize);
+        assert_eq!(&s.inline[..3], b"abc");
     }
 
     #[test]
