@@ -36,6 +36,14 @@ port_field() {
 	ibv_devinfo -v -d "$1" | sed -n "s/^[[:space:]]*$2:[[:space:]]*//p" | head -n1
 }
 
+# omx_setup_ports: omx_setup, then both ports ACTIVE (the start of most
+# two-namespace scenarios).
+omx_setup_ports() {
+	omx_setup
+	ib_port_active omx0
+	ib_port_active omx1
+}
+
 omx_setup() {
 	load_rdma_omx
 	# The module's debug lines (state transitions, endpoints) go to dmesg,

@@ -21,6 +21,9 @@ pub(crate) struct AckState {
     unacked: u32,
     due: bool,
     coalesce: u32,
+    /// `coalesce`, or half the current credit grant if that is smaller:
+    /// the peer gets new credits before it runs out of them.
+    limit: u32,
     delay: Duration,
     hold: Duration,
     interactive: bool,
@@ -43,6 +46,7 @@ impl AckState {
             unacked: 0,
             due: false,
             coalesce: coalesce.max(1),
+            limit: coalesce.max(1),
             delay,
             hold,
             interactive: false,
@@ -50,6 +54,11 @@ impl AckState {
             last_ack_req: None,
             extra_copies: 0,
         }
+    }
+
+    /// The QP grants `credits` now (`RcQp::set_credit_grant`).
+    pub(crate) fn set_grant(&mut self, credits: u32) {
+        self.limit = self.coalesce.min(credits).max(1);
     }
 
     /// See `RcQp::set_ack_hold`.
@@ -77,7 +86,7 @@ impl AckState {
         if ack_req {
             self.last_ack_req = Some(now);
         }
-        if self.unacked >= self.coalesce {
+        if self.unacked >= self.limit {
             self.due = true;
         } else if self.interactive && self.hold_allowed {
             timers.set_if_stopped(Timer::Ack, now + self.hold);

@@ -81,6 +81,8 @@
 #![warn(missing_docs)]
 
 mod ack;
+mod cc;
+pub mod grant;
 mod mem;
 mod qp;
 mod requester;
@@ -92,6 +94,7 @@ mod timer;
 mod ud;
 mod wr;
 
+pub use cc::GoneReport;
 pub use mem::{Access, AtomicOp, MemError, MemoryAccess};
 pub use qp::{
     ModifyError, PostError, QpConfig, QpEvent, QpEventKind, RcQp, RxDrop, Stats, Transmit,

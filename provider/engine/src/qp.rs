@@ -54,7 +54,13 @@ pub struct QpConfig {
 
 impl QpConfig {
     /// Defaults: 256/256 WQEs, 64-packet window, ACK every 32 packets or
-    /// after 20 µs, held up to 1 ms for an answer.
+    /// after 100 ms, held up to 1 ms for an answer. The delay is a safety
+    /// net only: a requester sets AckReq wherever it would stop without
+    /// an ACK (end of message, credit limit, window, congestion window).
+    /// Any shorter delay ACKs every packet of a flow whose packets come
+    /// further apart than it, as each flow's do when hundreds share one
+    /// ring on a slow host (20 µs, then 2 ms, made as many ACKs as data
+    /// frames with perftest `-q 256` in the TCG bed).
     pub fn new(qpn: Qpn) -> Self {
         QpConfig {
             qpn,
@@ -62,7 +68,7 @@ impl QpConfig {
             rq_depth: 256,
             rx_window: 64,
             ack_coalesce: 0,
-            ack_delay: Duration::from_micros(20),
+            ack_delay: Duration::from_millis(100),
             ack_hold: Duration::from_millis(1),
             qp_type: QpType::Rc,
         }
@@ -202,6 +208,8 @@ counters! {
         tx_blocked_credits,
         /// Sending stopped by our own window.
         tx_blocked_window,
+        /// A request waited for the congestion window (docs/wire.md §10.2).
+        tx_blocked_cwnd,
         /// Sending stopped by max_rd_atomic.
         tx_blocked_rd_atomic,
         /// READ responses paused: [`READ_BURST`] of them went out since
@@ -329,6 +337,10 @@ pub(crate) struct Ctx {
     pub(crate) path: PathInfo,
     pub(crate) mtu: u32,
     pub(crate) rx_window: u16,
+    /// Credits this QP grants its peer in every AETH and PAETH
+    /// (docs/wire.md §9): `rx_window` unless the provider set a smaller
+    /// share of its ring ([`RcQp::set_credit_grant`]).
+    pub(crate) grant: u16,
     /// RC or UC: the BTH transport of every frame this QP sends and
     /// accepts.
     pub(crate) transport: Transport,
@@ -354,6 +366,7 @@ impl Ctx {
             },
             mtu,
             rx_window,
+            grant: rx_window,
             transport: Transport::Rc,
             timers: TimerTable::default(),
             stats: Stats::default(),
@@ -401,11 +414,16 @@ impl Ctx {
 }
 
 /// The interactive ACK hold: `configured`, but at most a quarter of the
-/// transport timer (if there is one).
+/// transport timer (if there is one) and half the smallest retransmission
+/// timeout a peer may use (`cc::MIN_RTO`), so that a held ACK never makes
+/// the peer retransmit.
 fn ack_hold(configured: Duration, timeout: Option<Duration>) -> Duration {
-    timeout.map_or(configured, |t| {
-        configured.min(Duration::from_nanos(t.as_nanos() / 4))
-    })
+    let floor = Duration::from_nanos(crate::cc::MIN_RTO.as_nanos() / 2);
+    timeout
+        .map_or(configured, |t| {
+            configured.min(Duration::from_nanos(t.as_nanos() / 4))
+        })
+        .min(floor)
 }
 
 /// Metadata of a frame written by [`RcQp::poll_transmit`]: send
@@ -561,6 +579,7 @@ impl RcQp {
                 },
                 mtu: PathMtu::Mtu1024.bytes(),
                 rx_window: cfg.rx_window.max(omx_wire::INITIAL_CREDITS),
+                grant: cfg.rx_window.max(omx_wire::INITIAL_CREDITS),
                 transport: if uc { Transport::Uc } else { Transport::Rc },
                 timers: TimerTable::default(),
                 stats: Stats::default(),
@@ -1138,6 +1157,31 @@ impl RcQp {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.ctx.timers.next_timeout()
+    }
+
+    /// The credits this QP grants its peer from now on (docs/wire.md §9,
+    /// [`crate::grant`]): its share of the receive ring, clamped to
+    /// [`crate::grant::MIN_GRANT`]..=the QP's receive window. The next
+    /// ACK carries it; an ACK becomes due once half of it is used. A
+    /// smaller grant never takes back what the peer was already allowed
+    /// (its bound only moves forward).
+    pub fn set_credit_grant(&mut self, credits: u16) {
+        let g = credits.clamp(crate::grant::MIN_GRANT, self.ctx.rx_window);
+        if g != self.ctx.grant {
+            self.ctx.grant = g;
+            self.resp.ack.set_grant(u32::from(g));
+        }
+    }
+
+    /// Why the requester declared its peer gone (IBV_WC_RETRY_EXC_ERR),
+    /// if it did since the QP was created or last reset.
+    pub fn gone_report(&self) -> Option<crate::GoneReport> {
+        self.req.gone
+    }
+
+    /// The credits this QP grants now.
+    pub fn credit_grant(&self) -> u16 {
+        self.ctx.grant
     }
 
     /// Next work completion (send or receive queue, see

@@ -32,6 +32,7 @@ use omx_wire::{
     Aeth, AtomicEth, Ext, Frame, NakCode, Opcode, Paeth, Position, Psn, Reth, Syndrome,
 };
 
+use crate::cc::{self, Cwnd, RttEstimator};
 use crate::mem::{self, Access, MemoryAccess};
 use crate::qp::{Ctx, Fatal, QpEventKind, RxDrop, RxError};
 use crate::state::{rnr_timer, RNR_RETRY_INFINITE};
@@ -90,8 +91,25 @@ pub(crate) struct Requester {
     pub(crate) retry_cnt: u8,
     pub(crate) rnr_retry: u8,
     pub(crate) max_rd_atomic: usize,
-    retry_left: u8,
     rnr_left: u8,
+    /// Round trip and retransmission timeout (RFC 6298).
+    rtt: RttEstimator,
+    /// Congestion window (packets).
+    cwnd: Cwnd,
+    /// The packet being timed for a round-trip sample (its last PSN) and
+    /// when it was sent; cleared by a rewind (Karn's rule).
+    timed: Option<(Psn, Instant)>,
+    /// When the peer last showed it is alive (an ACK, a response, an RNR
+    /// NAK), or when sending started from idle: the clock of
+    /// IBV_WC_RETRY_EXC_ERR ([`cc::peer_gone`]).
+    heard: Instant,
+    /// Counter behind the timer's jitter.
+    jitter: u32,
+    /// Transport timer expiries left before the peer may be declared
+    /// gone; reloaded by every word from the peer.
+    retry_left: u8,
+    /// Why the peer was declared gone, once it was.
+    pub(crate) gone: Option<cc::GoneReport>,
     rnr_wait: bool,
     /// PSN of the last NAK / READ gap we rewound for (ignore repeats until
     /// progress).
@@ -117,8 +135,14 @@ impl Requester {
             retry_cnt: 7,
             rnr_retry: 7,
             max_rd_atomic: 16,
-            retry_left: 7,
             rnr_left: 7,
+            rtt: RttEstimator::default(),
+            cwnd: Cwnd::default(),
+            timed: None,
+            heard: Instant::ZERO,
+            retry_left: 7,
+            jitter: 0,
+            gone: None,
             rnr_wait: false,
             nak_guard: None,
             read_chunks: VecDeque::with_capacity(256),
@@ -139,8 +163,11 @@ impl Requester {
         self.una = sq_psn;
         self.sent_end = sq_psn;
         self.limit = sq_psn.add(u32::from(omx_wire::INITIAL_CREDITS)).sub(1);
-        self.retry_left = self.retry_cnt;
         self.rnr_left = self.rnr_retry;
+        self.retry_left = self.retry_cnt;
+        self.rtt = RttEstimator::default();
+        self.cwnd = Cwnd::default();
+        self.timed = None;
     }
 
     pub(crate) fn post(&mut self, wr: SendWr, len: u32) {
@@ -185,7 +212,60 @@ impl Requester {
             ctx.stats.rewinds += 1;
             self.seek(psn);
             self.read_chunks.clear();
+            self.timed = None;
         }
+    }
+
+    /// The retransmission timeout now, from the round trip, plus up to a
+    /// quarter of it at random (`None`: the timer is off, IBTA timeout 0).
+    /// The jitter keeps QPs that lost their packets together from
+    /// retransmitting together again and again: a thousand QPs whose first
+    /// packets overflowed a ring at once otherwise came back in the same
+    /// order every time, and the same ones, at the end of each burst,
+    /// were dropped every time until they gave up.
+    fn rto(&mut self, ctx: &Ctx) -> Option<Duration> {
+        let t = self.timeout?;
+        let rto = self.rtt.rto(t).as_nanos();
+        self.jitter = self.jitter.wrapping_add(1);
+        let r = cc::mix(u64::from(ctx.qpn.value()) << 32 | u64::from(self.jitter));
+        Some(Duration::from_nanos(
+            rto.saturating_add((rto / 4).saturating_mul(r >> 54) >> 10),
+        ))
+    }
+
+    /// Packets outstanding: from `una` to the next one to send.
+    fn inflight(&self) -> u32 {
+        self.next_psn.diff(self.una).max(0) as u32
+    }
+
+    /// The peer said something that shows it alive (or sending starts
+    /// from idle): the silence clock and the retries start over.
+    fn alive(&mut self, now: Instant) {
+        self.heard = now;
+        self.retry_left = self.retry_cnt;
+    }
+
+    /// The transport timer expired: whether the peer is gone
+    /// ([`cc::peer_gone`]), else one retry used up. Records why.
+    fn peer_gone(&mut self, now: Instant) -> bool {
+        let Some(t) = self.timeout else {
+            return false;
+        };
+        let unit = t.max(self.rtt.base(t));
+        if !cc::peer_gone(now, self.heard, unit, self.retry_cnt, self.retry_left) {
+            self.retry_left = self.retry_left.saturating_sub(1);
+            return false;
+        }
+        self.gone = Some(cc::GoneReport {
+            silent_ns: now.saturating_duration_since(self.heard).as_nanos(),
+            unit_ns: unit.as_nanos(),
+            srtt_ns: self.rtt.srtt().map_or(0, Duration::as_nanos),
+            rto_ns: self.rtt.rto(t).as_nanos(),
+            cwnd: self.cwnd.get(),
+            outstanding: self.sent_end.diff(self.una).max(0) as u32,
+            credits_left: self.limit.diff(self.next_psn),
+        });
+        true
     }
 
     /// `psn` may be acknowledged: it lies in `[una - 1, sent_end - 1]`
@@ -245,6 +325,7 @@ impl Requester {
 
     /// Drops every WQE without completion (modify to RESET).
     pub(crate) fn reset(&mut self) {
+        self.gone = None;
         self.sq.clear();
         self.cursor = 0;
         self.cursor_pkt = 0;
@@ -292,6 +373,10 @@ impl Requester {
         let inflight = psn.diff(self.una).max(0) as u32;
         if inflight >= window {
             ctx.stats.tx_blocked_window += 1;
+            return Ok(None);
+        }
+        if !self.uc && inflight >= self.cwnd.get() {
+            ctx.stats.tx_blocked_cwnd += 1;
             return Ok(None);
         }
         let room = window - inflight;
@@ -409,8 +494,14 @@ impl Requester {
         // AckReq of their own, and they count against max_rd_atomic.
         let answered = opcode == Opcode::ReadRequest || opcode.is_atomic();
         let last_pkt = pkt + consumed >= e.npsn;
-        let ack_req =
-            !self.uc && ((last_pkt && !answered) || psn == self.limit || inflight + 1 >= window);
+        // AckReq wherever sending will stop until an ACK comes: the end
+        // of a message, the credit limit, our window, the congestion
+        // window.
+        let ack_req = !self.uc
+            && ((last_pkt && !answered)
+                || psn == self.limit
+                || inflight + 1 >= window
+                || (!answered && inflight + 1 >= self.cwnd.get()));
         let solicited = e.wr.solicited && last_pkt && opcode.is_send();
         ext.ack = ack.filter(|_| last_pkt);
         let repr = ctx.repr(opcode, psn, ack_req, solicited, plen as usize, ext);
@@ -455,12 +546,19 @@ impl Requester {
             self.retire(ctx);
             return Ok(Some((n, false)));
         }
+        if inflight == 0 && psn == self.sent_end {
+            // Sending starts from idle: the silence clock starts now.
+            self.alive(now);
+        }
         if self.next_psn.diff(self.sent_end) > 0 {
             self.sent_end = self.next_psn;
+            if self.timed.is_none() {
+                self.timed = Some((self.next_psn.sub(1), now));
+            }
         } else {
             ctx.stats.tx_retransmits += 1;
         }
-        if let Some(t) = self.timeout {
+        if let Some(t) = self.rto(ctx) {
             ctx.timers.set_if_stopped(Timer::Retransmit, now + t);
         }
         Ok(Some((n, repr.ext.ack.is_some())))
@@ -541,6 +639,7 @@ impl Requester {
             ctx.stats.rx_ack_out_of_window += 1;
             return false;
         }
+        self.alive(now);
         self.update_limit(a.psn, a.credits);
         self.process_ack(ctx, now, a.psn);
         true
@@ -558,6 +657,18 @@ impl Requester {
         }
         let old_una = self.una;
         self.una = new_una;
+        self.alive(now);
+        self.cwnd.on_ack(new_una.diff(old_una).max(0) as u32);
+        // The backoff stays until a new sample (Karn, RFC 6298 5.7): a
+        // round trip longer than the timer would otherwise be met with
+        // a timeout, a rewind that voids the sample, and no backoff
+        // again, forever.
+        if let Some((p, t)) = self.timed {
+            if p.before(new_una) {
+                self.rtt.sample(now.saturating_duration_since(t));
+                self.timed = None;
+            }
+        }
         if self.next_psn.before(new_una) {
             self.seek(new_una);
         }
@@ -566,10 +677,9 @@ impl Requester {
             self.read_chunks.pop_front();
         }
         if old_una.before(self.una) {
-            self.retry_left = self.retry_cnt;
             self.rnr_left = self.rnr_retry;
             self.nak_guard = None;
-            match self.timeout {
+            match self.rto(ctx) {
                 Some(t) if self.outstanding() => ctx.timers.set(Timer::Retransmit, now + t),
                 _ => ctx.timers.stop(Timer::Retransmit),
             }
@@ -667,6 +777,7 @@ impl Requester {
             ctx.stats.rx_out_of_sequence += 1;
             if self.nak_guard != Some(expected) {
                 self.nak_guard = Some(expected);
+                self.cwnd.on_loss(self.inflight());
                 self.rewind(ctx, expected);
             }
         } else {
@@ -724,6 +835,7 @@ impl Requester {
                 ctx.stats.rx_ack_out_of_window += 1;
                 return Err(RxDrop::OutOfWindow.into());
             }
+            self.alive(now);
             self.update_limit(psn, aeth.credits);
             self.process_ack(ctx, now, psn);
             return Ok(());
@@ -739,6 +851,7 @@ impl Requester {
             Syndrome::Ack => Ok(()),
             Syndrome::RnrNak(code) => {
                 ctx.stats.rx_rnr_naks += 1;
+                self.alive(now);
                 self.update_limit(psn.sub(1), aeth.credits);
                 self.process_ack(ctx, now, psn.sub(1));
                 if self.rnr_left == 0 {
@@ -766,15 +879,15 @@ impl Requester {
                     return Ok(());
                 }
                 self.nak_guard = Some(psn);
-                if self.retry_left == 0 {
-                    // As for RNR: the oldest outstanding WR fails.
-                    let una = self.una;
-                    return Err(self.fail_at(ctx, una, WcStatus::RetryExcErr).into());
-                }
-                self.retry_left -= 1;
+                // A sequence NAK shows the peer alive but our packets
+                // lost: it neither uses up a retry nor counts as a word
+                // from the peer, and it leaves a running timer alone, so
+                // NAKs without progress still end in RETRY_EXC_ERR when
+                // the timer has expired often enough.
+                self.cwnd.on_loss(self.inflight());
                 self.rewind(ctx, psn);
-                if let Some(t) = self.timeout {
-                    ctx.timers.set(Timer::Retransmit, now + t);
+                if let Some(t) = self.rto(ctx) {
+                    ctx.timers.set_if_stopped(Timer::Retransmit, now + t);
                 }
                 Ok(())
             }
@@ -842,15 +955,17 @@ impl Requester {
             return Ok(());
         }
         ctx.stats.timeouts += 1;
-        if self.retry_left == 0 {
+        if self.peer_gone(now) {
             let una = self.una;
             return Err(self.fail_at(ctx, una, WcStatus::RetryExcErr));
         }
-        self.retry_left -= 1;
+        self.rtt.on_timeout();
+        let inflight = self.sent_end.diff(self.una).max(0) as u32;
+        self.cwnd.on_timeout(inflight);
         self.nak_guard = None;
         let una = self.una;
         self.rewind(ctx, una);
-        if let Some(t) = self.timeout {
+        if let Some(t) = self.rto(ctx) {
             ctx.timers.set(Timer::Retransmit, now + t);
         }
         Ok(())
@@ -975,6 +1090,9 @@ mod tests {
             .unwrap();
         assert_eq!(r.una, first.add(k + 1));
         assert_eq!((r.cursor, r.cursor_pkt), (0, k + 1));
+        // The loss halved the congestion window (cc.rs tests it); this
+        // test is about the rewind.
+        r.cwnd = Cwnd::default();
         let again: Vec<_> = core::iter::from_fn(|| transmit(&mut r, &mut ctx, &mem))
             .map(|(f, _)| f.bth.psn)
             .collect();

@@ -1000,7 +1000,7 @@ impl Responder {
         Aeth {
             syndrome,
             msn: self.msn,
-            credits: ctx.rx_window,
+            credits: ctx.grant,
         }
     }
 
@@ -1018,7 +1018,7 @@ impl Responder {
         ((self.ack.owed() || self.acked) && self.nak.is_none() && self.resp_q.is_empty()).then(
             || Paeth {
                 psn: self.epsn.sub(1),
-                credits: ctx.rx_window,
+                credits: ctx.grant,
             },
         )
     }

@@ -699,8 +699,8 @@ proptest! {
     }
 }
 
-/// A PSN sequence error NAK past an atomic whose answer was lost, with
-/// the retries used up: the atomic, the oldest WR outstanding, fails
+/// A PSN sequence error NAK past an atomic whose answer was lost, then
+/// silence until the retries are used up: the atomic, the oldest WR outstanding, fails
 /// with IBV_WC_RETRY_EXC_ERR and the later ones flush (the NAK's own PSN
 /// named a later WR, which used to fail while the atomic flushed before
 /// it: completions out of IBTA's order).
@@ -730,6 +730,13 @@ fn retries_exhausted_fail_the_oldest_outstanding_atomic() {
         .unwrap();
     assert_eq!(parse(nak).bth.psn, Psn::new(1));
     let _ = p.a.handle_frame(now(), nak, &mut p.ma);
+    // A sequence NAK shows the peer alive: it uses up no retry by
+    // itself. With no progress, the transport timer declares the peer
+    // gone after retry_cnt + 1 = 1 timeout (4.096 us x 2^14 = 67 ms).
+    assert!(completions(&mut p.a).is_empty());
+    let later = p.a.poll_timeout().expect("the transport timer runs");
+    assert!(later >= now() + Duration::from_millis(67));
+    p.a.handle_timeout(later);
     let st: Vec<_> = completions(&mut p.a)
         .iter()
         .map(|c| (c.wr_id, c.status))

@@ -43,6 +43,26 @@ pub fn stats<'a>(scope: &str, id: &str, counters: impl IntoIterator<Item = (&'a 
     let _ = std::io::stderr().write_all(out.as_bytes());
 }
 
+/// Why a QP declared its peer gone (IBV_WC_RETRY_EXC_ERR), as one
+/// `omx-stats qp 0x<qpn> gone ...` line, if `OMX_STATS` is set.
+pub fn gone(qpn: u32, r: &omx_engine::GoneReport) {
+    if !stats_enabled() {
+        return;
+    }
+    use std::io::Write;
+    let line = format!(
+        "omx-stats qp {qpn:#x} gone silent_us={} unit_us={} srtt_us={} rto_us={} cwnd={} outstanding={} credits_left={}\n",
+        r.silent_ns / 1000,
+        r.unit_ns / 1000,
+        r.srtt_ns / 1000,
+        r.rto_ns / 1000,
+        r.cwnd,
+        r.outstanding,
+        r.credits_left
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
 pub fn debug(args: core::fmt::Arguments<'_>) {
     if flags().0 {
         line(args);

@@ -339,6 +339,9 @@ pub unsafe extern "C" fn destroy_qp(qp: *mut ibv_qp) -> i32 {
             let g = v.lock();
             let stats = g.eng.stats();
             log::stats("qp", &format!("{:#x}", v.qpn.value()), stats.fields());
+            if let Some(r) = g.eng.gone_report() {
+                log::gone(v.qpn.value(), &r);
+            }
             rt.ep.retire_stats(stats);
         }
         // SAFETY: kernel object gone; from Box::into_raw in create().

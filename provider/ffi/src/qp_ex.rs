@@ -156,9 +156,7 @@ impl Staging {
         let d = depth.max(1) as usize;
         Staging {
             wrs: vec![EMPTY; d].into_boxed_slice(),
-            // One MAX_INLINE_DATA slot per WR, allocated by the first
-            // `ibv_wr_set_inline_data` (most QPs never send inline).
-            inline: Box::default(),
+            inline: vec![0; d * MAX_INLINE_DATA as usize].into_boxed_slice(),
             n: 0,
             open: false,
             err: 0,
@@ -277,12 +275,8 @@ impl Staging {
             return;
         }
         let slot = idx.wrapping_mul(MAX_INLINE_DATA as usize);
-        let depth = self.wrs.len();
         let Some(w) = self.current() else { return };
         w.inline_len = Some(total as u32);
-        if self.inline.is_empty() {
-            self.inline = vec![0; depth * MAX_INLINE_DATA as usize].into();
-        }
         let mut off = slot;
         for b in bufs {
             self.inline[off..off + b.len()].copy_from_slice(b);
@@ -1111,12 +1105,12 @@ mod tests {
     }
 
     /// docs/provider.md "Memory per QP": an extended QP's staging holds
-    /// one `Staged` per send slot, and its inline slots only once an
-    /// inline WR was built.
+    /// one `Staged` and one inline slot per send slot, allocated at
+    /// creation (building a WR never allocates).
     #[test]
-    fn staging_allocates_inline_slots_on_first_use() {
+    fn staging_holds_its_inline_slots_from_creation() {
         let mut s = Staging::new(128);
-        assert!(s.inline.is_empty());
+        assert_eq!(s.inline.len(), 128 * MAX_INLINE_DATA as usize);
         assert!(size_of::<Staged>() <= 256, "{}", size_of::<Staged>());
         assert!(size_of::<OmxQp>() <= 640, "{}", size_of::<OmxQp>());
         s.begin(1, 0, SendOp::Send);

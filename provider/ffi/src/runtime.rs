@@ -346,8 +346,42 @@ pub struct Runtime {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Runtimes alive, for the `OMX_STATS` lines printed at process exit
+/// (an application that exits without closing its context, as perftest
+/// does after an error, would otherwise print nothing).
+static LIVE: Mutex<Vec<std::sync::Weak<Runtime>>> = Mutex::new(Vec::new());
+
+/// The `atexit` handler: prints the counters of every context still open.
+extern "C" fn stats_at_exit() {
+    let live = LIVE.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for rt in live.iter().filter_map(std::sync::Weak::upgrade) {
+        if !rt.stop.load(SeqCst) {
+            log::stats("ctx", &format!("{}-at-exit", rt.ep.endpoint), rt.counters());
+            for (qpn, r) in rt.ep.gone_reports() {
+                log::gone(qpn.value(), &r);
+            }
+        }
+    }
+}
+
 impl Runtime {
     pub fn new(endpoint: u32, netdev: NetdevInfo, cmd_fd: i32) -> Arc<Self> {
+        let rt = Self::build(endpoint, netdev, cmd_fd);
+        if log::stats_enabled() {
+            static AT_EXIT: std::sync::Once = std::sync::Once::new();
+            // SAFETY: registers a plain function taking nothing, once; it
+            // may run at any exit, with or without open contexts.
+            AT_EXIT.call_once(|| unsafe {
+                libc::atexit(stats_at_exit);
+            });
+            let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+            live.retain(|w| w.strong_count() > 0);
+            live.push(Arc::downgrade(&rt));
+        }
+        rt
+    }
+
+    fn build(endpoint: u32, netdev: NetdevInfo, cmd_fd: i32) -> Arc<Self> {
         Arc::new(Runtime {
             ep: Endpoint::new(endpoint),
             netdev,
@@ -826,9 +860,20 @@ impl Runtime {
             if spun && !app_receives {
                 self.blind.store(false, SeqCst);
             }
-            let mut d = self.run_timers();
+            // Frames first, then timers: a timer pass must not take a peer
+            // for silent while its answer waits unread in our ring. Frames
+            // that wait although an application thread busy-polls (it is
+            // posting, or was descheduled) are taken too: otherwise a
+            // client posting thousands of WRs at once (perftest -q 256)
+            // overflowed its ring with ACKs and its QPs ended in
+            // RETRY_EXC_ERR with the answers unread.
+            let mut d = Drive::default();
             let mut contended = false;
-            if !app_receives {
+            let backlog = app_receives
+                && (io.sock.may_have_frames()
+                    || self.inbox().is_some_and(|ib| ib.may_have_frames())
+                    || self.tap.get().is_some_and(|t| t.may_have_frames()));
+            if !app_receives || backlog {
                 let before = self.rx_frames.load(Relaxed);
                 let by = progress_rx_by(last_spun, pass);
                 let (r, got) = self.try_rx(by);
@@ -840,6 +885,7 @@ impl Runtime {
                     last_rx = Some(std::time::Instant::now());
                 }
             }
+            d = d.merge(self.run_timers());
             self.progress_passes.fetch_add(1, Relaxed);
             self.notify_pass();
             self.connect_wanted();

@@ -487,10 +487,10 @@ fn bind_raw(fd: &OwnedFd, ifindex: u32, proto: u16) -> Result<(), OpenError> {
 
 impl PacketSocket {
     /// Opens, filters and binds the socket to `ifindex` (which must be in
-    /// the caller's network namespace), receiving through the default
-    /// ring ([`RingConfig::DEFAULT`]).
+    /// the caller's network namespace), receiving through the omx ring
+    /// ([`RingConfig::OMX`]).
     pub fn open(ifindex: u32, endpoint: u32) -> Result<Self, OpenError> {
-        Self::open_with(ifindex, endpoint, RxMode::Ring(RingConfig::DEFAULT))
+        Self::open_with(ifindex, endpoint, RxMode::Ring(RingConfig::OMX))
     }
 
     /// [`PacketSocket::open`] with a choice of receive path.
@@ -512,7 +512,7 @@ impl PacketSocket {
             ifindex,
             &loopback_filter(endpoint),
             ETH_P_ALL,
-            RxMode::Ring(RingConfig::DEFAULT),
+            RxMode::Ring(RingConfig::OMX),
         )
     }
 
@@ -1249,12 +1249,28 @@ mod tests {
     /// frame count: keep the two in step.
     #[test]
     fn default_ring_frames_match_the_window_budget() {
-        let c = RingConfig::DEFAULT;
+        let c = RingConfig::OMX;
         assert_eq!(c.version, RingVersion::V2);
-        assert_eq!(
-            c.blocks * (c.block_size / c.frame_size),
-            omx_verbs::endpoint::DEFAULT_RING_FRAMES
-        );
+        assert_eq!(c.frames(), omx_verbs::endpoint::DEFAULT_RING_FRAMES);
+        assert_eq!(c.frames(), 1920);
+        assert_eq!(RingConfig::DEFAULT.frames(), 768);
+        // The largest omx frame fits a slot with the kernel's headers.
+        assert!(omx_wire::max_frame_len(4096) + 80 + 4 <= c.frame_size as usize);
+        assert_eq!(c.frame_size % 16, 0);
+    }
+
+    /// The omx ring carries the largest omx frame (path MTU 4096) intact,
+    /// and drops (counts) a longer one rather than passing it cut.
+    #[test]
+    fn the_omx_ring_takes_the_largest_omx_frame_whole() {
+        let big = omx_wire::max_frame_len(4096);
+        over_veth("om", RxMode::Ring(RingConfig::OMX), |tx, rx, w| {
+            tx.send(&numbered(1, big));
+            tx.send(&numbered(2, 9000));
+            tx.send(&numbered(3, 64));
+            let got = drain(rx, w, 2);
+            assert_eq!(got, [numbered(1, big), numbered(3, 64)]);
+        });
     }
 
     /// `send_batch` sends every frame of a batch longer than one

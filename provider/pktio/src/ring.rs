@@ -146,6 +146,25 @@ impl RingConfig {
         retire_ms: 1,
     };
 
+    /// The ring of an omx context: TPACKET_V2, the same 8 MiB as
+    /// [`RingConfig::DEFAULT`], cut into slots just large enough for the
+    /// largest omx frame (path MTU 4096, [`OMX_SLOT`]): 1,920 frames
+    /// instead of 768, the budget the receiver's credit grants divide
+    /// among its QPs (docs/wire.md §9). Larger frames (none of ours) are
+    /// truncated by the kernel, and skipped.
+    pub const OMX: RingConfig = RingConfig {
+        frame_size: OMX_SLOT,
+        ..Self::DEFAULT
+    };
+
+    /// Frames the ring holds (V2: slots; V3: blocks).
+    pub const fn frames(&self) -> u32 {
+        match self.version {
+            RingVersion::V2 => self.blocks * (self.block_size / self.frame_size),
+            RingVersion::V3 => self.blocks,
+        }
+    }
+
     /// TPACKET_V3 with [`RingConfig::DEFAULT`]'s memory: ~900 jumbo or
     /// ~7000 1 KiB-MTU frames, blocks retired after 1 ms.
     pub const V3: RingConfig = RingConfig {
@@ -164,6 +183,12 @@ impl RingConfig {
         }
     }
 }
+
+/// Slot of [`RingConfig::OMX`]: the largest omx frame (path MTU 4096,
+/// `omx_wire::max_frame_len`) and room for the kernel's `tpacket2_hdr`,
+/// `sockaddr_ll`, its alignment and a VLAN tag, rounded to 16 bytes
+/// (TPACKET_ALIGNMENT).
+pub const OMX_SLOT: u32 = ((omx_wire::max_frame_len(4096) + 128).div_ceil(16) * 16) as u32;
 
 impl Default for RingConfig {
     fn default() -> Self {

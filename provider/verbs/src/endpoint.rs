@@ -30,6 +30,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, RwLock};
 
+use omx_engine::grant::GrantPolicy;
 use omx_engine::Instant;
 
 use crate::cq::{Cq, Pushed};
@@ -40,9 +41,9 @@ use crate::FrameSink;
 /// How soon the timer pass looks again at a due QP it found locked.
 pub const TIMER_RETRY_NS: u64 = 50_000;
 
-/// Frames of the packet I/O layer's default receive ring (TPACKET_V2,
-/// 64 blocks of 12 slots).
-pub const DEFAULT_RING_FRAMES: u32 = 768;
+/// Frames of the packet I/O layer's receive ring (`RingConfig::OMX`:
+/// TPACKET_V2, 64 blocks of 30 slots of 4,304 bytes).
+pub const DEFAULT_RING_FRAMES: u32 = 1920;
 /// Smallest receive window: the requester's credits before the first ACK
 /// (`omx_wire::INITIAL_CREDITS`).
 pub const MIN_WINDOW: u16 = omx_wire::INITIAL_CREDITS;
@@ -198,6 +199,18 @@ pub struct Endpoint {
     busy_qps: AtomicU32,
     /// Receive-ring frames not yet promised to a QP's window.
     window_budget: AtomicU32,
+    /// How the ring is shared among the QPs receiving now
+    /// (omx_engine::grant).
+    grants: GrantPolicy,
+    /// Active QPs (omx_engine::grant::ActiveSet, in atomics): the epoch
+    /// counted now (from 1; 0 = none yet), when it started (engine ns),
+    /// the request frames in it, the QPs that received a request in it,
+    /// and in the one before.
+    act_epoch: AtomicU64,
+    act_start: AtomicU64,
+    act_frames: AtomicU32,
+    act_cur: AtomicU32,
+    act_prev: AtomicU32,
     /// Frames dropped before any QP saw them (see [`Endpoint::counters`]).
     rx_unparsable: AtomicU64,
     rx_unknown_qp: AtomicU64,
@@ -233,6 +246,12 @@ impl Endpoint {
             mcast: RwLock::new(Vec::new()),
             busy_qps: AtomicU32::new(0),
             window_budget: AtomicU32::new(ring_frames),
+            grants: GrantPolicy::new(ring_frames),
+            act_epoch: AtomicU64::new(0),
+            act_start: AtomicU64::new(0),
+            act_frames: AtomicU32::new(0),
+            act_cur: AtomicU32::new(0),
+            act_prev: AtomicU32::new(0),
             rx_unparsable: AtomicU64::new(0),
             rx_unknown_qp: AtomicU64::new(0),
             rx_mcast_unjoined: AtomicU64::new(0),
@@ -259,6 +278,41 @@ impl Endpoint {
             Some(left - taken)
         });
         Window { packets: w, taken }
+    }
+
+    /// A request frame for the QP whose last active epoch is `*seen`
+    /// arrived at `now` (the caller holds that QP's lock): counts the QP
+    /// once per epoch and returns how many QPs are receiving (the larger
+    /// of this epoch's and the previous epoch's counts), as
+    /// [`omx_engine::grant::ActiveSet::note`] does, lock-free. Races at an
+    /// epoch's end may miscount a QP or a frame for that epoch; the next
+    /// one corrects it.
+    pub fn note_active(&self, seen: &mut u64, now: Instant) -> u32 {
+        let mut e = self.act_epoch.load(SeqCst);
+        let start = Instant::from_nanos(self.act_start.load(Relaxed));
+        let frames = self.act_frames.fetch_add(1, Relaxed) + 1;
+        // The frame that overflows the epoch opens the next one (as
+        // ActiveSet: an epoch holds exactly a ring's worth).
+        if e == 0 || self.grants.epoch_over(start, frames - 1, now) {
+            if self
+                .act_epoch
+                .compare_exchange(e, e + 1, SeqCst, Relaxed)
+                .is_ok()
+            {
+                let stale = e == 0 || self.grants.epoch_stale(start, now);
+                let cur = self.act_cur.swap(0, SeqCst);
+                self.act_prev.store(if stale { 0 } else { cur }, SeqCst);
+                self.act_frames.store(1, SeqCst);
+                self.act_start.store(now.as_nanos(), SeqCst);
+            }
+            e = self.act_epoch.load(SeqCst);
+        }
+        let mut cur = self.act_cur.load(Relaxed);
+        if *seen != e {
+            *seen = e;
+            cur = self.act_cur.fetch_add(1, SeqCst) + 1;
+        }
+        cur.max(self.act_prev.load(Relaxed))
     }
 
     /// Registers a QP under its slot (replaces nothing: the kernel never
@@ -492,6 +546,16 @@ impl Endpoint {
         tot
     }
 
+    /// The QPs that declared their peer gone, and why (control path:
+    /// diagnostics at exit).
+    pub fn gone_reports(&self) -> Vec<(omx_wire::Qpn, omx_engine::GoneReport)> {
+        let t = self.qps.read().unwrap_or_else(|p| p.into_inner());
+        t.live
+            .iter()
+            .filter_map(|qp| qp.lock().eng.gone_report().map(|r| (qp.qpn, r)))
+            .collect()
+    }
+
     /// After any input or verb on `qp` (whose lock `g` is): sends what the
     /// engine has to send, moves completions to the CQs, and reports the
     /// next deadline.
@@ -648,6 +712,12 @@ impl Endpoint {
             return Drive::default();
         };
         let mut g = qp.lock();
+        if omx_engine::grant::takes_credit(frame) {
+            // Receiver-driven credits (docs/wire.md §9): this QP's share
+            // of the ring among the QPs receiving now.
+            let active = self.note_active(&mut g.seen_epoch, now);
+            g.eng.set_credit_grant(self.grants.share(active));
+        }
         {
             let QpInner {
                 eng: rc, inline, ..
@@ -1530,6 +1600,40 @@ mod tests {
         // it now does not count it again.
         a.drive(&qa, &mut qa.lock(), Instant::ZERO, &wa);
         assert!(!a.work_pending());
+    }
+
+    /// The lock-free count of receiving QPs agrees with the engine's
+    /// reference (`ActiveSet`): epochs of a ring's worth of request
+    /// frames or of `EPOCH`, QPs aged out after two.
+    #[test]
+    fn active_qps_are_counted_as_the_reference_counts_them() {
+        let ep = Endpoint::with_ring(1, 4);
+        let policy = omx_engine::grant::GrantPolicy::new(4);
+        let mut reference = omx_engine::grant::ActiveSet::default();
+        let (mut a, mut b) = ([0u64; 3], [0u64; 3]);
+        let t0 = Instant::from_micros(5_000);
+        let epoch_us = omx_engine::grant::EPOCH.as_nanos() / 1000;
+        let mut steps = vec![
+            (0, 0),
+            (0, 0),
+            (1, 0),
+            (2, 0),
+            (0, 0),
+            (0, 0),
+            (0, 0),
+            (0, 0),
+            (1, 0),
+        ];
+        steps.extend([(2, epoch_us), (0, 4 * epoch_us)]);
+        let mut got = Vec::new();
+        for (q, us) in steps {
+            let now = t0 + omx_engine::Duration::from_micros(us);
+            let n = ep.note_active(&mut a[q], now);
+            assert_eq!(n, reference.note(&policy, &mut b[q], now), "{q} at {us} us");
+            got.push(n);
+        }
+        assert_eq!(got, [1, 1, 2, 3, 3, 3, 3, 3, 1, 1, 1]);
+        assert_eq!(ep.grants.share(3), omx_engine::grant::MIN_GRANT);
     }
 
     #[test]

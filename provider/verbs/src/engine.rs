@@ -95,6 +95,21 @@ impl Engine {
         }
     }
 
+    /// The credits a connected QP grants from now on (UD: no credits).
+    pub fn set_credit_grant(&mut self, credits: u16) {
+        if let Engine::Conn(q) = self {
+            q.set_credit_grant(credits);
+        }
+    }
+
+    /// Why a connected QP declared its peer gone, if it did.
+    pub fn gone_report(&self) -> Option<omx_engine::GoneReport> {
+        match self {
+            Engine::Conn(q) => q.gone_report(),
+            _ => None,
+        }
+    }
+
     /// Sends a held ACK now (UD: nothing held).
     pub fn flush_acks(&mut self) {
         if let Engine::Conn(q) = self {

@@ -27,9 +27,8 @@
 //! (the engine writes up to that many frames into them, then the sink
 //! hands them to the kernel in one batch and copies them before
 //! returning); `inline` is a ring of `sq_depth` slots of
-//! [`MAX_INLINE_DATA`] bytes, allocated by the first IBV_SEND_INLINE WR
-//! (empty until then: a QP that never sends inline does not pay
-//! `sq_depth` x 256 bytes for it): send WR number *n* posted with
+//! [`MAX_INLINE_DATA`] bytes, allocated with the QP (post_send never
+//! allocates): send WR number *n* posted with
 //! IBV_SEND_INLINE copies its data into slot *n mod sq_depth* and points
 //! its SGE at it under [`crate::INLINE_LKEY`]. The engine refuses more than
 //! `sq_depth` outstanding send WRs and frees a WR's slot only once it is
@@ -199,6 +198,9 @@ pub struct QpInner {
     pub(crate) inline: Box<[u8]>,
     inline_next: u64,
     sq_depth: u32,
+    /// The endpoint's activity epoch in which this QP last received a
+    /// request (`Endpoint::note_active`).
+    pub(crate) seen_epoch: u64,
 }
 
 impl Qp {
@@ -276,9 +278,10 @@ impl Qp {
             inner: SpinLock::new(QpInner {
                 eng,
                 tx: vec![0u8; TX_BATCH * TX_SLOT].into_boxed_slice(),
-                inline: Box::default(),
+                inline: vec![0u8; sq as usize * MAX_INLINE_DATA as usize].into_boxed_slice(),
                 inline_next: 0,
                 sq_depth: sq,
+                seen_epoch: 0,
             }),
         }
     }
@@ -336,9 +339,6 @@ impl QpInner {
     ) -> Result<(), PostError> {
         if len > MAX_INLINE_DATA as usize {
             return Err(PostError::TooLong);
-        }
-        if self.inline.is_empty() {
-            self.inline = vec![0u8; self.sq_depth as usize * MAX_INLINE_DATA as usize].into();
         }
         let slot = (self.inline_next % u64::from(self.sq_depth)) as usize;
         let off = slot * MAX_INLINE_DATA as usize;
