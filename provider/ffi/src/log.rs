@@ -1,9 +1,11 @@
 //! Diagnostics on stderr. `OMX_DEBUG=1` enables debug lines; errors are
 //! printed when `OMX_DEBUG` or libibverbs' `IBV_SHOW_WARNINGS` is set, so a
 //! quiet application stays quiet. `OMX_STATS=1` prints every counter (drop
-//! reasons included, docs/troubleshooting.md) when a QP is destroyed and
-//! when a context closes, one line each: `omx-stats qp 0x<qpn> <name>
-//! <value>` and `omx-stats ctx <endpoint> <name> <value>`.
+//! reasons included, docs/troubleshooting.md) when a QP is destroyed, when
+//! a context closes and, for contexts still open, at process exit, one
+//! line each: `omx-stats qp 0x<qpn> <name> <value>` and `omx-stats ctx
+//! <endpoint> <name> <value>` (`<endpoint>-at-exit`); a QP that gave up on
+//! its peer adds one `omx-stats qp 0x<qpn> gone ...` line ([`gone`]).
 
 use std::sync::OnceLock;
 
