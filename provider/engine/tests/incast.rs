@@ -75,8 +75,9 @@ fn incast_64_to_1_under_1_percent_loss_recovers_without_giving_up() {
     f.reset_counts();
     let d = Duration::from_millis(200);
     f.run_for(d);
-    // Go-back-N resends what followed a loss: goodput pays for it.
-    assert_healthy("64-to-1, 1% loss", &f, d, 1, 0.5);
+    // Go-back-N resends what followed a loss; with 64 flows sharing the
+    // bottleneck the others fill it meanwhile (0.944 with this seed).
+    assert_healthy("64-to-1, 1% loss", &f, d, 1, 0.9);
 }
 
 #[test]
