@@ -712,20 +712,25 @@ impl Endpoint {
             return Drive::default();
         };
         let mut g = qp.lock();
-        if omx_engine::grant::takes_credit(frame) {
-            // Receiver-driven credits (docs/wire.md §9): this QP's share
-            // of the ring among the QPs receiving now.
-            let active = self.note_active(&mut g.seen_epoch, now);
-            g.eng.set_credit_grant(self.grants.share(active));
-        }
-        {
+        let accepted = {
             let QpInner {
                 eng: rc, inline, ..
             } = &mut *g;
             rc.set_ack_hold(by.may_hold_ack());
-            self.mrs.with_qp(qp.pd, qp.qpn.value(), inline, |mem| {
-                let _ = rc.handle_frame(now, frame, mem);
-            });
+            self.mrs
+                .with_qp(qp.pd, qp.qpn.value(), inline, |mem| {
+                    rc.handle_frame(now, frame, mem)
+                })
+                .is_ok()
+        };
+        if accepted && omx_engine::grant::takes_credit(frame) {
+            // Receiver-driven credits (docs/wire.md §9): this QP's share
+            // of the ring among the QPs receiving now, carried by the ACK
+            // the drive below sends. Only a request the QP accepted (from
+            // its connected peer) counts: forged frames cannot shrink the
+            // other QPs' shares.
+            let active = self.note_active(&mut g.seen_epoch, now);
+            g.eng.set_credit_grant(self.grants.share(active));
         }
         self.drive(&qp, &mut g, now, tx)
     }
@@ -1059,6 +1064,34 @@ mod tests {
         let (wc, _) = qb.recv_cq.poll_one().expect("received");
         assert_eq!((wc.wr_id, wc.byte_len), (7, 2));
         assert_eq!(&mb[..2], b"hi");
+    }
+
+    /// Only a request the QP accepted from its connected peer counts it as
+    /// receiving (docs/wire.md §9): a forged one (another source QPN)
+    /// leaves the count, and so every other QP's grant, alone.
+    #[test]
+    fn only_accepted_requests_count_a_qp_as_receiving() {
+        let a = Endpoint::new(1);
+        let b = Endpoint::new(2);
+        let _qa = connect(&a, 1 << 12, 2 << 12);
+        let qb = connect(&b, 2 << 12, 1 << 12);
+        let wb = Wire::default();
+        let genuine = omx_engine::testing::Crafter::new(1 << 12, 2 << 12);
+        let forged = omx_engine::testing::Crafter::new(3 << 12, 2 << 12);
+        let write = |c: &omx_engine::testing::Crafter| {
+            c.frame(
+                omx_wire::Opcode::SendOnly,
+                0,
+                omx_wire::Ext::default(),
+                b"x",
+            )
+        };
+        let count = || b.act_cur.load(SeqCst);
+        b.handle_frame(Instant::from_micros(10), &write(&forged), &wb);
+        assert_eq!(count(), 0, "a forged request is not counted");
+        assert_eq!(qb.lock().eng.stats().rx_wrong_qp, 1);
+        b.handle_frame(Instant::from_micros(20), &write(&genuine), &wb);
+        assert_eq!(count(), 1, "the peer's request is");
     }
 
     /// A QP in interactive mode holds the ACK of a frame a busy-polling
