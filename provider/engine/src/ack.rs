@@ -21,8 +21,8 @@ pub(crate) struct AckState {
     unacked: u32,
     due: bool,
     coalesce: u32,
-    /// `coalesce`, or half the current credit grant if that is smaller:
-    /// the peer gets new credits before it runs out of them.
+    /// `coalesce`, or the current credit grant if that is smaller: the
+    /// peer gets new credits once it used up the ones it had.
     limit: u32,
     delay: Duration,
     hold: Duration,

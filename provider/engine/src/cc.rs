@@ -18,8 +18,12 @@ use crate::time::{Duration, Instant};
 /// Smallest retransmission timeout the round trip may set (never above
 /// the QP's own transport timer). Scheduling pauses of a few
 /// milliseconds are common on a loaded host; a shorter floor would
-/// retransmit what is merely late.
-pub(crate) const MIN_RTO: Duration = Duration::from_micros(4_000);
+/// retransmit what is merely late. It is also above the provider's
+/// progress-thread sleep while a context is active (10 ms), and half of it
+/// (the longest ACK hold) too: the deadline every post arms then never
+/// needs a wake-up of that thread. At 4 ms it did, on every message, and
+/// `ib_send_lat`/`ib_write_lat` in the TCG bed went from ~38 to ~115 µs.
+pub const MIN_RTO: Duration = Duration::from_micros(24_000);
 
 /// Most doublings of the timeout after consecutive expiries: up to 16
 /// times the base (a round trip through a ring that takes longer than
@@ -237,9 +241,9 @@ mod tests {
         assert_eq!(r.rto(t), t, "no sample: the transport timer");
         r.on_timeout();
         assert_eq!(r.rto(t).as_nanos(), 2 * t.as_nanos(), "doubled");
-        r.sample(Duration::from_millis(2));
-        // srtt 2 ms, rttvar 1 ms: 6 ms.
-        assert_eq!(r.rto(t).as_nanos(), 6 * MS);
+        r.sample(Duration::from_millis(10));
+        // srtt 10 ms, rttvar 5 ms: 30 ms.
+        assert_eq!(r.rto(t).as_nanos(), 30 * MS);
         for _ in 0..50 {
             r.sample(Duration::from_micros(100));
         }

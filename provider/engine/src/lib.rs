@@ -94,7 +94,7 @@ mod timer;
 mod ud;
 mod wr;
 
-pub use cc::GoneReport;
+pub use cc::{GoneReport, MIN_RTO};
 pub use mem::{Access, AtomicOp, MemError, MemoryAccess};
 pub use qp::{
     ModifyError, PostError, QpConfig, QpEvent, QpEventKind, RcQp, RxDrop, Stats, Transmit,

@@ -1162,7 +1162,7 @@ impl RcQp {
     /// The credits this QP grants its peer from now on (docs/wire.md §9,
     /// [`crate::grant`]): its share of the receive ring, clamped to
     /// [`crate::grant::MIN_GRANT`]..=the QP's receive window. The next
-    /// ACK carries it; an ACK becomes due once half of it is used. A
+    /// ACK carries it; an ACK becomes due once all of it is used. A
     /// smaller grant never takes back what the peer was already allowed
     /// (its bound only moves forward).
     pub fn set_credit_grant(&mut self, credits: u16) {

@@ -238,6 +238,11 @@ impl Requester {
         self.next_psn.diff(self.una).max(0) as u32
     }
 
+    /// Packets sent and not acknowledged: from `una` to `sent_end`.
+    fn unacked(&self) -> u32 {
+        self.sent_end.diff(self.una).max(0) as u32
+    }
+
     /// The peer said something that shows it alive (or sending starts
     /// from idle): the silence clock and the retries start over.
     fn alive(&mut self, now: Instant) {
@@ -262,7 +267,7 @@ impl Requester {
             srtt_ns: self.rtt.srtt().map_or(0, Duration::as_nanos),
             rto_ns: self.rtt.rto(t).as_nanos(),
             cwnd: self.cwnd.get(),
-            outstanding: self.sent_end.diff(self.una).max(0) as u32,
+            outstanding: self.unacked(),
             credits_left: self.limit.diff(self.next_psn),
         });
         true
@@ -960,8 +965,7 @@ impl Requester {
             return Err(self.fail_at(ctx, una, WcStatus::RetryExcErr));
         }
         self.rtt.on_timeout();
-        let inflight = self.sent_end.diff(self.una).max(0) as u32;
-        self.cwnd.on_timeout(inflight);
+        self.cwnd.on_timeout(self.unacked());
         self.nak_guard = None;
         let una = self.una;
         self.rewind(ctx, una);

@@ -124,8 +124,12 @@ const MAX_SLEEP_NS: u64 = 1_000_000_000;
 /// Longest sleep of the progress thread while the context is active.
 const TICK_NS: u64 = 10_000_000;
 // A QP holding an ACK for the application's answer publishes a deadline
-// ACK_HOLD away: beyond the active sleep, so it never wakes this thread.
+// at most ACK_HOLD and at least MIN_RTO / 2 away (the engine's caps), and
+// every post a retransmission deadline at least MIN_RTO away (unless the
+// QP's transport timer is shorter): beyond the active sleep, so neither
+// wakes this thread.
 const _: () = assert!(omx_verbs::ACK_HOLD.as_nanos() > TICK_NS);
+const _: () = assert!(omx_engine::MIN_RTO.as_nanos() / 2 > TICK_NS);
 /// The context counts as idle after this long without frames or new
 /// deadlines.
 const IDLE_AFTER_NS: u64 = 200_000_000;

@@ -25,7 +25,12 @@
 //! a CAS loop), and `qp_events` / `srq_events`, set by a drive after it
 //! set the QP's `event` or saw its SRQ's `limit_reached`, and swapped by
 //! the kernel pass before it looks at them (under `qps` read; an SRQ's
-//! own flag is taken once there, however many QPs share it).
+//! own flag is taken once there, however many QPs share it). The count of
+//! QPs receiving now (`act_epoch`, `act_start`, `act_frames`, `act_cur`,
+//! `act_prev`; the credit grants, docs/wire.md §9) is atomics updated by
+//! whichever thread handles a request frame, under that QP's lock only
+//! (which guards its `QpInner::seen_epoch`); a race at an epoch's end may
+//! miscount one QP for one epoch, never block.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, RwLock};

@@ -64,9 +64,10 @@ pub const TX_BATCH: usize = 8;
 
 /// How long a QP in interactive mode holds an ACK for the application's
 /// answer to carry it (docs/wire.md §10.1; the engine caps it at a quarter
-/// of the QP's transport timer). Longer than the progress thread's sleep
-/// while a context is active, so holding an ACK never needs a wake-up: the
-/// thread's next regular pass sends it if no answer came.
+/// of the QP's transport timer and at half the smallest retransmission
+/// timeout, `omx_engine::MIN_RTO`: 12 ms). Longer than the progress
+/// thread's sleep while a context is active, so holding an ACK never needs
+/// a wake-up: the thread's next regular pass sends it if no answer came.
 pub const ACK_HOLD: Duration = Duration::from_millis(20);
 
 /// Bytes of one transmit slot: the largest frame of any path MTU.

@@ -224,12 +224,11 @@ impl Fabric {
         }
     }
 
-    fn put_on_wire(&mut self, from_node: usize, len: usize) {
+    fn put_on_wire(&mut self, len: usize) {
         let frame = self.buf[..len].to_vec();
         let Some(dst) = omx_engine::peek_dst_qpn(&frame).and_then(|q| self.port_of_qpn(q)) else {
             return;
         };
-        let _ = from_node;
         if self.p.lossy_node == Some(self.ports[dst].node) && self.rng.chance(self.p.loss) {
             return;
         }
@@ -290,7 +289,7 @@ impl Fabric {
                 let port = &mut self.ports[i];
                 match port.qp.poll_transmit(now, &mut self.buf, &port.mem) {
                     Some(t) => {
-                        self.put_on_wire(n, t.len);
+                        self.put_on_wire(t.len);
                         sent += 1;
                         idle = 0;
                     }
