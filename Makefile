@@ -21,7 +21,7 @@ SCENARIOS ?= $(addprefix tests/scenarios/,omx-devices.sh omx-port-events.sh \
 	omx-rmmod-busy.sh omx-link-cycles.sh omx-rc-pingpong.sh omx-rc-faults.sh \
 	omx-rc-options.sh omx-same-device.sh omx-valgrind.sh omx-hostile.sh \
 	omx-modify-table.sh omx-device-removal.sh omx-srq.sh omx-uc.sh omx-ud.sh omx-mcast.sh \
-	omx-atomic.sh omx-mw.sh omx-perftest.sh omx-many-qps.sh omx-ucx.sh omx-mpi.sh) \
+	omx-atomic.sh omx-mw.sh omx-perftest.sh omx-many-qps.sh omx-incast.sh omx-ucx.sh omx-mpi.sh) \
 	kmod-shim/tests/vm-kmod-smoke.sh kmod-shim/tests/vm-kmod-cycles.sh \
 	kmod-shim/tests/vm-kmod-hostile.sh kmod-shim/tests/vm-kmod-fuzz.sh
 # Scenarios that need two VMs joined by a QEMU socket netdev (--vms 2).

@@ -1,15 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * omx_mpi: a two-rank MPI check for the omx-mpi scenario (Open MPI over
- * UCX over omx).
+ * omx_mpi: an MPI check for the omx-mpi scenario (Open MPI over UCX over
+ * omx), on an even number of ranks (2, or 8 for the all-to-all run).
  *
  *   omx_mpi [-n ITERS] [-l LAT_ITERS] [-t TAG]
  *
- * Ping-pong: for each size (0, 1 B, 4 KiB, 64 KiB, 1 MiB) rank 0 sends
- * and rank 1 answers, ITERS round trips (fewer for the large sizes). Each
- * message carries a pattern that depends on the iteration, the size and
- * the sender, and the receiver checks the count and every byte, so a
- * stale, truncated or misrouted buffer is caught on both sides.
+ * Ping-pong: ranks pair up (0-1, 2-3, ...) and all pairs play at once:
+ * for each size (0, 1 B, 4 KiB, 64 KiB, 1 MiB) the even rank sends and
+ * the odd one answers, ITERS round trips (fewer for the large sizes).
+ * Each message carries a pattern that depends on the iteration, the size
+ * and the sender, and the receiver checks the count, the source and every
+ * byte, so a stale, truncated or misrouted buffer is caught on both sides.
+ *
+ * Alltoall: MPI_Alltoall of blocks of 1 B, 1000 B and 64 KiB, 3 rounds
+ * each; every block's bytes depend on the round, its sender and its
+ * destination, and every rank checks every block it received.
  *
  * Allreduce: MPI_SUM over int64 and double vectors of several lengths,
  * with values that depend on the rank, the element and the round; the
@@ -77,7 +82,7 @@ static void verify(const uint8_t *b, size_t len, uint32_t it, int from,
 	if ((size_t)count != len)
 		die("pingpong iteration %u: received %d bytes, expected %zu",
 		    it, count, len);
-	if (st->MPI_SOURCE != 1 - rank)
+	if (st->MPI_SOURCE != (rank ^ 1))
 		die("pingpong iteration %u: message from rank %d",
 		    it, st->MPI_SOURCE);
 	for (size_t j = 0; j < len; j++) {
@@ -97,18 +102,18 @@ static void pingpong_checked(uint8_t *buf, size_t len, int iters, uint32_t it0)
 	for (int i = 0; i < iters; i++) {
 		uint32_t it = it0 + (uint32_t)i;
 
-		if (rank == 0) {
-			fill(buf, len, it, 0);
-			check_mpi(MPI_Send(buf, (int)len, MPI_BYTE, 1, 1, MPI_COMM_WORLD));
+		if (!(rank & 1)) {
+			fill(buf, len, it, rank);
+			check_mpi(MPI_Send(buf, (int)len, MPI_BYTE, rank ^ 1, 1, MPI_COMM_WORLD));
 			memset(buf, 0xa5, len);
-			check_mpi(MPI_Recv(buf, (int)len, MPI_BYTE, 1, 2, MPI_COMM_WORLD, &st));
-			verify(buf, len, it, 1, &st);
+			check_mpi(MPI_Recv(buf, (int)len, MPI_BYTE, rank ^ 1, 2, MPI_COMM_WORLD, &st));
+			verify(buf, len, it, rank ^ 1, &st);
 		} else {
 			memset(buf, 0x5a, len);
-			check_mpi(MPI_Recv(buf, (int)len, MPI_BYTE, 0, 1, MPI_COMM_WORLD, &st));
-			verify(buf, len, it, 0, &st);
-			fill(buf, len, it, 1);
-			check_mpi(MPI_Send(buf, (int)len, MPI_BYTE, 0, 2, MPI_COMM_WORLD));
+			check_mpi(MPI_Recv(buf, (int)len, MPI_BYTE, rank ^ 1, 1, MPI_COMM_WORLD, &st));
+			verify(buf, len, it, rank ^ 1, &st);
+			fill(buf, len, it, rank);
+			check_mpi(MPI_Send(buf, (int)len, MPI_BYTE, rank ^ 1, 2, MPI_COMM_WORLD));
 		}
 	}
 	if (rank == 0)
@@ -125,14 +130,14 @@ static double pingpong_time(uint8_t *buf, size_t len, int iters)
 			check_mpi(MPI_Barrier(MPI_COMM_WORLD));
 			t0 = MPI_Wtime();
 		}
-		if (rank == 0) {
-			check_mpi(MPI_Send(buf, (int)len, MPI_BYTE, 1, 3, MPI_COMM_WORLD));
-			check_mpi(MPI_Recv(buf, (int)len, MPI_BYTE, 1, 3, MPI_COMM_WORLD,
+		if (!(rank & 1)) {
+			check_mpi(MPI_Send(buf, (int)len, MPI_BYTE, rank ^ 1, 3, MPI_COMM_WORLD));
+			check_mpi(MPI_Recv(buf, (int)len, MPI_BYTE, rank ^ 1, 3, MPI_COMM_WORLD,
 					   MPI_STATUS_IGNORE));
 		} else {
-			check_mpi(MPI_Recv(buf, (int)len, MPI_BYTE, 0, 3, MPI_COMM_WORLD,
+			check_mpi(MPI_Recv(buf, (int)len, MPI_BYTE, rank ^ 1, 3, MPI_COMM_WORLD,
 					   MPI_STATUS_IGNORE));
-			check_mpi(MPI_Send(buf, (int)len, MPI_BYTE, 0, 3, MPI_COMM_WORLD));
+			check_mpi(MPI_Send(buf, (int)len, MPI_BYTE, rank ^ 1, 3, MPI_COMM_WORLD));
 		}
 	}
 	return (MPI_Wtime() - t0) * 1e6 / iters / 2;
@@ -185,6 +190,36 @@ static void allreduce_checked(size_t n, int round, int size)
 	free(dr);
 }
 
+/*
+ * One MPI_Alltoall of len-byte blocks: the block from rank `from` to rank
+ * `to` in round `round` holds pattern(round * size + to, len, from, j).
+ */
+static void alltoall_checked(size_t len, int round, int size)
+{
+	uint8_t *sb = malloc(len * (size_t)size), *rb = malloc(len * (size_t)size);
+
+	if (!sb || !rb)
+		die("out of memory");
+	for (int d = 0; d < size; d++)
+		for (size_t j = 0; j < len; j++)
+			sb[(size_t)d * len + j] =
+				pattern((uint32_t)(round * size + d), (uint32_t)len, rank, j);
+	memset(rb, 0xa5, len * (size_t)size);
+	check_mpi(MPI_Alltoall(sb, (int)len, MPI_BYTE, rb, (int)len, MPI_BYTE,
+			       MPI_COMM_WORLD));
+	for (int from = 0; from < size; from++)
+		for (size_t j = 0; j < len; j++) {
+			uint8_t want = pattern((uint32_t)(round * size + rank),
+					       (uint32_t)len, from, j);
+
+			if (rb[(size_t)from * len + j] != want)
+				die("alltoall %zu B round %d: byte %zu from rank %d is 0x%02x, expected 0x%02x",
+				    len, round, j, from, rb[(size_t)from * len + j], want);
+		}
+	free(sb);
+	free(rb);
+}
+
 int main(int argc, char **argv)
 {
 	static const size_t sizes[] = { 0, 1, 4096, 65536, 1 << 20 };
@@ -213,8 +248,8 @@ int main(int argc, char **argv)
 			die("usage: omx_mpi [-n ITERS] [-l LAT_ITERS] [-t TAG]");
 		}
 	}
-	if (size != 2)
-		die("needs exactly 2 ranks, got %d", size);
+	if (size < 2 || size % 2)
+		die("needs an even number of ranks, got %d", size);
 	if (iters < 1 || lat_iters < 1)
 		die("-n and -l must be positive");
 	if (gethostname(host, sizeof(host)) != 0)
@@ -240,6 +275,15 @@ int main(int argc, char **argv)
 	if (rank == 0)
 		printf("omx_mpi: allreduce int64/double sum, %zu lengths x 3 rounds: checked\n",
 		       sizeof(lens) / sizeof(lens[0]));
+
+	static const size_t blocks[] = { 1, 1000, 65536 };
+
+	for (int round = 0; round < 3; round++)
+		for (size_t b = 0; b < sizeof(blocks) / sizeof(blocks[0]); b++)
+			alltoall_checked(blocks[b], round, size);
+	if (rank == 0)
+		printf("omx_mpi: alltoall %d ranks, 1 B/1000 B/64 KiB blocks x 3 rounds: checked\n",
+		       size);
 
 	double lat0 = pingpong_time(buf, 0, lat_iters);
 	double lat8 = pingpong_time(buf, 8, lat_iters);

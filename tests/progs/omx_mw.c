@@ -186,29 +186,12 @@ static struct ibv_qp *mkqp(struct ibv_cq **cq, int ex, struct ibv_qp_ex **qx)
 
 static void to_rts(struct ibv_qp *qp, uint32_t dest_qpn, const union ibv_gid *dgid)
 {
-	struct ibv_qp_attr a = {
-		.qp_state = IBV_QPS_RTR, .path_mtu = IBV_MTU_1024,
-		.dest_qp_num = dest_qpn, .rq_psn = 1,
-		.max_dest_rd_atomic = 4, .min_rnr_timer = 12,
-		.ah_attr = { .is_global = 1, .port_num = 1,
-			     .grh = { .dgid = *dgid, .sgid_index = gidx,
-				      .hop_limit = 1 } },
+	struct rc_conn c = {
+		.rd_atomic = 4, .min_rnr_timer = 12, .rnr_retry = 3, .timeout = 14,
+		.sgid_index = (uint8_t)gidx,
 	};
 
-	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_AV |
-			  IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
-			  IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
-		die("modify to RTR: %s", strerror(errno));
-	a.qp_state = IBV_QPS_RTS;
-	a.timeout = 14;
-	a.retry_cnt = 7;
-	a.rnr_retry = 3;
-	a.sq_psn = 1;
-	a.max_rd_atomic = 4;
-	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_TIMEOUT |
-			  IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
-			  IBV_QP_MAX_QP_RD_ATOMIC))
-		die("modify to RTS: %s", strerror(errno));
+	rc_to_rts(qp, dest_qpn, dgid, &c);
 }
 
 /* One completion within secs; 0 if none came. */

@@ -21,6 +21,10 @@
 #   {omx,rxe}_ucx_am_lat_us                           ucx_perftest am_lat, rc_verbs
 #   {omx,rxe}_ucx_ud_am_lat_us                        ucx_perftest am_lat, ud_verbs
 #   raw_lat_{typical,avg}_us, raw_bw_MB_s             omx_rawpp, the floor
+#   omx_idle_{lat_lone,lat_1000,lat_lone2}_us, omx_idle_cpu_pct
+#                                                     omx_idle -q 1000: a 2-byte
+#       SEND ping-pong in one context alone, with 1000 idle QPs beside it,
+#       alone again; the process's CPU over 10 idle s with 1002 QPs
 set -euo pipefail
 . "$REPO/tests/vm/guest-lib.sh"
 . "$REPO/tests/scenarios/omx-lib.sh"
@@ -124,6 +128,14 @@ for dev in omx0 rxe0; do
 		fi
 	fi
 done
+
+log "omx_idle: latency beside 1000 idle QPs, CPU of an idle process"
+timeout "$T" "$PROGS/omx_idle" -d omx0 -q 1000 -n "$ITERS" -t 10 >"$OUT/omx-idle.txt" 2>&1 ||
+	{ cat "$OUT/omx-idle.txt" >&2; fail "omx_idle"; }
+result omx_idle_lat_lone_us "$(sed -n 's/^lat_lone_us=//p' "$OUT/omx-idle.txt")"
+result omx_idle_lat_1000_us "$(sed -n 's/^lat_idle_us=//p' "$OUT/omx-idle.txt")"
+result omx_idle_lat_lone2_us "$(sed -n 's/^lat_lone2_us=//p' "$OUT/omx-idle.txt")"
+result omx_idle_cpu_pct "$(sed -n 's/^idle_cpu_pct=//p' "$OUT/omx-idle.txt")"
 
 log "raw AF_PACKET floor on bench0"
 "$PROGS/omx_rawpp" -i bench0 -S -m lat >"$OUT/raw-lat-server.txt" 2>&1 &

@@ -2,7 +2,10 @@
 # Open MPI from Debian (openmpi-bin 4.1, built with UCX) over UCX over omx:
 # a two-rank job, one rank per network namespace (nsA/omx0, nsB/omx1),
 # runs tests/progs/omx_mpi (checked ping-pong 0 B .. 1 MiB, exact
-# int64/double allreduce, latency) with UCX's rc_verbs and ud_verbs only.
+# int64/double allreduce, checked all-to-all, latency) with UCX's rc_verbs
+# and ud_verbs only; then the same program on 8 ranks, 4 per namespace,
+# placed alternately (every ping-pong pair crosses the link, and the
+# all-to-all mixes both links and same-device loopback).
 #
 # The two namespaces play two hosts, nodeA (10.78.0.1) and nodeB
 # (10.78.0.2): mpirun runs in nsA and starts nodeB's orted through a
@@ -50,9 +53,12 @@ chmod +x "$RSH"
 
 # mpi_run NAME [VAR=value ...] -- MPIRUN-ARGS...: runs omx_mpi on nodeA
 # and nodeB with the bed's flags plus MPIRUN-ARGS, output in
-# $OUT/mpi-NAME.txt; returns mpirun's status.
+# $OUT/mpi-NAME.txt; returns mpirun's status. NP ranks (default 2), half
+# on each node, placed alternately; MPI_ARGS are omx_mpi's iterations.
 mpi_run() {
-	local name=$1 rc=0
+	local name=$1 rc=0 np=${NP:-2}
+	# shellcheck disable=SC2206 # MPI_ARGS is split into words on purpose
+	local -a args=(${MPI_ARGS:--n 40 -l 400})
 	shift
 	local -a envs=()
 	while [[ $1 != -- ]]; do envs+=("$1"); shift; done
@@ -60,9 +66,9 @@ mpi_run() {
 	log "mpirun $* ($name)"
 	ip netns exec nsA env HOME="$MPI_HOME" UCX_NET_DEVICES="${MPI_DEV_A:-omx0:1}" \
 		OMPI_MCA_plm_rsh_agent="$RSH" "${envs[@]}" \
-		timeout 300 mpirun --allow-run-as-root -np 2 --host nodeA:1,nodeB:1 \
-		--mca oob_tcp_if_include 10.78.0.0/24 --bind-to none "$@" \
-		"$PROGS/omx_mpi" -n 40 -l 400 -t "$name" >"$OUT/mpi-$name.txt" 2>&1 || rc=$?
+		timeout 600 mpirun --allow-run-as-root -np "$np" --host "nodeA:$((np / 2)),nodeB:$((np / 2))" \
+		--map-by node --mca oob_tcp_if_include 10.78.0.0/24 --bind-to none "$@" \
+		"$PROGS/omx_mpi" "${args[@]}" -t "$name" >"$OUT/mpi-$name.txt" 2>&1 || rc=$?
 	log "mpirun ($name) exited $rc"
 	return "$rc"
 }
@@ -72,9 +78,9 @@ mpi_run() {
 # configuration) and that both ranks' omx contexts moved frames
 # (OMX_STATS=1 prints each context's counters when it closes).
 check_omx_run() {
-	local name=$1 f="$OUT/mpi-$1.txt" frames busy
+	local name=$1 f="$OUT/mpi-$1.txt" frames busy np=${NP:-2}
 	grep -q '^omx_mpi: PASS' "$f" || { tail -n 40 "$f" >&2; fail "$name: omx_mpi did not pass"; }
-	grep -q 'rank 1 of 2 on nodeB' "$f" || fail "$name: rank 1 did not run on nodeB"
+	grep -q "rank $((np - 1)) of $np on nodeB" "$f" || fail "$name: rank $((np - 1)) did not run on nodeB"
 	# A rank's endpoint to itself (self, cma) aside, every endpoint's only
 	# tag lane must be rc_verbs on the rank's omx device.
 	grep -E 'ep_cfg\[[0-9]+\]: tag\(' "$f" | grep -v 'tag(self/' >"$OUT/mpi-$name-lanes.txt" ||
@@ -88,7 +94,7 @@ check_omx_run() {
 	frames=$(awk '$1 == "omx-stats" && $2 == "ctx" && $4 == "rx_frames" { print $5 }' "$f")
 	busy=$(awk '$1 > 1000' <<<"$frames" | wc -l)
 	frames=$(xargs <<<"$frames")
-	((busy >= 2)) || { tail -n 40 "$f" >&2; fail "$name: $busy omx contexts moved frames (rx_frames: $frames)"; }
+	((busy >= np)) || { tail -n 40 "$f" >&2; fail "$name: $busy omx contexts moved frames (rx_frames: $frames)"; }
 	log "$name: omx contexts received $frames frames"
 	result "mpi_$name" "$(sed -n 's/^omx_mpi: result //p' "$f")"
 }
@@ -140,5 +146,13 @@ MPI_DEV_A=vethA MPI_DEV_B=vethB mpi_run tcp UCX_TLS=tcp UCX_LOG_LEVEL=info -- \
 grep -q '^omx_mpi: PASS' "$OUT/mpi-tcp.txt" || fail "tcp: omx_mpi did not pass"
 grep -E 'ep_cfg' "$OUT/mpi-tcp.txt" >&2 || true
 result mpi_tcp "$(sed -n 's/^omx_mpi: result //p' "$OUT/mpi-tcp.txt")"
+
+# 6. Eight ranks, four per node (issue 14): all pairs ping-pong at once
+# across the link, then MPI_Alltoall with every block checked, over
+# rc_verbs on omx (same-device loopback between ranks of one node).
+NP=8 MPI_ARGS="-n 10 -l 100" mpi_run alltoall8 "${omx_env[@]}" -- --mca pml ucx "${omx_fwd[@]}" ||
+	{ tail -n 60 "$OUT/mpi-alltoall8.txt" >&2; fail "mpirun -np 8 over omx"; }
+grep -q '^omx_mpi: alltoall 8 ranks' "$OUT/mpi-alltoall8.txt" || fail "alltoall8: no all-to-all"
+NP=8 check_omx_run alltoall8
 
 omx_teardown

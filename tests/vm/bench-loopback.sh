@@ -58,6 +58,14 @@ for k in "${kernels[@]}"; do
     row "ib_write_bw 64 KiB (MB/s)" "$(v omx_write_bw_MB_s)" "$(v rxe_write_bw_MB_s)" "$(v raw_bw_MB_s)"
     row "ib_read_bw 64 KiB (MB/s)" "$(v omx_read_bw_MB_s)" "$(v rxe_read_bw_MB_s)" "$(v raw_bw_MB_s)"
     row "ib_send_bw -c UD 1 KiB (MB/s)" "$(v omx_ud_send_bw_MB_s)" "$(v rxe_ud_send_bw_MB_s)" "$(v raw_bw_MB_s)"
+    # omx_idle (omx only): one context's 2-byte SEND ping-pong alone, beside
+    # 1000 idle QPs, alone again; the idle process's CPU. The omx/rxe column
+    # of the second row is the ratio to the mean of the two lone runs.
+    lone=$(awk -v a="$(v omx_idle_lat_lone_us)" -v b="$(v omx_idle_lat_lone2_us)" \
+        'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/) printf "%.2f\n", (a + b) / 2; else print "-" }')
+    echo "| ${kver} | omx_idle 2 B SEND ping-pong, lone (us; two runs) | $(v omx_idle_lat_lone_us), $(v omx_idle_lat_lone2_us) | - | - | - | - |"
+    echo "| ${kver} | same, beside 1000 idle QPs (us; / lone) | $(v omx_idle_lat_1000_us) | - | - | $(ratio "$(v omx_idle_lat_1000_us)" "${lone}") | - |"
+    echo "| ${kver} | idle process, 1002 QPs, 10 s (% of one CPU) | $(v omx_idle_cpu_pct) | - | - | - | - |"
 done
 echo
 echo "Host: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1))," \

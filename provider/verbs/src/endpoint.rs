@@ -11,8 +11,9 @@
 //! (control path) and read by the data path just long enough to clone an
 //! `Arc` or, in the timer and notification passes, while visiting each
 //! entry. Lock order: `qps` (read) → QP → MR table (read) → CQ ring;
-//! `cqs` is taken alone. The timer pass reads each QP's published deadline
-//! (an atomic) and try-locks only the QPs that are due, so the progress
+//! `cqs` is taken alone. The timer pass visits only the slots whose QP
+//! published a deadline (`armed`, crate::armed), reads that deadline (an
+//! atomic) and try-locks only the QPs that are due, so the progress
 //! thread never waits for an application thread and never holds a QP lock
 //! it has no work under. The QP and CQ ring locks are spin locks
 //! ([`crate::lock`]). `remove_qp` releases `qps` before it takes the QP
@@ -38,6 +39,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use omx_engine::grant::GrantPolicy;
 use omx_engine::Instant;
 
+use crate::armed::Armed;
 use crate::cq::{Cq, Pushed};
 use crate::mr::MrTable;
 use crate::qp::{pack_event, unpack_event, Qp, QpInner, Window, TX_BATCH, TX_SLOT};
@@ -167,8 +169,10 @@ impl Drive {
 }
 
 /// The QP demux: a QP per slot, and the same QPs in a list for the
-/// passes over all of them (timers every progress pass, held ACKs), which
-/// would otherwise walk all [`SLOTS`] slots.
+/// control-path passes over all of them (statistics, flushing held ACKs
+/// at close, failing all QPs), which would otherwise walk all [`SLOTS`]
+/// slots. The timer pass walks neither: it visits the slots marked in
+/// `Endpoint::armed`.
 #[derive(Debug)]
 struct QpTable {
     slots: Vec<Option<Arc<Qp>>>,
@@ -216,6 +220,12 @@ pub struct Endpoint {
     act_frames: AtomicU32,
     act_cur: AtomicU32,
     act_prev: AtomicU32,
+    /// The slots whose QP may have a timer deadline: what the timer pass
+    /// visits (crate::armed).
+    armed: Armed,
+    /// QPs the timer pass visited (diagnostics; the test that the pass is
+    /// proportional to the QPs with a timer, not to all QPs).
+    timer_visits: AtomicU64,
     /// Frames dropped before any QP saw them (see [`Endpoint::counters`]).
     rx_unparsable: AtomicU64,
     rx_unknown_qp: AtomicU64,
@@ -257,6 +267,8 @@ impl Endpoint {
             act_frames: AtomicU32::new(0),
             act_cur: AtomicU32::new(0),
             act_prev: AtomicU32::new(0),
+            armed: Armed::new(SLOTS),
+            timer_visits: AtomicU64::new(0),
             rx_unparsable: AtomicU64::new(0),
             rx_unknown_qp: AtomicU64::new(0),
             rx_mcast_unjoined: AtomicU64::new(0),
@@ -636,6 +648,10 @@ impl Endpoint {
         }
         let deadline_ns = rc.poll_timeout().map_or(u64::MAX, |t| t.as_nanos());
         qp.set_deadline(deadline_ns);
+        if deadline_ns != u64::MAX {
+            // After the deadline is published (crate::armed).
+            self.armed.mark(qp.qpn.slot() as usize);
+        }
         let mut idle = false;
         // A QP out of the demux (being destroyed; a thread that looked it
         // up just before may still drive it) is no longer counted. A QP
@@ -775,27 +791,49 @@ impl Endpoint {
     pub fn handle_timeouts(&self, now: Instant, tx: &impl FrameSink) -> Drive {
         let t = self.qps.read().unwrap_or_else(|p| p.into_inner());
         let mut d = Drive::default();
-        for qp in &t.live {
-            let t = qp.deadline();
-            if t == u64::MAX {
-                continue;
-            }
-            if t > now.as_nanos() {
-                d = d.merge(Drive::at(Instant::from_nanos(t)));
-                continue;
-            }
-            let Some(mut g) = qp.try_lock() else {
-                d = d.merge(Drive::at(Instant::from_nanos(
-                    now.as_nanos() + TIMER_RETRY_NS,
-                )));
-                continue;
-            };
-            if g.eng.poll_timeout().is_some_and(|t| t <= now) {
-                g.eng.handle_timeout(now);
-            }
-            d = d.merge(self.drive(qp, &mut g, now, tx));
-        }
+        let mut visits = 0u64;
+        // Only the QPs with a timer running (crate::armed): a pass costs
+        // nothing per idle QP.
+        self.armed.sweep(
+            |slot| {
+                let Some(qp) = t.slots.get(slot).and_then(Option::as_ref) else {
+                    return;
+                };
+                visits += 1;
+                let t = qp.deadline();
+                if t == u64::MAX {
+                    return;
+                }
+                if t > now.as_nanos() {
+                    d = d.merge(Drive::at(Instant::from_nanos(t)));
+                    return;
+                }
+                let Some(mut g) = qp.try_lock() else {
+                    d = d.merge(Drive::at(Instant::from_nanos(
+                        now.as_nanos() + TIMER_RETRY_NS,
+                    )));
+                    return;
+                };
+                if g.eng.poll_timeout().is_some_and(|t| t <= now) {
+                    g.eng.handle_timeout(now);
+                }
+                d = d.merge(self.drive(qp, &mut g, now, tx));
+            },
+            |slot| {
+                t.slots
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|qp| qp.deadline() != u64::MAX)
+            },
+        );
+        self.timer_visits.fetch_add(visits, Relaxed);
         d
+    }
+
+    /// QPs the timer passes visited so far (diagnostics): the passes
+    /// visit only QPs with a timer running.
+    pub fn timer_visits(&self) -> u64 {
+        self.timer_visits.load(Relaxed)
     }
 }
 
@@ -1491,6 +1529,58 @@ mod tests {
         assert!(w.0.borrow().is_empty(), "never answered");
         assert!(ep.remove_qp(qp.qpn).is_some());
         assert!(ep.lookup(qp.qpn).is_none());
+    }
+
+    #[test]
+    fn timer_pass_visits_only_qps_with_a_timer_running() {
+        // 1000 connected idle QPs and one with a SEND in flight: every
+        // timer pass visits that one alone (issue 14 §2), retransmits
+        // it when due, and forgets it once it is destroyed.
+        let a = Endpoint::new(1);
+        let qps: Vec<_> = (1..=1000u32)
+            .map(|s| connect(&a, 1 << 12 | s, 2 << 12 | s))
+            .collect();
+        let mut src = vec![7u8; 64];
+        reg(&a, &mut src, 0x100, 64, 0);
+        let w = Wire::default();
+        let busy = &qps[500];
+        {
+            let mut g = busy.lock();
+            g.post_send(
+                SendWr {
+                    wr_id: 1,
+                    op: SendOp::Send,
+                    sg: SgList::single(src.as_ptr() as u64, 64, 0x100),
+                    signaled: true,
+                    solicited: false,
+                },
+                None,
+            )
+            .unwrap();
+            a.drive(busy, &mut g, Instant::ZERO, &w);
+        }
+        assert_eq!(w.0.borrow_mut().drain(..).count(), 1);
+        let due = busy.deadline();
+        assert_ne!(due, u64::MAX, "the retransmission timer runs");
+        let d = a.handle_timeouts(Instant::ZERO, &w);
+        assert_eq!(d.deadline_ns, due);
+        assert_eq!(a.timer_visits(), 1, "one pass, one QP with a timer");
+        let mut now = due;
+        for _ in 0..3 {
+            now += (10 * omx_engine::MIN_RTO.as_nanos()) << 5;
+            a.handle_timeouts(Instant::from_nanos(now), &w);
+        }
+        assert_eq!(a.timer_visits(), 4);
+        assert!(
+            !w.0.borrow().is_empty(),
+            "the pass retransmitted the unanswered SEND"
+        );
+        // Destroyed: one more visit finds the slot empty and unmarks it.
+        let _gone = a.remove_qp(busy.qpn).unwrap();
+        a.handle_timeouts(Instant::from_nanos(now), &w);
+        a.handle_timeouts(Instant::from_nanos(now), &w);
+        assert_eq!(a.timer_visits(), 4, "an empty slot is no visit");
+        assert!(!a.armed.is_marked(busy.qpn.slot() as usize));
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! fault handler (`sigaction`).
 
 pub mod addr;
+pub mod armed;
 pub mod cq;
 pub mod endpoint;
 pub mod engine;

@@ -303,12 +303,12 @@ impl Qp {
 
     /// The deadline the last drive published (ns; `u64::MAX` = none).
     pub fn deadline(&self) -> u64 {
-        self.deadline.load(Ordering::Acquire)
+        self.deadline.load(Ordering::SeqCst)
     }
 
     /// Publishes the engine's next deadline (under the QP lock).
     pub(crate) fn set_deadline(&self, ns: u64) {
-        self.deadline.store(ns, Ordering::Release);
+        self.deadline.store(ns, Ordering::SeqCst);
     }
 
     /// The QP lock if it is free now.
