@@ -4,14 +4,17 @@
 //! per MTU), and in one process runs two threads, each `setns()`'d into
 //! its namespace (the network namespace is per thread), that measure:
 //!
-//! 1. the floor, plain AF_PACKET with one syscall per frame: a ping-pong
-//!    of 2-byte-payload frames and a stream of MTU-size frames;
+//! 1. two floors, plain AF_PACKET: with one syscall per frame (the
+//!    send() floor), and with a PACKET_MMAP receive ring and batched
+//!    transmit (the ring floor, the best a program gets through the same
+//!    kernel path): each a ping-pong of 2-byte-payload frames and a
+//!    stream of MTU-size frames;
 //! 2. our stack (omx-engine + omx-verbs-objects + omx-pktio, no
 //!    libibverbs, no kernel module): 2-byte SEND and RDMA WRITE
 //!    ping-pongs (ib_send_lat / ib_write_lat) and a 64 KiB RDMA WRITE
 //!    stream (ib_write_bw);
 //!
-//! and prints a table with the ratio ours / floor. Latencies are one way
+//! and prints a table with the ratios ours / floor for both floors. Latencies are one way
 //! (half the round trip, as perftest reports them): median and p99.
 //!
 //! Usage: `omx-bench [--mtu 1500,9000] [--iters N] [--warmup N]
@@ -93,6 +96,8 @@ struct Results {
     mtu: u32,
     floor_lat: Latency,
     floor_bw: Stream,
+    ring_lat: Latency,
+    ring_bw: Stream,
     send_lat: Latency,
     write_lat: Latency,
     write_bw: stack::Bw,
@@ -104,6 +109,8 @@ struct Results {
 struct SideOut {
     floor_lat: Option<Latency>,
     floor_bw: Option<Stream>,
+    ring_lat: Option<Latency>,
+    ring_bw: Option<Stream>,
     send_lat: Option<Latency>,
     write_lat: Option<Latency>,
     write_bw: Option<stack::Bw>,
@@ -136,6 +143,11 @@ fn side(o: &Opts, mtu: u32, sh: &Shared<'_>, client: bool) -> Result<SideOut, St
         floor_bw: floor::stream(&p, client, mtu as usize + 14, o.secs, &sh.end),
         ..Default::default()
     };
+    {
+        let rs = floor::ring_socket(ifindex, o.rx).map_err(|e| format!("ring floor: {e}"))?;
+        out.ring_lat = floor::ring_pingpong(&p, &rs, client, o.warmup, o.iters);
+        out.ring_bw = floor::ring_stream(&p, &rs, client, mtu as usize + 14, o.secs, &sh.end);
+    }
     let addr = |i: usize| Addr {
         endpoint: i as u32 + 1,
         mac: t.sides[i].mac,
@@ -205,6 +217,8 @@ fn run(o: &Opts, mtu: u32) -> Result<Results, String> {
         mtu,
         floor_lat: a.floor_lat.ok_or_else(missing)?,
         floor_bw: z.floor_bw.ok_or_else(missing)?,
+        ring_lat: a.ring_lat.ok_or_else(missing)?,
+        ring_bw: z.ring_bw.ok_or_else(missing)?,
         send_lat: a.send_lat.ok_or_else(missing)?,
         write_lat: a.write_lat.ok_or_else(missing)?,
         write_bw: a.write_bw.ok_or_else(missing)?,
@@ -255,32 +269,39 @@ fn print_table(o: &Opts, all: &[Results]) {
         stack::BW_WINDOW,
         o.rx
     );
-    println!("| MTU | test | floor (raw AF_PACKET) | ours | ours / floor |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| MTU | test | send() floor | ring floor | ours | ours / send() floor | ours / ring floor |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     let lat = |l: &Latency| format!("{:.2} us ({:.2})", l.median_us, l.p99_us);
+    let bw = |s: &Stream| format!("{:.0} MB/s ({:.1} % lost)", s.mb_s, s.loss * 100.0);
     for r in all {
-        let f = &r.floor_lat;
         for (name, l) in [
             ("2 B SEND lat", &r.send_lat),
             ("2 B WRITE lat", &r.write_lat),
         ] {
             println!(
-                "| {} | {name} | {} | {} | {:.2} |",
+                "| {} | {name} | {} | {} | {} | {:.2} | {:.2} |",
                 r.mtu,
-                lat(f),
+                lat(&r.floor_lat),
+                lat(&r.ring_lat),
                 lat(l),
-                l.median_us / f.median_us
+                l.median_us / r.floor_lat.median_us,
+                l.median_us / r.ring_lat.median_us
             );
         }
         println!(
-            "| {} | 64 KiB WRITE bw | {:.0} MB/s ({:.1} % lost) | {:.0} MB/s ({} retransmitted, {} timeouts) | {:.2} |",
+            "| {} | 64 KiB WRITE bw | {} | {} | {:.0} MB/s ({} retransmitted, {} timeouts; blocked by the receiver {}, by cwnd {}) | {:.2} | {:.2} |",
             r.mtu,
-            r.floor_bw.mb_s,
-            r.floor_bw.loss * 100.0,
+            bw(&r.floor_bw),
+            bw(&r.ring_bw),
             r.write_bw.mb_s,
             r.write_bw.retransmits,
             r.write_bw.timeouts,
-            r.write_bw.mb_s / r.floor_bw.mb_s
+            r.write_bw.blocked_peer,
+            r.write_bw.blocked_cwnd,
+            r.write_bw.mb_s / r.floor_bw.mb_s,
+            r.write_bw.mb_s / r.ring_bw.mb_s
         );
     }
 }
