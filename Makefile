@@ -158,11 +158,13 @@ demo: build
 		tests/scenarios/demo.sh
 
 # Benchmarks (never part of `make test`): the native host benchmark (root,
-# no VM), the rxe baseline, then omx vs rxe vs raw frames on same-device
-# loopback in one VM, per kernel.
+# no VM), the rxe baseline, omx vs rxe vs raw frames on same-device
+# loopback in one VM (with latency beside 1000 idle QPs and idle CPU), then
+# bandwidth against the number of QPs and incast, per kernel.
 bench: build bench-native
 	@tests/vm/bench-rxe.sh
 	@tests/vm/bench-loopback.sh
+	@tests/vm/bench-scale.sh
 
 # Native host benchmark (root; no VM): two network namespaces joined by a
 # veth pair, raw AF_PACKET floor vs our stack (omx-bench, provider/bench).
