@@ -686,6 +686,7 @@ impl Runtime {
                 io.map_or(0, |io| io.sock.ring_drops()),
                 self.tap.get().map_or(0, PacketSocket::ring_drops),
             ],
+            io.map_or(0, |io| io.sock.tx_drops()),
             self.is_dead(),
         )
     }
@@ -1042,12 +1043,14 @@ fn progress_rx_by(last_spun: u64, now: u64) -> RxBy {
 /// engine counters of all its QPs (destroyed and live) summed (their
 /// `rx_frames`, frames handed to a QP, as `rx_qp_frames`), the endpoint's
 /// own drops, what the kernel dropped for want of ring space (socket,
-/// loopback tap) and whether the device went away.
+/// loopback tap), the frames it refused to send, and whether the device
+/// went away.
 fn ctx_counters(
     rx_frames: u64,
     qp_totals: Vec<(&'static str, u64)>,
     endpoint: [(&'static str, u64); 3],
     ring_drops: [u64; 2],
+    tx_drops: u64,
     dead: bool,
 ) -> Vec<(&'static str, u64)> {
     let mut c = vec![("rx_frames", rx_frames)];
@@ -1059,6 +1062,7 @@ fn ctx_counters(
     c.extend(endpoint);
     c.push(("rx_ring_drops", ring_drops[0]));
     c.push(("rx_tap_ring_drops", ring_drops[1]));
+    c.push(("tx_socket_drops", tx_drops));
     c.push(("device_fatal", u64::from(dead)));
     c
 }
@@ -1079,6 +1083,7 @@ mod tests {
                 ("rx_mcast_unjoined", 5),
             ],
             [3, 4],
+            6,
             true,
         );
         let mut names: Vec<_> = c.iter().map(|(n, _)| *n).collect();
@@ -1090,6 +1095,7 @@ mod tests {
         assert_eq!(get("rx_frames"), Some(7));
         assert_eq!(get("rx_qp_frames"), Some(0));
         assert_eq!(get("rx_tap_ring_drops"), Some(4));
+        assert_eq!(get("tx_socket_drops"), Some(6));
         assert_eq!(get("device_fatal"), Some(1));
     }
 

@@ -315,6 +315,8 @@ pub struct PacketSocket {
     /// every `PACKET_STATISTICS` read (each read resets the kernel's
     /// count).
     ring_drops: AtomicU64,
+    /// Frames the kernel refused to send (see [`PacketSocket::tx_drops`]).
+    tx_drops: AtomicU64,
 }
 
 /// Exclusive access to a socket's receive side ([`PacketSocket::receiver`]).
@@ -557,6 +559,7 @@ impl PacketSocket {
             kind,
             shut: AtomicBool::new(false),
             ring_drops: AtomicU64::new(0),
+            tx_drops: AtomicU64::new(0),
         })
     }
 
@@ -625,6 +628,14 @@ impl PacketSocket {
             self.ring_drops.fetch_add(u64::from(st.tp_drops), Relaxed);
         }
         self.ring_drops.load(Relaxed)
+    }
+
+    /// Frames the kernel refused to take for sending so far (a full
+    /// socket send buffer or transmit queue, a frame longer than the
+    /// netdev carries): they are lost like frames lost on the wire, and
+    /// the engine retransmits them. Diagnostics (OMX_STATS).
+    pub fn tx_drops(&self) -> u64 {
+        self.tx_drops.load(Relaxed)
     }
 
     /// How this socket receives.
@@ -700,6 +711,9 @@ impl FrameSink for PacketSocket {
             if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
+            if n < 0 {
+                self.tx_drops.fetch_add(1, Relaxed);
+            }
             return;
         }
     }
@@ -754,6 +768,10 @@ impl FrameSink for PacketSocket {
                 } else {
                     break;
                 }
+            }
+            if done < chunk.len() {
+                self.tx_drops
+                    .fetch_add((chunk.len() - done) as u64, Relaxed);
             }
         }
     }
@@ -1284,6 +1302,20 @@ mod tests {
             tx.send_batch(&refs);
             let got = drain(rx, w, n as usize);
             assert_eq!(got, frames);
+        });
+    }
+
+    /// Frames the kernel refuses (here: longer than any netdev carries)
+    /// are counted as transmit drops, one by one and in batches.
+    #[test]
+    fn refused_frames_are_counted_as_transmit_drops() {
+        over_veth("td", RxMode::Ring(RingConfig::DEFAULT), |tx, rx, w| {
+            tx.send(&numbered(1, 70_000));
+            assert_eq!(tx.tx_drops(), 1);
+            tx.send_batch(&[&numbered(2, 60), &numbered(3, 70_000), &numbered(4, 70_000)]);
+            assert_eq!(tx.tx_drops(), 3);
+            assert_eq!(drain(rx, w, 1), [numbered(2, 60)]);
+            assert_eq!(rx.tx_drops(), 0);
         });
     }
 
