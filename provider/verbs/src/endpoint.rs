@@ -826,7 +826,9 @@ impl Endpoint {
                     .is_some_and(|qp| qp.deadline() != u64::MAX)
             },
         );
-        self.timer_visits.fetch_add(visits, Relaxed);
+        if visits > 0 {
+            self.timer_visits.fetch_add(visits, Relaxed);
+        }
         d
     }
 
