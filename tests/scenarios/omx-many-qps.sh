@@ -21,10 +21,10 @@ perftest_pair write_bw_q256 ib_write_bw -s 4096 -q 256 -n 60 -F
 perftest_pair write_bw_q1000 ib_write_bw -s 4096 -q 1000 -n 20 -F
 perftest_pair send_bw_q64 ib_send_bw -s 4096 -q 64 -n 200 -F
 perftest_pair send_bw_q256 ib_send_bw -s 4096 -q 256 -n 60 -F
-# ib_send_bw -q 1000 is not here yet: it passes on 6.12 and in 9 of 10
-# runs on 6.1, where one QP once ended in RETRY_EXC_ERR, and the client's
-# full ring drops a fifth of the ~67,000 ACKs (docs/benchmarks.md, "Many
-# QPs").
+# ib_send_bw -q 1000 is not here yet: it passes on 6.12, but on 6.1 about
+# one run in ten ends with one QP in RETRY_EXC_ERR, a QP that never heard
+# from its peer while the rings drop a fifth of the frames
+# (docs/benchmarks.md, "Many QPs").
 
 log "omx_idle: a ping-pong beside 1000 idle QPs in one context"
 ip netns exec nsA timeout 300 "$PROGS/omx_idle" -d omx0 -q 1000 -n 200 -t 2 \
