@@ -14,7 +14,11 @@
 //! are taken inside it. Lock order: docs/lifetime-and-locking.md.
 //! `deadline` is an atomic copy of the engine's next timer deadline,
 //! written only under `inner` (at the end of every drive) and read without
-//! it by the timer pass, which then try-locks a due QP and re-checks.
+//! it by the timer pass, which then try-locks a due QP and re-checks. Its
+//! store and load are SeqCst: the endpoint marks the QP's slot in its
+//! armed set after the store, and the timer pass unmarks a slot only
+//! between two loads that find no deadline (crate::armed), so a deadline
+//! published during a pass is never left unmarked.
 //! `pending` (the engine has WRs not completed, or holds an ACK for the
 //! application's answer), `removed` (out of the
 //! endpoint's demux) and `window_taken` (ring frames of the endpoint's
@@ -139,7 +143,7 @@ pub struct Qp {
     inner: SpinLock<QpInner>,
     /// The engine's next timer deadline (ns, `u64::MAX` = none), stored by
     /// whoever drove the QP last, so the timer pass finds due QPs without
-    /// taking every QP's lock.
+    /// taking every QP's lock (SeqCst, paired with `Endpoint`'s armed set).
     deadline: AtomicU64,
     /// Whether the engine has posted WRs not completed yet, or holds an
     /// ACK for the application's answer, as the last drive saw it (a hint
